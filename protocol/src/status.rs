@@ -1,0 +1,91 @@
+//! Task and slot status enums as the outside world sees them.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Where a task is in its life. `Completed`, `Failed`, `Cancelled` and `TimedOut` are
+/// terminal: once a task reaches one it never changes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting in the queue for an idle slot.
+    Pending,
+    /// A slot's Claude process is working on it.
+    Running,
+    /// Claude answered and reported no error.
+    Completed,
+    /// Claude reported an error, or its process died, hung or misbehaved.
+    Failed,
+    /// Cancelled by a caller (or by shutdown) before it completed.
+    Cancelled,
+    /// Its deadline passed before it completed.
+    TimedOut,
+}
+
+impl TaskStatus {
+    /// True for the four terminal states.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, TaskStatus::Pending | TaskStatus::Running)
+    }
+
+    /// The wire name (`"timed_out"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A slot as `pool_status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotStatus {
+    /// Its Claude process is being spawned and warmed up.
+    Starting,
+    /// Warm and waiting for work.
+    Idle,
+    /// Running a task (or resetting its conversation right after one).
+    Busy,
+    /// Its process is being stopped after a cancel or a deadline.
+    Cancelling,
+    /// The slot actor failed; its supervisor restarts it after a backoff.
+    Restarting,
+    /// The slot is shutting down.
+    Stopping,
+    /// The slot exceeded its restart limit and is no longer restarted.
+    Failed,
+}
+
+impl SlotStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotStatus::Starting => "starting",
+            SlotStatus::Idle => "idle",
+            SlotStatus::Busy => "busy",
+            SlotStatus::Cancelling => "cancelling",
+            SlotStatus::Restarting => "restarting",
+            SlotStatus::Stopping => "stopping",
+            SlotStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for SlotStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
