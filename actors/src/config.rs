@@ -1,0 +1,184 @@
+//! Pool configuration: what every slot's Claude process runs with, and the supervision knobs.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claude_pool_protocol::{Effort, PermissionMode};
+
+use crate::process::SpawnSpec;
+use crate::restart::RestartPolicy;
+
+/// Variables a child Claude must never inherit: under a Claude Code parent they make the
+/// child refuse to start.
+pub const SCRUBBED_ENV: [&str; 2] = ["CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"];
+
+/// The settings one Claude process runs with. Model and permission mode can change inside a
+/// running process (control requests); effort is fixed per process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcSettings {
+    /// `--model`, or the CLI's default.
+    pub model: Option<String>,
+    /// `--permission-mode`.
+    pub permission_mode: Option<PermissionMode>,
+    /// `--effort`, or the CLI's default.
+    pub effort: Option<Effort>,
+}
+
+/// Everything a pool needs. Build one with [`crate::PoolBuilder`].
+#[derive(Clone)]
+pub struct PoolConfig {
+    /// Number of slots at start.
+    pub slots: usize,
+    /// The `claude` executable.
+    pub claude_bin: PathBuf,
+    /// Default settings for every task.
+    pub defaults: ProcSettings,
+    /// Appended to Claude Code's own system prompt (`--append-system-prompt`); never replaces it.
+    pub append_system_prompt: Option<String>,
+    /// Deadline of a task that does not set its own, counted from submission.
+    pub default_timeout: Duration,
+    /// A process is replaced after serving this many tasks (its memory grows per turn).
+    pub recycle_after_turns: u64,
+    /// Working directory of the Claude processes.
+    pub cwd: Option<PathBuf>,
+    /// Extra variables for the children, on top of the inherited environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Whether children inherit the server's environment (minus [`SCRUBBED_ENV`]).
+    pub inherit_env: bool,
+    /// Extra CLI arguments for every process.
+    pub extra_args: Vec<String>,
+    /// How the slot supervisor restarts a failed slot.
+    pub slot_restart: RestartPolicy,
+    /// How the root supervisor restarts a failed slot supervisor.
+    pub supervisor_restart: RestartPolicy,
+    /// After an interrupt, how long to wait for the turn's result before SIGTERM.
+    pub interrupt_grace: Duration,
+    /// After SIGTERM, how long to wait for the exit before SIGKILL.
+    pub kill_grace: Duration,
+    /// How long a fresh process may take to answer its first `/clear`.
+    pub startup_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            slots: 2,
+            claude_bin: PathBuf::from("claude"),
+            defaults: ProcSettings {
+                model: None,
+                permission_mode: Some(PermissionMode::Plan),
+                effort: None,
+            },
+            append_system_prompt: None,
+            default_timeout: Duration::from_secs(30 * 60),
+            recycle_after_turns: 50,
+            cwd: None,
+            env: Vec::new(),
+            inherit_env: true,
+            extra_args: Vec::new(),
+            slot_restart: RestartPolicy::SLOT_DEFAULT,
+            supervisor_restart: RestartPolicy::SLOT_SUPERVISOR_DEFAULT,
+            interrupt_grace: Duration::from_secs(2),
+            kill_grace: Duration::from_secs(2),
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values of `env` may be API keys: names only.
+        let env_names: Vec<_> = self.env.iter().map(|(k, _)| k.to_string_lossy()).collect();
+        f.debug_struct("PoolConfig")
+            .field("slots", &self.slots)
+            .field("claude_bin", &self.claude_bin)
+            .field("defaults", &self.defaults)
+            .field("append_system_prompt", &self.append_system_prompt.as_ref().map(|s| s.len()))
+            .field("default_timeout", &self.default_timeout)
+            .field("recycle_after_turns", &self.recycle_after_turns)
+            .field("cwd", &self.cwd)
+            .field("env_names", &env_names)
+            .field("inherit_env", &self.inherit_env)
+            .field("extra_args", &self.extra_args)
+            .field("slot_restart", &self.slot_restart)
+            .field("supervisor_restart", &self.supervisor_restart)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolConfig {
+    /// The command line and environment for a process running with `settings`.
+    pub fn spawn_spec(&self, settings: &ProcSettings) -> SpawnSpec {
+        let mut args: Vec<String> = [
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(model) = &settings.model {
+            args.extend(["--model".into(), model.clone()]);
+        }
+        if let Some(mode) = settings.permission_mode {
+            args.extend(["--permission-mode".into(), mode.as_str().into()]);
+        }
+        if let Some(effort) = settings.effort {
+            args.extend(["--effort".into(), effort.cli_value().into()]);
+        }
+        if let Some(prompt) = &self.append_system_prompt {
+            args.extend(["--append-system-prompt".into(), prompt.clone()]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+
+        let mut env: Vec<(OsString, OsString)> = if self.inherit_env {
+            std::env::vars_os().collect()
+        } else {
+            Vec::new()
+        };
+        for (k, v) in &self.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env.retain(|(k, _)| !SCRUBBED_ENV.iter().any(|s| k == s));
+        SpawnSpec { program: self.claude_bin.clone(), args, env, cwd: self.cwd.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_never_inherit_the_claude_code_parent_markers() {
+        let cfg = PoolConfig {
+            inherit_env: false,
+            env: vec![
+                ("CLAUDECODE".into(), "1".into()),
+                ("CLAUDE_CODE_ENTRYPOINT".into(), "cli".into()),
+                ("ANTHROPIC_BASE_URL".into(), "http://127.0.0.1:9".into()),
+            ],
+            ..PoolConfig::default()
+        };
+        let spec = cfg.spawn_spec(&cfg.defaults);
+        let names: Vec<_> = spec.env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["ANTHROPIC_BASE_URL".to_owned()]);
+    }
+
+    #[test]
+    fn the_system_prompt_is_appended_never_replacing_claude_codes_own() {
+        let cfg = PoolConfig {
+            append_system_prompt: Some("be brief".into()),
+            ..PoolConfig::default()
+        };
+        let args = cfg.spawn_spec(&cfg.defaults).args;
+        let i = args.iter().position(|a| a == "--append-system-prompt").expect("flag present");
+        assert_eq!(args[i + 1], "be brief");
+        assert!(!args.iter().any(|a| a == "--system-prompt"));
+        assert!(args.windows(2).any(|w| w[0] == "--permission-mode" && w[1] == "plan"));
+    }
+}

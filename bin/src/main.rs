@@ -1,0 +1,191 @@
+//! `claude-pool-server`: a pool of warm Claude Code processes, served as an MCP server over
+//! stdio. Stdout carries MCP messages only; logs go to stderr or `--log-file`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use claude_pool::protocol::{Effort, PermissionMode};
+use claude_pool::{FrontendActor, FrontendTransport, Pool, PoolConfig, ProcSettings, RestartPolicy};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
+#[derive(Debug, Parser)]
+#[command(name = "claude-pool-server", version, about)]
+struct Args {
+    /// Number of slots (warm Claude processes) to run.
+    #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    slots: u16,
+
+    /// Default model for every task (e.g. sonnet, opus).
+    #[arg(long)]
+    model: Option<String>,
+
+    /// Default effort: min, low, medium, high, xhigh, max.
+    #[arg(long, value_parser = parse_effort)]
+    effort: Option<Effort>,
+
+    /// Text appended to Claude Code's own system prompt for every slot (it never replaces it).
+    #[arg(long)]
+    system_prompt: Option<String>,
+
+    /// Default permission mode: default, acceptEdits, auto, bypassPermissions, manual, dontAsk, plan.
+    #[arg(long, default_value = "plan", value_parser = parse_permission_mode)]
+    permission_mode: PermissionMode,
+
+    /// The Claude Code CLI to run.
+    #[arg(long, env = "CLAUDE_POOL_CLAUDE_BIN", default_value = "claude")]
+    claude_bin: PathBuf,
+
+    /// Deadline of a task that sets none, counted from submission: "90s", "30m", or milliseconds.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Replace a slot's process after it served this many tasks.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    recycle_after: u64,
+
+    /// Working directory of the Claude processes (default: the server's).
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+
+    /// Restarts allowed per slot within --restart-window before the slot is given up.
+    #[arg(long, default_value_t = 5)]
+    max_restarts: u32,
+
+    /// The window --max-restarts is counted in.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    restart_window: Duration,
+
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, env = "CLAUDE_POOL_LOG", default_value = "info")]
+    log_level: String,
+
+    /// Append logs to this file instead of stderr.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+fn parse_effort(s: &str) -> Result<Effort, String> {
+    s.parse()
+}
+
+fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
+    s.parse()
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    claude_pool::protocol::Timeout::parse(s).map(|t| t.0)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = init_tracing(&args) {
+        eprintln!("claude-pool-server: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("claude-pool-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let logs_to_file = args.log_file.is_some();
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            if logs_to_file {
+                eprintln!("claude-pool-server: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(args: &Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match &args.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open --log-file {}", path.display()))?;
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+        }
+        None => builder.with_ansi(false).with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// Finds the CLI the way a shell would, so a missing one is reported before any slot starts.
+fn resolve_program(program: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.components().count() > 1 {
+        if executable(program) {
+            return Ok(program.to_path_buf());
+        }
+        bail!("--claude-bin {} is not an executable file", program.display());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(program);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "cannot find `{}` on PATH; install Claude Code or pass --claude-bin /path/to/claude",
+        program.display()
+    )
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let claude_bin = resolve_program(&args.claude_bin)?;
+    let config = PoolConfig {
+        slots: usize::from(args.slots),
+        claude_bin,
+        defaults: ProcSettings {
+            model: args.model,
+            permission_mode: Some(args.permission_mode),
+            effort: args.effort,
+        },
+        append_system_prompt: args.system_prompt,
+        default_timeout: args.timeout,
+        recycle_after_turns: args.recycle_after,
+        cwd: args.cwd,
+        slot_restart: RestartPolicy {
+            max_restarts: args.max_restarts,
+            window: args.restart_window,
+            ..RestartPolicy::SLOT_DEFAULT
+        },
+        ..PoolConfig::default()
+    };
+    tracing::info!(slots = config.slots, claude = %config.claude_bin.display(), "starting claude-pool");
+    let pool = Pool::start(config).await.context("cannot start the pool")?;
+    let (frontend, serving) = FrontendActor::start(pool.clone(), FrontendTransport::Stdio)
+        .await
+        .context("cannot start the MCP front-end")?;
+
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let why = tokio::select! {
+        _ = serving => "stdin closed",
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+        _ = sighup.recv() => "SIGHUP",
+    };
+    tracing::info!(reason = why, "shutting down");
+    frontend.stop(Some(why.into()));
+    pool.shutdown().await;
+    tracing::info!("every slot stopped; bye");
+    Ok(())
+}
