@@ -10,7 +10,7 @@ pub enum PoolError {
     #[error("invalid task: {0}")]
     InvalidTask(String),
     /// No task has this id.
-    #[error("unknown task id {0:?}")]
+    #[error("unknown task id \"{0}\"")]
     UnknownTask(TaskId),
     /// The pool no longer runs tasks (it was shut down or could not keep slots alive).
     #[error("the pool is stopped: {0}")]

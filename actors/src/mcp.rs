@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use claude_pool_protocol::tools::{SubmitReport, TaskParams, TaskRef, TaskReport};
+use claude_pool_protocol::tools::{
+    ResultParams, StatusParams, SubmitReport, TaskParams, TaskRef, TaskReport,
+};
 use claude_pool_protocol::TaskStatus;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -165,11 +167,17 @@ impl PoolServer {
     /// A task's report.
     #[tool(
         name = "pool_result",
-        description = "Get a task's status and, once it ended, its output, spend_usd, tokens_used and error."
+        description = "Get a task's status and, once it ended, its output, spend_usd, tokens_used and error. With `wait`, answers as soon as the task ends (or when the wait runs out)."
     )]
-    async fn pool_result(&self, Parameters(params): Parameters<TaskRef>) -> Result<CallToolResult, ErrorData> {
-        let report = self.pool.result(&params.task_id).await.map_err(to_error_data)?;
-        structured(&report)
+    async fn pool_result(&self, Parameters(params): Parameters<ResultParams>) -> Result<CallToolResult, ErrorData> {
+        let report = match params.wait {
+            None => self.pool.result(&params.task_id).await,
+            Some(wait) => match tokio::time::timeout(wait.0, self.pool.wait(&params.task_id)).await {
+                Ok(report) => report,
+                Err(_) => self.pool.result(&params.task_id).await,
+            },
+        };
+        structured(&report.map_err(to_error_data)?)
     }
 
     /// Cancels a task.
@@ -185,9 +193,12 @@ impl PoolServer {
     /// The pool's state.
     #[tool(
         name = "pool_status",
-        description = "Slots (id, status, active_tasks, restarts), active and pending task counts, spend and budget."
+        description = "Slots (id, status, active_tasks, restarts), active and pending task counts, spend and budget. With `wait_ready`, answers once every slot has warmed up."
     )]
-    async fn pool_status(&self) -> Result<CallToolResult, ErrorData> {
+    async fn pool_status(&self, Parameters(params): Parameters<StatusParams>) -> Result<CallToolResult, ErrorData> {
+        if let Some(wait) = params.wait_ready {
+            let _ = tokio::time::timeout(wait.0, self.pool.wait_ready()).await;
+        }
         let status = self.pool.status().await.map_err(to_error_data)?;
         structured(&status)
     }

@@ -43,6 +43,27 @@ pub struct TaskRef {
     pub task_id: TaskId,
 }
 
+/// Parameters of `pool_result`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultParams {
+    /// Task id, as returned by pool_submit or pool_run.
+    pub task_id: TaskId,
+    /// Wait up to this long for the task to end before answering ("30s", or milliseconds).
+    /// Without it the current state is returned at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Timeout>,
+}
+
+/// Parameters of `pool_status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusParams {
+    /// Answer only once every slot has warmed up (or failed), waiting up to this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ready: Option<Timeout>,
+}
+
 /// Tokens a task used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokensUsed {

@@ -1,0 +1,335 @@
+//! A harness that runs `claude-pool-server` as a child process and talks to it with rmcp's
+//! client over its stdin/stdout, the way an MCP host does.
+//!
+//! Every byte the server writes to stdout passes a relay that checks it is a JSON-RPC 2.0
+//! message before handing it to the client; anything else is recorded and fails
+//! [`Server::assert_stdout_clean`].
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientRequest, ProgressNotificationParam, ProgressToken,
+    Request, ServerResult,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestHandle, RunningService};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use crate::{Scratch, within};
+
+/// How a test server is started.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The CLI the slots run.
+    pub claude_bin: PathBuf,
+    /// Number of slots.
+    pub slots: usize,
+    /// More flags.
+    pub args: Vec<String>,
+    /// More environment for the server (and so for its slots).
+    pub env: Vec<(String, String)>,
+}
+
+impl ServerOptions {
+    /// `slots` slots running the fake CLI.
+    pub fn fake(slots: usize) -> Self {
+        ServerOptions { claude_bin: crate::fake_claude_bin(), slots, args: Vec::new(), env: Vec::new() }
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_owned());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| (*s).to_owned()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+}
+
+/// The MCP client side: forwards progress notifications to the test.
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    progress: mpsc::UnboundedSender<ProgressNotificationParam>,
+}
+
+impl ClientHandler for TestClient {
+    async fn on_progress(&self, params: ProgressNotificationParam, _ctx: NotificationContext<RoleClient>) {
+        let _ = self.progress.send(params);
+    }
+}
+
+/// A running server and a connected client.
+pub struct Server {
+    child: Child,
+    /// The server's pid.
+    pub pid: u32,
+    client: Option<RunningService<RoleClient, TestClient>>,
+    progress: tokio::sync::Mutex<mpsc::UnboundedReceiver<ProgressNotificationParam>>,
+    stdout_problems: Arc<Mutex<Vec<String>>>,
+    /// Where the server's stderr (its log) goes.
+    pub stderr_path: PathBuf,
+    /// The fake CLI's event log.
+    pub fake_log: PathBuf,
+    scratch: Scratch,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Starts the server and completes the MCP handshake.
+    pub async fn start(opts: ServerOptions) -> Server {
+        let scratch = Scratch::new("server");
+        let home = scratch.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let stderr_path = scratch.join("server.log");
+        let fake_log = scratch.join("fake.log");
+        let mut cmd = Command::new(crate::server_bin());
+        cmd.arg("--slots")
+            .arg(opts.slots.to_string())
+            .arg("--claude-bin")
+            .arg(&opts.claude_bin)
+            .arg("--log-level")
+            .arg("debug")
+            .args(&opts.args)
+            .env("HOME", &home)
+            .env("FAKE_CLAUDE_LOG", &fake_log)
+            .env("FAKE_CLAUDE_STATE", scratch.join("fake-state"))
+            .env("FAKE_CLAUDE_TURN_MS", "5")
+            .env_remove("CLAUDE_POOL_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .kill_on_drop(true);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn claude-pool-server");
+        let pid = child.id().expect("pid");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+
+        // The relay: check every stdout line, then pass it on to the client.
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let (relay_out, client_in) = tokio::io::duplex(1 << 20);
+        let seen = problems.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout);
+            let mut writer = relay_out;
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match lines.read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let ok = serde_json::from_slice::<Value>(&buf)
+                    .ok()
+                    .is_some_and(|v| v.get("jsonrpc") == Some(&json!("2.0")));
+                if !ok {
+                    seen.lock().unwrap().push(String::from_utf8_lossy(&buf[..buf.len().min(300)]).into_owned());
+                    continue;
+                }
+                if writer.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = within(
+            Duration::from_secs(30),
+            "the MCP handshake with claude-pool-server",
+            TestClient { progress: tx }.serve((client_in, stdin)),
+        )
+        .await
+        .expect("MCP initialize");
+        Server {
+            child,
+            pid,
+            client: Some(client),
+            progress: tokio::sync::Mutex::new(rx),
+            stdout_problems: problems,
+            stderr_path,
+            fake_log,
+            scratch,
+        }
+    }
+
+    /// The connected client.
+    pub fn client(&self) -> &RunningService<RoleClient, TestClient> {
+        self.client.as_ref().expect("client connected")
+    }
+
+    /// Calls a tool; a protocol error is returned as `Err`.
+    pub async fn try_call(&self, tool: &str, args: Value) -> Result<CallToolResult, rmcp::ServiceError> {
+        let Value::Object(map) = args else { panic!("tool arguments must be an object") };
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(map);
+        self.client().call_tool(params).await
+    }
+
+    /// Calls a tool and returns its result (tool errors included); panics on protocol errors.
+    pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        within(Duration::from_secs(60), &format!("an answer to {tool}"), self.try_call(tool, args))
+            .await
+            .unwrap_or_else(|e| panic!("{tool} failed at the protocol level: {e}"))
+    }
+
+    /// Calls a tool whose result must be a success, and returns its structured content.
+    pub async fn call_ok(&self, tool: &str, args: Value) -> Value {
+        let r = self.call(tool, args).await;
+        assert_ne!(r.is_error, Some(true), "{tool} returned a tool error: {:?}", r.content);
+        r.structured_content.unwrap_or_else(|| panic!("{tool} returned no structured content"))
+    }
+
+    /// Starts a tool call that reports progress; returns the pending request.
+    pub async fn start_call(&self, tool: &str, args: Value) -> RequestHandle<RoleClient> {
+        let Value::Object(map) = args else { panic!("tool arguments must be an object") };
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(map);
+        self.client()
+            .send_cancellable_request(ClientRequest::CallToolRequest(Request::new(params)), PeerRequestOptions::no_options())
+            .await
+            .expect("send request")
+    }
+
+    /// Waits for the next progress notification of `token` matching `pred`.
+    pub async fn progress_until(
+        &self,
+        token: &ProgressToken,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut rx = self.progress.lock().await;
+        within(Duration::from_secs(30), what, async {
+            loop {
+                let p = rx.recv().await.expect("progress channel open");
+                if &p.progress_token == token {
+                    let msg = p.message.unwrap_or_default();
+                    if pred(&msg) {
+                        return msg;
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every progress message received for `token` so far (drains them).
+    pub async fn drain_progress(&self, token: &ProgressToken) -> Vec<String> {
+        let mut rx = self.progress.lock().await;
+        let mut out = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            if &p.progress_token == token {
+                out.push(p.message.unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// `pool_status`.
+    pub async fn status(&self) -> Value {
+        self.call_ok("pool_status", json!({})).await
+    }
+
+    /// `pool_status` once every slot has warmed up.
+    pub async fn wait_ready(&self) -> Value {
+        let s = self.call_ok("pool_status", json!({ "wait_ready": "30s" })).await;
+        let slots = s["slots"].as_array().expect("slots");
+        assert!(
+            slots.iter().all(|x| x["status"] == "idle"),
+            "slots did not all become idle within 30s: {s}"
+        );
+        s
+    }
+
+    /// Pids of the slots' processes, from a status.
+    pub fn slot_pids(status: &Value) -> Vec<u32> {
+        status["slots"]
+            .as_array()
+            .expect("slots")
+            .iter()
+            .filter_map(|s| s["pid"].as_u64().map(|p| p as u32))
+            .collect()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The fake CLI's events so far.
+    pub fn fake_events(&self) -> Vec<Value> {
+        crate::read_fake_log(&self.fake_log)
+    }
+
+    /// The scratch directory of this server.
+    pub fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Fails if the server wrote anything but JSON-RPC on stdout.
+    pub fn assert_stdout_clean(&self) {
+        let problems = self.stdout_problems.lock().unwrap();
+        assert!(problems.is_empty(), "stdout carried non-JSON-RPC output: {problems:?}");
+    }
+
+    /// Closes the client (EOF on the server's stdin) and waits for the server to exit.
+    pub async fn close(mut self) -> ExitStatus {
+        self.assert_stdout_clean();
+        if let Some(client) = self.client.take() {
+            let _ = client.cancel().await;
+        }
+        let log = self.stderr_path.clone();
+        within(Duration::from_secs(20), "the server's exit after stdin EOF", self.child.wait())
+            .await
+            .unwrap_or_else(|e| panic!("wait: {e}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default()))
+    }
+
+    /// Sends `signal` to the server and waits for it to exit.
+    pub async fn signal_and_wait(mut self, signal: i32) -> ExitStatus {
+        self.assert_stdout_clean();
+        crate::procs::kill(self.pid, signal);
+        let status = within(Duration::from_secs(20), "the server's exit after a signal", self.child.wait())
+            .await
+            .expect("wait");
+        drop(self.client.take());
+        status
+    }
+}
+
+/// The structured content of a tool result (success or tool error).
+pub fn content(r: &CallToolResult) -> Value {
+    r.structured_content.clone().unwrap_or_else(|| panic!("no structured content in {:?}", r.content))
+}
+
+/// The text of a tool result's first content block.
+pub fn first_text(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text().map(|t| t.text.clone()))
+        .unwrap_or_default()
+}
+
+/// Awaits a pending tool call's result.
+pub async fn finish_call(handle: RequestHandle<RoleClient>, what: &str) -> CallToolResult {
+    match within(Duration::from_secs(60), what, handle.await_response()).await {
+        Ok(ServerResult::CallToolResult(r)) => r,
+        Ok(other) => panic!("{what}: unexpected answer {other:?}"),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
