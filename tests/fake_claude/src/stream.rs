@@ -1,0 +1,190 @@
+//! `--input-format stream-json`: a reader thread parses stdin lines, answers control requests
+//! at once (even mid-turn) and queues user messages; the main thread runs the queued turns in
+//! order. EOF lets in-flight and queued turns finish; `end_session` aborts the running turn.
+
+use std::io::{self, BufRead};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Sender};
+
+use serde_json::{Value, json};
+
+use crate::cli::PERMISSION_MODES;
+use crate::control::Shared;
+use crate::pricing::resolve_model;
+use crate::runner::Runner;
+use crate::sys;
+
+/// Text of a user message's `content`: a string, or the `text` of its content blocks joined
+/// by newlines. Anything else counts as empty.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter(|b| b.is_object())
+            .map(|b| b.get("text").and_then(Value::as_str).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// How Python's `"%s" % value` prints a JSON value (for error texts).
+fn py_str(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "None".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn respond(v: &Value) {
+    if !sys::emit_line(v) {
+        sys::exit(1);
+    }
+}
+
+/// Answers one control request; returns false when the reader must stop (`end_session`).
+fn control(sh: &Shared, msg: &Value) -> bool {
+    let req = msg.get("request").filter(|r| r.is_object());
+    let rid = msg.get("request_id").cloned().unwrap_or(Value::Null);
+    let field = |k: &str| req.and_then(|r| r.get(k));
+    let sub = field("subtype");
+    let ok = |response: Value| {
+        json!({"type": "control_response",
+               "response": {"subtype": "success", "request_id": rid, "response": response}})
+    };
+    let error = |text: String, code: &str| {
+        json!({"type": "control_response",
+               "response": {"subtype": "error", "request_id": rid, "error": text,
+                            "error_code": code}})
+    };
+    match sub.and_then(Value::as_str) {
+        Some("interrupt") => {
+            // Answer first: the real CLI's control_response precedes the aborted turn's events.
+            respond(&ok(json!({"still_queued": []})));
+            sh.abort();
+        }
+        Some("set_model") => {
+            let model = resolve_model(field("model").and_then(Value::as_str));
+            sh.set_model(model.clone());
+            respond(&ok(json!({"model": model})));
+        }
+        Some("set_permission_mode") => match field("mode").and_then(Value::as_str) {
+            Some(mode) if PERMISSION_MODES.contains(&mode) => {
+                sh.set_permission_mode(mode.to_string());
+                respond(&ok(json!({"mode": mode})));
+            }
+            _ => respond(&error(
+                format!("Invalid permission mode: {}", py_str(field("mode"))),
+                "invalid_request",
+            )),
+        },
+        Some("end_session") => {
+            respond(&json!({"type": "control_response",
+                            "response": {"subtype": "success", "request_id": rid}}));
+            sh.end();
+            return false;
+        }
+        _ => respond(&error(
+            format!("Unsupported control request subtype: {}", py_str(sub)),
+            "unsupported_request",
+        )),
+    }
+    true
+}
+
+/// The stdin reader: `Some(prompt)` per user message, `None` at EOF or after `end_session`.
+fn reader(sh: &Shared, work: &Sender<Option<String>>) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match stdin.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        let line = String::from_utf8_lossy(&buf);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(msg) = serde_json::from_slice::<Value>(&buf) else {
+            sys::die(
+                &format!(
+                    "Error parsing streaming input line (type=unknown, {} chars): SyntaxError",
+                    line.trim_end_matches('\n').chars().count()
+                ),
+                1,
+            );
+        };
+        match msg.get("type").and_then(Value::as_str) {
+            Some("control_request") => {
+                if !control(sh, &msg) {
+                    break;
+                }
+                continue;
+            }
+            // Answers to our (never sent) requests and keep-alives: nothing to do.
+            Some("control_response" | "keep_alive") => continue,
+            _ => {}
+        }
+        let m = msg.get("message").filter(|m| m.is_object());
+        let role = m.and_then(|m| m.get("role"));
+        if msg.get("type").and_then(Value::as_str) != Some("user")
+            || role.and_then(Value::as_str) != Some("user")
+        {
+            let shown = match role {
+                None | Some(Value::Null) => "undefined".to_string(),
+                Some(r) => py_str(Some(r)),
+            };
+            sys::die(
+                &format!("Error: Expected message role 'user', got '{shown}'"),
+                1,
+            );
+        }
+        if work
+            .send(Some(content_text(m.and_then(|m| m.get("content")))))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = work.send(None);
+}
+
+/// Runs the persistent session; returns the exit code (1 if the last result was an error).
+pub fn run(mut runner: Runner) -> i32 {
+    let (tx, rx) = mpsc::channel();
+    let sh: Arc<Shared> = Arc::clone(&runner.sh);
+    let reader_sh = Arc::clone(&sh);
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || reader(&reader_sh, &tx));
+    if let Err(e) = spawned {
+        sys::die(
+            &format!("fake-claude: cannot start the stdin reader: {e}"),
+            1,
+        );
+    }
+    let mut rc = 0;
+    while let Ok(Some(prompt)) = rx.recv() {
+        if sh.ended() {
+            break;
+        }
+        sh.clear_abort();
+        if prompt.trim() == "/clear" {
+            runner.clear();
+            continue;
+        }
+        let r = runner.run_turn(&prompt);
+        rc = i32::from(r.get("is_error") == Some(&Value::Bool(true)));
+        runner.emit(r);
+        runner.st.save();
+        if sh.ended() {
+            break;
+        }
+    }
+    rc
+}
