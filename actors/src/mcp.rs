@@ -30,6 +30,42 @@ use crate::task::{TaskProgress, TaskSpec};
 /// so a client's tool watchdog sees activity.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
+/// Tool arguments whose deserialization error is kept for the handler, so that malformed
+/// arguments become an invalid-params error (the router alone would turn them into a tool
+/// error result). The JSON schema is `T`'s.
+#[derive(Debug)]
+pub struct Checked<T>(Result<T, String>);
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(Checked(serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                format!("invalid arguments: {}", e.into_inner())
+            } else {
+                format!("invalid arguments: {path}: {}", e.into_inner())
+            }
+        })))
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Checked<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+impl<T> Checked<T> {
+    fn get(self) -> Result<T, ErrorData> {
+        self.0.map_err(|e| ErrorData::invalid_params(e, None))
+    }
+}
+
 /// The MCP server: one per connection; all state lives in the pool's actors.
 #[derive(Clone, Debug)]
 pub struct PoolServer {
@@ -101,10 +137,10 @@ impl PoolServer {
     )]
     async fn pool_run(
         &self,
-        Parameters(params): Parameters<TaskParams>,
+        Parameters(params): Parameters<Checked<TaskParams>>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let mut spec = spec_from(params)?;
+        let mut spec = spec_from(params.get()?)?;
         let token = context.meta.get_progress_token();
         let (tx, mut rx) = mpsc::unbounded_channel();
         if token.is_some() {
@@ -158,8 +194,8 @@ impl PoolServer {
         name = "pool_submit",
         description = "Submit a task to run in the background. Returns { task_id, status } at once; fetch the outcome with pool_result."
     )]
-    async fn pool_submit(&self, Parameters(params): Parameters<TaskParams>) -> Result<CallToolResult, ErrorData> {
-        let spec = spec_from(params)?;
+    async fn pool_submit(&self, Parameters(params): Parameters<Checked<TaskParams>>) -> Result<CallToolResult, ErrorData> {
+        let spec = spec_from(params.get()?)?;
         let id = self.pool.submit(spec).await.map_err(to_error_data)?;
         structured(&SubmitReport { task_id: id, status: TaskStatus::Pending })
     }
@@ -169,7 +205,8 @@ impl PoolServer {
         name = "pool_result",
         description = "Get a task's status and, once it ended, its output, spend_usd, tokens_used and error. With `wait`, answers as soon as the task ends (or when the wait runs out)."
     )]
-    async fn pool_result(&self, Parameters(params): Parameters<ResultParams>) -> Result<CallToolResult, ErrorData> {
+    async fn pool_result(&self, Parameters(params): Parameters<Checked<ResultParams>>) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
         let report = match params.wait {
             None => self.pool.result(&params.task_id).await,
             Some(wait) => match tokio::time::timeout(wait.0, self.pool.wait(&params.task_id)).await {
@@ -185,7 +222,8 @@ impl PoolServer {
         name = "pool_cancel",
         description = "Cancel a pending or running task. A queued task never starts; a running task's Claude process is stopped. Returns the task's final status."
     )]
-    async fn pool_cancel(&self, Parameters(params): Parameters<TaskRef>) -> Result<CallToolResult, ErrorData> {
+    async fn pool_cancel(&self, Parameters(params): Parameters<Checked<TaskRef>>) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
         let report = self.pool.cancel(&params.task_id).await.map_err(to_error_data)?;
         structured(&report)
     }
@@ -193,9 +231,10 @@ impl PoolServer {
     /// The pool's state.
     #[tool(
         name = "pool_status",
-        description = "Slots (id, status, active_tasks, restarts), active and pending task counts, spend and budget. With `wait_ready`, answers once every slot has warmed up."
+        description = "Slots (id, status, active_tasks, restarts), active and pending task counts, spend and budget. With `wait_ready`, answers once every slot is idle (warm and free) or given up."
     )]
-    async fn pool_status(&self, Parameters(params): Parameters<StatusParams>) -> Result<CallToolResult, ErrorData> {
+    async fn pool_status(&self, Parameters(params): Parameters<Checked<StatusParams>>) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
         if let Some(wait) = params.wait_ready {
             let _ = tokio::time::timeout(wait.0, self.pool.wait_ready()).await;
         }

@@ -60,7 +60,7 @@ pub enum SchedulerMsg {
     Cancel(TaskId, RpcReplyPort<Option<CancelReport>>),
     /// The pool's status.
     Status(RpcReplyPort<PoolStatusReport>),
-    /// Answered once every slot has been idle (warm) at least once since it was added.
+    /// Answered once every slot is idle (warm and free) or given up, at the same moment.
     WaitReady(RpcReplyPort<()>),
     /// A slot exists (at start, or after its supervisor was restarted).
     SlotAdded {
@@ -235,7 +235,6 @@ struct SlotEntry {
     turns: u64,
     restarts: u32,
     last_error: Option<String>,
-    warmed: bool,
 }
 
 /// The scheduler's state. Private: only the actor touches it.
@@ -315,6 +314,7 @@ impl Actor for SchedulerActor {
                     e.pid = pid.or(e.pid);
                     e.turns = turns;
                 }
+                state.check_ready();
             }
             SchedulerMsg::TaskStarted { task, slot, started_at } => {
                 if let Some(r) = state.tasks.get_mut(&task) {
@@ -345,7 +345,13 @@ impl Actor for SchedulerActor {
                 }
             }
             SchedulerMsg::QueueDeadline(id) => state.on_queue_deadline(id),
-            SchedulerMsg::Halt { reason } => state.close(TaskStatus::Failed, &format!("the pool stopped: {reason}"), reason.clone()),
+            SchedulerMsg::Halt { reason } => {
+                // Nothing will restart the slots any more.
+                for e in state.slots.values_mut().filter(|e| e.actor.is_none()) {
+                    e.status = SlotStatus::Failed;
+                }
+                state.close(TaskStatus::Failed, &format!("the pool stopped: {reason}"), reason.clone());
+            }
             SchedulerMsg::Shutdown(reply) => {
                 state.close(TaskStatus::Cancelled, "the pool shut down", "the pool is shut down".into());
                 let _ = reply.send(());
@@ -459,7 +465,6 @@ impl SchedulerState {
                 turns: 0,
                 restarts,
                 last_error: None,
-                warmed: false,
             },
         );
     }
@@ -470,7 +475,6 @@ impl SchedulerState {
         e.actor = Some(actor);
         e.pid = Some(pid);
         e.turns = turns;
-        e.warmed = true;
         if !self.idle.contains(&slot) {
             self.idle.push_back(slot);
         }
@@ -482,9 +486,9 @@ impl SchedulerState {
         if self.ready_waiters.is_empty() {
             return;
         }
-        let all_warm = !self.slots.is_empty()
-            && self.slots.values().all(|e| e.warmed || e.status == SlotStatus::Failed);
-        if all_warm || self.closed.is_some() {
+        let settled = !self.slots.is_empty()
+            && self.slots.values().all(|e| matches!(e.status, SlotStatus::Idle | SlotStatus::Failed));
+        if settled || self.closed.is_some() {
             for w in self.ready_waiters.drain(..) {
                 let _ = w.send(());
             }
@@ -520,10 +524,7 @@ impl SchedulerState {
             let outcome = TaskOutcome::unbilled(TaskStatus::Failed, format!("{slot} failed while running the task: {reason}"));
             self.finalize(&task, outcome, Some(slot));
         }
-        let all_failed = self.slots.values().all(|e| e.status == SlotStatus::Failed);
-        if all_failed {
-            self.check_ready();
-        }
+        self.check_ready();
     }
 
     fn on_queue_deadline(&mut self, id: TaskId) {

@@ -59,7 +59,7 @@ pub struct ResultParams {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusParams {
-    /// Answer only once every slot has warmed up (or failed), waiting up to this long.
+    /// Answer only once every slot is idle (warm and free) or given up, waiting up to this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ready: Option<Timeout>,
 }

@@ -1,0 +1,15 @@
+//! claude-pool's integration tests: one binary, one module per area.
+//!
+//! - `mcp`: the real server binary over stdio, driven by rmcp's client, slots running the
+//!   fake CLI (`tests/fake_claude`), one test per behaviour users rely on;
+//! - `embedding`: the library API (`Pool`) in-process, several pools in one test binary;
+//! - `chaos`: slot processes killed on purpose while work flows;
+//! - `tree_doc`: `supervision-tree.md` stays true to the code;
+//! - `real_cli`: the pinned real Claude CLI against the Rust mock of the Messages API.
+#![allow(clippy::unwrap_used)]
+
+mod chaos;
+mod embedding;
+mod mcp;
+mod real_cli;
+mod tree_doc;
