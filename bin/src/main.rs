@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
 #[derive(Debug, Parser)]
-#[command(name = "claude-pool-server", version, about)]
+#[command(name = "claude-pool-server", version, about, args_override_self = true)]
 struct Args {
     /// Number of slots (warm Claude processes) to run.
     #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -59,8 +59,9 @@ struct Args {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     restart_window: Duration,
 
-    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
-    #[arg(long, env = "CLAUDE_POOL_LOG", default_value = "info")]
+    /// Log filter (error, warn, info, debug, trace, or tracing directives). The default also
+    /// logs every stdin line that is not a JSON-RPC message and was dropped.
+    #[arg(long, env = "CLAUDE_POOL_LOG", default_value = "info,rmcp::transport::async_rw=debug")]
     log_level: String,
 
     /// Append logs to this file instead of stderr.

@@ -567,13 +567,15 @@ async fn a_cli_that_cannot_start_is_given_up_and_queued_tasks_fail_with_its_erro
 async fn invalid_utf8_and_malformed_json_on_stdin_are_dropped_and_serving_goes_on() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let scratch = claude_pool_tests::Scratch::new("raw");
+    let log = scratch.join("server.log");
     let mut child = tokio::process::Command::new(claude_pool_tests::server_bin())
         .args(["--slots", "1", "--claude-bin"])
         .arg(claude_pool_tests::fake_claude_bin())
         .env("HOME", scratch.path())
+        .env_remove("CLAUDE_POOL_LOG")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -599,6 +601,22 @@ async fn invalid_utf8_and_malformed_json_on_stdin_are_dropped_and_serving_goes_o
     drop(stdin);
     let status = within(Duration::from_secs(10), "the raw server's exit", child.wait()).await.unwrap();
     assert!(status.success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.matches("Ignoring unparsable incoming message").count() >= 3, "each dropped line is logged:\n{log}");
+}
+
+#[tokio::test]
+async fn a_client_cancelling_pool_run_cancels_the_task() {
+    let server = fake_server(1).await;
+    let call = server.start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" })).await;
+    let token = call.progress_token.clone();
+    let started = server.progress_until(&token, "the task's start", |m| m.contains("started")).await;
+    let id = task_id_of(&started);
+    call.cancel(Some("the user pressed escape".into())).await.expect("send cancellation");
+    let r = server.call_ok("pool_result", json!({ "task_id": id, "wait": "10s" })).await;
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert_eq!(server.status().await["active_tasks"], 0);
+    server.close().await;
 }
 
 #[tokio::test]

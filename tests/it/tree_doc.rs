@@ -37,7 +37,11 @@ fn the_documented_slot_state_machine_is_exactly_the_codes() {
         edges().into_iter().map(|(f, i, t)| (f.to_string(), i.to_string(), t.to_string())).collect();
     let missing: Vec<_> = code.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&code).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "edges in code but not documented: {missing:?}\nedges documented but not in code: {extra:?}");
+    let table: String = code.iter().map(|(f, i, t)| format!("| {f} | {i} | {t} |\n")).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "edges in code but not documented: {missing:?}\nedges documented but not in code: {extra:?}\nthe code's table:\n| from | input | to |\n|---|---|---|\n{table}"
+    );
 }
 
 #[test]

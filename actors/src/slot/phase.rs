@@ -2,7 +2,8 @@
 //!
 //! [`next`] is the single source of truth for which phase follows which: the slot actor asks
 //! it before every change, and a test checks that the edge list in `supervision-tree.md` is
-//! exactly the set of edges it allows.
+//! exactly the set of edges it allows. Shutdown is outside the machine: the actor's
+//! `post_stop` kills the process group whatever the phase.
 
 use std::fmt;
 
@@ -62,8 +63,6 @@ pub enum Input {
     ProcessExited,
     /// A replacement process was spawned.
     Respawn,
-    /// The slot is being stopped.
-    Stop,
 }
 
 impl Phase {
@@ -87,7 +86,7 @@ impl Phase {
 
 impl Input {
     /// Every input.
-    pub const ALL: [Input; 17] = [
+    pub const ALL: [Input; 16] = [
         Input::Handshaken,
         Input::Assigned,
         Input::AssignedNeedsControl,
@@ -104,7 +103,6 @@ impl Input {
         Input::Broken,
         Input::ProcessExited,
         Input::Respawn,
-        Input::Stop,
     ];
 }
 
@@ -140,7 +138,7 @@ pub fn next(phase: Phase, input: Input) -> Option<Phase> {
 
         (
             P::Spawning | P::Idle | P::Configuring | P::Running | P::Interrupting | P::Clearing,
-            I::Broken | I::Stop,
+            I::Broken,
         ) => P::Terminating,
 
         (
@@ -229,6 +227,6 @@ mod tests {
         assert_eq!(next(Phase::Idle, Input::TurnEnded), None);
         assert_eq!(next(Phase::Terminating, Input::TurnEnded), None);
         assert_eq!(next(Phase::Clearing, Input::Cancel), None);
-        assert_eq!(next(Phase::Stopped, Input::Stop), None);
+        assert_eq!(next(Phase::Stopped, Input::Broken), None);
     }
 }
