@@ -33,6 +33,9 @@ use tokio::sync::{mpsc, watch};
 
 /// The longest stdout line accepted (a result carrying a very long answer fits easily).
 const MAX_LINE_BYTES: u64 = 256 * 1024 * 1024;
+/// After the process exited, how long its stdout may stay open (held by an escaped
+/// descendant) before the exit is reported anyway.
+const STDOUT_DRAIN: Duration = Duration::from_secs(2);
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL_BYTES: usize = 4096;
 
@@ -172,12 +175,21 @@ impl ClaudeProcess {
             reaped_flag.store(true, Ordering::SeqCst);
             // The leader is gone; take any tool subprocess left in its group with it.
             kill_group(pid, libc::SIGKILL);
-            // Every stdout event is delivered before the exit is.
-            if let Some(t) = stdout_task {
-                let _ = t.await;
+            // Every stdout event is delivered before the exit is. A descendant that left the
+            // group (setsid) could hold stdout open forever: wait only briefly for EOF.
+            if let Some(mut t) = stdout_task {
+                if tokio::time::timeout(STDOUT_DRAIN, &mut t).await.is_err() {
+                    t.abort();
+                }
             }
             let stderr_tail = match stderr_task {
-                Some(t) => t.await.unwrap_or_default(),
+                Some(mut t) => match tokio::time::timeout(STDOUT_DRAIN, &mut t).await {
+                    Ok(tail) => tail.unwrap_or_default(),
+                    Err(_) => {
+                        t.abort();
+                        String::new()
+                    }
+                },
                 None => String::new(),
             };
             let (code, signal) = match status {

@@ -157,6 +157,8 @@ pub struct SlotState {
     phase_timer: Option<TimerHandle>,
     deadline_timer: Option<TimerHandle>,
     after_exit: AfterExit,
+    /// Writing to stdin failed: the exit that follows is reported as the cause.
+    stdin_broke: bool,
 }
 
 impl fmt::Debug for SlotState {
@@ -201,6 +203,7 @@ impl Actor for SlotActor {
             phase_timer: None,
             deadline_timer: None,
             after_exit: AfterExit::Respawn,
+            stdin_broke: false,
         })
     }
 
@@ -332,6 +335,9 @@ impl SlotState {
         self.current = settings;
         self.turns = 0;
         self.session_total = 0.0;
+        self.pending_controls.clear();
+        self.control_error = None;
+        self.stdin_broke = false;
         self.after_exit = AfterExit::Respawn;
         self.go(Input::Respawn);
         self.send(user_message_line("/clear"));
@@ -475,6 +481,9 @@ impl SlotState {
                 Ok(())
             }
             ProcessEvent::WriteFailed(e) => {
+                // Almost always the process is dying: its exit (code, signal, stderr) will
+                // say more than "broken pipe", so that is what the task and the log get.
+                self.stdin_broke = true;
                 self.on_broken(format!("writing to claude's stdin failed: {e}"));
                 Ok(())
             }
@@ -675,7 +684,7 @@ impl SlotState {
 
     fn on_exited(&mut self, info: ExitInfo) -> Result<(), ActorProcessingErr> {
         let pid = self.process.as_ref().map(ClaudeProcess::pid).unwrap_or_default();
-        let planned = self.phase == Phase::Terminating;
+        let planned = self.phase == Phase::Terminating && !self.stdin_broke;
         let was = self.phase;
         if let Some(t) = self.phase_timer.take() {
             t.abort();
@@ -684,8 +693,10 @@ impl SlotState {
             let reason = format!("claude process {pid} {info}");
             tracing::warn!(slot = %self.args.slot, phase = %was, %reason, "claude process exited unexpectedly");
             if let Some(task) = self.task.as_mut() {
-                if task.verdict.is_none() {
-                    task.verdict = Some((TaskStatus::Failed, format!("{reason} while running the task")));
+                let stdin_verdict = task.verdict.as_ref().is_some_and(|(s, _)| *s == TaskStatus::Failed) && self.stdin_broke;
+                if task.verdict.is_none() || stdin_verdict {
+                    let when = if task.started_at.is_some() { "while running the task" } else { "before the task started" };
+                    task.verdict = Some((TaskStatus::Failed, format!("{reason} {when}")));
                 }
             }
             self.after_exit = AfterExit::Fail(reason);

@@ -5,6 +5,7 @@
 //! message before handing it to the client; anything else is recorded and fails
 //! [`Server::assert_stdout_clean`].
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -288,27 +289,72 @@ impl Server {
         assert!(problems.is_empty(), "stdout carried non-JSON-RPC output: {problems:?}");
     }
 
-    /// Closes the client (EOF on the server's stdin) and waits for the server to exit.
+    /// Closes the client (EOF on the server's stdin), waits for the server to exit, and
+    /// checks that no process it started is left (see [`Server::audit_processes`]).
     pub async fn close(mut self) -> ExitStatus {
         self.assert_stdout_clean();
+        let current = self.audit_replaced_processes().await;
         if let Some(client) = self.client.take() {
             let _ = client.cancel().await;
         }
         let log = self.stderr_path.clone();
-        within(Duration::from_secs(20), "the server's exit after stdin EOF", self.child.wait())
+        let status = within(Duration::from_secs(20), "the server's exit after stdin EOF", self.child.wait())
             .await
-            .unwrap_or_else(|e| panic!("wait: {e}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default()))
+            .unwrap_or_else(|e| panic!("wait: {e}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default()));
+        self.audit_after_exit(current).await;
+        status
     }
 
-    /// Sends `signal` to the server and waits for it to exit.
+    /// Sends `signal` to the server, waits for it to exit, and checks that no process it
+    /// started is left.
     pub async fn signal_and_wait(mut self, signal: i32) -> ExitStatus {
         self.assert_stdout_clean();
+        let current = self.audit_replaced_processes().await;
         crate::procs::kill(self.pid, signal);
         let status = within(Duration::from_secs(20), "the server's exit after a signal", self.child.wait())
             .await
             .expect("wait");
         drop(self.client.take());
+        self.audit_after_exit(current).await;
         status
+    }
+
+    /// Every Claude process this server started (from the fake CLI's log) plus the current
+    /// slots' processes.
+    fn started_pids(&self) -> BTreeSet<u32> {
+        self.fake_events()
+            .iter()
+            .filter(|e| e["event"] == "start")
+            .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
+            .collect()
+    }
+
+    /// While the server still runs: every process it replaced must already be reaped (a
+    /// zombie fails). Returns the current slots' pids.
+    async fn audit_replaced_processes(&self) -> BTreeSet<u32> {
+        let current: BTreeSet<u32> = match self.try_call("pool_status", json!({})).await {
+            Ok(r) => r.structured_content.map(|s| Server::slot_pids(&s).into_iter().collect()).unwrap_or_default(),
+            Err(_) => BTreeSet::new(),
+        };
+        for pid in self.started_pids().difference(&current) {
+            crate::procs::assert_gone(*pid, Duration::from_secs(10), "a replaced Claude process (reaped by the server)").await;
+        }
+        current
+    }
+
+    /// After the server exited: no process it started, no member of their groups, and no
+    /// grandchild a task spawned is left.
+    async fn audit_after_exit(&self, current: BTreeSet<u32>) {
+        let limit = Duration::from_secs(10);
+        for pid in self.started_pids().union(&current) {
+            crate::procs::wait_exit(*pid, limit, "a slot process after the server exited").await;
+            crate::procs::assert_group_gone(*pid, limit, "a slot's process group after the server exited").await;
+        }
+        for e in self.fake_events().iter().filter(|e| e["event"] == "child") {
+            if let Some(child) = e["child_pid"].as_u64() {
+                crate::procs::wait_exit(child as u32, limit, "a task's grandchild after the server exited").await;
+            }
+        }
     }
 }
 

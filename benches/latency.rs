@@ -1,0 +1,190 @@
+//! Latency and memory of claude-pool, each measured side by side with its baseline in the
+//! same run. Run with `scripts/bench.sh` (release build); `BENCH_ITERS` sets the sample count.
+//!
+//! 1. Pool overhead: median `pool_run` over MCP stdio (fake CLI answering at once) against
+//!    the fake's own turn time, measured by driving one warm fake process directly.
+//! 2. Idle server RSS (children excluded) with 16 slots, beside the same server with 1 slot.
+//! 3. Warm slots against cold starts: median `pool_run` with the real CLI against an
+//!    instantly answering mock of the Messages API, beside a bare `claude -p` cold start.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
+use claude_pool_tests::server::{Server, ServerOptions};
+use claude_pool_tests::{Scratch, fake_claude_bin, real_claude_bin};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn row(name: &str, v: &[Duration]) {
+    let mut s = v.to_vec();
+    println!(
+        "  {name:<44} median {:>8.3} ms   p90 {:>8.3} ms   min {:>8.3} ms   (n={})",
+        ms(median(&mut s)),
+        ms(pct(v, 0.9)),
+        ms(*s.first().unwrap()),
+        v.len()
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+fn quiet(opts: ServerOptions) -> ServerOptions {
+    opts.args(&["--log-level", "warn"]).env("FAKE_CLAUDE_TURN_MS", "0")
+}
+
+/// One warm fake process driven directly: the time from writing a prompt to reading its result.
+async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
+    let scratch = Scratch::new("bench-fake");
+    let mut child = tokio::process::Command::new(fake_claude_bin())
+        .args(["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"])
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_TURN_MS", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut out = Vec::new();
+    for i in 0..iters + 3 {
+        let prompt = if i % 2 == 0 { format!("bench {i}") } else { "/clear".to_owned() };
+        let line = claude_pool::protocol::stream::user_message_line(&prompt);
+        let t = Instant::now();
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.contains("\"type\":\"result\"") {
+                break;
+            }
+        }
+        if i % 2 == 0 && i >= 3 {
+            out.push(t.elapsed());
+        }
+    }
+    // Pair every measured turn with a clear, as the pool does; keep `iters` turn samples.
+    while out.len() < iters {
+        let t = Instant::now();
+        stdin.write_all(claude_pool::protocol::stream::user_message_line("bench").as_bytes()).await.unwrap();
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.contains("\"type\":\"result\"") {
+                break;
+            }
+        }
+        out.push(t.elapsed());
+    }
+    out
+}
+
+async fn pool_runs(server: &Server, iters: usize, prompt: &str) -> Vec<Duration> {
+    for _ in 0..3 {
+        server.call_ok("pool_run", json!({ "prompt": prompt })).await;
+    }
+    let mut out = Vec::new();
+    for _ in 0..iters {
+        let t = Instant::now();
+        let r = server.call_ok("pool_run", json!({ "prompt": prompt })).await;
+        out.push(t.elapsed());
+        assert_eq!(r["status"], "completed");
+    }
+    out
+}
+
+async fn cold_cli_runs(claude: &std::path::Path, env: &[(String, String)], iters: usize, scratch: &Scratch) -> Vec<Duration> {
+    let mut out = Vec::new();
+    for i in 0..iters + 1 {
+        let t = Instant::now();
+        let o = tokio::process::Command::new(claude)
+            .args(["-p", "cold start", "--output-format", "json"])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(scratch.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let d = t.elapsed();
+        assert!(o.status.success(), "cold claude -p failed: {}", String::from_utf8_lossy(&o.stderr));
+        if i > 0 {
+            out.push(d);
+        }
+    }
+    out
+}
+
+fn main() {
+    let iters: usize = std::env::var("BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        println!("claude-pool latency and memory ({iters} samples each)\n");
+
+        println!("1. pool overhead, fake CLI answering at once (2 slots)");
+        let base = fake_turn_baseline(iters).await;
+        let server = Server::start(quiet(ServerOptions::fake(2))).await;
+        server.wait_ready().await;
+        let pool = pool_runs(&server, iters, "bench").await;
+        server.close().await;
+        row("baseline: one warm fake process, direct", &base);
+        row("pool_run over MCP stdio", &pool);
+        let overhead = ms(median(&mut pool.clone())) - ms(median(&mut base.clone()));
+        println!("  => pool overhead (median pool_run - median fake turn): {overhead:.3} ms\n");
+
+        println!("2. idle server RSS, children excluded");
+        for slots in [1usize, 16] {
+            let server = Server::start(quiet(ServerOptions::fake(slots))).await;
+            server.wait_ready().await;
+            let kib = rss_kib(server.pid);
+            println!("  {slots:>2} slot(s): {:>7.2} MiB", kib as f64 / 1024.0);
+            server.close().await;
+        }
+        println!();
+
+        println!("3. warm slots vs a bare cold `claude -p`, real CLI against an instant mock");
+        let Some(claude) = real_claude_bin() else {
+            println!("  skipped: the real CLI is not installed (scripts/install-claude.sh)");
+            return;
+        };
+        let mock = MockServer::start().unwrap();
+        let scratch = Scratch::new("bench-real");
+        let mut env = hermetic_cli_env(&mock.url(), scratch.path());
+        env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+        let cold = cold_cli_runs(&claude, &env, iters.min(20), &scratch).await;
+        let mut opts = ServerOptions { claude_bin: claude.clone(), slots: 2, args: vec!["--log-level".into(), "warn".into()], env: vec![] };
+        for (k, v) in &env {
+            opts = opts.env(k, v);
+        }
+        let server = Server::start(opts).await;
+        server.wait_ready().await;
+        let warm = pool_runs(&server, iters, "warm start").await;
+        server.close().await;
+        row("baseline: cold `claude -p --output-format json`", &cold);
+        row("pool_run on a warm slot", &warm);
+        let ratio = ms(median(&mut warm.clone())) / ms(median(&mut cold.clone()));
+        println!("  => warm / cold median ratio: {ratio:.3}");
+    });
+}
