@@ -43,7 +43,8 @@ const BOOL: &[&str] = &[
     "--ax-screen-reader", "--bg", "--background", "--desktop", "--ide", "--tmux",
 ];
 
-/// Accepted `--permission-mode` values (the help's choices plus "default").
+/// Accepted `--permission-mode` values (the help's choices plus "default"; "manual" is an
+/// alias of "default").
 pub const PERMISSION_MODES: &[&str] = &[
     "default",
     "acceptEdits",
@@ -75,6 +76,10 @@ pub struct Opts {
     pub persist: bool,
     pub schema: Option<String>,
     pub permission_mode: Option<String>,
+    /// `--dangerously-skip-permissions`: the session starts in bypassPermissions mode.
+    pub skip_permissions: bool,
+    /// `--allow-dangerously-skip-permissions`: bypassPermissions may be switched to later.
+    pub allow_skip_permissions: bool,
     pub effort: Option<String>,
     pub system_prompt: Option<String>,
     pub append_system_prompt: Option<String>,
@@ -101,12 +106,34 @@ impl Default for Opts {
             persist: true,
             schema: None,
             permission_mode: None,
+            skip_permissions: false,
+            allow_skip_permissions: false,
             effort: None,
             system_prompt: None,
             append_system_prompt: None,
             prompt: Vec::new(),
             swallowed: None,
         }
+    }
+}
+
+impl Opts {
+    /// The init event's `permissionMode`: `--dangerously-skip-permissions` wins over
+    /// `--permission-mode`.
+    pub fn initial_permission_mode(&self) -> String {
+        if self.skip_permissions {
+            return "bypassPermissions".into();
+        }
+        self.permission_mode
+            .clone()
+            .unwrap_or_else(|| "default".into())
+    }
+
+    /// Whether `set_permission_mode` may switch to bypassPermissions.
+    pub fn bypass_allowed(&self) -> bool {
+        self.skip_permissions
+            || self.allow_skip_permissions
+            || self.permission_mode.as_deref() == Some("bypassPermissions")
     }
 }
 
@@ -158,7 +185,14 @@ pub fn parse(argv: &[String]) -> Opts {
                 "-c" | "--continue" => o.cont = true,
                 "--fork-session" => o.fork = true,
                 "--no-session-persistence" => o.persist = false,
-                "--dangerously-skip-permissions" => refuse_as_root(),
+                "--dangerously-skip-permissions" => {
+                    refuse_as_root();
+                    o.skip_permissions = true;
+                }
+                "--allow-dangerously-skip-permissions" => {
+                    refuse_as_root();
+                    o.allow_skip_permissions = true;
+                }
                 _ => {}
             }
             i += 1;
@@ -228,7 +262,11 @@ fn store(o: &mut Opts, flag: &str, val: String) {
             if val == "bypassPermissions" {
                 refuse_as_root();
             }
-            o.permission_mode = Some(val);
+            o.permission_mode = Some(if val == "manual" {
+                "default".into()
+            } else {
+                val
+            });
         }
         "--resume" | "-r" => o.resume = Some(val).filter(|v| !v.is_empty()),
         "--session-id" => o.session_id = Some(val),

@@ -24,16 +24,19 @@ pub struct Shared {
     cv: Condvar,
     model: Mutex<String>,
     permission_mode: Mutex<String>,
+    /// Whether `set_permission_mode` may switch to bypassPermissions.
+    bypass_allowed: bool,
     session_id: Mutex<String>,
 }
 
 impl Shared {
-    pub fn new(model: String, permission_mode: String) -> Self {
+    pub fn new(model: String, permission_mode: String, bypass_allowed: bool) -> Self {
         Self {
             flags: Mutex::new(Flags::default()),
             cv: Condvar::new(),
             model: Mutex::new(model),
             permission_mode: Mutex::new(permission_mode),
+            bypass_allowed,
             session_id: Mutex::new(String::new()),
         }
     }
@@ -50,8 +53,16 @@ impl Shared {
         lock(&self.permission_mode).clone()
     }
 
-    pub fn set_permission_mode(&self, m: String) {
-        *lock(&self.permission_mode) = m;
+    /// Sets the permission mode; true when it changed.
+    pub fn set_permission_mode(&self, m: String) -> bool {
+        let mut cur = lock(&self.permission_mode);
+        let changed = *cur != m;
+        *cur = m;
+        changed
+    }
+
+    pub fn bypass_allowed(&self) -> bool {
+        self.bypass_allowed
     }
 
     /// The current session id, for the SIGINT thread.

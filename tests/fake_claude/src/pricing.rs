@@ -67,6 +67,15 @@ pub fn cost_of(model: &str, u: &Usage) -> (f64, bool) {
     (c / 1e6, known)
 }
 
+/// A number as JavaScript prints it: integral values without a fraction (`0`, not `0.0`).
+pub fn js_num(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
 /// One `modelUsage` entry (cumulative per session, or per turn for
 /// `model_usage_since_last_result`).
 #[derive(Debug, Clone)]
@@ -104,7 +113,7 @@ impl ModelUsage {
         let u = &self.tokens;
         json!({
             "inputTokens": u[0], "outputTokens": u[1], "cacheReadInputTokens": u[2],
-            "cacheCreationInputTokens": u[3], "webSearchRequests": 0, "costUSD": self.cost,
+            "cacheCreationInputTokens": u[3], "webSearchRequests": 0, "costUSD": js_num(self.cost),
             "contextWindow": if big || !self.known { 1_000_000 } else { 200_000 },
             "maxOutputTokens": if big { 128_000 } else { 32_000 }, "thinkingTokens": 0,
             // Always 0, as in fake_claude.py's measured shapes.

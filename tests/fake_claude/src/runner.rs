@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::api_error;
 use crate::cli::{Opts, VERSION};
 use crate::control::Shared;
 use crate::directives as d;
-use crate::pricing::{Usage, resolve_model};
-use crate::session::{self, State, usage_map_json};
+use crate::pricing::{Usage, js_num, resolve_model};
+use crate::session::{self, ApiMsg, State, usage_map_json};
 use crate::sys;
 
 /// What a result reports; `Res::default()` is a plain success.
@@ -40,18 +41,6 @@ impl Default for Res {
             api_type: None,
             terminal: "completed",
         }
-    }
-}
-
-fn err_type(status: i64) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        _ => "api_error",
     }
 }
 
@@ -172,7 +161,7 @@ impl Runner {
         let mut v = json!({
             "type": "result", "subtype": r.subtype, "is_error": is_error,
             "duration_ms": ms, "duration_api_ms": st.api_ms, "num_turns": r.turns,
-            "stop_reason": r.stop, "session_id": st.session_id, "total_cost_usd": st.cost,
+            "stop_reason": r.stop, "session_id": st.session_id, "total_cost_usd": js_num(st.cost),
             "usage": usage_block(&r.usage), "modelUsage": st.model_usage_json(),
             "permission_denials": [], "terminal_reason": r.terminal, "fast_mode_state": "off",
             "fast_mode_disabled_reason": "sdk_opt_in_required",
@@ -192,7 +181,7 @@ impl Runner {
                     m.insert("result".into(), json!(r.result));
                 }
             }
-            if r.subtype == "success" && r.api_status.is_none() && r.turns > 0 {
+            if r.subtype == "success" && r.terminal == "completed" && r.turns > 0 {
                 for k in ["ttft_ms", "ttft_stream_ms", "first_content_frame_ms"] {
                     m.insert(k.into(), json!(ms));
                 }
@@ -231,14 +220,18 @@ impl Runner {
     }
 
     /// `/clear`: conversation_reset, background_tasks_changed, init with a new session id, and
-    /// an empty result with `num_turns: 0`, `local_command: "clear"` and the cost reset.
+    /// an empty result with `num_turns: 0`, `local_command: "clear"` and the cost reset (no
+    /// `api_error_status` or `terminal_reason` keys, like the real CLI's).
     pub fn clear(&mut self) {
         let old = self.st.session_id.clone();
         self.st.reset();
         self.sh.set_session_id(&self.st.session_id);
+        let conversation = sys::uuid4();
         self.emit(
-            json!({"type": "conversation_reset", "new_conversation_id": sys::uuid4(),
-                         "trigger": "clear", "session_id": old}),
+            json!({"type": "conversation_reset", "new_conversation_id": conversation,
+                   "uuid": conversation, "trigger": "clear",
+                   "user_message_uuid": sys::uuid4(), "timestamp": sys::iso_now(),
+                   "session_id": old}),
         );
         self.emit(
             json!({"type": "system", "subtype": "background_tasks_changed", "tasks": [],
@@ -255,6 +248,8 @@ impl Runner {
             },
         );
         if let Value::Object(m) = &mut r {
+            m.remove("api_error_status");
+            m.remove("terminal_reason");
             m.insert("local_command".into(), json!("clear"));
         }
         self.emit(r);
@@ -303,8 +298,9 @@ impl Runner {
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 
-    /// MOCK_CHILD: a `sleep` grandchild in our process group, reaped by a helper thread.
-    fn spawn_child(&self, secs: f64) {
+    /// MOCK_CHILD: a `sleep` grandchild in our process group, reaped by a helper thread;
+    /// returns its pid.
+    fn spawn_child(&self, secs: f64) -> Option<u32> {
         let spawned = Command::new("sleep")
             .arg(format!("{secs}"))
             .stdin(Stdio::null())
@@ -313,12 +309,17 @@ impl Runner {
             .spawn();
         match spawned {
             Ok(mut child) => {
-                sys::log(&json!({"event": "child", "pid": sys::pid(), "child_pid": child.id()}));
+                let child_pid = child.id();
+                sys::log(&json!({"event": "child", "pid": sys::pid(), "child_pid": child_pid}));
                 let _ = std::thread::Builder::new()
                     .name("reaper".into())
                     .spawn(move || child.wait());
+                Some(child_pid)
             }
-            Err(e) => sys::eprint_line(&format!("fake-claude: cannot spawn sleep: {e}")),
+            Err(e) => {
+                sys::eprint_line(&format!("fake-claude: cannot spawn sleep: {e}"));
+                None
+            }
         }
     }
 
@@ -336,6 +337,7 @@ impl Runner {
         self.st
             .history
             .push(json!({"role": "user", "content": prompt}));
+        self.st.api_user();
         let base_in = self.base_input_tokens + 8 * self.st.history.len() as u64;
         let forced = d::usage(prompt);
         let mut usage = forced.unwrap_or([base_in, 1, 0, 0]);
@@ -346,6 +348,10 @@ impl Runner {
 
         let forced_text = self.stats_text(prompt);
         let mut text = forced_text.clone().unwrap_or_else(|| {
+            if d::flag(prompt, "MOCK_COUNT") {
+                let (messages, users) = self.st.api_counts();
+                return format!("messages={messages} users={users}");
+            }
             d::line(prompt, "MOCK_TEXT").unwrap_or_else(|| {
                 format!(
                     "MOCK: {}",
@@ -356,15 +362,15 @@ impl Runner {
         if forced.is_none() {
             usage[1] = (text.chars().count() as u64).div_ceil(4).max(1);
         }
-        let mut status = d::number(prompt, "MOCK_STATUS");
+        let mut status = d::number(prompt, "MOCK_STATUS").and_then(api_error::mock_status);
         if status.is_none()
             && d::fail_first(prompt)
                 .is_some_and(|(n, key)| session::fail_first(&self.st.dir, n, &key))
         {
-            status = Some(500.0);
+            status = Some(500);
         }
         let mut model = self.sh.model();
-        if status == Some(529.0)
+        if status == Some(529)
             && let Some(fb) = &self.o.fallback
         {
             let fb = resolve_model(fb.split(',').next());
@@ -379,8 +385,8 @@ impl Runner {
             model = fb;
             status = None;
         }
-        if let Some(code) = status.filter(|s| *s != 0.0).map(|s| s as i64) {
-            return self.api_error(t0, code);
+        if let Some(code) = status {
+            return self.api_error(t0, code, &model);
         }
 
         let mut turns = 1;
@@ -404,6 +410,11 @@ impl Runner {
         self.st
             .history
             .push(json!({"role": "assistant", "content": text}));
+        self.st.api.push(ApiMsg::Assistant);
+        if structured.is_some() {
+            // The StructuredOutput tool call; its tool_result ends the turn.
+            self.st.api.push(ApiMsg::ToolResult);
+        }
         if self.stream {
             let ev = self.text_event(&model, &text, &usage);
             self.emit(ev);
@@ -449,12 +460,17 @@ impl Runner {
         }
     }
 
-    /// MOCK_CHILD / MOCK_SLEEP, MOCK_STREAM chunks and the API call's own latency; true when
-    /// an interrupt or end_session cut them short.
+    /// MOCK_CHILD (with its `child <pid>` assistant event) / MOCK_SLEEP, MOCK_STREAM chunks
+    /// and the API call's own latency; true when an interrupt or end_session cut them short.
     fn delays(&mut self, prompt: &str, usage: &Usage) -> bool {
         let mut sleep = d::number(prompt, "MOCK_SLEEP").unwrap_or(0.0);
         if let Some(s) = d::number(prompt, "MOCK_CHILD") {
-            self.spawn_child(s);
+            if let Some(child_pid) = self.spawn_child(s)
+                && self.stream
+            {
+                let ev = self.text_event(&self.sh.model(), &format!("child {child_pid}"), usage);
+                self.emit(ev);
+            }
             sleep = sleep.max(s);
         }
         if sleep > 0.0 && self.sh.wait(secs(sleep)) {
@@ -488,6 +504,9 @@ impl Runner {
                                "input": {"command": tool, "description": "mock tool call"}}]);
         self.st.api_ms += 20;
         self.st.account(model, &usage);
+        // The tool runs even when the turn stops here (max turns, budget): its result is part
+        // of the conversation the next prompt is merged into.
+        self.st.api.extend([ApiMsg::Assistant, ApiMsg::ToolResult]);
         if self.stream {
             let ev = self.assistant_event(model, tool_use, &usage, None);
             self.emit(ev);
@@ -551,23 +570,12 @@ impl Runner {
         })
     }
 
-    /// MOCK_STATUS:<code>: a synthetic assistant error message and an is_error result.
-    fn api_error(&mut self, t0: Instant, code: i64) -> Value {
-        let etype = err_type(code);
-        let mut msg = format!("API Error: {code} mock {code} {etype}");
-        if code == 401 {
-            msg = format!("Failed to authenticate. {msg}");
-        }
+    /// MOCK_STATUS:<code>: a synthetic assistant error message and an is_error result, with
+    /// the real CLI's texts (see [`api_error::describe`]).
+    fn api_error(&mut self, t0: Instant, code: i64, model: &str) -> Value {
+        let e = api_error::describe(code, model);
         if self.stream {
-            let content = json!([{"type": "text", "text": msg}]);
-            let mut ev =
-                self.assistant_event("<synthetic>", content, &[0; 4], Some("stop_sequence"));
-            if let Value::Object(m) = &mut ev {
-                m.insert("error".into(), json!(etype));
-                m.insert("is_api_error_message".into(), json!(true));
-                m.insert("api_error_status".into(), json!(code));
-                m.insert("api_error_type".into(), json!(etype));
-            }
+            let ev = self.synthetic_error_event(&e);
             self.emit(ev);
         }
         self.result(
@@ -575,13 +583,41 @@ impl Runner {
             Res {
                 usage: [0; 4],
                 stop: Some("stop_sequence"),
-                result: Some(msg),
-                api_status: Some(code),
-                api_type: Some(etype),
-                terminal: "api_error",
+                result: Some(e.text),
+                api_status: e.status,
+                api_type: e.etype,
+                terminal: e.terminal,
                 ..Res::default()
             },
         )
+    }
+
+    /// The assistant event the real CLI makes up for an API error (model `<synthetic>`).
+    fn synthetic_error_event(&self, e: &api_error::ApiError) -> Value {
+        let mut ev = json!({"type": "assistant", "message": {
+                "diagnostics": null, "id": sys::uuid4(), "container": null,
+                "model": "<synthetic>", "role": "assistant", "stop_details": null,
+                "stop_reason": "stop_sequence", "stop_sequence": "", "type": "message",
+                "usage": {"output_tokens_details": null, "input_tokens": 0, "output_tokens": 0,
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                          "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+                          "service_tier": null,
+                          "cache_creation": {"ephemeral_1h_input_tokens": 0,
+                                             "ephemeral_5m_input_tokens": 0},
+                          "inference_geo": null, "iterations": null, "speed": null,
+                          "fallback_credit": null},
+                "content": [{"type": "text", "text": e.text}], "context_management": null},
+            "parent_tool_use_id": null, "session_id": self.st.session_id, "uuid": sys::uuid4(),
+            "timestamp": sys::iso_now(), "error": e.category, "is_api_error_message": true});
+        if let (Some(status), Value::Object(m)) = (e.status, &mut ev) {
+            m.insert(
+                "request_id".into(),
+                json!(format!("req_fake_{}", sys::rand_hex(64))),
+            );
+            m.insert("api_error_status".into(), json!(status));
+            m.insert("api_error_type".into(), json!(e.etype));
+        }
+        ev
     }
 
     /// The result printed (in stream mode) when `--resume` names an unknown session.

@@ -1,7 +1,8 @@
 //! Conversation state and its persistence: one JSON file per session under
-//! `$FAKE_CLAUDE_STATE` (default `$HOME/.fake-claude`), the same format as `fake_claude.py`
-//! (`{"cwd","history","model_usage","cost","api_ms","mtime"}`), so `--resume`, `--continue`
-//! and `--fork-session` work across processes.
+//! `$FAKE_CLAUDE_STATE` (default `$HOME/.fake-claude`), the format of `fake_claude.py`
+//! (`{"cwd","history","model_usage","cost","api_ms","mtime"}`) plus `api_messages` (see
+//! [`ApiMsg`]; derived from `history` when absent), so `--resume`, `--continue` and
+//! `--fork-session` work across processes.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -14,12 +15,52 @@ use crate::cli::Opts;
 use crate::pricing::{ModelUsage, Usage, cost_of};
 use crate::sys::{self, die};
 
+/// One message of the API request the real CLI would send next (what `MOCK_COUNT` counts).
+///
+/// Measured on the real CLI 2.1.329: a turn adds its user message, then per tool call an
+/// assistant `tool_use` and a user `tool_result` message, then the final assistant message. A
+/// turn that ends without an answer (API error, interrupt) adds only its user message, and the
+/// next prompt is merged into it (one user message with several text blocks); a prompt after a
+/// turn that ended on a tool call (max turns, `--json-schema`) is merged into that turn's
+/// `tool_result` message. Every request also carries a `role: "system"` environment message
+/// right after the first user message (not stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiMsg {
+    /// A user message with text (a prompt).
+    User,
+    /// A user message holding only a `tool_result` block (no text: the mock does not count it
+    /// as a user message).
+    ToolResult,
+    Assistant,
+}
+
+impl ApiMsg {
+    fn name(self) -> &'static str {
+        match self {
+            ApiMsg::User => "user",
+            ApiMsg::ToolResult => "tool_result",
+            ApiMsg::Assistant => "assistant",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "user" => ApiMsg::User,
+            "tool_result" => ApiMsg::ToolResult,
+            "assistant" => ApiMsg::Assistant,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct State {
     pub dir: PathBuf,
     pub cwd: String,
     /// `{"role": "user"|"assistant", "content": <text>}` entries.
     pub history: Vec<Value>,
+    /// The conversation as the real CLI sends it to the API (see [`ApiMsg`]).
+    pub api: Vec<ApiMsg>,
     /// Cumulative per-model usage of this session.
     pub model_usage: BTreeMap<String, ModelUsage>,
     /// Cumulative cost of this session (`total_cost_usd`).
@@ -61,6 +102,7 @@ impl State {
             dir: state_dir(),
             cwd,
             history: Vec::new(),
+            api: Vec::new(),
             model_usage: BTreeMap::new(),
             cost: 0.0,
             api_ms: 0,
@@ -94,6 +136,26 @@ impl State {
             return false;
         };
         self.history = history.clone();
+        let api: Option<Vec<ApiMsg>> =
+            d.get("api_messages")
+                .and_then(Value::as_array)
+                .and_then(|a| {
+                    a.iter()
+                        .map(|m| m.as_str().and_then(ApiMsg::parse))
+                        .collect()
+                });
+        self.api = api.unwrap_or_else(|| {
+            // A session written by fake_claude.py (or an older fake): user / assistant texts.
+            let mut api = Vec::new();
+            for h in &self.history {
+                match h.get("role").and_then(Value::as_str) {
+                    Some("user") => push_user(&mut api),
+                    Some("assistant") => api.push(ApiMsg::Assistant),
+                    _ => {}
+                }
+            }
+            api
+        });
         self.model_usage = mu
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), ModelUsage::from_json(v)?)))
@@ -110,6 +172,7 @@ impl State {
         }
         let doc = json!({
             "cwd": self.cwd, "history": self.history, "model_usage": self.model_usage_json(),
+            "api_messages": self.api.iter().map(|m| m.name()).collect::<Vec<_>>(),
             "cost": self.cost, "api_ms": self.api_ms, "mtime": sys::unix_time(),
         });
         let written = fs::create_dir_all(&self.dir)
@@ -199,13 +262,28 @@ impl State {
         usage_map_json(&self.model_usage)
     }
 
-    /// `/clear`: a new conversation with a new id and zero cost.
+    /// `/clear`: a new conversation with a new id, zero cost and zero API time.
     pub fn reset(&mut self) {
         self.history.clear();
+        self.api.clear();
+        self.api_ms = 0;
         self.model_usage.clear();
         self.since_last.clear();
         self.cost = 0.0;
         self.session_id = sys::uuid4();
+    }
+
+    /// A prompt enters the conversation (merged into a trailing user message, see [`ApiMsg`]).
+    pub fn api_user(&mut self) {
+        push_user(&mut self.api);
+    }
+
+    /// `MOCK_COUNT`'s numbers for the request the real CLI would send now: messages (the
+    /// environment `system` message included) and user messages with text.
+    pub fn api_counts(&self) -> (usize, usize) {
+        let users = self.api.iter().filter(|m| **m == ApiMsg::User).count();
+        let system = usize::from(!self.api.is_empty());
+        (self.api.len() + system, users)
     }
 
     pub fn user_prompts(&self) -> usize {
@@ -213,6 +291,14 @@ impl State {
             .iter()
             .filter(|h| h.get("role").and_then(Value::as_str) == Some("user"))
             .count()
+    }
+}
+
+/// Appends a prompt to `api`: a trailing user or tool_result message absorbs it.
+fn push_user(api: &mut Vec<ApiMsg>) {
+    match api.last_mut() {
+        Some(last @ (ApiMsg::User | ApiMsg::ToolResult)) => *last = ApiMsg::User,
+        _ => api.push(ApiMsg::User),
     }
 }
 

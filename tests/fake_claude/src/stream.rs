@@ -8,7 +8,6 @@ use std::sync::mpsc::{self, Sender};
 
 use serde_json::{Value, json};
 
-use crate::cli::PERMISSION_MODES;
 use crate::control::Shared;
 use crate::pricing::resolve_model;
 use crate::runner::Runner;
@@ -28,6 +27,16 @@ fn content_text(content: Option<&Value>) -> String {
         _ => String::new(),
     }
 }
+
+/// Modes `set_permission_mode` accepts ("manual" too, as an alias of "default").
+const SETTABLE_MODES: &[&str] = &[
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "default",
+    "dontAsk",
+    "plan",
+];
 
 /// How Python's `"%s" % value` prints a JSON value (for error texts).
 fn py_str(v: Option<&Value>) -> String {
@@ -70,16 +79,38 @@ fn control(sh: &Shared, msg: &Value) -> bool {
             sh.set_model(model.clone());
             respond(&ok(json!({"model": model})));
         }
-        Some("set_permission_mode") => match field("mode").and_then(Value::as_str) {
-            Some(mode) if PERMISSION_MODES.contains(&mode) => {
-                sh.set_permission_mode(mode.to_string());
-                respond(&ok(json!({"mode": mode})));
+        Some("set_permission_mode") => {
+            let mode = match field("mode").and_then(Value::as_str) {
+                Some("manual") => Some("default"),
+                m => m.filter(|m| SETTABLE_MODES.contains(m)),
+            };
+            match mode {
+                None => respond(&error(
+                    format!(
+                        "Cannot set permission mode: must be one of {}",
+                        SETTABLE_MODES.join(", ")
+                    ),
+                    "invalid_mode",
+                )),
+                Some("bypassPermissions") if !sh.bypass_allowed() => respond(&error(
+                    "Cannot set permission mode to bypassPermissions because the session was \
+                     not launched with --dangerously-skip-permissions"
+                        .into(),
+                    "bypass_not_launched",
+                )),
+                Some(mode) => {
+                    let changed = sh.set_permission_mode(mode.to_string());
+                    respond(&ok(json!({"mode": mode})));
+                    if changed {
+                        respond(
+                            &json!({"type": "system", "subtype": "status", "status": null,
+                                        "permissionMode": mode, "uuid": sys::uuid4(),
+                                        "session_id": sh.session_id()}),
+                        );
+                    }
+                }
             }
-            _ => respond(&error(
-                format!("Invalid permission mode: {}", py_str(field("mode"))),
-                "invalid_request",
-            )),
-        },
+        }
         Some("end_session") => {
             respond(&json!({"type": "control_response",
                             "response": {"subtype": "success", "request_id": rid}}));
