@@ -34,7 +34,7 @@ use claude_pool_protocol::cost::{TurnCost, turn_cost};
 use claude_pool_protocol::stream::{
     ClaudeEvent, ControlRequest, ResultEvent, deny_control_response_line, user_message_line,
 };
-use claude_pool_protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
+use claude_pool_protocol::{PermissionMode, SlotId, SlotStatus, TaskId, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -373,9 +373,12 @@ impl SlotState {
     fn begin_task(&mut self) {
         let Some(task) = &self.task else { return };
         let want = task.assignment.settings.clone();
+        // The CLI refuses to switch into bypassPermissions unless it was started in it.
+        let bypass = Some(PermissionMode::BypassPermissions);
         let needs_respawn = want.effort != self.current.effort
             || (want.model.is_none() && self.current.model.is_some())
-            || (want.permission_mode.is_none() && self.current.permission_mode.is_some());
+            || (want.permission_mode.is_none() && self.current.permission_mode.is_some())
+            || (want.permission_mode == bypass && self.current.permission_mode != bypass);
         if needs_respawn {
             self.go(Input::AssignedNeedsRespawn);
             self.after_exit = AfterExit::Respawn;

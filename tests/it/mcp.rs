@@ -641,3 +641,19 @@ async fn invalid_flags_exit_nonzero_with_a_clear_message() {
         assert!(out.stdout.is_empty(), "{args:?}: stdout must stay empty");
     }
 }
+
+#[tokio::test]
+async fn a_task_asking_for_bypass_permissions_gets_a_process_started_in_that_mode() {
+    // The CLI refuses to switch into bypassPermissions by control request (and, as root,
+    // refuses it without IS_SANDBOX=1): such a task gets a fresh process started in it.
+    let server = Server::start(ServerOptions::fake(1).env("IS_SANDBOX", "1")).await;
+    let before = Server::slot_pids(&server.wait_ready().await)[0];
+    let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG", "permission_mode": "bypassPermissions" })).await;
+    assert!(r["output"].as_str().unwrap().contains("permission_mode=bypassPermissions"), "{r}");
+    let after = Server::slot_pids(&server.wait_ready().await)[0];
+    assert_ne!(after, before, "bypassPermissions needs a process started in that mode");
+    // Back to the default mode for the next task, by control request.
+    let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG" })).await;
+    assert!(r["output"].as_str().unwrap().contains("permission_mode=plan"), "{r}");
+    server.close().await;
+}
