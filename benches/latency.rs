@@ -54,14 +54,22 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn quiet(opts: ServerOptions) -> ServerOptions {
-    opts.args(&["--log-level", "warn"]).env("FAKE_CLAUDE_TURN_MS", "0")
+    opts.args(&["--log-level", "warn"])
+        .env("FAKE_CLAUDE_TURN_MS", "0")
 }
 
 /// One warm fake process driven directly: the time from writing a prompt to reading its result.
 async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
     let scratch = Scratch::new("bench-fake");
     let mut child = tokio::process::Command::new(fake_claude_bin())
-        .args(["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"])
+        .args([
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ])
         .env("HOME", scratch.path())
         .env("FAKE_CLAUDE_TURN_MS", "0")
         .stdin(Stdio::piped())
@@ -74,7 +82,11 @@ async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut out = Vec::new();
     for i in 0..iters + 3 {
-        let prompt = if i % 2 == 0 { format!("bench {i}") } else { "/clear".to_owned() };
+        let prompt = if i % 2 == 0 {
+            format!("bench {i}")
+        } else {
+            "/clear".to_owned()
+        };
         let line = claude_pool::protocol::stream::user_message_line(&prompt);
         let t = Instant::now();
         stdin.write_all(line.as_bytes()).await.unwrap();
@@ -90,7 +102,10 @@ async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
     // Pair every measured turn with a clear, as the pool does; keep `iters` turn samples.
     while out.len() < iters {
         let t = Instant::now();
-        stdin.write_all(claude_pool::protocol::stream::user_message_line("bench").as_bytes()).await.unwrap();
+        stdin
+            .write_all(claude_pool::protocol::stream::user_message_line("bench").as_bytes())
+            .await
+            .unwrap();
         while let Some(l) = lines.next_line().await.unwrap() {
             if l.contains("\"type\":\"result\"") {
                 break;
@@ -103,19 +118,28 @@ async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
 
 async fn pool_runs(server: &Server, iters: usize, prompt: &str) -> Vec<Duration> {
     for _ in 0..3 {
-        server.call_ok("pool_run", json!({ "prompt": prompt })).await;
+        server
+            .call_ok("pool_run", json!({ "prompt": prompt }))
+            .await;
     }
     let mut out = Vec::new();
     for _ in 0..iters {
         let t = Instant::now();
-        let r = server.call_ok("pool_run", json!({ "prompt": prompt })).await;
+        let r = server
+            .call_ok("pool_run", json!({ "prompt": prompt }))
+            .await;
         out.push(t.elapsed());
         assert_eq!(r["status"], "completed");
     }
     out
 }
 
-async fn cold_cli_runs(claude: &std::path::Path, env: &[(String, String)], iters: usize, scratch: &Scratch) -> Vec<Duration> {
+async fn cold_cli_runs(
+    claude: &std::path::Path,
+    env: &[(String, String)],
+    iters: usize,
+    scratch: &Scratch,
+) -> Vec<Duration> {
     let mut out = Vec::new();
     for i in 0..iters + 1 {
         let t = Instant::now();
@@ -129,7 +153,11 @@ async fn cold_cli_runs(claude: &std::path::Path, env: &[(String, String)], iters
             .await
             .unwrap();
         let d = t.elapsed();
-        assert!(o.status.success(), "cold claude -p failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "cold claude -p failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         if i > 0 {
             out.push(d);
         }
@@ -138,8 +166,14 @@ async fn cold_cli_runs(claude: &std::path::Path, env: &[(String, String)], iters
 }
 
 fn main() {
-    let iters: usize = std::env::var("BENCH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let iters: usize = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         println!("claude-pool latency and memory ({iters} samples each)\n");
 
@@ -174,7 +208,12 @@ fn main() {
         let mut env = hermetic_cli_env(&mock.url(), scratch.path());
         env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
         let cold = cold_cli_runs(&claude, &env, iters.min(20), &scratch).await;
-        let mut opts = ServerOptions { claude_bin: claude.clone(), slots: 2, args: vec!["--log-level".into(), "warn".into()], env: vec![] };
+        let mut opts = ServerOptions {
+            claude_bin: claude.clone(),
+            slots: 2,
+            args: vec!["--log-level".into(), "warn".into()],
+            env: vec![],
+        };
         for (k, v) in &env {
             opts = opts.env(k, v);
         }

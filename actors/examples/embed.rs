@@ -17,7 +17,11 @@ use tokio::sync::mpsc;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prompts: Vec<String> = std::env::args().skip(1).collect();
-    let prompts = if prompts.is_empty() { vec!["say hello".to_owned()] } else { prompts };
+    let prompts = if prompts.is_empty() {
+        vec!["say hello".to_owned()]
+    } else {
+        prompts
+    };
     let claude = std::env::var("CLAUDE_POOL_CLAUDE_BIN").unwrap_or_else(|_| "claude".into());
 
     let pool = Pool::builder()
@@ -31,7 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (tx, mut progress) = mpsc::unbounded_channel();
     let mut ids = Vec::new();
     for prompt in &prompts {
-        ids.push(pool.submit(TaskSpec::new(prompt.clone()).progress(tx.clone())).await?);
+        ids.push(
+            pool.submit(TaskSpec::new(prompt.clone()).progress(tx.clone()))
+                .await?,
+        );
     }
     drop(tx);
     tokio::spawn(async move {
@@ -52,11 +59,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 report.tokens_used.input,
                 report.tokens_used.output
             ),
-            status => println!("{prompt:?} → {status}: {}", report.error.unwrap_or_default()),
+            status => println!(
+                "{prompt:?} → {status}: {}",
+                report.error.unwrap_or_default()
+            ),
         }
     }
     let status = pool.status().await?;
-    println!("total spend ${:.4} over {} tasks", status.spend_usd, status.tasks.total);
+    println!(
+        "total spend ${:.4} over {} tasks",
+        status.spend_usd, status.tasks.total
+    );
     pool.shutdown().await;
     Ok(())
 }

@@ -95,7 +95,10 @@ impl fmt::Debug for PoolConfig {
             .field("slots", &self.slots)
             .field("claude_bin", &self.claude_bin)
             .field("defaults", &self.defaults)
-            .field("append_system_prompt", &self.append_system_prompt.as_ref().map(|s| s.len()))
+            .field(
+                "append_system_prompt",
+                &self.append_system_prompt.as_ref().map(|s| s.len()),
+            )
             .field("default_timeout", &self.default_timeout)
             .field("recycle_after_turns", &self.recycle_after_turns)
             .field("cwd", &self.cwd)
@@ -145,7 +148,12 @@ impl PoolConfig {
             env.push((k.clone(), v.clone()));
         }
         env.retain(|(k, _)| !SCRUBBED_ENV.iter().any(|s| k == s));
-        SpawnSpec { program: self.claude_bin.clone(), args, env, cwd: self.cwd.clone() }
+        SpawnSpec {
+            program: self.claude_bin.clone(),
+            args,
+            env,
+            cwd: self.cwd.clone(),
+        }
     }
 }
 
@@ -165,7 +173,11 @@ mod tests {
             ..PoolConfig::default()
         };
         let spec = cfg.spawn_spec(&cfg.defaults);
-        let names: Vec<_> = spec.env.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = spec
+            .env
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, vec!["ANTHROPIC_BASE_URL".to_owned()]);
     }
 
@@ -176,9 +188,15 @@ mod tests {
             ..PoolConfig::default()
         };
         let args = cfg.spawn_spec(&cfg.defaults).args;
-        let i = args.iter().position(|a| a == "--append-system-prompt").expect("flag present");
+        let i = args
+            .iter()
+            .position(|a| a == "--append-system-prompt")
+            .expect("flag present");
         assert_eq!(args[i + 1], "be brief");
         assert!(!args.iter().any(|a| a == "--system-prompt"));
-        assert!(args.windows(2).any(|w| w[0] == "--permission-mode" && w[1] == "plan"));
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--permission-mode" && w[1] == "plan")
+        );
     }
 }

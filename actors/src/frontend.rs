@@ -83,7 +83,10 @@ impl Actor for FrontendActor {
             };
             let _ = myself.cast(FrontendMsg::TransportClosed(served));
         });
-        Ok(FrontendState { stop: Some(stop_tx), serving: Some(serving) })
+        Ok(FrontendState {
+            stop: Some(stop_tx),
+            serving: Some(serving),
+        })
     }
 
     async fn handle(

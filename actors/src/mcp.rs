@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
+use claude_pool_protocol::TaskStatus;
 use claude_pool_protocol::tools::{
     ResultParams, StatusParams, SubmitReport, TaskParams, TaskRef, TaskReport,
 };
-use claude_pool_protocol::TaskStatus;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -39,14 +39,16 @@ pub struct Checked<T>(Result<T, String>);
 impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Checked<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        Ok(Checked(serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                format!("invalid arguments: {}", e.into_inner())
-            } else {
-                format!("invalid arguments: {path}: {}", e.into_inner())
-            }
-        })))
+        Ok(Checked(serde_path_to_error::deserialize(value).map_err(
+            |e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    format!("invalid arguments: {}", e.into_inner())
+                } else {
+                    format!("invalid arguments: {path}: {}", e.into_inner())
+                }
+            },
+        )))
     }
 }
 
@@ -77,7 +79,10 @@ pub struct PoolServer {
 impl PoolServer {
     /// A server handing tool calls to `pool`.
     pub fn new(pool: Pool) -> Self {
-        PoolServer { pool, tool_router: Self::tool_router() }
+        PoolServer {
+            pool,
+            tool_router: Self::tool_router(),
+        }
     }
 }
 
@@ -92,7 +97,8 @@ pub fn to_error_data(e: PoolError) -> ErrorData {
 }
 
 fn structured<T: Serialize>(value: &T) -> Result<CallToolResult, ErrorData> {
-    let json = serde_json::to_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    let json =
+        serde_json::to_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
     Ok(CallToolResult::structured(json))
 }
 
@@ -102,14 +108,18 @@ fn task_result(report: &TaskReport) -> Result<CallToolResult, ErrorData> {
     if report.status == TaskStatus::Completed {
         return structured(report);
     }
-    let json = serde_json::to_value(report).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    let json =
+        serde_json::to_value(report).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
     let message = format!(
         "task {} {}: {}",
         report.task_id,
         report.status,
         report.error.as_deref().unwrap_or("no reason recorded")
     );
-    let mut result = CallToolResult::error(vec![ContentBlock::text(message), ContentBlock::text(json.to_string())]);
+    let mut result = CallToolResult::error(vec![
+        ContentBlock::text(message),
+        ContentBlock::text(json.to_string()),
+    ]);
     result.structured_content = Some(json);
     Ok(result)
 }
@@ -194,10 +204,16 @@ impl PoolServer {
         name = "pool_submit",
         description = "Submit a task to run in the background. Returns { task_id, status } at once; fetch the outcome with pool_result."
     )]
-    async fn pool_submit(&self, Parameters(params): Parameters<Checked<TaskParams>>) -> Result<CallToolResult, ErrorData> {
+    async fn pool_submit(
+        &self,
+        Parameters(params): Parameters<Checked<TaskParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
         let spec = spec_from(params.get()?)?;
         let id = self.pool.submit(spec).await.map_err(to_error_data)?;
-        structured(&SubmitReport { task_id: id, status: TaskStatus::Pending })
+        structured(&SubmitReport {
+            task_id: id,
+            status: TaskStatus::Pending,
+        })
     }
 
     /// A task's report.
@@ -205,11 +221,15 @@ impl PoolServer {
         name = "pool_result",
         description = "Get a task's status and, once it ended, its output, spend_usd, tokens_used and error. With `wait`, answers as soon as the task ends (or when the wait runs out)."
     )]
-    async fn pool_result(&self, Parameters(params): Parameters<Checked<ResultParams>>) -> Result<CallToolResult, ErrorData> {
+    async fn pool_result(
+        &self,
+        Parameters(params): Parameters<Checked<ResultParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
         let report = match params.wait {
             None => self.pool.result(&params.task_id).await,
-            Some(wait) => match tokio::time::timeout(wait.0, self.pool.wait(&params.task_id)).await {
+            Some(wait) => match tokio::time::timeout(wait.0, self.pool.wait(&params.task_id)).await
+            {
                 Ok(report) => report,
                 Err(_) => self.pool.result(&params.task_id).await,
             },
@@ -222,9 +242,16 @@ impl PoolServer {
         name = "pool_cancel",
         description = "Cancel a pending or running task. A queued task never starts; a running task's Claude process is stopped. Returns the task's final status."
     )]
-    async fn pool_cancel(&self, Parameters(params): Parameters<Checked<TaskRef>>) -> Result<CallToolResult, ErrorData> {
+    async fn pool_cancel(
+        &self,
+        Parameters(params): Parameters<Checked<TaskRef>>,
+    ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        let report = self.pool.cancel(&params.task_id).await.map_err(to_error_data)?;
+        let report = self
+            .pool
+            .cancel(&params.task_id)
+            .await
+            .map_err(to_error_data)?;
         structured(&report)
     }
 
@@ -233,7 +260,10 @@ impl PoolServer {
         name = "pool_status",
         description = "Slots (id, status, active_tasks, restarts), active and pending task counts, spend and budget. With `wait_ready`, answers once every slot is idle (warm and free) or given up."
     )]
-    async fn pool_status(&self, Parameters(params): Parameters<Checked<StatusParams>>) -> Result<CallToolResult, ErrorData> {
+    async fn pool_status(
+        &self,
+        Parameters(params): Parameters<Checked<StatusParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
         if let Some(wait) = params.wait_ready {
             let _ = tokio::time::timeout(wait.0, self.pool.wait_ready()).await;
@@ -247,7 +277,10 @@ impl PoolServer {
 impl ServerHandler for PoolServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("claude-pool", env!("CARGO_PKG_VERSION")))
+            .with_server_info(Implementation::new(
+                "claude-pool",
+                env!("CARGO_PKG_VERSION"),
+            ))
             .with_instructions(
                 "A pool of warm Claude Code processes. pool_run runs a task and waits; \
                  pool_submit + pool_result run it in the background; pool_cancel stops one; \

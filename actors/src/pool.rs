@@ -49,17 +49,27 @@ impl Pool {
     /// before that wait in the queue. See [`Pool::wait_ready`].
     pub async fn start(config: PoolConfig) -> Result<Pool, PoolError> {
         if config.slots == 0 {
-            return Err(PoolError::InvalidTask("a pool needs at least one slot".into()));
+            return Err(PoolError::InvalidTask(
+                "a pool needs at least one slot".into(),
+            ));
         }
         let config = Arc::new(config);
         let (health_tx, health) = watch::channel(PoolHealth::Running);
-        let args = RootArgs { config: config.clone(), health: Arc::new(health_tx) };
+        let args = RootArgs {
+            config: config.clone(),
+            health: Arc::new(health_tx),
+        };
         let (root, _join) = Actor::spawn(None, RootActor, args)
             .await
             .map_err(|e| PoolError::Stopped(format!("the pool could not start: {e}")))?;
         let scheduler = ractor::call!(root, RootMsg::GetScheduler)
             .map_err(|e| PoolError::Stopped(format!("the pool could not start: {e}")))?;
-        Ok(Pool { root, scheduler, config, health })
+        Ok(Pool {
+            root,
+            scheduler,
+            config,
+            health,
+        })
     }
 
     /// The configuration the pool runs with.
@@ -128,7 +138,9 @@ impl Pool {
     pub async fn shutdown(&self) {
         let _ = ractor::call!(self.root, RootMsg::Shutdown);
         let mut health = self.health.clone();
-        let _ = health.wait_for(|h| matches!(h, PoolHealth::Stopped(_))).await;
+        let _ = health
+            .wait_for(|h| matches!(h, PoolHealth::Stopped(_)))
+            .await;
     }
 
     async fn ask<T, F>(&self, msg: F) -> Result<T, PoolError>

@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use claude_pool_protocol::stream::{ClaudeEvent, ParseError, parse_line};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStderr, ChildStdout, Command};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
@@ -155,9 +155,14 @@ impl ClaudeProcess {
             cmd.current_dir(cwd);
         }
         let mut child = cmd.spawn().map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot start {}: {e}", spec.program.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot start {}: {e}", spec.program.display()),
+            )
         })?;
-        let pid = child.id().ok_or_else(|| io::Error::other("child has no pid"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| io::Error::other("child has no pid"))?;
         let on_event = Arc::new(on_event);
         let reaped = Arc::new(AtomicBool::new(false));
 
@@ -165,8 +170,14 @@ impl ClaudeProcess {
         if let Some(stdin) = child.stdin.take() {
             tokio::spawn(write_stdin(stdin, rx, on_event.clone()));
         }
-        let stdout_task = child.stdout.take().map(|out| tokio::spawn(read_stdout(out, on_event.clone())));
-        let stderr_task = child.stderr.take().map(|err| tokio::spawn(read_stderr_tail(err)));
+        let stdout_task = child
+            .stdout
+            .take()
+            .map(|out| tokio::spawn(read_stdout(out, on_event.clone())));
+        let stderr_task = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(read_stderr_tail(err)));
 
         let reaped_flag = reaped.clone();
         let (exit_tx, exited) = watch::channel(false);
@@ -177,10 +188,10 @@ impl ClaudeProcess {
             kill_group(pid, libc::SIGKILL);
             // Every stdout event is delivered before the exit is. A descendant that left the
             // group (setsid) could hold stdout open forever: wait only briefly for EOF.
-            if let Some(mut t) = stdout_task {
-                if tokio::time::timeout(STDOUT_DRAIN, &mut t).await.is_err() {
-                    t.abort();
-                }
+            if let Some(mut t) = stdout_task
+                && tokio::time::timeout(STDOUT_DRAIN, &mut t).await.is_err()
+            {
+                t.abort();
             }
             let stderr_tail = match stderr_task {
                 Some(mut t) => match tokio::time::timeout(STDOUT_DRAIN, &mut t).await {
@@ -200,10 +211,19 @@ impl ClaudeProcess {
                 Err(_) => (None, None),
             };
             let _ = exit_tx.send(true);
-            on_event(ProcessEvent::Exited(ExitInfo { code, signal, stderr_tail }));
+            on_event(ProcessEvent::Exited(ExitInfo {
+                code,
+                signal,
+                stderr_tail,
+            }));
         });
 
-        Ok(ClaudeProcess { pid, stdin: Some(tx), reaped, exited })
+        Ok(ClaudeProcess {
+            pid,
+            stdin: Some(tx),
+            reaped,
+            exited,
+        })
     }
 
     /// The process id, which is also its process-group id.
@@ -305,7 +325,11 @@ where
     let mut buf = Vec::with_capacity(8 * 1024);
     loop {
         buf.clear();
-        let n = match (&mut reader).take(MAX_LINE_BYTES).read_until(b'\n', &mut buf).await {
+        let n = match (&mut reader)
+            .take(MAX_LINE_BYTES)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
             Ok(n) => n,
             Err(_) => return,
         };
@@ -327,7 +351,10 @@ where
         }
         match parse_line(line) {
             Ok(ev) => on_event(ProcessEvent::Event(ev)),
-            Err(error) => on_event(ProcessEvent::BadLine { line: preview(line), error }),
+            Err(error) => on_event(ProcessEvent::BadLine {
+                line: preview(line),
+                error,
+            }),
         }
     }
 }

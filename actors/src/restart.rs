@@ -1,6 +1,7 @@
 //! Restart policy: how often a supervisor restarts a child and how long it waits first.
 //!
-//! Pure: the supervisors feed it failure times and act on the [`Decision`].
+//! Pure: the supervisors feed it failure times and act on the [`Decision`]; [`child_exit`]
+//! reads which child stopped from a supervision event.
 //!
 //! **Intensity.** At most `max_restarts` restarts within any `window`. The failure that would
 //! be restart number `max_restarts + 1` inside the window is not restarted: the supervisor
@@ -16,6 +17,21 @@
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use ractor::{ActorCell, SupervisionEvent};
+
+/// The child that stopped and why, for a supervisor's `handle_supervisor_evt`; `None` for
+/// events that are not exits (a child starting, a process-group change).
+pub fn child_exit(event: SupervisionEvent) -> Option<(ActorCell, String)> {
+    match event {
+        SupervisionEvent::ActorFailed(cell, err) => Some((cell, err.to_string())),
+        SupervisionEvent::ActorTerminated(cell, _, reason) => Some((
+            cell,
+            reason.unwrap_or_else(|| "stopped without a reason".into()),
+        )),
+        _ => None,
+    }
+}
 
 /// Limits and backoff for one supervised child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +67,9 @@ impl RestartPolicy {
     pub fn delay(&self, n: u32) -> Duration {
         let exp = n.saturating_sub(1).min(31);
         let factor = 1u32 << exp;
-        self.backoff_base.saturating_mul(factor).min(self.backoff_max)
+        self.backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max)
     }
 }
 
@@ -82,7 +100,10 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// A tracker with no history.
     pub fn new(policy: RestartPolicy) -> Self {
-        RestartTracker { policy, recent: VecDeque::new() }
+        RestartTracker {
+            policy,
+            recent: VecDeque::new(),
+        }
     }
 
     /// Records a failure at `now` and decides.
@@ -96,11 +117,16 @@ impl RestartTracker {
         }
         let made = self.recent.len() as u32;
         if made >= self.policy.max_restarts {
-            return Decision::GiveUp { restarts_in_window: made };
+            return Decision::GiveUp {
+                restarts_in_window: made,
+            };
         }
         self.recent.push_back(now);
         let attempt = made + 1;
-        Decision::Restart { delay: self.policy.delay(attempt), attempt }
+        Decision::Restart {
+            delay: self.policy.delay(attempt),
+            attempt,
+        }
     }
 }
 
@@ -111,7 +137,15 @@ mod tests {
     #[test]
     fn backoff_doubles_from_base_and_is_capped() {
         let p = RestartPolicy::SLOT_DEFAULT;
-        let table = [(1, 250), (2, 500), (3, 1000), (4, 2000), (5, 4000), (8, 30_000), (40, 30_000)];
+        let table = [
+            (1, 250),
+            (2, 500),
+            (3, 1000),
+            (4, 2000),
+            (5, 4000),
+            (8, 30_000),
+            (40, 30_000),
+        ];
         for (n, ms) in table {
             assert_eq!(p.delay(n), Duration::from_millis(ms), "delay({n})");
         }
@@ -129,26 +163,52 @@ mod tests {
                 t.on_failure(t0 + s(at)),
                 Decision::Restart {
                     delay: Duration::from_millis(ms),
-                    attempt: match at { 0 => 1, 1 => 2, 2 => 3, 4 => 4, _ => 5 },
+                    attempt: match at {
+                        0 => 1,
+                        1 => 2,
+                        2 => 3,
+                        4 => 4,
+                        _ => 5,
+                    },
                 },
                 "failure at {at}s"
             );
         }
-        assert_eq!(t.on_failure(t0 + s(30)), Decision::GiveUp { restarts_in_window: 5 });
+        assert_eq!(
+            t.on_failure(t0 + s(30)),
+            Decision::GiveUp {
+                restarts_in_window: 5
+            }
+        );
     }
 
     #[test]
     fn failures_older_than_the_window_are_forgotten() {
-        let p = RestartPolicy { max_restarts: 2, ..RestartPolicy::SLOT_DEFAULT };
+        let p = RestartPolicy {
+            max_restarts: 2,
+            ..RestartPolicy::SLOT_DEFAULT
+        };
         let mut t = RestartTracker::new(p);
         let t0 = Instant::now();
-        assert!(matches!(t.on_failure(t0), Decision::Restart { attempt: 1, .. }));
-        assert!(matches!(t.on_failure(t0 + Duration::from_secs(1)), Decision::Restart { attempt: 2, .. }));
-        assert!(matches!(t.on_failure(t0 + Duration::from_secs(2)), Decision::GiveUp { .. }));
+        assert!(matches!(
+            t.on_failure(t0),
+            Decision::Restart { attempt: 1, .. }
+        ));
+        assert!(matches!(
+            t.on_failure(t0 + Duration::from_secs(1)),
+            Decision::Restart { attempt: 2, .. }
+        ));
+        assert!(matches!(
+            t.on_failure(t0 + Duration::from_secs(2)),
+            Decision::GiveUp { .. }
+        ));
         // 60.5 s after the first failure, that one has left the window; the second has not.
         assert_eq!(
             t.on_failure(t0 + Duration::from_millis(60_500)),
-            Decision::Restart { delay: Duration::from_millis(500), attempt: 2 }
+            Decision::Restart {
+                delay: Duration::from_millis(500),
+                attempt: 2
+            }
         );
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::PoolConfig;
-use crate::restart::{Decision, RestartTracker};
+use crate::restart::{Decision, RestartTracker, child_exit};
 use crate::scheduler::{SchedulerActor, SchedulerArgs, SchedulerMsg};
 use crate::slot_supervisor::{SlotSupervisorActor, SlotSupervisorArgs, SlotSupervisorMsg};
 
@@ -79,7 +79,9 @@ pub struct RootState {
 
 impl fmt::Debug for RootState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RootState").field("stopping", &self.stopping).finish_non_exhaustive()
+        f.debug_struct("RootState")
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,7 +98,9 @@ impl Actor for RootActor {
         let (scheduler, _) = Actor::spawn_linked(
             None,
             SchedulerActor,
-            SchedulerArgs { config: args.config.clone() },
+            SchedulerArgs {
+                config: args.config.clone(),
+            },
             myself.get_cell(),
         )
         .await?;
@@ -122,10 +126,10 @@ impl Actor for RootActor {
                 let _ = reply.send(state.scheduler.clone());
             }
             RootMsg::RestartSlotSupervisor => {
-                if !state.stopping {
-                    if let Err(e) = state.start_slot_supervisor(&myself).await {
-                        state.halt(format!("the slot supervisor could not be restarted: {e}"));
-                    }
+                if !state.stopping
+                    && let Err(e) = state.start_slot_supervisor(&myself).await
+                {
+                    state.halt(format!("the slot supervisor could not be restarted: {e}"));
                 }
             }
             RootMsg::Shutdown(reply) => {
@@ -143,12 +147,8 @@ impl Actor for RootActor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".into()))
-            }
-            _ => return Ok(()),
+        let Some((cell, reason)) = child_exit(event) else {
+            return Ok(());
         };
         if state.stopping {
             return Ok(());
@@ -157,15 +157,24 @@ impl Actor for RootActor {
         if id == state.scheduler.get_id() {
             tracing::error!(%reason, "the scheduler failed; stopping the pool");
             let why = format!("the scheduler failed: {reason}");
-            state.args.health.send_replace(PoolHealth::Stopped(why.clone()));
+            state
+                .args
+                .health
+                .send_replace(PoolHealth::Stopped(why.clone()));
             state.stopping = true;
             if let Some(sup) = state.slot_supervisor.take() {
                 let _ = ractor::call!(sup, SlotSupervisorMsg::Shutdown);
             }
             myself.stop(Some(why));
-        } else if state.slot_supervisor.as_ref().is_some_and(|s| s.get_id() == id) {
+        } else if state
+            .slot_supervisor
+            .as_ref()
+            .is_some_and(|s| s.get_id() == id)
+        {
             state.slot_supervisor = None;
-            let _ = state.scheduler.cast(SchedulerMsg::AllSlotsDown { reason: reason.clone() });
+            let _ = state.scheduler.cast(SchedulerMsg::AllSlotsDown {
+                reason: reason.clone(),
+            });
             match state.tracker.on_failure(Instant::now().into_std()) {
                 Decision::Restart { delay, attempt } => {
                     tracing::error!(%reason, attempt, ?delay, "the slot supervisor failed; restarting it");
@@ -179,26 +188,36 @@ impl Actor for RootActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RootMsg>,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
         state.shutdown().await;
         Ok(())
     }
 }
 
 impl RootState {
-    async fn start_slot_supervisor(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+    async fn start_slot_supervisor(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+    ) -> Result<(), ActorProcessingErr> {
         let args = SlotSupervisorArgs {
             config: self.args.config.clone(),
             scheduler: self.scheduler.clone(),
         };
-        let (sup, _) = Actor::spawn_linked(None, SlotSupervisorActor, args, myself.get_cell()).await?;
+        let (sup, _) =
+            Actor::spawn_linked(None, SlotSupervisorActor, args, myself.get_cell()).await?;
         self.slot_supervisor = Some(sup);
         Ok(())
     }
 
     fn halt(&mut self, reason: String) {
         tracing::error!(%reason, "the pool cannot keep slots alive; halting");
-        self.args.health.send_replace(PoolHealth::Stopped(reason.clone()));
+        self.args
+            .health
+            .send_replace(PoolHealth::Stopped(reason.clone()));
         let _ = self.scheduler.cast(SchedulerMsg::Halt { reason });
     }
 
@@ -213,7 +232,9 @@ impl RootState {
             sup.stop(None);
         }
         if matches!(*self.args.health.borrow(), PoolHealth::Running) {
-            self.args.health.send_replace(PoolHealth::Stopped("the pool is shut down".into()));
+            self.args
+                .health
+                .send_replace(PoolHealth::Stopped("the pool is shut down".into()));
         }
         self.scheduler.stop(None);
     }

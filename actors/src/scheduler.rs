@@ -168,8 +168,15 @@ impl fmt::Debug for SchedulerMsg {
 
 enum TaskState {
     Pending,
-    Running { slot: SlotId, started_at: Option<Instant> },
-    Done { outcome: TaskOutcome, slot: Option<SlotId>, finished_at: Instant },
+    Running {
+        slot: SlotId,
+        started_at: Option<Instant>,
+    },
+    Done {
+        outcome: TaskOutcome,
+        slot: Option<SlotId>,
+        finished_at: Instant,
+    },
 }
 
 struct TaskRecord {
@@ -198,10 +205,19 @@ impl TaskRecord {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let (slot, started, finished, outcome) = match &self.state {
             TaskState::Pending => (None, None, None, None),
-            TaskState::Running { slot, started_at } => (Some(slot.clone()), *started_at, None, None),
-            TaskState::Done { outcome, slot, finished_at } => {
-                (slot.clone(), outcome.started_at, Some(*finished_at), Some(outcome))
+            TaskState::Running { slot, started_at } => {
+                (Some(slot.clone()), *started_at, None, None)
             }
+            TaskState::Done {
+                outcome,
+                slot,
+                finished_at,
+            } => (
+                slot.clone(),
+                outcome.started_at,
+                Some(*finished_at),
+                Some(outcome),
+            ),
         };
         let queued_until = started.or(finished).unwrap_or(now);
         let usage = outcome.map(|o| o.cost.usage).unwrap_or_default();
@@ -305,36 +321,61 @@ impl Actor for SchedulerActor {
                 state.check_ready();
             }
             SchedulerMsg::SlotAdded { slot } => state.on_slot_added(slot),
-            SchedulerMsg::SlotReady { slot, actor, pid, turns } => {
+            SchedulerMsg::SlotReady {
+                slot,
+                actor,
+                pid,
+                turns,
+            } => {
                 state.on_slot_ready(slot, actor, pid, turns);
             }
-            SchedulerMsg::SlotChanged { slot, status, pid, turns } => {
+            SchedulerMsg::SlotChanged {
+                slot,
+                status,
+                pid,
+                turns,
+            } => {
                 if let Some(e) = state.slots.get_mut(&slot) {
                     e.status = status;
-                    e.pid = pid.or(e.pid);
+                    e.pid = pid;
                     e.turns = turns;
                 }
                 state.check_ready();
             }
-            SchedulerMsg::TaskStarted { task, slot, started_at } => {
-                if let Some(r) = state.tasks.get_mut(&task) {
-                    if let TaskState::Running { slot: s, started_at: at } = &mut r.state {
-                        if *s == slot {
-                            *at = Some(started_at);
-                        }
-                    }
+            SchedulerMsg::TaskStarted {
+                task,
+                slot,
+                started_at,
+            } => {
+                if let Some(r) = state.tasks.get_mut(&task)
+                    && let TaskState::Running {
+                        slot: s,
+                        started_at: at,
+                    } = &mut r.state
+                    && *s == slot
+                {
+                    *at = Some(started_at);
                 }
             }
             SchedulerMsg::TaskRejected { slot, assignment } => state.on_rejected(slot, assignment),
-            SchedulerMsg::TaskFinished { task, slot, outcome } => {
-                if let Some(e) = state.slots.get_mut(&slot) {
-                    if e.task.as_ref() == Some(&task) {
-                        e.task = None;
-                    }
+            SchedulerMsg::TaskFinished {
+                task,
+                slot,
+                outcome,
+            } => {
+                if let Some(e) = state.slots.get_mut(&slot)
+                    && e.task.as_ref() == Some(&task)
+                {
+                    e.task = None;
                 }
                 state.finalize(&task, outcome, Some(slot));
             }
-            SchedulerMsg::SlotDown { slot, reason, restarts, restarting } => {
+            SchedulerMsg::SlotDown {
+                slot,
+                reason,
+                restarts,
+                restarting,
+            } => {
                 state.on_slot_down(slot, reason, restarts, restarting);
             }
             SchedulerMsg::AllSlotsDown { reason } => {
@@ -350,10 +391,18 @@ impl Actor for SchedulerActor {
                 for e in state.slots.values_mut().filter(|e| e.actor.is_none()) {
                     e.status = SlotStatus::Failed;
                 }
-                state.close(TaskStatus::Failed, &format!("the pool stopped: {reason}"), reason.clone());
+                state.close(
+                    TaskStatus::Failed,
+                    &format!("the pool stopped: {reason}"),
+                    reason.clone(),
+                );
             }
             SchedulerMsg::Shutdown(reply) => {
-                state.close(TaskStatus::Cancelled, "the pool shut down", "the pool is shut down".into());
+                state.close(
+                    TaskStatus::Cancelled,
+                    "the pool shut down",
+                    "the pool is shut down".into(),
+                );
                 let _ = reply.send(());
             }
         }
@@ -385,7 +434,9 @@ impl SchedulerState {
             effort: spec.effort.or(defaults.effort),
         };
         let queue_id = id.clone();
-        let queue_timer = self.myself.send_after(timeout, move || SchedulerMsg::QueueDeadline(queue_id));
+        let queue_timer = self
+            .myself
+            .send_after(timeout, move || SchedulerMsg::QueueDeadline(queue_id));
         self.tasks.insert(
             id.clone(),
             TaskRecord {
@@ -433,7 +484,10 @@ impl SchedulerState {
             TaskState::Pending => {
                 r.cancel_waiters.push(reply);
                 self.queue.retain(|q| q != &id);
-                let outcome = TaskOutcome::unbilled(TaskStatus::Cancelled, "cancelled while queued; it never started");
+                let outcome = TaskOutcome::unbilled(
+                    TaskStatus::Cancelled,
+                    "cancelled while queued; it never started",
+                );
                 self.finalize(&id, outcome, None);
             }
             TaskState::Running { slot, .. } => {
@@ -441,10 +495,15 @@ impl SchedulerState {
                 r.cancel_waiters.push(reply);
                 let actor = self.slots.get(&slot).and_then(|e| e.actor.clone());
                 let sent = actor.is_some_and(|a| {
-                    a.cast(SlotMsg::Cancel { task: id.clone(), reason: "cancelled by request".into() }).is_ok()
+                    a.cast(SlotMsg::Cancel {
+                        task: id.clone(),
+                        reason: "cancelled by request".into(),
+                    })
+                    .is_ok()
                 });
                 if !sent {
-                    let outcome = TaskOutcome::unbilled(TaskStatus::Cancelled, "cancelled by request");
+                    let outcome =
+                        TaskOutcome::unbilled(TaskStatus::Cancelled, "cancelled by request");
                     self.finalize(&id, outcome, Some(slot));
                 }
             }
@@ -452,7 +511,12 @@ impl SchedulerState {
     }
 
     fn on_slot_added(&mut self, slot: SlotId) {
-        let index = slot.0.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+        let index = slot
+            .0
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
         let restarts = self.slots.get(&slot).map(|e| e.restarts).unwrap_or(0);
         self.slots.insert(
             slot,
@@ -470,7 +534,9 @@ impl SchedulerState {
     }
 
     fn on_slot_ready(&mut self, slot: SlotId, actor: ActorRef<SlotMsg>, pid: u32, turns: u64) {
-        let Some(e) = self.slots.get_mut(&slot) else { return };
+        let Some(e) = self.slots.get_mut(&slot) else {
+            return;
+        };
         e.status = SlotStatus::Idle;
         e.actor = Some(actor);
         e.pid = Some(pid);
@@ -487,7 +553,10 @@ impl SchedulerState {
             return;
         }
         let settled = !self.slots.is_empty()
-            && self.slots.values().all(|e| matches!(e.status, SlotStatus::Idle | SlotStatus::Failed));
+            && self
+                .slots
+                .values()
+                .all(|e| matches!(e.status, SlotStatus::Idle | SlotStatus::Failed));
         if settled || self.closed.is_some() {
             for w in self.ready_waiters.drain(..) {
                 let _ = w.send(());
@@ -496,13 +565,15 @@ impl SchedulerState {
     }
 
     fn on_rejected(&mut self, slot: SlotId, assignment: Assignment) {
-        if let Some(e) = self.slots.get_mut(&slot) {
-            if e.task.as_ref() == Some(&assignment.task) {
-                e.task = None;
-            }
+        if let Some(e) = self.slots.get_mut(&slot)
+            && e.task.as_ref() == Some(&assignment.task)
+        {
+            e.task = None;
         }
         let id = assignment.task.clone();
-        let Some(r) = self.tasks.get_mut(&id) else { return };
+        let Some(r) = self.tasks.get_mut(&id) else {
+            return;
+        };
         if r.status().is_terminal() {
             return;
         }
@@ -514,14 +585,23 @@ impl SchedulerState {
 
     fn on_slot_down(&mut self, slot: SlotId, reason: String, restarts: u32, restarting: bool) {
         self.idle.retain(|s| s != &slot);
-        let Some(e) = self.slots.get_mut(&slot) else { return };
-        e.status = if restarting { SlotStatus::Restarting } else { SlotStatus::Failed };
+        let Some(e) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        e.status = if restarting {
+            SlotStatus::Restarting
+        } else {
+            SlotStatus::Failed
+        };
         e.actor = None;
         e.pid = None;
         e.restarts = restarts;
         e.last_error = Some(reason.clone());
         if let Some(task) = e.task.take() {
-            let outcome = TaskOutcome::unbilled(TaskStatus::Failed, format!("{slot} failed while running the task: {reason}"));
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::Failed,
+                format!("{slot} failed while running the task: {reason}"),
+            );
             self.finalize(&task, outcome, Some(slot));
         }
         self.check_ready();
@@ -537,7 +617,9 @@ impl SchedulerState {
         let busy = self.slots.len();
         let outcome = TaskOutcome::unbilled(
             TaskStatus::TimedOut,
-            format!("timed out after {timeout} while waiting for a free slot ({busy} slots, none free); it never started"),
+            format!(
+                "timed out after {timeout} while waiting for a free slot ({busy} slots, none free); it never started"
+            ),
         );
         self.finalize(&id, outcome, None);
     }
@@ -546,9 +628,15 @@ impl SchedulerState {
     fn dispatch(&mut self) {
         while !self.queue.is_empty() {
             let Some(slot) = self.pop_idle() else { return };
-            let Some(id) = self.queue.pop_front() else { return };
-            let Some(r) = self.tasks.get_mut(&id) else { continue };
-            let Some((prompt, progress)) = r.payload.take() else { continue };
+            let Some(id) = self.queue.pop_front() else {
+                return;
+            };
+            let Some(r) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            let Some((prompt, progress)) = r.payload.take() else {
+                continue;
+            };
             let Some(actor) = self.slots.get(&slot).and_then(|e| e.actor.clone()) else {
                 r.payload = Some((prompt, progress));
                 self.queue.push_front(id);
@@ -564,7 +652,10 @@ impl SchedulerState {
             };
             match actor.cast(SlotMsg::Run(assignment)) {
                 Ok(()) => {
-                    r.state = TaskState::Running { slot: slot.clone(), started_at: None };
+                    r.state = TaskState::Running {
+                        slot: slot.clone(),
+                        started_at: None,
+                    };
                     if let Some(t) = r.queue_timer.take() {
                         t.abort();
                     }
@@ -601,7 +692,9 @@ impl SchedulerState {
 
     /// Records a terminal state (once) and answers everyone waiting for it.
     fn finalize(&mut self, id: &TaskId, outcome: TaskOutcome, slot: Option<SlotId>) {
-        let Some(r) = self.tasks.get_mut(id) else { return };
+        let Some(r) = self.tasks.get_mut(id) else {
+            return;
+        };
         if r.status().is_terminal() {
             return;
         }
@@ -611,7 +704,11 @@ impl SchedulerState {
         r.payload = None;
         self.spend_usd += outcome.cost.usd;
         let status = outcome.status;
-        r.state = TaskState::Done { outcome, slot, finished_at: Instant::now() };
+        r.state = TaskState::Done {
+            outcome,
+            slot,
+            finished_at: Instant::now(),
+        };
         let report = r.report(id);
         tracing::debug!(task = %id, %status, "task finished");
         for w in r.waiters.drain(..) {
@@ -624,7 +721,12 @@ impl SchedulerState {
             } else {
                 format!("the task ended as {status} before the cancel took effect")
             };
-            let _ = w.send(Some(CancelReport { task_id: id.clone(), status, cancelled, message }));
+            let _ = w.send(Some(CancelReport {
+                task_id: id.clone(),
+                status,
+                cancelled,
+                message,
+            }));
         }
     }
 
@@ -640,7 +742,10 @@ impl SchedulerState {
             .map(|(id, _)| id.clone())
             .collect();
         for id in open {
-            let running = self.tasks.get(&id).is_some_and(|r| matches!(r.state, TaskState::Running { .. }));
+            let running = self
+                .tasks
+                .get(&id)
+                .is_some_and(|r| matches!(r.state, TaskState::Running { .. }));
             let text = if running {
                 format!("{why} while the task was running")
             } else {

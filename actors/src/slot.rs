@@ -62,7 +62,9 @@ pub struct SlotArgs {
 
 impl fmt::Debug for SlotArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlotArgs").field("slot", &self.slot).finish_non_exhaustive()
+        f.debug_struct("SlotArgs")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
     }
 }
 
@@ -140,7 +142,8 @@ pub struct SlotState {
     args: SlotArgs,
     myself: ActorRef<SlotMsg>,
     phase: Phase,
-    visible: SlotStatus,
+    /// What the scheduler was last told: status and pid.
+    visible: (SlotStatus, Option<u32>),
     generation: u64,
     process: Option<ClaudeProcess>,
     /// Settings the live process runs with.
@@ -190,7 +193,7 @@ impl Actor for SlotActor {
             args,
             myself,
             phase: Phase::Stopped,
-            visible: SlotStatus::Starting,
+            visible: (SlotStatus::Starting, None),
             generation: 0,
             process: None,
             turns: 0,
@@ -229,7 +232,10 @@ impl Actor for SlotActor {
     ) -> Result<(), ActorProcessingErr> {
         state.cancel_timers();
         if let Some(task) = state.task.take() {
-            let outcome = TaskOutcome::unbilled(TaskStatus::Cancelled, "the pool shut down while the task was running");
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::Cancelled,
+                "the pool shut down while the task was running",
+            );
             state.report_finished(task.assignment.task, outcome);
         }
         if let Some(mut process) = state.process.take() {
@@ -266,12 +272,13 @@ impl SlotState {
             Phase::Terminating => SlotStatus::Starting,
             Phase::Stopped => SlotStatus::Restarting,
         };
-        if visible != self.visible {
-            self.visible = visible;
+        let pid = self.process.as_ref().map(ClaudeProcess::pid);
+        if (visible, pid) != self.visible {
+            self.visible = (visible, pid);
             let _ = self.args.scheduler.cast(SchedulerMsg::SlotChanged {
                 slot: self.args.slot.clone(),
                 status: visible,
-                pid: self.process.as_ref().map(ClaudeProcess::pid),
+                pid,
                 turns: self.turns,
             });
         }
@@ -279,7 +286,8 @@ impl SlotState {
 
     fn arm(&mut self, after: Duration, timer: Timer) -> TimerHandle {
         let generation = self.generation;
-        self.myself.send_after(after, move || SlotMsg::TimerFired { generation, timer })
+        self.myself
+            .send_after(after, move || SlotMsg::TimerFired { generation, timer })
     }
 
     fn arm_phase_timer(&mut self, after: Duration, timer: Timer) {
@@ -290,7 +298,10 @@ impl SlotState {
     }
 
     fn cancel_timers(&mut self) {
-        for t in [self.phase_timer.take(), self.deadline_timer.take()].into_iter().flatten() {
+        for t in [self.phase_timer.take(), self.deadline_timer.take()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
     }
@@ -324,7 +335,10 @@ impl SlotState {
             Err(e) => {
                 let reason = e.to_string();
                 if let Some(task) = self.task.take() {
-                    let outcome = TaskOutcome::unbilled(TaskStatus::Failed, format!("{}: {reason}", self.args.slot));
+                    let outcome = TaskOutcome::unbilled(
+                        TaskStatus::Failed,
+                        format!("{}: {reason}", self.args.slot),
+                    );
                     self.report_finished(task.assignment.task, outcome);
                 }
                 return Err(reason.into());
@@ -354,7 +368,9 @@ impl SlotState {
             });
             return Ok(());
         }
-        let remaining = assignment.deadline.saturating_duration_since(Instant::now());
+        let remaining = assignment
+            .deadline
+            .saturating_duration_since(Instant::now());
         self.deadline_timer = Some(self.arm(remaining, Timer::Deadline(assignment.task.clone())));
         self.task = Some(ActiveTask {
             assignment,
@@ -386,15 +402,15 @@ impl SlotState {
             return;
         }
         let mut requests = Vec::new();
-        if want.model != self.current.model {
-            if let Some(m) = &want.model {
-                requests.push(ControlRequest::SetModel(m.clone()));
-            }
+        if want.model != self.current.model
+            && let Some(m) = &want.model
+        {
+            requests.push(ControlRequest::SetModel(m.clone()));
         }
-        if want.permission_mode != self.current.permission_mode {
-            if let Some(m) = want.permission_mode {
-                requests.push(ControlRequest::SetPermissionMode(m.as_str().to_owned()));
-            }
+        if want.permission_mode != self.current.permission_mode
+            && let Some(m) = want.permission_mode
+        {
+            requests.push(ControlRequest::SetPermissionMode(m.as_str().to_owned()));
         }
         if requests.is_empty() {
             self.go(Input::Assigned);
@@ -413,13 +429,17 @@ impl SlotState {
     }
 
     fn start_turn(&mut self) {
-        let Some(task) = self.task.as_mut() else { return };
+        let Some(task) = self.task.as_mut() else {
+            return;
+        };
         let prompt = std::mem::take(&mut task.assignment.prompt);
         task.started_at = Some(Instant::now());
         let started_at = task.started_at;
         let id = task.assignment.task.clone();
         if let Some(sink) = &task.assignment.progress {
-            let _ = sink.send(TaskProgress::Started { slot: self.args.slot.clone() });
+            let _ = sink.send(TaskProgress::Started {
+                slot: self.args.slot.clone(),
+            });
         }
         let _ = self.args.scheduler.cast(SchedulerMsg::TaskStarted {
             task: id,
@@ -430,12 +450,25 @@ impl SlotState {
     }
 
     fn on_cancel(&mut self, task: &TaskId, reason: String) -> Result<(), ActorProcessingErr> {
-        self.stop_task(task, TaskStatus::Cancelled, reason, Input::Cancel, AfterExit::Respawn);
+        self.stop_task(
+            task,
+            TaskStatus::Cancelled,
+            reason,
+            Input::Cancel,
+            AfterExit::Respawn,
+        );
         Ok(())
     }
 
     /// Cancel and deadline: decide the verdict, then stop what runs.
-    fn stop_task(&mut self, id: &TaskId, status: TaskStatus, reason: String, input: Input, after: AfterExit) {
+    fn stop_task(
+        &mut self,
+        id: &TaskId,
+        status: TaskStatus,
+        reason: String,
+        input: Input,
+        after: AfterExit,
+    ) {
         let Some(task) = self.task.as_mut().filter(|t| &t.assignment.task == id) else {
             return;
         };
@@ -473,14 +506,20 @@ impl SlotState {
         }
     }
 
-    fn on_process(&mut self, generation: u64, event: ProcessEvent) -> Result<(), ActorProcessingErr> {
+    fn on_process(
+        &mut self,
+        generation: u64,
+        event: ProcessEvent,
+    ) -> Result<(), ActorProcessingErr> {
         if generation != self.generation {
             return Ok(()); // an earlier process of this slot
         }
         match event {
             ProcessEvent::Event(ev) => self.on_claude_event(ev),
             ProcessEvent::BadLine { line, error } => {
-                self.on_broken(format!("claude printed a line that is not stream-json ({error}): {line:?}"));
+                self.on_broken(format!(
+                    "claude printed a line that is not stream-json ({error}): {line:?}"
+                ));
                 Ok(())
             }
             ProcessEvent::WriteFailed(e) => {
@@ -496,7 +535,9 @@ impl SlotState {
 
     fn on_claude_event(&mut self, ev: ClaudeEvent) -> Result<(), ActorProcessingErr> {
         match ev {
-            ClaudeEvent::SystemInit { session_id, model, .. } => {
+            ClaudeEvent::SystemInit {
+                session_id, model, ..
+            } => {
                 if session_id.is_some() {
                     self.session_id = session_id;
                 }
@@ -505,18 +546,35 @@ impl SlotState {
                 }
             }
             ClaudeEvent::Assistant(a) => {
-                if let Some(sink) = self.task.as_ref().and_then(|t| t.assignment.progress.as_ref()) {
-                    let _ = sink.send(TaskProgress::Assistant { text: a.text, tool_uses: a.tool_uses });
+                if let Some(sink) = self
+                    .task
+                    .as_ref()
+                    .and_then(|t| t.assignment.progress.as_ref())
+                {
+                    let _ = sink.send(TaskProgress::Assistant {
+                        text: a.text,
+                        tool_uses: a.tool_uses,
+                    });
                 }
             }
             ClaudeEvent::Result(r) => self.on_result(r),
-            ClaudeEvent::ControlResponse { request_id, success, error } => {
+            ClaudeEvent::ControlResponse {
+                request_id,
+                success,
+                error,
+            } => {
                 self.on_control_response(&request_id, success, error);
             }
-            ClaudeEvent::ControlRequest { request_id, subtype } => {
+            ClaudeEvent::ControlRequest {
+                request_id,
+                subtype,
+            } => {
                 // No one can answer a permission prompt here: deny so the turn goes on.
                 tracing::warn!(slot = %self.args.slot, %subtype, "claude asked for permission; denied");
-                self.send(deny_control_response_line(&request_id, "claude-pool slots cannot grant permissions interactively"));
+                self.send(deny_control_response_line(
+                    &request_id,
+                    "claude-pool slots cannot grant permissions interactively",
+                ));
             }
             ClaudeEvent::System { .. }
             | ClaudeEvent::User
@@ -533,7 +591,11 @@ impl SlotState {
                 if r.session_id.is_some() {
                     self.session_id = r.session_id;
                 }
-                let input = if self.phase == Phase::Spawning { Input::Handshaken } else { Input::ClearDone };
+                let input = if self.phase == Phase::Spawning {
+                    Input::Handshaken
+                } else {
+                    Input::ClearDone
+                };
                 if let Some(t) = self.phase_timer.take() {
                     t.abort();
                 }
@@ -547,7 +609,10 @@ impl SlotState {
                 if let Some(mut task) = self.task.take() {
                     task.cost = cost;
                     let outcome = if r.is_error {
-                        task.verdict = Some((TaskStatus::Failed, format!("claude reported an error: {}", r.error_text())));
+                        task.verdict = Some((
+                            TaskStatus::Failed,
+                            format!("claude reported an error: {}", r.error_text()),
+                        ));
                         None
                     } else {
                         Some(r.result.clone().unwrap_or_default())
@@ -633,7 +698,8 @@ impl SlotState {
                     humantime::format_duration(self.args.config.startup_timeout)
                 );
                 if let Some(mut task) = self.task.take() {
-                    task.verdict = Some((TaskStatus::Failed, format!("{}: {reason}", self.args.slot)));
+                    task.verdict =
+                        Some((TaskStatus::Failed, format!("{}: {reason}", self.args.slot)));
                     self.finish(task);
                 }
                 self.after_exit = AfterExit::Fail(reason);
@@ -675,10 +741,10 @@ impl SlotState {
             return;
         }
         tracing::warn!(slot = %self.args.slot, %reason, "claude process misbehaved");
-        if let Some(task) = self.task.as_mut() {
-            if task.verdict.is_none() {
-                task.verdict = Some((TaskStatus::Failed, reason.clone()));
-            }
+        if let Some(task) = self.task.as_mut()
+            && task.verdict.is_none()
+        {
+            task.verdict = Some((TaskStatus::Failed, reason.clone()));
         }
         self.after_exit = AfterExit::Fail(reason);
         self.go(Input::Broken);
@@ -686,7 +752,11 @@ impl SlotState {
     }
 
     fn on_exited(&mut self, info: ExitInfo) -> Result<(), ActorProcessingErr> {
-        let pid = self.process.as_ref().map(ClaudeProcess::pid).unwrap_or_default();
+        let pid = self
+            .process
+            .as_ref()
+            .map(ClaudeProcess::pid)
+            .unwrap_or_default();
         let planned = self.phase == Phase::Terminating && !self.stdin_broke;
         let was = self.phase;
         if let Some(t) = self.phase_timer.take() {
@@ -696,9 +766,17 @@ impl SlotState {
             let reason = format!("claude process {pid} {info}");
             tracing::warn!(slot = %self.args.slot, phase = %was, %reason, "claude process exited unexpectedly");
             if let Some(task) = self.task.as_mut() {
-                let stdin_verdict = task.verdict.as_ref().is_some_and(|(s, _)| *s == TaskStatus::Failed) && self.stdin_broke;
+                let stdin_verdict = task
+                    .verdict
+                    .as_ref()
+                    .is_some_and(|(s, _)| *s == TaskStatus::Failed)
+                    && self.stdin_broke;
                 if task.verdict.is_none() || stdin_verdict {
-                    let when = if task.started_at.is_some() { "while running the task" } else { "before the task started" };
+                    let when = if task.started_at.is_some() {
+                        "while running the task"
+                    } else {
+                        "before the task started"
+                    };
                     task.verdict = Some((TaskStatus::Failed, format!("{reason} {when}")));
                 }
             }
@@ -743,7 +821,9 @@ impl SlotState {
             self.begin_task();
             return;
         }
-        let Some(pid) = self.process.as_ref().map(ClaudeProcess::pid) else { return };
+        let Some(pid) = self.process.as_ref().map(ClaudeProcess::pid) else {
+            return;
+        };
         let _ = self.args.scheduler.cast(SchedulerMsg::SlotReady {
             slot: self.args.slot.clone(),
             actor: self.myself.clone(),

@@ -20,7 +20,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::time::Instant;
 
 use crate::config::PoolConfig;
-use crate::restart::{Decision, RestartTracker};
+use crate::restart::{Decision, RestartTracker, child_exit};
 use crate::scheduler::SchedulerMsg;
 use crate::slot::{SlotActor, SlotArgs, SlotMsg};
 
@@ -69,7 +69,9 @@ pub struct SlotSupervisorState {
 
 impl fmt::Debug for SlotSupervisorState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SlotSupervisorState").field("slots", &self.slots.len()).finish_non_exhaustive()
+        f.debug_struct("SlotSupervisorState")
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,7 +102,10 @@ impl Actor for SlotSupervisorActor {
                     given_up: false,
                 },
             );
-            state.args.scheduler.cast(SchedulerMsg::SlotAdded { slot: slot.clone() })?;
+            state
+                .args
+                .scheduler
+                .cast(SchedulerMsg::SlotAdded { slot: slot.clone() })?;
             state.start_slot(&myself, slot).await;
         }
         Ok(state)
@@ -121,7 +126,9 @@ impl Actor for SlotSupervisorActor {
             SlotSupervisorMsg::Shutdown(reply) => {
                 state.stopping = true;
                 let grace = state.args.config.kill_grace * 2 + std::time::Duration::from_secs(1);
-                myself.stop_children_and_wait(Some("pool shutdown".into()), Some(grace)).await;
+                myself
+                    .stop_children_and_wait(Some("pool shutdown".into()), Some(grace))
+                    .await;
                 let _ = reply.send(());
             }
         }
@@ -134,12 +141,8 @@ impl Actor for SlotSupervisorActor {
         event: SupervisionEvent,
         state: &mut SlotSupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match event {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "the slot actor stopped".into()))
-            }
-            _ => return Ok(()),
+        let Some((cell, reason)) = child_exit(event) else {
+            return Ok(());
         };
         let Some(slot) = state.by_actor.remove(&cell.get_id()) else {
             return Ok(());
@@ -167,7 +170,8 @@ impl SlotSupervisorState {
             }
             Err(e) => {
                 // pre_start only queues the first spawn, so this is rare; treat it as a failure.
-                let _ = self.on_slot_down(myself, slot, format!("the slot actor could not start: {e}"));
+                let _ =
+                    self.on_slot_down(myself, slot, format!("the slot actor could not start: {e}"));
             }
         }
     }
@@ -178,7 +182,9 @@ impl SlotSupervisorState {
         slot: SlotId,
         reason: String,
     ) -> Result<(), ActorProcessingErr> {
-        let Some(entry) = self.slots.get_mut(&slot) else { return Ok(()) };
+        let Some(entry) = self.slots.get_mut(&slot) else {
+            return Ok(());
+        };
         entry.actor = None;
         match entry.tracker.on_failure(Instant::now().into_std()) {
             Decision::Restart { delay, attempt } => {

@@ -111,7 +111,10 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// A task with this prompt and every setting at the pool's default.
     pub fn new(prompt: impl Into<String>) -> Self {
-        TaskSpec { prompt: prompt.into(), ..TaskSpec::default() }
+        TaskSpec {
+            prompt: prompt.into(),
+            ..TaskSpec::default()
+        }
     }
 
     /// Sets the deadline.

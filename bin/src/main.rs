@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use claude_pool::protocol::{Effort, PermissionMode};
-use claude_pool::{FrontendActor, FrontendTransport, Pool, PoolConfig, ProcSettings, RestartPolicy};
+use claude_pool::{
+    FrontendActor, FrontendTransport, Pool, PoolConfig, ProcSettings, RestartPolicy,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
@@ -61,7 +63,11 @@ struct Args {
 
     /// Log filter (error, warn, info, debug, trace, or tracing directives). The default also
     /// logs every stdin line that is not a JSON-RPC message and was dropped.
-    #[arg(long, env = "CLAUDE_POOL_LOG", default_value = "info,rmcp::transport::async_rw=debug")]
+    #[arg(
+        long,
+        env = "CLAUDE_POOL_LOG",
+        default_value = "info,rmcp::transport::async_rw=debug"
+    )]
     log_level: String,
 
     /// Append logs to this file instead of stderr.
@@ -87,7 +93,10 @@ fn main() -> ExitCode {
         eprintln!("claude-pool-server: {e:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("claude-pool-server: cannot start the runtime: {e}");
@@ -110,7 +119,9 @@ fn main() -> ExitCode {
 fn init_tracing(args: &Args) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     match &args.log_file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -118,7 +129,10 @@ fn init_tracing(args: &Args) -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open --log-file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
         }
         None => builder.with_ansi(false).with_writer(std::io::stderr).init(),
     }
@@ -128,12 +142,18 @@ fn init_tracing(args: &Args) -> anyhow::Result<()> {
 /// Finds the CLI the way a shell would, so a missing one is reported before any slot starts.
 fn resolve_program(program: &Path) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if program.components().count() > 1 {
         if executable(program) {
             return Ok(program.to_path_buf());
         }
-        bail!("--claude-bin {} is not an executable file", program.display());
+        bail!(
+            "--claude-bin {} is not an executable file",
+            program.display()
+        );
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {

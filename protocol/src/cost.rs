@@ -24,7 +24,10 @@ pub fn turn_cost(result: &ResultEvent, previous_session_total: f64) -> TurnCost 
         Some(models) if !models.is_empty() => models.iter().map(|m| m.cost_usd).sum(),
         _ => (result.total_cost_usd - previous_session_total).max(0.0),
     };
-    TurnCost { usd, usage: result.turn_usage() }
+    TurnCost {
+        usd,
+        usage: result.turn_usage(),
+    }
 }
 
 #[cfg(test)]
@@ -35,13 +38,21 @@ mod tests {
     fn result(total: f64, since: Option<Vec<(f64, u64, u64)>>) -> ResultEvent {
         ResultEvent {
             total_cost_usd: total,
-            usage: Usage { input_tokens: 7, output_tokens: 3, ..Usage::default() },
+            usage: Usage {
+                input_tokens: 7,
+                output_tokens: 3,
+                ..Usage::default()
+            },
             since_last: since.map(|v| {
                 v.into_iter()
                     .enumerate()
                     .map(|(i, (cost, inp, out))| ModelTurnUsage {
                         model: format!("m{i}"),
-                        usage: Usage { input_tokens: inp, output_tokens: out, ..Usage::default() },
+                        usage: Usage {
+                            input_tokens: inp,
+                            output_tokens: out,
+                            ..Usage::default()
+                        },
                         cost_usd: cost,
                     })
                     .collect()
@@ -55,11 +66,23 @@ mod tests {
         // (result, previous session total) -> (usd, input, output)
         let cases = [
             // first turn of a session, per-model breakdown present
-            (result(0.10, Some(vec![(0.10, 100, 10)])), 0.0, (0.10, 100, 10)),
+            (
+                result(0.10, Some(vec![(0.10, 100, 10)])),
+                0.0,
+                (0.10, 100, 10),
+            ),
             // third turn of a session: the total is cumulative, the breakdown is not
-            (result(0.30, Some(vec![(0.10, 100, 10)])), 0.20, (0.10, 100, 10)),
+            (
+                result(0.30, Some(vec![(0.10, 100, 10)])),
+                0.20,
+                (0.10, 100, 10),
+            ),
             // two models in one turn (fallback): costs and tokens add up
-            (result(0.5, Some(vec![(0.2, 10, 1), (0.3, 20, 2)])), 0.0, (0.5, 30, 3)),
+            (
+                result(0.5, Some(vec![(0.2, 10, 1), (0.3, 20, 2)])),
+                0.0,
+                (0.5, 30, 3),
+            ),
             // no breakdown printed: the difference of consecutive totals, usage from `usage`
             (result(0.30, None), 0.20, (0.10, 7, 3)),
             // a total that went down (new session) never yields a negative cost
@@ -69,8 +92,16 @@ mod tests {
         ];
         for (i, (r, prev, (usd, inp, out))) in cases.into_iter().enumerate() {
             let c = turn_cost(&r, prev);
-            assert!((c.usd - usd).abs() < 1e-12, "case {i}: usd {} != {usd}", c.usd);
-            assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (inp, out), "case {i}");
+            assert!(
+                (c.usd - usd).abs() < 1e-12,
+                "case {i}: usd {} != {usd}",
+                c.usd
+            );
+            assert_eq!(
+                (c.usage.input_tokens, c.usage.output_tokens),
+                (inp, out),
+                "case {i}"
+            );
         }
     }
 }

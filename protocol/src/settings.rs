@@ -73,7 +73,10 @@ impl FromStr for PermissionMode {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 let all: Vec<&str> = PermissionMode::ALL.iter().map(|m| m.as_str()).collect();
-                format!("unknown permission mode {s:?} (expected one of: {})", all.join(", "))
+                format!(
+                    "unknown permission mode {s:?} (expected one of: {})",
+                    all.join(", ")
+                )
             })
     }
 }
@@ -138,9 +141,14 @@ impl fmt::Display for Effort {
 impl FromStr for Effort {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Effort::ALL.into_iter().find(|e| e.as_str() == s).ok_or_else(|| {
-            format!("unknown effort {s:?} (expected one of: min, low, medium, high, xhigh, max)")
-        })
+        Effort::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown effort {s:?} (expected one of: min, low, medium, high, xhigh, max)"
+                )
+            })
     }
 }
 

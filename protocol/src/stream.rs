@@ -179,7 +179,9 @@ pub fn parse_line(line: &[u8]) -> Result<ClaudeEvent, ParseError> {
                     permission_mode: string_field(&obj, "permissionMode"),
                 }
             } else {
-                ClaudeEvent::System { subtype: subtype.to_owned() }
+                ClaudeEvent::System {
+                    subtype: subtype.to_owned(),
+                }
             }
         }
         "assistant" => ClaudeEvent::Assistant(parse_assistant(&obj)),
@@ -205,7 +207,9 @@ pub fn parse_line(line: &[u8]) -> Result<ClaudeEvent, ParseError> {
             }
         }
         "conversation_reset" => ClaudeEvent::ConversationReset,
-        other => ClaudeEvent::Other { kind: other.to_owned() },
+        other => ClaudeEvent::Other {
+            kind: other.to_owned(),
+        },
     })
 }
 
@@ -218,7 +222,8 @@ fn string_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn u64_field(obj: &Map<String, Value>, key: &str) -> Option<u64> {
-    obj.get(key).and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
+    obj.get(key)
+        .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64)))
 }
 
 fn parse_assistant(obj: &Map<String, Value>) -> AssistantEvent {
@@ -284,10 +289,16 @@ fn parse_since_last(v: Option<&Value>) -> Option<Vec<ModelTurnUsage>> {
 fn parse_result(obj: &Map<String, Value>) -> ResultEvent {
     ResultEvent {
         subtype: string_field(obj, "subtype").unwrap_or_default(),
-        is_error: obj.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+        is_error: obj
+            .get("is_error")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         result: string_field(obj, "result"),
         session_id: string_field(obj, "session_id"),
-        total_cost_usd: obj.get("total_cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
+        total_cost_usd: obj
+            .get("total_cost_usd")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0),
         usage: parse_usage_snake(obj.get("usage")),
         since_last: parse_since_last(obj.get("model_usage_since_last_result")),
         num_turns: u64_field(obj, "num_turns").unwrap_or(0),
@@ -295,7 +306,11 @@ fn parse_result(obj: &Map<String, Value>) -> ResultEvent {
         errors: obj
             .get("errors")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default(),
         api_error_status: u64_field(obj, "api_error_status"),
         local_command: string_field(obj, "local_command"),
@@ -400,7 +415,9 @@ mod tests {
             ),
             (
                 r#"{"type":"system","subtype":"api_retry","attempt":1}"#,
-                ClaudeEvent::System { subtype: "api_retry".into() },
+                ClaudeEvent::System {
+                    subtype: "api_retry".into(),
+                },
             ),
             (
                 r#"{"type":"assistant","message":{"content":[{"type":"text","text":"he"},{"type":"tool_use","name":"Bash","input":{}},{"type":"text","text":"llo"}]}}"#,
@@ -409,10 +426,17 @@ mod tests {
                     tool_uses: vec!["Bash".into()],
                 }),
             ),
-            (r#"{"type":"user","message":{"content":[]}}"#, ClaudeEvent::User),
+            (
+                r#"{"type":"user","message":{"content":[]}}"#,
+                ClaudeEvent::User,
+            ),
             (
                 r#"{"type":"control_response","response":{"subtype":"success","request_id":"r1","response":{}}}"#,
-                ClaudeEvent::ControlResponse { request_id: "r1".into(), success: true, error: None },
+                ClaudeEvent::ControlResponse {
+                    request_id: "r1".into(),
+                    success: true,
+                    error: None,
+                },
             ),
             (
                 r#"{"type":"control_response","response":{"subtype":"error","request_id":"r2","error":"Unsupported"}}"#,
@@ -424,7 +448,10 @@ mod tests {
             ),
             (
                 r#"{"type":"control_request","request_id":"q","request":{"subtype":"can_use_tool"}}"#,
-                ClaudeEvent::ControlRequest { request_id: "q".into(), subtype: "can_use_tool".into() },
+                ClaudeEvent::ControlRequest {
+                    request_id: "q".into(),
+                    subtype: "can_use_tool".into(),
+                },
             ),
             (
                 r#"{"type":"conversation_reset","trigger":"clear"}"#,
@@ -432,7 +459,9 @@ mod tests {
             ),
             (
                 r#"{"type":"rate_limit_event","x":1}"#,
-                ClaudeEvent::Other { kind: "rate_limit_event".into() },
+                ClaudeEvent::Other {
+                    kind: "rate_limit_event".into(),
+                },
             ),
         ];
         for (line, want) in cases {
@@ -458,8 +487,14 @@ mod tests {
 
     #[test]
     fn rejects_lines_that_are_not_stream_json() {
-        assert!(matches!(parse_line(b"this is not json {"), Err(ParseError::NotJson(_))));
-        assert!(matches!(parse_line(b"\xff\xfe garbage"), Err(ParseError::NotJson(_))));
+        assert!(matches!(
+            parse_line(b"this is not json {"),
+            Err(ParseError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_line(b"\xff\xfe garbage"),
+            Err(ParseError::NotJson(_))
+        ));
         assert_eq!(parse_line(b"[1,2]"), Err(ParseError::NoType));
         assert_eq!(parse_line(br#"{"type":5}"#), Err(ParseError::NoType));
     }

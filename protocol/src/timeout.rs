@@ -18,11 +18,15 @@ impl Timeout {
     pub fn parse(text: &str) -> Result<Timeout, String> {
         let t = text.trim();
         let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-            let ms: u64 = t.parse().map_err(|e| format!("invalid timeout {text:?}: {e}"))?;
+            let ms: u64 = t
+                .parse()
+                .map_err(|e| format!("invalid timeout {text:?}: {e}"))?;
             Duration::from_millis(ms)
         } else {
             humantime::parse_duration(t).map_err(|e| {
-                format!("invalid timeout {text:?}: {e} (write e.g. \"90s\", \"5m\" or milliseconds)")
+                format!(
+                    "invalid timeout {text:?}: {e} (write e.g. \"90s\", \"5m\" or milliseconds)"
+                )
             })?
         };
         Timeout::positive(d)
@@ -66,7 +70,9 @@ impl<'de> Deserialize<'de> for Timeout {
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timeout, E> {
                 if !v.is_finite() || v < 0.0 {
-                    return Err(E::custom("timeout must be a positive number of milliseconds"));
+                    return Err(E::custom(
+                        "timeout must be a positive number of milliseconds",
+                    ));
                 }
                 Timeout::positive(Duration::from_secs_f64(v / 1000.0)).map_err(E::custom)
             }
@@ -112,7 +118,11 @@ mod tests {
             ("", None),
         ];
         for (text, want) in cases {
-            assert_eq!(Timeout::parse(text).ok().map(|t| t.0), *want, "parsing {text:?}");
+            assert_eq!(
+                Timeout::parse(text).ok().map(|t| t.0),
+                *want,
+                "parsing {text:?}"
+            );
         }
     }
 

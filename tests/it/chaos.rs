@@ -21,18 +21,28 @@ async fn killing_slot_processes_at_random_loses_no_task_and_leaks_no_process() {
         .env("HOME", scratch.path())
         .env("FAKE_CLAUDE_LOG", &log)
         .env("FAKE_CLAUDE_TURN_MS", "2")
-        .slot_restart(RestartPolicy { max_restarts: 100, backoff_base: Duration::from_millis(10), ..RestartPolicy::SLOT_DEFAULT })
+        .slot_restart(RestartPolicy {
+            max_restarts: 100,
+            backoff_base: Duration::from_millis(10),
+            ..RestartPolicy::SLOT_DEFAULT
+        })
         .build()
         .await
         .unwrap();
-    within(Duration::from_secs(30), "warm-up", pool.wait_ready()).await.unwrap();
+    within(Duration::from_secs(30), "warm-up", pool.wait_ready())
+        .await
+        .unwrap();
 
     // Every 3rd task is a victim: its process is SIGKILLed the moment the task starts.
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, TaskProgress)>();
     let mut ids = Vec::new();
     for i in 0..24 {
         let victim = i % 3 == 0;
-        let prompt = if victim { format!("victim {i} MOCK_SLEEP:30") } else { format!("task {i} MOCK_SLEEP:0.02") };
+        let prompt = if victim {
+            format!("victim {i} MOCK_SLEEP:30")
+        } else {
+            format!("task {i} MOCK_SLEEP:0.02")
+        };
         let (ptx, mut prx) = mpsc::unbounded_channel();
         let fwd = tx.clone();
         tokio::spawn(async move {
@@ -40,38 +50,66 @@ async fn killing_slot_processes_at_random_loses_no_task_and_leaks_no_process() {
                 let _ = fwd.send((i, p));
             }
         });
-        ids.push((i, victim, pool.submit(TaskSpec::new(prompt).progress(ptx)).await.unwrap()));
+        ids.push((
+            i,
+            victim,
+            pool.submit(TaskSpec::new(prompt).progress(ptx))
+                .await
+                .unwrap(),
+        ));
     }
     drop(tx);
-    let victims: Vec<usize> = ids.iter().filter(|(_, v, _)| *v).map(|(i, _, _)| *i).collect();
+    let victims: Vec<usize> = ids
+        .iter()
+        .filter(|(_, v, _)| *v)
+        .map(|(i, _, _)| *i)
+        .collect();
     let mut killed = BTreeSet::new();
     within(Duration::from_secs(60), "every victim to start", async {
         while killed.len() < victims.len() {
             let Some((i, p)) = rx.recv().await else { break };
-            if let TaskProgress::Started { slot } = p {
-                if victims.contains(&i) {
-                    let status = pool.status().await.unwrap();
-                    let pid = status.slots.iter().find(|s| s.id == slot).and_then(|s| s.pid).unwrap();
-                    procs::kill(pid, libc::SIGKILL);
-                    killed.insert(i);
-                }
+            if let TaskProgress::Started { slot } = p
+                && victims.contains(&i)
+            {
+                let status = pool.status().await.unwrap();
+                let pid = status
+                    .slots
+                    .iter()
+                    .find(|s| s.id == slot)
+                    .and_then(|s| s.pid)
+                    .unwrap();
+                procs::kill(pid, libc::SIGKILL);
+                killed.insert(i);
             }
         }
     })
     .await;
 
     for (i, victim, id) in &ids {
-        let r = within(Duration::from_secs(60), "a task's terminal state", pool.wait(id)).await.unwrap();
+        let r = within(
+            Duration::from_secs(60),
+            "a task's terminal state",
+            pool.wait(id),
+        )
+        .await
+        .unwrap();
         if *victim {
             assert_eq!(r.status, TaskStatus::Failed, "victim {i}: {r:?}");
-            assert!(r.error.as_deref().unwrap_or_default().contains("SIGKILL"), "victim {i}: {r:?}");
+            assert!(
+                r.error.as_deref().unwrap_or_default().contains("SIGKILL"),
+                "victim {i}: {r:?}"
+            );
         } else {
             assert_eq!(r.status, TaskStatus::Completed, "task {i}: {r:?}");
         }
     }
     let status = pool.status().await.unwrap();
     let t = status.tasks;
-    assert_eq!((t.total, t.completed, t.failed, t.running, t.pending), (24, 16, 8, 0, 0), "{status:?}");
+    assert_eq!(
+        (t.total, t.completed, t.failed, t.running, t.pending),
+        (24, 16, 8, 0, 0),
+        "{status:?}"
+    );
     let restarts: u32 = status.slots.iter().map(|s| s.restarts).sum();
     assert_eq!(restarts, 8, "one restart per killed process: {status:?}");
 
@@ -81,7 +119,11 @@ async fn killing_slot_processes_at_random_loses_no_task_and_leaks_no_process() {
         .filter(|e| e["event"] == "start")
         .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
         .collect();
-    assert!(started.len() > 3, "the killed processes were replaced: {} started", started.len());
+    assert!(
+        started.len() > 3,
+        "the killed processes were replaced: {} started",
+        started.len()
+    );
     for pid in started {
         assert_gone(pid, Duration::from_secs(10), "a process the pool started").await;
     }

@@ -20,7 +20,9 @@ async fn fake_pool(slots: usize, scratch: &Scratch) -> Pool {
         .build()
         .await
         .expect("pool starts");
-    within(LIMIT, "the pool's warm-up", pool.wait_ready()).await.expect("ready");
+    within(LIMIT, "the pool's warm-up", pool.wait_ready())
+        .await
+        .expect("ready");
     pool
 }
 
@@ -33,8 +35,12 @@ async fn two_pools_in_one_process_are_independent() {
     let (sa, sb) = (Scratch::new("pool-a"), Scratch::new("pool-b"));
     let a = fake_pool(1, &sa).await;
     let b = fake_pool(2, &sb).await;
-    let ra = within(LIMIT, "pool a's task", a.run(TaskSpec::new("from a"))).await.unwrap();
-    let rb = within(LIMIT, "pool b's task", b.run(TaskSpec::new("from b"))).await.unwrap();
+    let ra = within(LIMIT, "pool a's task", a.run(TaskSpec::new("from a")))
+        .await
+        .unwrap();
+    let rb = within(LIMIT, "pool b's task", b.run(TaskSpec::new("from b")))
+        .await
+        .unwrap();
     assert_eq!(ra.output.as_deref(), Some("MOCK: from a"));
     assert_eq!(rb.output.as_deref(), Some("MOCK: from b"));
     assert_eq!(a.status().await.unwrap().slots.len(), 1);
@@ -46,9 +52,18 @@ async fn two_pools_in_one_process_are_independent() {
         assert_gone(pid, LIMIT, "pool a's slot process").await;
     }
     assert!(matches!(a.health(), PoolHealth::Stopped(_)));
-    assert!(matches!(a.submit(TaskSpec::new("late")).await, Err(PoolError::Stopped(_))));
+    assert!(matches!(
+        a.submit(TaskSpec::new("late")).await,
+        Err(PoolError::Stopped(_))
+    ));
     // Pool b never noticed.
-    let rb = within(LIMIT, "pool b's second task", b.run(TaskSpec::new("still b"))).await.unwrap();
+    let rb = within(
+        LIMIT,
+        "pool b's second task",
+        b.run(TaskSpec::new("still b")),
+    )
+    .await
+    .unwrap();
     assert_eq!(rb.status, TaskStatus::Completed);
     b.shutdown().await;
 }
@@ -58,24 +73,48 @@ async fn the_handle_submits_waits_streams_progress_and_cancels() {
     let scratch = Scratch::new("handle");
     let pool = fake_pool(1, &scratch).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = pool.submit(TaskSpec::new("MOCK_STREAM:2:10").progress(tx)).await.unwrap();
-    let report = within(LIMIT, "the streamed task", pool.wait(&id)).await.unwrap();
+    let id = pool
+        .submit(TaskSpec::new("MOCK_STREAM:2:10").progress(tx))
+        .await
+        .unwrap();
+    let report = within(LIMIT, "the streamed task", pool.wait(&id))
+        .await
+        .unwrap();
     assert_eq!(report.status, TaskStatus::Completed);
     let mut seen = Vec::new();
     while let Ok(p) = rx.try_recv() {
         seen.push(p);
     }
-    assert!(matches!(seen.first(), Some(TaskProgress::Started { .. })), "{seen:?}");
-    assert!(seen.iter().filter(|p| matches!(p, TaskProgress::Assistant { .. })).count() >= 2, "{seen:?}");
+    assert!(
+        matches!(seen.first(), Some(TaskProgress::Started { .. })),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .filter(|p| matches!(p, TaskProgress::Assistant { .. }))
+            .count()
+            >= 2,
+        "{seen:?}"
+    );
 
     let long = pool.submit(TaskSpec::new("MOCK_SLEEP:30")).await.unwrap();
     let queued = pool.submit(TaskSpec::new("queued")).await.unwrap();
-    let c = within(LIMIT, "cancel of the queued task", pool.cancel(&queued)).await.unwrap();
+    let c = within(LIMIT, "cancel of the queued task", pool.cancel(&queued))
+        .await
+        .unwrap();
     assert!(c.cancelled);
-    let c = within(LIMIT, "cancel of the running task", pool.cancel(&long)).await.unwrap();
+    let c = within(LIMIT, "cancel of the running task", pool.cancel(&long))
+        .await
+        .unwrap();
     assert_eq!(c.status, TaskStatus::Cancelled);
-    assert!(matches!(pool.result(&"task-nope".into()).await, Err(PoolError::UnknownTask(_))));
-    assert!(matches!(pool.submit(TaskSpec::new("   ")).await, Err(PoolError::InvalidTask(_))));
+    assert!(matches!(
+        pool.result(&"task-nope".into()).await,
+        Err(PoolError::UnknownTask(_))
+    ));
+    assert!(matches!(
+        pool.submit(TaskSpec::new("   ")).await,
+        Err(PoolError::InvalidTask(_))
+    ));
     pool.shutdown().await;
 }
 
@@ -84,7 +123,10 @@ async fn shutdown_ends_open_tasks_and_kills_every_process() {
     let scratch = Scratch::new("shutdown");
     let pool = fake_pool(2, &scratch).await;
     let running = pool.submit(TaskSpec::new("MOCK_CHILD:60")).await.unwrap();
-    let other = pool.submit(TaskSpec::new("MOCK_IGNORE_TERM")).await.unwrap();
+    let other = pool
+        .submit(TaskSpec::new("MOCK_IGNORE_TERM"))
+        .await
+        .unwrap();
     let queued = pool.submit(TaskSpec::new("never runs")).await.unwrap();
     let status = pool.status().await.unwrap();
     let slot_pids = pids(&status);
@@ -101,8 +143,14 @@ async fn shutdown_ends_open_tasks_and_kills_every_process() {
     }
     // Every open task was ended and its waiter answered.
     for w in waiters {
-        let r = within(LIMIT, "a waiter's answer", w).await.unwrap().expect("a report");
+        let r = within(LIMIT, "a waiter's answer", w)
+            .await
+            .unwrap()
+            .expect("a report");
         assert_eq!(r.status, TaskStatus::Cancelled, "{r:?}");
-        assert!(r.error.as_deref().unwrap_or_default().contains("shut down"), "{r:?}");
+        assert!(
+            r.error.as_deref().unwrap_or_default().contains("shut down"),
+            "{r:?}"
+        );
     }
 }

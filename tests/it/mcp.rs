@@ -26,7 +26,12 @@ async fn pid_running(server: &Server, task_id: &str) -> u32 {
 }
 
 fn task_id_of(progress_message: &str) -> String {
-    progress_message.split_whitespace().next().unwrap_or_default().trim_end_matches(':').to_owned()
+    progress_message
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(':')
+        .to_owned()
 }
 
 #[tokio::test]
@@ -39,7 +44,16 @@ async fn server_reports_its_own_name_and_version_and_the_five_tools() {
     let tools = server.client().list_all_tools().await.unwrap();
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["pool_cancel", "pool_result", "pool_run", "pool_status", "pool_submit"]);
+    assert_eq!(
+        names,
+        [
+            "pool_cancel",
+            "pool_result",
+            "pool_run",
+            "pool_status",
+            "pool_submit"
+        ]
+    );
     server.close().await;
 }
 
@@ -69,30 +83,53 @@ async fn pool_run_returns_the_answer_with_its_own_spend_and_tokens() {
     let server = fake_server(1).await;
     // Default model claude-opus-5-5 at $4/$20 per million: 1000 in + 500 out = $0.014.
     for round in 0..3 {
-        let r = server.call_ok("pool_run", json!({ "prompt": "say hi MOCK_USAGE:1000,500" })).await;
+        let r = server
+            .call_ok(
+                "pool_run",
+                json!({ "prompt": "say hi MOCK_USAGE:1000,500" }),
+            )
+            .await;
         assert_eq!(r["status"], "completed");
         assert_eq!(r["output"], "MOCK: say hi MOCK_USAGE:1000,500");
         let spend = r["spend_usd"].as_f64().unwrap();
-        assert!((spend - 0.014).abs() < 1e-9, "round {round}: spend {spend} is not this turn's own cost");
+        assert!(
+            (spend - 0.014).abs() < 1e-9,
+            "round {round}: spend {spend} is not this turn's own cost"
+        );
         assert_eq!(r["tokens_used"]["input"], 1000);
         assert_eq!(r["tokens_used"]["output"], 500);
         assert!(r["session_id"].as_str().is_some_and(|s| !s.is_empty()));
         assert!(r["duration_ms"].as_u64().is_some());
     }
     let s = server.status().await;
-    assert!((s["spend_usd"].as_f64().unwrap() - 0.042).abs() < 1e-9, "pool spend: {s}");
+    assert!(
+        (s["spend_usd"].as_f64().unwrap() - 0.042).abs() < 1e-9,
+        "pool spend: {s}"
+    );
     server.close().await;
 }
 
 #[tokio::test]
 async fn submit_then_result_returns_the_finished_task() {
     let server = fake_server(1).await;
-    let sub = server.call_ok("pool_submit", json!({ "prompt": "background MOCK_SLEEP:0.2" })).await;
+    let sub = server
+        .call_ok(
+            "pool_submit",
+            json!({ "prompt": "background MOCK_SLEEP:0.2" }),
+        )
+        .await;
     let id = sub["task_id"].as_str().unwrap().to_owned();
     assert_eq!(sub["status"], "pending");
-    let now = server.call_ok("pool_result", json!({ "task_id": id })).await;
-    assert!(["pending", "running"].contains(&now["status"].as_str().unwrap()), "{now}");
-    let done = server.call_ok("pool_result", json!({ "task_id": id, "wait": "30s" })).await;
+    let now = server
+        .call_ok("pool_result", json!({ "task_id": id }))
+        .await;
+    assert!(
+        ["pending", "running"].contains(&now["status"].as_str().unwrap()),
+        "{now}"
+    );
+    let done = server
+        .call_ok("pool_result", json!({ "task_id": id, "wait": "30s" }))
+        .await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output"], "MOCK: background MOCK_SLEEP:0.2");
     server.close().await;
@@ -102,27 +139,69 @@ async fn submit_then_result_returns_the_finished_task() {
 async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
     let server = fake_server(1).await;
     let cases = [
-        ("pool_result", json!({ "task_id": "task-nope" }), "unknown task id"),
-        ("pool_cancel", json!({ "task_id": "task-nope" }), "unknown task id"),
+        (
+            "pool_result",
+            json!({ "task_id": "task-nope" }),
+            "unknown task id",
+        ),
+        (
+            "pool_cancel",
+            json!({ "task_id": "task-nope" }),
+            "unknown task id",
+        ),
         ("pool_run", json!({}), "prompt"),
-        ("pool_run", json!({ "prompt": "  " }), "prompt must not be empty"),
-        ("pool_run", json!({ "prompt": "x", "timeout": "soon" }), "invalid timeout"),
-        ("pool_run", json!({ "prompt": "x", "timeout": -5 }), "negative"),
-        ("pool_run", json!({ "prompt": "x", "permission_mode": "yolo" }), "yolo"),
-        ("pool_submit", json!({ "prompt": "x", "surprise": 1 }), "surprise"),
-        ("pool_result", json!({ "task_id": 42 }), "task_id: invalid type"),
+        (
+            "pool_run",
+            json!({ "prompt": "  " }),
+            "prompt must not be empty",
+        ),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "timeout": "soon" }),
+            "invalid timeout",
+        ),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "timeout": -5 }),
+            "negative",
+        ),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "permission_mode": "yolo" }),
+            "yolo",
+        ),
+        (
+            "pool_submit",
+            json!({ "prompt": "x", "surprise": 1 }),
+            "surprise",
+        ),
+        (
+            "pool_result",
+            json!({ "task_id": 42 }),
+            "task_id: invalid type",
+        ),
     ];
     for (tool, args, needle) in cases {
         match server.try_call(tool, args.clone()).await {
             Err(rmcp::ServiceError::McpError(e)) => {
-                assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{tool} {args}: {e:?}");
-                assert!(e.message.contains(needle), "{tool} {args}: message {:?} lacks {needle:?}", e.message);
+                assert_eq!(
+                    e.code,
+                    rmcp::model::ErrorCode::INVALID_PARAMS,
+                    "{tool} {args}: {e:?}"
+                );
+                assert!(
+                    e.message.contains(needle),
+                    "{tool} {args}: message {:?} lacks {needle:?}",
+                    e.message
+                );
             }
             other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
         }
     }
     // ...and the server keeps serving.
-    let r = server.call_ok("pool_run", json!({ "prompt": "still here" })).await;
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": "still here" }))
+        .await;
     assert_eq!(r["status"], "completed");
     server.close().await;
 }
@@ -130,12 +209,20 @@ async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
 #[tokio::test]
 async fn a_failed_task_is_a_tool_error_with_the_reason_and_is_never_left_running() {
     let server = fake_server(1).await;
-    let r = server.call("pool_run", json!({ "prompt": "MOCK_STATUS:500" })).await;
+    let r = server
+        .call("pool_run", json!({ "prompt": "MOCK_STATUS:500" }))
+        .await;
     assert_eq!(r.is_error, Some(true));
-    assert!(first_text(&r).contains("failed") && first_text(&r).contains("API Error: 500"), "{}", first_text(&r));
+    assert!(
+        first_text(&r).contains("failed") && first_text(&r).contains("API Error: 500"),
+        "{}",
+        first_text(&r)
+    );
     assert_eq!(content(&r)["status"], "failed");
 
-    let r = server.call("pool_run", json!({ "prompt": "MOCK_CRASH:3" })).await;
+    let r = server
+        .call("pool_run", json!({ "prompt": "MOCK_CRASH:3" }))
+        .await;
     assert_eq!(r.is_error, Some(true));
     let text = first_text(&r);
     assert!(text.contains("exited with code 3"), "{text}");
@@ -145,10 +232,17 @@ async fn a_failed_task_is_a_tool_error_with_the_reason_and_is_never_left_running
     assert_eq!(t["running"], 0, "{s}");
     assert_eq!(s["active_tasks"], 0);
     assert_eq!(t["failed"], 2);
-    let sum: u64 = ["pending", "running", "completed", "failed", "cancelled", "timed_out"]
-        .iter()
-        .map(|k| t[*k].as_u64().unwrap())
-        .sum();
+    let sum: u64 = [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "timed_out",
+    ]
+    .iter()
+    .map(|k| t[*k].as_u64().unwrap())
+    .sum();
     assert_eq!(sum, t["total"].as_u64().unwrap(), "counts must add up: {s}");
     server.close().await;
 }
@@ -157,15 +251,28 @@ async fn a_failed_task_is_a_tool_error_with_the_reason_and_is_never_left_running
 async fn an_api_error_result_keeps_the_process_but_a_crash_restarts_the_slot() {
     let server = fake_server(1).await;
     let before = Server::slot_pids(&server.wait_ready().await);
-    server.call("pool_run", json!({ "prompt": "MOCK_STATUS:529" })).await;
+    server
+        .call("pool_run", json!({ "prompt": "MOCK_STATUS:529" }))
+        .await;
     let after_error = server.wait_ready().await;
-    assert_eq!(Server::slot_pids(&after_error), before, "an error result must not cost the warm process");
+    assert_eq!(
+        Server::slot_pids(&after_error),
+        before,
+        "an error result must not cost the warm process"
+    );
     assert_eq!(after_error["slots"][0]["restarts"], 0);
 
-    server.call("pool_run", json!({ "prompt": "MOCK_CRASH_MID:7" })).await;
+    server
+        .call("pool_run", json!({ "prompt": "MOCK_CRASH_MID:7" }))
+        .await;
     let after_crash = server.wait_ready().await;
     assert_eq!(after_crash["slots"][0]["restarts"], 1, "{after_crash}");
-    assert!(after_crash["slots"][0]["last_error"].as_str().unwrap().contains("exited with code 7"));
+    assert!(
+        after_crash["slots"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 7")
+    );
     assert_gone(before[0], GONE, "the crashed process").await;
     server.close().await;
 }
@@ -174,20 +281,34 @@ async fn an_api_error_result_keeps_the_process_but_a_crash_restarts_the_slot() {
 async fn the_server_answers_status_ping_and_a_second_run_while_a_long_run_is_in_flight() {
     let server = fake_server(2).await;
     server.wait_ready().await;
-    let long = server.start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" })).await;
+    let long = server
+        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" }))
+        .await;
     let token = long.progress_token.clone();
-    let started = server.progress_until(&token, "the long run's start", |m| m.contains("started")).await;
+    let started = server
+        .progress_until(&token, "the long run's start", |m| m.contains("started"))
+        .await;
     let id = task_id_of(&started);
 
     let s = server.status().await;
     assert_eq!(s["active_tasks"], 1);
-    within(Duration::from_secs(5), "a ping answer", server.client().send_request(rmcp::model::ClientRequest::PingRequest(Default::default())))
-        .await
-        .expect("ping");
-    let quick = server.call_ok("pool_run", json!({ "prompt": "quick one" })).await;
+    within(
+        Duration::from_secs(5),
+        "a ping answer",
+        server
+            .client()
+            .send_request(rmcp::model::ClientRequest::PingRequest(Default::default())),
+    )
+    .await
+    .expect("ping");
+    let quick = server
+        .call_ok("pool_run", json!({ "prompt": "quick one" }))
+        .await;
     assert_eq!(quick["status"], "completed");
 
-    let c = server.call_ok("pool_cancel", json!({ "task_id": id })).await;
+    let c = server
+        .call_ok("pool_cancel", json!({ "task_id": id }))
+        .await;
     assert_eq!(c["status"], "cancelled");
     let long = finish_call(long, "the long run's answer").await;
     assert_eq!(long.is_error, Some(true));
@@ -198,14 +319,22 @@ async fn the_server_answers_status_ping_and_a_second_run_while_a_long_run_is_in_
 #[tokio::test]
 async fn pool_run_sends_progress_on_each_assistant_event() {
     let server = fake_server(1).await;
-    let call = server.start_call("pool_run", json!({ "prompt": "MOCK_STREAM:3:20" })).await;
+    let call = server
+        .start_call("pool_run", json!({ "prompt": "MOCK_STREAM:3:20" }))
+        .await;
     let token = call.progress_token.clone();
     let r = finish_call(call, "the streaming run").await;
     assert_eq!(content(&r)["status"], "completed");
     let msgs = server.drain_progress(&token).await;
-    assert!(msgs.iter().any(|m| m.contains("started on slot-0")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.contains("started on slot-0")),
+        "{msgs:?}"
+    );
     for i in 1..=3 {
-        assert!(msgs.iter().any(|m| m.contains(&format!("chunk {i}"))), "no progress for chunk {i}: {msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains(&format!("chunk {i}"))),
+            "no progress for chunk {i}: {msgs:?}"
+        );
     }
     server.close().await;
 }
@@ -214,26 +343,44 @@ async fn pool_run_sends_progress_on_each_assistant_event() {
 async fn cancel_kills_the_process_group_and_leaves_no_process_behind() {
     let server = fake_server(1).await;
     server.wait_ready().await;
-    let call = server.start_call("pool_run", json!({ "prompt": "MOCK_CHILD:60" })).await;
+    let call = server
+        .start_call("pool_run", json!({ "prompt": "MOCK_CHILD:60" }))
+        .await;
     let token = call.progress_token.clone();
-    let child_msg = server.progress_until(&token, "the grandchild's announcement", |m| m.contains("child ")).await;
+    let child_msg = server
+        .progress_until(&token, "the grandchild's announcement", |m| {
+            m.contains("child ")
+        })
+        .await;
     let id = task_id_of(&child_msg);
-    let grandchild: u32 = child_msg.rsplit(' ').next().unwrap().parse().expect("child pid");
+    let grandchild: u32 = child_msg
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("child pid");
     let pid = pid_running(&server, &id).await;
     assert!(procs::exists(grandchild));
 
-    let c = server.call_ok("pool_cancel", json!({ "task_id": id })).await;
+    let c = server
+        .call_ok("pool_cancel", json!({ "task_id": id }))
+        .await;
     assert_eq!(c["status"], "cancelled");
     assert_eq!(c["cancelled"], true);
     // The terminal state is published only after the reaper swept the group.
-    assert!(!procs::exists(pid), "the cancelled task's process {pid} is still there");
+    assert!(
+        !procs::exists(pid),
+        "the cancelled task's process {pid} is still there"
+    );
     assert_group_gone(pid, GONE, "the cancelled task's process group").await;
     procs::wait_exit(grandchild, GONE, "the grandchild's exit").await;
 
     let r = finish_call(call, "the cancelled run").await;
     assert_eq!(content(&r)["status"], "cancelled");
     // The slot comes back with a fresh process and serves the next task.
-    let next = server.call_ok("pool_run", json!({ "prompt": "after cancel" })).await;
+    let next = server
+        .call_ok("pool_run", json!({ "prompt": "after cancel" }))
+        .await;
     assert_eq!(next["status"], "completed");
     assert_ne!(pid_of_slot(&server.status().await, 0), Some(pid));
     server.close().await;
@@ -246,24 +393,41 @@ fn pid_of_slot(status: &Value, i: usize) -> Option<u32> {
 #[tokio::test]
 async fn a_cancelled_task_never_later_completes_and_is_billed_only_for_what_ran() {
     let server = fake_server(1).await;
-    let sub = server.call_ok("pool_submit", json!({ "prompt": "MOCK_SLEEP:30 MOCK_USAGE:1000,500" })).await;
+    let sub = server
+        .call_ok(
+            "pool_submit",
+            json!({ "prompt": "MOCK_SLEEP:30 MOCK_USAGE:1000,500" }),
+        )
+        .await;
     let id = sub["task_id"].as_str().unwrap().to_owned();
-    let c = server.call_ok("pool_cancel", json!({ "task_id": id })).await;
+    let c = server
+        .call_ok("pool_cancel", json!({ "task_id": id }))
+        .await;
     assert_eq!(c["status"], "cancelled");
     // The interrupted turn produced no tokens: nothing is billed.
-    let r = server.call_ok("pool_result", json!({ "task_id": id, "wait": "10s" })).await;
+    let r = server
+        .call_ok("pool_result", json!({ "task_id": id, "wait": "10s" }))
+        .await;
     assert_eq!(r["status"], "cancelled");
     assert_eq!(r["spend_usd"], 0.0);
     assert_eq!(r["output"], Value::Null);
     // A later task on the same slot completes; the cancelled one stays cancelled.
-    server.call_ok("pool_run", json!({ "prompt": "next" })).await;
-    let again = server.call_ok("pool_result", json!({ "task_id": id })).await;
+    server
+        .call_ok("pool_run", json!({ "prompt": "next" }))
+        .await;
+    let again = server
+        .call_ok("pool_result", json!({ "task_id": id }))
+        .await;
     assert_eq!(again["status"], "cancelled");
-    let c2 = server.call_ok("pool_cancel", json!({ "task_id": id })).await;
+    let c2 = server
+        .call_ok("pool_cancel", json!({ "task_id": id }))
+        .await;
     assert_eq!(c2["cancelled"], false);
     assert_eq!(server.status().await["spend_usd"].as_f64().unwrap(), {
         // only "next" was billed
-        let n = server.call_ok("pool_result", json!({ "task_id": id })).await;
+        let n = server
+            .call_ok("pool_result", json!({ "task_id": id }))
+            .await;
         assert_eq!(n["spend_usd"], 0.0);
         server.status().await["spend_usd"].as_f64().unwrap()
     });
@@ -274,18 +438,41 @@ async fn a_cancelled_task_never_later_completes_and_is_billed_only_for_what_ran(
 async fn a_task_cancelled_while_queued_never_starts() {
     let server = fake_server(1).await;
     server.wait_ready().await;
-    let first = server.call_ok("pool_submit", json!({ "prompt": "MOCK_SLEEP:30 first" })).await;
-    let queued = server.call_ok("pool_submit", json!({ "prompt": "QUEUED-MARKER" })).await;
+    let first = server
+        .call_ok("pool_submit", json!({ "prompt": "MOCK_SLEEP:30 first" }))
+        .await;
+    let queued = server
+        .call_ok("pool_submit", json!({ "prompt": "QUEUED-MARKER" }))
+        .await;
     let qid = queued["task_id"].as_str().unwrap();
-    let c = server.call_ok("pool_cancel", json!({ "task_id": qid })).await;
+    let c = server
+        .call_ok("pool_cancel", json!({ "task_id": qid }))
+        .await;
     assert_eq!(c["status"], "cancelled");
-    assert!(c["message"].as_str().unwrap().contains("never started"), "{c}");
-    server.call_ok("pool_cancel", json!({ "task_id": first["task_id"] })).await;
-    let after = server.call_ok("pool_run", json!({ "prompt": "third" })).await;
+    assert!(
+        c["message"].as_str().unwrap().contains("never started"),
+        "{c}"
+    );
+    server
+        .call_ok("pool_cancel", json!({ "task_id": first["task_id"] }))
+        .await;
+    let after = server
+        .call_ok("pool_run", json!({ "prompt": "third" }))
+        .await;
     assert_eq!(after["status"], "completed");
-    let starts: Vec<Value> = server.fake_events().into_iter().filter(|e| e["event"] == "turn_start").collect();
-    assert_eq!(starts.len(), 2, "exactly the first and the third task ran: {starts:?}");
-    let r = server.call_ok("pool_result", json!({ "task_id": qid })).await;
+    let starts: Vec<Value> = server
+        .fake_events()
+        .into_iter()
+        .filter(|e| e["event"] == "turn_start")
+        .collect();
+    assert_eq!(
+        starts.len(),
+        2,
+        "exactly the first and the third task ran: {starts:?}"
+    );
+    let r = server
+        .call_ok("pool_result", json!({ "task_id": qid }))
+        .await;
     assert_eq!(r["status"], "cancelled");
     assert_eq!(r["slot_id"], Value::Null);
     server.close().await;
@@ -295,9 +482,13 @@ async fn a_task_cancelled_while_queued_never_starts() {
 async fn killing_a_slots_process_mid_task_fails_the_task_and_the_slot_recovers() {
     let server = fake_server(1).await;
     server.wait_ready().await;
-    let call = server.start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" })).await;
+    let call = server
+        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" }))
+        .await;
     let token = call.progress_token.clone();
-    let started = server.progress_until(&token, "the task's start", |m| m.contains("started")).await;
+    let started = server
+        .progress_until(&token, "the task's start", |m| m.contains("started"))
+        .await;
     let pid = pid_running(&server, &task_id_of(&started)).await;
     procs::kill(pid, libc::SIGKILL);
 
@@ -311,7 +502,9 @@ async fn killing_a_slots_process_mid_task_fails_the_task_and_the_slot_recovers()
     let s = server.wait_ready().await;
     assert_eq!(s["slots"][0]["restarts"], 1);
     assert_eq!(s["tasks"]["running"], 0);
-    let next = server.call_ok("pool_run", json!({ "prompt": "next task" })).await;
+    let next = server
+        .call_ok("pool_run", json!({ "prompt": "next task" }))
+        .await;
     assert_eq!(next["status"], "completed");
     server.close().await;
 }
@@ -321,7 +514,12 @@ async fn a_task_past_its_deadline_times_out_and_the_slot_restarts() {
     let server = fake_server(1).await;
     server.wait_ready().await;
     let pid = Server::slot_pids(&server.status().await)[0];
-    let r = server.call("pool_run", json!({ "prompt": "MOCK_HANG", "timeout": "300ms" })).await;
+    let r = server
+        .call(
+            "pool_run",
+            json!({ "prompt": "MOCK_HANG", "timeout": "300ms" }),
+        )
+        .await;
     assert_eq!(r.is_error, Some(true));
     let c = content(&r);
     assert_eq!(c["status"], "timed_out", "{c}");
@@ -329,7 +527,12 @@ async fn a_task_past_its_deadline_times_out_and_the_slot_restarts() {
     assert_gone(pid, GONE, "the hung process").await;
     let s = server.wait_ready().await;
     assert_eq!(s["slots"][0]["restarts"], 1, "{s}");
-    assert_eq!(server.call_ok("pool_run", json!({ "prompt": "next", "timeout": 30000 })).await["status"], "completed");
+    assert_eq!(
+        server
+            .call_ok("pool_run", json!({ "prompt": "next", "timeout": 30000 }))
+            .await["status"],
+        "completed"
+    );
     server.close().await;
 }
 
@@ -338,20 +541,36 @@ async fn a_process_that_ignores_sigterm_is_killed_with_sigkill() {
     let server = Server::start(ServerOptions::fake(1)).await;
     server.wait_ready().await;
     let pid = Server::slot_pids(&server.status().await)[0];
-    let r = server.call("pool_run", json!({ "prompt": "MOCK_IGNORE_TERM", "timeout": "200ms" })).await;
+    let r = server
+        .call(
+            "pool_run",
+            json!({ "prompt": "MOCK_IGNORE_TERM", "timeout": "200ms" }),
+        )
+        .await;
     assert_eq!(content(&r)["status"], "timed_out");
-    assert!(!procs::exists(pid), "the process that ignored SIGTERM is still there");
-    assert!(server.log().contains("ignored SIGTERM"), "the escalation to SIGKILL is logged");
+    assert!(
+        !procs::exists(pid),
+        "the process that ignored SIGTERM is still there"
+    );
+    assert!(
+        server.log().contains("ignored SIGTERM"),
+        "the escalation to SIGKILL is logged"
+    );
     server.close().await;
 }
 
 #[tokio::test]
 async fn garbage_on_claudes_stdout_fails_the_task_and_restarts_the_slot() {
     let server = fake_server(1).await;
-    let r = server.call("pool_run", json!({ "prompt": "MOCK_GARBAGE" })).await;
+    let r = server
+        .call("pool_run", json!({ "prompt": "MOCK_GARBAGE" }))
+        .await;
     let c = content(&r);
     assert_eq!(c["status"], "failed");
-    assert!(c["error"].as_str().unwrap().contains("not stream-json"), "{c}");
+    assert!(
+        c["error"].as_str().unwrap().contains("not stream-json"),
+        "{c}"
+    );
     let s = server.wait_ready().await;
     assert_eq!(s["slots"][0]["restarts"], 1);
     server.close().await;
@@ -360,12 +579,27 @@ async fn garbage_on_claudes_stdout_fails_the_task_and_restarts_the_slot() {
 #[tokio::test]
 async fn queued_tasks_time_out_when_no_slot_frees_up() {
     let server = fake_server(1).await;
-    let busy = server.call_ok("pool_submit", json!({ "prompt": "MOCK_SLEEP:30" })).await;
-    let r = server.call("pool_run", json!({ "prompt": "waiting", "timeout": "200ms" })).await;
+    let busy = server
+        .call_ok("pool_submit", json!({ "prompt": "MOCK_SLEEP:30" }))
+        .await;
+    let r = server
+        .call(
+            "pool_run",
+            json!({ "prompt": "waiting", "timeout": "200ms" }),
+        )
+        .await;
     let c = content(&r);
     assert_eq!(c["status"], "timed_out");
-    assert!(c["error"].as_str().unwrap().contains("waiting for a free slot"), "{c}");
-    server.call_ok("pool_cancel", json!({ "task_id": busy["task_id"] })).await;
+    assert!(
+        c["error"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for a free slot"),
+        "{c}"
+    );
+    server
+        .call_ok("pool_cancel", json!({ "task_id": busy["task_id"] }))
+        .await;
     server.close().await;
 }
 
@@ -375,16 +609,32 @@ async fn a_megabyte_prompt_reaches_claude_intact() {
     let mut prompt = String::from("MOCK_ECHO_STATS\n");
     let mut i = 0u64;
     while prompt.len() < 1_500_000 {
-        prompt.push_str(&format!("line {i}: \"quotes\", tabs\t, unicode é✓, backslash \\ end\n"));
+        prompt.push_str(&format!(
+            "line {i}: \"quotes\", tabs\t, unicode é✓, backslash \\ end\n"
+        ));
         i += 1;
     }
-    let r = server.call_ok("pool_run", json!({ "prompt": prompt })).await;
-    let want = format!("len={} fnv={:016x}", prompt.len(), fnv1a64(prompt.as_bytes()));
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": prompt }))
+        .await;
+    let want = format!(
+        "len={} fnv={:016x}",
+        prompt.len(),
+        fnv1a64(prompt.as_bytes())
+    );
     assert_eq!(r["output"], want);
     // It travelled on stdin: no process got it on its command line.
-    for e in server.fake_events().iter().filter(|e| e["event"] == "start") {
+    for e in server
+        .fake_events()
+        .iter()
+        .filter(|e| e["event"] == "start")
+    {
         let args = e["args"].to_string();
-        assert!(args.len() < 10_000, "a command line carried the prompt: {} bytes", args.len());
+        assert!(
+            args.len() < 10_000,
+            "a command line carried the prompt: {} bytes",
+            args.len()
+        );
     }
     server.close().await;
 }
@@ -393,8 +643,13 @@ async fn a_megabyte_prompt_reaches_claude_intact() {
 async fn unrelated_tasks_never_see_each_others_conversation() {
     let server = fake_server(1).await;
     for _ in 0..4 {
-        let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_HISTORY" })).await;
-        assert_eq!(r["output"], "history=1", "a task saw an earlier task's conversation");
+        let r = server
+            .call_ok("pool_run", json!({ "prompt": "MOCK_HISTORY" }))
+            .await;
+        assert_eq!(
+            r["output"], "history=1",
+            "a task saw an earlier task's conversation"
+        );
     }
     server.close().await;
 }
@@ -404,13 +659,20 @@ async fn the_pool_never_runs_more_claude_processes_than_slots() {
     let server = fake_server(2).await;
     let mut ids = Vec::new();
     for i in 0..8 {
-        let s = server.call_ok("pool_submit", json!({ "prompt": format!("job {i} MOCK_SLEEP:0.1") })).await;
+        let s = server
+            .call_ok(
+                "pool_submit",
+                json!({ "prompt": format!("job {i} MOCK_SLEEP:0.1") }),
+            )
+            .await;
         ids.push(s["task_id"].as_str().unwrap().to_owned());
     }
     let s = server.status().await;
     assert!(s["active_tasks"].as_u64().unwrap() <= 2, "{s}");
     for id in &ids {
-        let r = server.call_ok("pool_result", json!({ "task_id": id, "wait": "30s" })).await;
+        let r = server
+            .call_ok("pool_result", json!({ "task_id": id, "wait": "30s" }))
+            .await;
         assert_eq!(r["status"], "completed");
     }
     // From the fake's own log: turns that overlap in time, across all processes.
@@ -432,7 +694,10 @@ async fn the_pool_never_runs_more_claude_processes_than_slots() {
         now += d;
         max = max.max(now);
     }
-    assert_eq!(max, 2, "at most (and, with 8 queued tasks, exactly) 2 turns at once");
+    assert_eq!(
+        max, 2,
+        "at most (and, with 8 queued tasks, exactly) 2 turns at once"
+    );
     assert!(pids.len() <= 2, "work ran on {} processes", pids.len());
     server.close().await;
 }
@@ -445,15 +710,32 @@ async fn per_task_model_and_permission_mode_go_through_control_requests() {
         .call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG", "model": "sonnet", "permission_mode": "acceptEdits" }))
         .await;
     let out = r["output"].as_str().unwrap();
-    assert!(out.contains("model=claude-sonnet-5-5") && out.contains("permission_mode=acceptEdits"), "{out}");
-    assert_eq!(Server::slot_pids(&server.status().await)[0], pid, "no respawn for a control-request change");
+    assert!(
+        out.contains("model=claude-sonnet-5-5") && out.contains("permission_mode=acceptEdits"),
+        "{out}"
+    );
+    assert_eq!(
+        Server::slot_pids(&server.status().await)[0],
+        pid,
+        "no respawn for a control-request change"
+    );
     // The next task gets the server's defaults back.
-    let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG" })).await;
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG" }))
+        .await;
     let out = r["output"].as_str().unwrap();
-    assert!(out.contains("model=claude-opus-5-5") && out.contains("permission_mode=plan"), "{out}");
+    assert!(
+        out.contains("model=claude-opus-5-5") && out.contains("permission_mode=plan"),
+        "{out}"
+    );
     // Effort is fixed per process: a new one is spawned for it.
     let before = Server::slot_pids(&server.wait_ready().await)[0];
-    let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG", "effort": "high" })).await;
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_SHOW_CONFIG", "effort": "high" }),
+        )
+        .await;
     assert!(r["output"].as_str().unwrap().contains("effort=high"), "{r}");
     assert_ne!(Server::slot_pids(&server.wait_ready().await)[0], before);
     server.close().await;
@@ -461,13 +743,28 @@ async fn per_task_model_and_permission_mode_go_through_control_requests() {
 
 #[tokio::test]
 async fn the_system_prompt_is_appended_and_flags_reach_the_cli() {
-    let server = Server::start(
-        ServerOptions::fake(1).args(&["--system-prompt", "house-rules", "--model", "haiku", "--effort", "min", "--permission-mode", "default"]),
-    )
+    let server = Server::start(ServerOptions::fake(1).args(&[
+        "--system-prompt",
+        "house-rules",
+        "--model",
+        "haiku",
+        "--effort",
+        "min",
+        "--permission-mode",
+        "default",
+    ]))
     .await;
-    let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG" })).await;
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG" }))
+        .await;
     let out = r["output"].as_str().unwrap();
-    for want in ["append_system_prompt=house-rules", "system_prompt=none", "model=claude-haiku-5-5", "effort=low", "permission_mode=default"] {
+    for want in [
+        "append_system_prompt=house-rules",
+        "system_prompt=none",
+        "model=claude-haiku-5-5",
+        "effort=low",
+        "permission_mode=default",
+    ] {
         assert!(out.contains(want), "{want} missing from {out}");
     }
     server.close().await;
@@ -481,7 +778,11 @@ async fn a_process_is_recycled_after_its_quota_of_tasks() {
     assert_eq!(Server::slot_pids(&server.wait_ready().await)[0], first);
     server.call_ok("pool_run", json!({ "prompt": "two" })).await;
     let s = server.wait_ready().await;
-    assert_ne!(Server::slot_pids(&s)[0], first, "the process was not replaced after 2 tasks");
+    assert_ne!(
+        Server::slot_pids(&s)[0],
+        first,
+        "the process was not replaced after 2 tasks"
+    );
     assert_eq!(s["slots"][0]["restarts"], 0, "recycling is not a restart");
     assert_gone(first, GONE, "the recycled process").await;
     server.close().await;
@@ -489,15 +790,30 @@ async fn a_process_is_recycled_after_its_quota_of_tasks() {
 
 #[tokio::test]
 async fn children_never_inherit_the_claude_code_parent_markers() {
-    let server = Server::start(ServerOptions::fake(1).env("CLAUDECODE", "1").env("CLAUDE_CODE_ENTRYPOINT", "cli")).await;
+    let server = Server::start(
+        ServerOptions::fake(1)
+            .env("CLAUDECODE", "1")
+            .env("CLAUDE_CODE_ENTRYPOINT", "cli"),
+    )
+    .await;
     server.wait_ready().await;
-    let start = server.fake_events().into_iter().find(|e| e["event"] == "start").expect("a start event");
+    let start = server
+        .fake_events()
+        .into_iter()
+        .find(|e| e["event"] == "start")
+        .expect("a start event");
     assert_eq!(start["env"]["CLAUDECODE"], Value::Null);
     assert_eq!(start["env"]["CLAUDE_CODE_ENTRYPOINT"], Value::Null);
-    assert_eq!(start["pgid"], start["pid"], "each Claude process leads its own process group");
+    assert_eq!(
+        start["pgid"], start["pid"],
+        "each Claude process leads its own process group"
+    );
     let args: Vec<String> = serde_json::from_value(start["args"].clone()).unwrap();
     for want in ["-p", "--input-format", "--output-format", "--verbose"] {
-        assert!(args.iter().any(|a| a == want), "{want} missing from {args:?}");
+        assert!(
+            args.iter().any(|a| a == want),
+            "{want} missing from {args:?}"
+        );
     }
     server.close().await;
 }
@@ -506,8 +822,15 @@ async fn children_never_inherit_the_claude_code_parent_markers() {
 async fn shutdown_on_stdin_eof_leaves_no_process_behind() {
     let server = fake_server(3).await;
     let pids = Server::slot_pids(&server.wait_ready().await);
-    let busy = server.call_ok("pool_submit", json!({ "prompt": "MOCK_CHILD:60" })).await;
-    let _ = server.call_ok("pool_result", json!({ "task_id": busy["task_id"], "wait": "200ms" })).await;
+    let busy = server
+        .call_ok("pool_submit", json!({ "prompt": "MOCK_CHILD:60" }))
+        .await;
+    let _ = server
+        .call_ok(
+            "pool_result",
+            json!({ "task_id": busy["task_id"], "wait": "200ms" }),
+        )
+        .await;
     let status = server.close().await;
     assert!(status.success(), "exit status {status:?}");
     for pid in pids {
@@ -520,7 +843,9 @@ async fn shutdown_on_stdin_eof_leaves_no_process_behind() {
 async fn shutdown_on_sigterm_leaves_no_process_behind() {
     let server = fake_server(2).await;
     let pids = Server::slot_pids(&server.wait_ready().await);
-    let _busy = server.call_ok("pool_submit", json!({ "prompt": "MOCK_IGNORE_TERM" })).await;
+    let _busy = server
+        .call_ok("pool_submit", json!({ "prompt": "MOCK_IGNORE_TERM" }))
+        .await;
     let status = server.signal_and_wait(libc::SIGTERM).await;
     assert!(status.success(), "exit status {status:?}");
     for pid in pids {
@@ -533,27 +858,50 @@ async fn shutdown_on_sigterm_leaves_no_process_behind() {
 async fn a_cli_that_cannot_start_is_given_up_and_queued_tasks_fail_with_its_error() {
     let scratch = claude_pool_tests::Scratch::new("broken-cli");
     let broken = scratch.join("broken-claude");
-    std::fs::write(&broken, "#!/bin/sh\necho 'broken install: missing runtime' >&2\nexit 9\n").unwrap();
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'broken install: missing runtime' >&2\nexit 9\n",
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let opts = ServerOptions { claude_bin: broken, slots: 1, args: vec!["--max-restarts".into(), "1".into()], env: vec![] };
+    let opts = ServerOptions {
+        claude_bin: broken,
+        slots: 1,
+        args: vec!["--max-restarts".into(), "1".into()],
+        env: vec![],
+    };
     let server = Server::start(opts).await;
     // The task waits in the queue while the slot crash-loops; once the slot exceeds its limit
     // and the root has restarted the slot supervisor as often as it may, the pool halts and
     // the task fails with the CLI's own complaint.
-    let r = server.call("pool_run", json!({ "prompt": "anyone there?" })).await;
+    let r = server
+        .call("pool_run", json!({ "prompt": "anyone there?" }))
+        .await;
     assert_eq!(r.is_error, Some(true));
     let c = content(&r);
     assert_eq!(c["status"], "failed", "{c}");
     let err = c["error"].as_str().unwrap();
-    assert!(err.contains("the pool stopped") && err.contains("broken install"), "{err}");
+    assert!(
+        err.contains("the pool stopped") && err.contains("broken install"),
+        "{err}"
+    );
     let s = server.status().await;
     assert_eq!(s["running"], false, "{s}");
     assert_eq!(s["slots"][0]["status"], "failed", "{s}");
-    assert!(s["slots"][0]["last_error"].as_str().unwrap().contains("restart limit"), "{s}");
-    match server.try_call("pool_submit", json!({ "prompt": "late" })).await {
+    assert!(
+        s["slots"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("restart limit"),
+        "{s}"
+    );
+    match server
+        .try_call("pool_submit", json!({ "prompt": "late" }))
+        .await
+    {
         Err(rmcp::ServiceError::McpError(e)) => {
             assert_eq!(e.code, rmcp::model::ErrorCode::INTERNAL_ERROR);
             assert!(e.message.contains("stopped"), "{e:?}");
@@ -582,38 +930,81 @@ async fn invalid_utf8_and_malformed_json_on_stdin_are_dropped_and_serving_goes_o
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    stdin.write_all(format!("{init}\n").as_bytes()).await.unwrap();
-    let first = within(Duration::from_secs(10), "the initialize answer", lines.next_line()).await.unwrap().unwrap();
+    stdin
+        .write_all(format!("{init}\n").as_bytes())
+        .await
+        .unwrap();
+    let first = within(
+        Duration::from_secs(10),
+        "the initialize answer",
+        lines.next_line(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(first.contains("claude-pool"));
-    stdin.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await.unwrap();
-    stdin.write_all(b"\xff\xfe\xfd not utf-8 at all\n").await.unwrap();
-    stdin.write_all(b"{\"jsonrpc\": \"2.0\", \"id\": 2, \"method\": \n").await.unwrap();
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .unwrap();
+    stdin
+        .write_all(b"\xff\xfe\xfd not utf-8 at all\n")
+        .await
+        .unwrap();
+    stdin
+        .write_all(b"{\"jsonrpc\": \"2.0\", \"id\": 2, \"method\": \n")
+        .await
+        .unwrap();
     stdin.write_all(b"[1, 2, 3\n").await.unwrap();
     stdin
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"pool_status\",\"arguments\":{}}}\n")
         .await
         .unwrap();
-    let answer = within(Duration::from_secs(10), "the pool_status answer after garbage", lines.next_line()).await.unwrap().unwrap();
+    let answer = within(
+        Duration::from_secs(10),
+        "the pool_status answer after garbage",
+        lines.next_line(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let v: Value = serde_json::from_str(&answer).expect("stdout line is JSON");
     assert_eq!(v["jsonrpc"], "2.0");
     assert_eq!(v["id"], 3, "{v}");
     assert!(v["result"]["structuredContent"]["slots"].is_array(), "{v}");
     drop(stdin);
-    let status = within(Duration::from_secs(10), "the raw server's exit", child.wait()).await.unwrap();
+    let status = within(
+        Duration::from_secs(10),
+        "the raw server's exit",
+        child.wait(),
+    )
+    .await
+    .unwrap();
     assert!(status.success());
     let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.matches("Ignoring unparsable incoming message").count() >= 3, "each dropped line is logged:\n{log}");
+    assert!(
+        log.matches("Ignoring unparsable incoming message").count() >= 3,
+        "each dropped line is logged:\n{log}"
+    );
 }
 
 #[tokio::test]
 async fn a_client_cancelling_pool_run_cancels_the_task() {
     let server = fake_server(1).await;
-    let call = server.start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" })).await;
+    let call = server
+        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" }))
+        .await;
     let token = call.progress_token.clone();
-    let started = server.progress_until(&token, "the task's start", |m| m.contains("started")).await;
+    let started = server
+        .progress_until(&token, "the task's start", |m| m.contains("started"))
+        .await;
     let id = task_id_of(&started);
-    call.cancel(Some("the user pressed escape".into())).await.expect("send cancellation");
-    let r = server.call_ok("pool_result", json!({ "task_id": id, "wait": "10s" })).await;
+    call.cancel(Some("the user pressed escape".into()))
+        .await
+        .expect("send cancellation");
+    let r = server
+        .call_ok("pool_result", json!({ "task_id": id, "wait": "10s" }))
+        .await;
     assert_eq!(r["status"], "cancelled", "{r}");
     assert_eq!(server.status().await["active_tasks"], 0);
     server.close().await;
@@ -625,7 +1016,10 @@ async fn invalid_flags_exit_nonzero_with_a_clear_message() {
         (&["--slots", "0"], "--slots"),
         (&["--permission-mode", "yolo"], "yolo"),
         (&["--timeout", "soon"], "invalid timeout"),
-        (&["--claude-bin", "/nonexistent/claude"], "not an executable"),
+        (
+            &["--claude-bin", "/nonexistent/claude"],
+            "not an executable",
+        ),
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (args, needle) in cases {
@@ -637,7 +1031,10 @@ async fn invalid_flags_exit_nonzero_with_a_clear_message() {
             .unwrap();
         assert!(!out.status.success(), "{args:?} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(needle), "{args:?}: stderr lacks {needle:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}: stdout must stay empty");
     }
 }
@@ -648,12 +1045,54 @@ async fn a_task_asking_for_bypass_permissions_gets_a_process_started_in_that_mod
     // refuses it without IS_SANDBOX=1): such a task gets a fresh process started in it.
     let server = Server::start(ServerOptions::fake(1).env("IS_SANDBOX", "1")).await;
     let before = Server::slot_pids(&server.wait_ready().await)[0];
-    let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG", "permission_mode": "bypassPermissions" })).await;
-    assert!(r["output"].as_str().unwrap().contains("permission_mode=bypassPermissions"), "{r}");
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_SHOW_CONFIG", "permission_mode": "bypassPermissions" }),
+        )
+        .await;
+    assert!(
+        r["output"]
+            .as_str()
+            .unwrap()
+            .contains("permission_mode=bypassPermissions"),
+        "{r}"
+    );
     let after = Server::slot_pids(&server.wait_ready().await)[0];
-    assert_ne!(after, before, "bypassPermissions needs a process started in that mode");
+    assert_ne!(
+        after, before,
+        "bypassPermissions needs a process started in that mode"
+    );
     // Back to the default mode for the next task, by control request.
-    let r = server.call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG" })).await;
-    assert!(r["output"].as_str().unwrap().contains("permission_mode=plan"), "{r}");
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_SHOW_CONFIG" }))
+        .await;
+    assert!(
+        r["output"]
+            .as_str()
+            .unwrap()
+            .contains("permission_mode=plan"),
+        "{r}"
+    );
+    server.close().await;
+}
+
+#[tokio::test]
+async fn a_warming_slot_shows_its_live_process() {
+    // A slow cold start (2 s) keeps the slot warming while the status is read.
+    let server = Server::start(ServerOptions::fake(1).env("FAKE_CLAUDE_STARTUP_MS", "2000")).await;
+    let s = server.status().await;
+    let slot = &s["slots"][0];
+    assert_eq!(slot["status"], "starting", "{s}");
+    let pid = slot["pid"]
+        .as_u64()
+        .expect("a warming slot reports its pid") as u32;
+    assert!(procs::exists(pid));
+    let ready = server.wait_ready().await;
+    assert_eq!(
+        Server::slot_pids(&ready),
+        vec![pid],
+        "the warmed process is the one reported"
+    );
     server.close().await;
 }

@@ -21,23 +21,41 @@ async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
     let claude = real_claude_bin()?;
     let mock = MockServer::start().expect("mock API");
     let scratch = Scratch::new("real-cli");
-    let mut opts = ServerOptions { claude_bin: claude, slots, args: Vec::new(), env: Vec::new() }.args(args);
+    let mut opts = ServerOptions {
+        claude_bin: claude,
+        slots,
+        args: Vec::new(),
+        env: Vec::new(),
+    }
+    .args(args);
     for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
         opts = opts.env(&k, &v);
     }
     let server = Server::start(opts).await;
     server.wait_ready().await;
-    Some(RealPool { server, mock, _scratch: scratch })
+    Some(RealPool {
+        server,
+        mock,
+        _scratch: scratch,
+    })
 }
 
 #[tokio::test]
 async fn real_cli_runs_tasks_on_warm_slots_with_their_own_cost() {
-    let Some(p) = real_pool(2, &["--model", "sonnet"]).await else { return };
+    let Some(p) = real_pool(2, &["--model", "sonnet"]).await else {
+        return;
+    };
     let s = p.server.status().await;
     assert_eq!(s["slots"].as_array().unwrap().len(), 2);
     // sonnet at $2/$10 per million: 1000 in + 500 out = $0.007, for each task on its own.
     for round in 0..3 {
-        let r = p.server.call_ok("pool_run", json!({ "prompt": "hello there MOCK_USAGE:1000,500" })).await;
+        let r = p
+            .server
+            .call_ok(
+                "pool_run",
+                json!({ "prompt": "hello there MOCK_USAGE:1000,500" }),
+            )
+            .await;
         assert_eq!(r["status"], "completed");
         assert_eq!(r["output"], "MOCK: hello there MOCK_USAGE:1000,500");
         let spend = r["spend_usd"].as_f64().unwrap();
@@ -54,20 +72,39 @@ async fn real_cli_runs_tasks_on_warm_slots_with_their_own_cost() {
 
 #[tokio::test]
 async fn real_cli_gives_every_task_a_fresh_conversation() {
-    let Some(p) = real_pool(1, &[]).await else { return };
+    let Some(p) = real_pool(1, &[]).await else {
+        return;
+    };
     for _ in 0..3 {
-        let r = p.server.call_ok("pool_run", json!({ "prompt": "MOCK_COUNT" })).await;
+        let r = p
+            .server
+            .call_ok("pool_run", json!({ "prompt": "MOCK_COUNT" }))
+            .await;
         // A fresh conversation's request: the user message plus the CLI's environment message.
-        assert_eq!(r["output"], "messages=2 users=1", "a task saw an earlier task's conversation");
+        assert_eq!(
+            r["output"], "messages=2 users=1",
+            "a task saw an earlier task's conversation"
+        );
     }
     p.server.close().await;
 }
 
 #[tokio::test]
 async fn real_cli_submit_then_result() {
-    let Some(p) = real_pool(1, &[]).await else { return };
-    let sub = p.server.call_ok("pool_submit", json!({ "prompt": "background job" })).await;
-    let r = p.server.call_ok("pool_result", json!({ "task_id": sub["task_id"], "wait": "60s" })).await;
+    let Some(p) = real_pool(1, &[]).await else {
+        return;
+    };
+    let sub = p
+        .server
+        .call_ok("pool_submit", json!({ "prompt": "background job" }))
+        .await;
+    let r = p
+        .server
+        .call_ok(
+            "pool_result",
+            json!({ "task_id": sub["task_id"], "wait": "60s" }),
+        )
+        .await;
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["output"], "MOCK: background job");
     p.server.close().await;
@@ -75,31 +112,65 @@ async fn real_cli_submit_then_result() {
 
 #[tokio::test]
 async fn real_cli_cancel_kills_the_process() {
-    let Some(p) = real_pool(1, &[]).await else { return };
-    let call = p.server.start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:60 slow answer" })).await;
+    let Some(p) = real_pool(1, &[]).await else {
+        return;
+    };
+    let call = p
+        .server
+        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:60 slow answer" }))
+        .await;
     let token = call.progress_token.clone();
-    let started = p.server.progress_until(&token, "the task's start", |m| m.contains("started")).await;
+    let started = p
+        .server
+        .progress_until(&token, "the task's start", |m| m.contains("started"))
+        .await;
     let id = started.split_whitespace().next().unwrap().to_owned();
-    assert!(p.mock.wait_for_message_requests(1, Duration::from_secs(30)).await, "the CLI never called the API");
+    assert!(
+        p.mock
+            .wait_for_message_requests(1, Duration::from_secs(30))
+            .await,
+        "the CLI never called the API"
+    );
     let pid = p.server.status().await["slots"][0]["pid"].as_u64().unwrap() as u32;
-    let c = p.server.call_ok("pool_cancel", json!({ "task_id": id })).await;
+    let c = p
+        .server
+        .call_ok("pool_cancel", json!({ "task_id": id }))
+        .await;
     assert_eq!(c["status"], "cancelled");
-    assert!(!procs::exists(pid), "the cancelled task's claude process {pid} is still there");
+    assert!(
+        !procs::exists(pid),
+        "the cancelled task's claude process {pid} is still there"
+    );
     assert_group_gone(pid, GONE, "the cancelled task's process group").await;
     let r = finish_call(call, "the cancelled run").await;
     assert_eq!(content(&r)["status"], "cancelled");
-    let next = p.server.call_ok("pool_run", json!({ "prompt": "after cancel" })).await;
+    let next = p
+        .server
+        .call_ok("pool_run", json!({ "prompt": "after cancel" }))
+        .await;
     assert_eq!(next["output"], "MOCK: after cancel");
     p.server.close().await;
 }
 
 #[tokio::test]
 async fn real_cli_killed_mid_task_fails_the_task_and_the_slot_recovers() {
-    let Some(p) = real_pool(1, &[]).await else { return };
-    let call = p.server.start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:60 doomed" })).await;
+    let Some(p) = real_pool(1, &[]).await else {
+        return;
+    };
+    let call = p
+        .server
+        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:60 doomed" }))
+        .await;
     let token = call.progress_token.clone();
-    p.server.progress_until(&token, "the task's start", |m| m.contains("started")).await;
-    assert!(p.mock.wait_for_message_requests(1, Duration::from_secs(30)).await, "the CLI never called the API");
+    p.server
+        .progress_until(&token, "the task's start", |m| m.contains("started"))
+        .await;
+    assert!(
+        p.mock
+            .wait_for_message_requests(1, Duration::from_secs(30))
+            .await,
+        "the CLI never called the API"
+    );
     let pid = p.server.status().await["slots"][0]["pid"].as_u64().unwrap() as u32;
     procs::kill(pid, libc::SIGKILL);
     let r = finish_call(call, "the killed task").await;
@@ -109,7 +180,10 @@ async fn real_cli_killed_mid_task_fails_the_task_and_the_slot_recovers() {
     assert_gone(pid, GONE, "the killed claude").await;
     let s = p.server.wait_ready().await;
     assert_eq!(s["slots"][0]["restarts"], 1);
-    let next = p.server.call_ok("pool_run", json!({ "prompt": "recovered" })).await;
+    let next = p
+        .server
+        .call_ok("pool_run", json!({ "prompt": "recovered" }))
+        .await;
     assert_eq!(next["output"], "MOCK: recovered");
     let pids = Server::slot_pids(&p.server.status().await);
     p.server.close().await;

@@ -51,17 +51,21 @@ pub fn server_bin() -> PathBuf {
 
 /// The fake `claude` fixture.
 pub fn fake_claude_bin() -> PathBuf {
-    std::env::var_os("CLAUDE_POOL_FAKE_CLI").map(PathBuf::from).unwrap_or_else(|| built_binary("fake-claude"))
+    std::env::var_os("CLAUDE_POOL_FAKE_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| built_binary("fake-claude"))
 }
 
 /// The pinned real CLI, if installed. With `CI=true` a missing CLI is a failure, never a skip.
 pub fn real_claude_bin() -> Option<PathBuf> {
-    let path = std::env::var_os("CLAUDE_POOL_REAL_CLI").map(PathBuf::from).unwrap_or_else(|| {
-        workspace_root()
-            .join(".cache")
-            .join(format!("claude-cli-{CLAUDE_CLI_VERSION}"))
-            .join("node_modules/@anthropic-ai/claude-code-linux-x64/claude")
-    });
+    let path = std::env::var_os("CLAUDE_POOL_REAL_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace_root()
+                .join(".cache")
+                .join(format!("claude-cli-{CLAUDE_CLI_VERSION}"))
+                .join("node_modules/@anthropic-ai/claude-code-linux-x64/claude")
+        });
     if path.is_file() {
         return Some(path);
     }
@@ -71,7 +75,10 @@ pub fn real_claude_bin() -> Option<PathBuf> {
         "CI=true but the real Claude CLI is not installed at {}: run scripts/install-claude.sh",
         path.display()
     );
-    eprintln!("skipping: the real Claude CLI is not installed at {} (run scripts/install-claude.sh)", path.display());
+    eprintln!(
+        "skipping: the real Claude CLI is not installed at {} (run scripts/install-claude.sh)",
+        path.display()
+    );
     None
 }
 
@@ -109,7 +116,11 @@ impl Drop for Scratch {
 }
 
 /// Awaits `fut` or panics naming what never came.
-pub async fn within<T>(limit: Duration, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
     match tokio::time::timeout(limit, fut).await {
         Ok(v) => v,
         Err(_) => panic!("{what} did not happen within {limit:?}"),
@@ -129,5 +140,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// One line of the fake CLI's `FAKE_CLAUDE_LOG`.
 pub fn read_fake_log(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }

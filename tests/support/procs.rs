@@ -21,11 +21,23 @@ pub fn state(pid: u32) -> Option<char> {
 /// Pids whose process group is `pgid`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((_, after)) = stat.rsplit_once(')') else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
         // fields after the comm: state ppid pgrp ...
         let fields: Vec<&str> = after.split_whitespace().collect();
         if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
@@ -37,7 +49,10 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
 
 /// Live (non-zombie) members of the group.
 pub fn live_group_members(pgid: u32) -> Vec<u32> {
-    group_members(pgid).into_iter().filter(|p| state(*p) != Some('Z')).collect()
+    group_members(pgid)
+        .into_iter()
+        .filter(|p| state(*p) != Some('Z'))
+        .collect()
 }
 
 /// Waits until `pid` has exited (it may still be an unreaped zombie), with a deadline.
@@ -72,10 +87,18 @@ pub async fn assert_gone(pid: u32, limit: Duration, what: &str) {
 /// Asserts that no live process is left in group `pgid`, waiting for each by pidfd.
 pub async fn assert_group_gone(pgid: u32, limit: Duration, what: &str) {
     for pid in group_members(pgid) {
-        wait_exit(pid, limit, &format!("{what}: exit of pid {pid} in group {pgid}")).await;
+        wait_exit(
+            pid,
+            limit,
+            &format!("{what}: exit of pid {pid} in group {pgid}"),
+        )
+        .await;
     }
     let live = live_group_members(pgid);
-    assert!(live.is_empty(), "{what}: group {pgid} still has live processes {live:?}");
+    assert!(
+        live.is_empty(),
+        "{what}: group {pgid} still has live processes {live:?}"
+    );
 }
 
 /// Sends `signal` to `pid`.

@@ -40,7 +40,12 @@ pub struct ServerOptions {
 impl ServerOptions {
     /// `slots` slots running the fake CLI.
     pub fn fake(slots: usize) -> Self {
-        ServerOptions { claude_bin: crate::fake_claude_bin(), slots, args: Vec::new(), env: Vec::new() }
+        ServerOptions {
+            claude_bin: crate::fake_claude_bin(),
+            slots,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
     }
 
     pub fn arg(mut self, a: &str) -> Self {
@@ -66,7 +71,11 @@ pub struct TestClient {
 }
 
 impl ClientHandler for TestClient {
-    async fn on_progress(&self, params: ProgressNotificationParam, _ctx: NotificationContext<RoleClient>) {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
         let _ = self.progress.send(params);
     }
 }
@@ -88,7 +97,9 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("pid", &self.pid).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,7 +154,9 @@ impl Server {
                     .ok()
                     .is_some_and(|v| v.get("jsonrpc") == Some(&json!("2.0")));
                 if !ok {
-                    seen.lock().unwrap().push(String::from_utf8_lossy(&buf[..buf.len().min(300)]).into_owned());
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..buf.len().min(300)]).into_owned());
                     continue;
                 }
                 if writer.write_all(&buf).await.is_err() {
@@ -178,32 +191,53 @@ impl Server {
     }
 
     /// Calls a tool; a protocol error is returned as `Err`.
-    pub async fn try_call(&self, tool: &str, args: Value) -> Result<CallToolResult, rmcp::ServiceError> {
-        let Value::Object(map) = args else { panic!("tool arguments must be an object") };
+    pub async fn try_call(
+        &self,
+        tool: &str,
+        args: Value,
+    ) -> Result<CallToolResult, rmcp::ServiceError> {
+        let Value::Object(map) = args else {
+            panic!("tool arguments must be an object")
+        };
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(map);
         self.client().call_tool(params).await
     }
 
     /// Calls a tool and returns its result (tool errors included); panics on protocol errors.
     pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
-        within(Duration::from_secs(60), &format!("an answer to {tool}"), self.try_call(tool, args))
-            .await
-            .unwrap_or_else(|e| panic!("{tool} failed at the protocol level: {e}"))
+        within(
+            Duration::from_secs(60),
+            &format!("an answer to {tool}"),
+            self.try_call(tool, args),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{tool} failed at the protocol level: {e}"))
     }
 
     /// Calls a tool whose result must be a success, and returns its structured content.
     pub async fn call_ok(&self, tool: &str, args: Value) -> Value {
         let r = self.call(tool, args).await;
-        assert_ne!(r.is_error, Some(true), "{tool} returned a tool error: {:?}", r.content);
-        r.structured_content.unwrap_or_else(|| panic!("{tool} returned no structured content"))
+        assert_ne!(
+            r.is_error,
+            Some(true),
+            "{tool} returned a tool error: {:?}",
+            r.content
+        );
+        r.structured_content
+            .unwrap_or_else(|| panic!("{tool} returned no structured content"))
     }
 
     /// Starts a tool call that reports progress; returns the pending request.
     pub async fn start_call(&self, tool: &str, args: Value) -> RequestHandle<RoleClient> {
-        let Value::Object(map) = args else { panic!("tool arguments must be an object") };
+        let Value::Object(map) = args else {
+            panic!("tool arguments must be an object")
+        };
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(map);
         self.client()
-            .send_cancellable_request(ClientRequest::CallToolRequest(Request::new(params)), PeerRequestOptions::no_options())
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(Request::new(params)),
+                PeerRequestOptions::no_options(),
+            )
             .await
             .expect("send request")
     }
@@ -249,7 +283,9 @@ impl Server {
 
     /// `pool_status` once every slot has warmed up.
     pub async fn wait_ready(&self) -> Value {
-        let s = self.call_ok("pool_status", json!({ "wait_ready": "30s" })).await;
+        let s = self
+            .call_ok("pool_status", json!({ "wait_ready": "30s" }))
+            .await;
         let slots = s["slots"].as_array().expect("slots");
         assert!(
             slots.iter().all(|x| x["status"] == "idle"),
@@ -286,7 +322,10 @@ impl Server {
     /// Fails if the server wrote anything but JSON-RPC on stdout.
     pub fn assert_stdout_clean(&self) {
         let problems = self.stdout_problems.lock().unwrap();
-        assert!(problems.is_empty(), "stdout carried non-JSON-RPC output: {problems:?}");
+        assert!(
+            problems.is_empty(),
+            "stdout carried non-JSON-RPC output: {problems:?}"
+        );
     }
 
     /// Closes the client (EOF on the server's stdin), waits for the server to exit, and
@@ -298,9 +337,18 @@ impl Server {
             let _ = client.cancel().await;
         }
         let log = self.stderr_path.clone();
-        let status = within(Duration::from_secs(20), "the server's exit after stdin EOF", self.child.wait())
-            .await
-            .unwrap_or_else(|e| panic!("wait: {e}; log:\n{}", std::fs::read_to_string(log).unwrap_or_default()));
+        let status = within(
+            Duration::from_secs(20),
+            "the server's exit after stdin EOF",
+            self.child.wait(),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "wait: {e}; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        });
         self.audit_after_exit(current).await;
         status
     }
@@ -311,9 +359,13 @@ impl Server {
         self.assert_stdout_clean();
         let current = self.audit_replaced_processes().await;
         crate::procs::kill(self.pid, signal);
-        let status = within(Duration::from_secs(20), "the server's exit after a signal", self.child.wait())
-            .await
-            .expect("wait");
+        let status = within(
+            Duration::from_secs(20),
+            "the server's exit after a signal",
+            self.child.wait(),
+        )
+        .await
+        .expect("wait");
         drop(self.client.take());
         self.audit_after_exit(current).await;
         status
@@ -333,11 +385,19 @@ impl Server {
     /// zombie fails). Returns the current slots' pids.
     async fn audit_replaced_processes(&self) -> BTreeSet<u32> {
         let current: BTreeSet<u32> = match self.try_call("pool_status", json!({})).await {
-            Ok(r) => r.structured_content.map(|s| Server::slot_pids(&s).into_iter().collect()).unwrap_or_default(),
+            Ok(r) => r
+                .structured_content
+                .map(|s| Server::slot_pids(&s).into_iter().collect())
+                .unwrap_or_default(),
             Err(_) => BTreeSet::new(),
         };
         for pid in self.started_pids().difference(&current) {
-            crate::procs::assert_gone(*pid, Duration::from_secs(10), "a replaced Claude process (reaped by the server)").await;
+            crate::procs::assert_gone(
+                *pid,
+                Duration::from_secs(10),
+                "a replaced Claude process (reaped by the server)",
+            )
+            .await;
         }
         current
     }
@@ -348,11 +408,21 @@ impl Server {
         let limit = Duration::from_secs(10);
         for pid in self.started_pids().union(&current) {
             crate::procs::wait_exit(*pid, limit, "a slot process after the server exited").await;
-            crate::procs::assert_group_gone(*pid, limit, "a slot's process group after the server exited").await;
+            crate::procs::assert_group_gone(
+                *pid,
+                limit,
+                "a slot's process group after the server exited",
+            )
+            .await;
         }
         for e in self.fake_events().iter().filter(|e| e["event"] == "child") {
             if let Some(child) = e["child_pid"].as_u64() {
-                crate::procs::wait_exit(child as u32, limit, "a task's grandchild after the server exited").await;
+                crate::procs::wait_exit(
+                    child as u32,
+                    limit,
+                    "a task's grandchild after the server exited",
+                )
+                .await;
             }
         }
     }
@@ -360,7 +430,9 @@ impl Server {
 
 /// The structured content of a tool result (success or tool error).
 pub fn content(r: &CallToolResult) -> Value {
-    r.structured_content.clone().unwrap_or_else(|| panic!("no structured content in {:?}", r.content))
+    r.structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("no structured content in {:?}", r.content))
 }
 
 /// The text of a tool result's first content block.

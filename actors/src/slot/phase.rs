@@ -217,7 +217,11 @@ mod tests {
     #[test]
     fn every_live_phase_survives_an_unexpected_exit() {
         for from in Phase::ALL {
-            let want = if from == Phase::Stopped { None } else { Some(Phase::Stopped) };
+            let want = if from == Phase::Stopped {
+                None
+            } else {
+                Some(Phase::Stopped)
+            };
             assert_eq!(next(from, Input::ProcessExited), want, "{from}");
         }
     }

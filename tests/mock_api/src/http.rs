@@ -46,7 +46,10 @@ pub(crate) struct Head {
 impl Head {
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// All values of a header joined with `,` (lowercased).
@@ -60,17 +63,26 @@ impl Head {
     }
 
     fn connection_has(&self, token: &str) -> bool {
-        self.header_list("connection").split(',').any(|t| t.trim() == token)
+        self.header_list("connection")
+            .split(',')
+            .any(|t| t.trim() == token)
     }
 
     /// Whether the connection stays open after the response.
     pub fn keep_alive(&self) -> bool {
-        if self.minor == 0 { self.connection_has("keep-alive") } else { !self.connection_has("close") }
+        if self.minor == 0 {
+            self.connection_has("keep-alive")
+        } else {
+            !self.connection_has("close")
+        }
     }
 
     /// Whether the client waits for `100 Continue` before sending the body.
     pub fn expects_continue(&self) -> bool {
-        self.minor >= 1 && self.header("expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+        self.minor >= 1
+            && self
+                .header("expect")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
     }
 
     /// The path part of the target (no query or fragment; absolute-form targets reduced).
@@ -113,10 +125,17 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     loop {
         let buf = r.fill_buf().await.map_err(|_| HttpError::Io)?;
         if buf.is_empty() {
-            return if line.is_empty() { Ok(None) } else { Err(HttpError::Closed) };
+            return if line.is_empty() {
+                Ok(None)
+            } else {
+                Err(HttpError::Closed)
+            };
         }
         let end = buf.iter().position(|&b| b == b'\n');
-        if buf[..end.unwrap_or(buf.len())].iter().any(|&b| !allowed(kind, b)) {
+        if buf[..end.unwrap_or(buf.len())]
+            .iter()
+            .any(|&b| !allowed(kind, b))
+        {
             return Err(bad(400, "invalid character in request head"));
         }
         if let Some(pos) = end {
@@ -148,7 +167,9 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// Read a request head. `Ok(None)`: the peer closed the connection between requests.
-pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Option<Head>, HttpError> {
+pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> Result<Option<Head>, HttpError> {
     // RFC 9112 §2.2: ignore a few empty lines before the request line.
     let mut line = None;
     for _ in 0..4 {
@@ -176,13 +197,17 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Opti
     let minor = match *version {
         "HTTP/1.1" => 1,
         "HTTP/1.0" => 0,
-        v if v.starts_with("HTTP/") => return Err(bad(505, format!("unsupported HTTP version {v}"))),
+        v if v.starts_with("HTTP/") => {
+            return Err(bad(505, format!("unsupported HTTP version {v}")));
+        }
         _ => return Err(bad(400, "malformed HTTP version")),
     };
     let mut headers = Vec::new();
     let mut total = line.len();
     loop {
-        let l = read_line(r, MAX_LINE, LineKind::Field).await?.ok_or(HttpError::Closed)?;
+        let l = read_line(r, MAX_LINE, LineKind::Field)
+            .await?
+            .ok_or(HttpError::Closed)?;
         if l.is_empty() {
             break;
         }
@@ -193,45 +218,84 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Opti
         if l[0] == b' ' || l[0] == b'\t' {
             return Err(bad(400, "obsolete header line folding"));
         }
-        let colon = l.iter().position(|&b| b == b':').ok_or_else(|| bad(400, "header line without ':'"))?;
+        let colon = l
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| bad(400, "header line without ':'"))?;
         let (name, value) = (&l[..colon], &l[colon + 1..]);
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
             return Err(bad(400, "malformed header name"));
         }
-        let value = String::from_utf8_lossy(value).trim_matches([' ', '\t']).to_string();
+        let value = String::from_utf8_lossy(value)
+            .trim_matches([' ', '\t'])
+            .to_string();
         headers.push((String::from_utf8_lossy(name).into_owned(), value));
     }
-    Ok(Some(Head { method: method.to_string(), target: target.to_string(), minor, headers }))
+    Ok(Some(Head {
+        method: method.to_string(),
+        target: target.to_string(),
+        minor,
+        headers,
+    }))
 }
 
 /// Append exactly `n` more bytes to `body`.
-async fn read_exact_into<R: AsyncBufRead + Unpin>(r: &mut R, n: u64, body: &mut Vec<u8>) -> Result<(), HttpError> {
+async fn read_exact_into<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    n: u64,
+    body: &mut Vec<u8>,
+) -> Result<(), HttpError> {
     if body.len() as u64 + n > MAX_BODY {
-        return Err(bad(413, format!("request body larger than {MAX_BODY} bytes")));
+        return Err(bad(
+            413,
+            format!("request body larger than {MAX_BODY} bytes"),
+        ));
     }
-    let got = r.take(n).read_to_end(body).await.map_err(|_| HttpError::Io)?;
-    if (got as u64) < n { Err(HttpError::Closed) } else { Ok(()) }
+    let got = r
+        .take(n)
+        .read_to_end(body)
+        .await
+        .map_err(|_| HttpError::Io)?;
+    if (got as u64) < n {
+        Err(HttpError::Closed)
+    } else {
+        Ok(())
+    }
 }
 
 /// Read the request body framed by `Transfer-Encoding: chunked` or `Content-Length`.
-pub(crate) async fn read_body<R: AsyncBufRead + Unpin>(r: &mut R, head: &Head) -> Result<Vec<u8>, HttpError> {
+pub(crate) async fn read_body<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    head: &Head,
+) -> Result<Vec<u8>, HttpError> {
     let mut body = Vec::new();
     let te = head.header_list("transfer-encoding");
     if !te.trim().is_empty() {
-        let codings: Vec<&str> = te.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
-        if codings.last() != Some(&"chunked") || codings.iter().any(|c| *c != "chunked" && *c != "identity") {
+        let codings: Vec<&str> = te
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if codings.last() != Some(&"chunked")
+            || codings.iter().any(|c| *c != "chunked" && *c != "identity")
+        {
             return Err(bad(400, format!("unsupported Transfer-Encoding: {te}")));
         }
         loop {
-            let line = read_line(r, MAX_LINE, LineKind::Field).await?.ok_or(HttpError::Closed)?;
+            let line = read_line(r, MAX_LINE, LineKind::Field)
+                .await?
+                .ok_or(HttpError::Closed)?;
             let line = String::from_utf8_lossy(&line).into_owned();
             let size_str = line.split(';').next().unwrap_or("").trim();
-            let size = u64::from_str_radix(size_str, 16).map_err(|_| bad(400, "malformed chunk size"))?;
+            let size =
+                u64::from_str_radix(size_str, 16).map_err(|_| bad(400, "malformed chunk size"))?;
             if size == 0 {
                 // trailer section, up to the empty line
                 let mut trailers = 0;
                 loop {
-                    let t = read_line(r, MAX_LINE, LineKind::Field).await?.ok_or(HttpError::Closed)?;
+                    let t = read_line(r, MAX_LINE, LineKind::Field)
+                        .await?
+                        .ok_or(HttpError::Closed)?;
                     if t.is_empty() {
                         break;
                     }
@@ -243,7 +307,9 @@ pub(crate) async fn read_body<R: AsyncBufRead + Unpin>(r: &mut R, head: &Head) -
                 return Ok(body);
             }
             read_exact_into(r, size, &mut body).await?;
-            let end = read_line(r, MAX_LINE, LineKind::Field).await?.ok_or(HttpError::Closed)?;
+            let end = read_line(r, MAX_LINE, LineKind::Field)
+                .await?
+                .ok_or(HttpError::Closed)?;
             if !end.is_empty() {
                 return Err(bad(400, "chunk data not followed by CRLF"));
             }
@@ -265,7 +331,9 @@ pub(crate) async fn read_body<R: AsyncBufRead + Unpin>(r: &mut R, head: &Head) -
     if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(400, "malformed Content-Length"));
     }
-    let n: u64 = first.parse().map_err(|_| bad(413, "Content-Length too large"))?;
+    let n: u64 = first
+        .parse()
+        .map_err(|_| bad(413, "Content-Length too large"))?;
     read_exact_into(r, n, &mut body).await?;
     Ok(body)
 }
@@ -302,7 +370,10 @@ pub(crate) fn reason(status: u16) -> &'static str {
 
 /// An HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`) for `now`.
 pub(crate) fn http_date(now: SystemTime) -> String {
-    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days
@@ -316,7 +387,9 @@ pub(crate) fn http_date(now: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         WD[days.rem_euclid(7) as usize],
@@ -368,7 +441,9 @@ mod tests {
 
     #[test]
     fn parses_requests() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
             let (h, b) = parse(b"POST /v1/messages?beta=true HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
                 .await

@@ -104,21 +104,31 @@ impl MockServer {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = oneshot::channel();
         let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new().name(format!("mock-anthropic:{}", addr.port())).spawn(move || {
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => server::accept_loop(l, thread_shared, stopped).await,
-                    Err(e) => eprintln!("mock-anthropic: cannot register listener: {e}"),
-                }
-            });
-            // Dropping the runtime here cancels every connection task.
-            drop(runtime);
-        })?;
-        Ok(MockServer { addr, shared, stop: Some(stop), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name(format!("mock-anthropic:{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => server::accept_loop(l, thread_shared, stopped).await,
+                        Err(e) => eprintln!("mock-anthropic: cannot register listener: {e}"),
+                    }
+                });
+                // Dropping the runtime here cancels every connection task.
+                drop(runtime);
+            })?;
+        Ok(MockServer {
+            addr,
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// The base URL to give the CLI as `ANTHROPIC_BASE_URL`: `http://127.0.0.1:<port>`.
@@ -157,7 +167,10 @@ impl MockServer {
     /// turn) without sleeping. Needs a tokio runtime with timers (any test runtime).
     pub async fn wait_for_message_requests(&self, n: usize, timeout: Duration) -> bool {
         let mut rx = self.shared.watch_message_requests();
-        matches!(tokio::time::timeout(timeout, rx.wait_for(|seen| *seen >= n)).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|seen| *seen >= n)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Clear the request log and counters (`MOCK_FAIL_FIRST` counters included), like
@@ -220,7 +233,10 @@ pub fn hermetic_cli_env(mock_url: &str, scratch: &Path) -> Vec<(String, String)>
         ("TERM", "dumb".into()),
         ("LANG", "C.UTF-8".into()),
         ("ANTHROPIC_BASE_URL", mock_url.to_string()),
-        ("ANTHROPIC_API_KEY", "sk-ant-api03-mock-anthropic-dummy-key".into()),
+        (
+            "ANTHROPIC_API_KEY",
+            "sk-ant-api03-mock-anthropic-dummy-key".into(),
+        ),
         ("DISABLE_TELEMETRY", "1".into()),
         ("DISABLE_AUTOUPDATER", "1".into()),
         ("DISABLE_ERROR_REPORTING", "1".into()),

@@ -42,8 +42,15 @@ fn parse_args() -> Result<Args, String> {
             args.config.insert("log_bodies".into(), json!(true));
             continue;
         }
-        const WITH_VALUE: [&str; 7] =
-            ["--port", "--port-file", "--fail-status", "--fail-count", "--fail-model", "--delay", "--retry-after"];
+        const WITH_VALUE: [&str; 7] = [
+            "--port",
+            "--port-file",
+            "--fail-status",
+            "--fail-count",
+            "--fail-model",
+            "--delay",
+            "--retry-after",
+        ];
         if !WITH_VALUE.contains(&name.as_str()) {
             return Err(format!("unknown option '{name}'"));
         }
@@ -94,7 +101,10 @@ fn main() -> ExitCode {
     let server = match mock_anthropic::MockServer::bind(args.port) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mock-anthropic: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            eprintln!(
+                "mock-anthropic: cannot listen on 127.0.0.1:{}: {e}",
+                args.port
+            );
             return ExitCode::from(1);
         }
     };

@@ -174,6 +174,9 @@ mod tests {
         assert_eq!(approx_tokens(Some(&json!("abcdefgh"))), 2);
         assert_eq!(approx_tokens(Some(&json!([]))), 1);
         // json.dumps([{"role": "user", "content": "hi"}]) is 36 chars
-        assert_eq!(approx_tokens(Some(&json!([{"role": "user", "content": "hi"}]))), 9);
+        assert_eq!(
+            approx_tokens(Some(&json!([{"role": "user", "content": "hi"}]))),
+            9
+        );
     }
 }

@@ -37,7 +37,10 @@ pub(crate) const MODELS: &[(&str, &str)] = &[
 // ------------------------------------------------------------------ message helpers
 
 fn messages(body: &Value) -> &[Value] {
-    body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    body.get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn role(m: &Value) -> Option<&str> {
@@ -62,9 +65,10 @@ fn is_system_reminder(t: &str) -> bool {
 }
 
 fn has_tool_result(content: Option<&Value>) -> bool {
-    content
-        .and_then(Value::as_array)
-        .is_some_and(|bs| bs.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")))
+    content.and_then(Value::as_array).is_some_and(|bs| {
+        bs.iter()
+            .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+    })
 }
 
 /// Text of the last user message, skipping `<system-reminder>` blocks the CLI injects.
@@ -103,7 +107,9 @@ pub(crate) fn tool_result_of_last(msgs: &[Value]) -> Option<(Value, String)> {
         return None;
     }
     let blocks = m.get("content")?.as_array()?;
-    let b = blocks.iter().find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))?;
+    let b = blocks
+        .iter()
+        .find(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))?;
     let text = match b.get("content") {
         Some(Value::Array(parts)) => parts
             .iter()
@@ -132,7 +138,10 @@ pub(crate) fn directive(text: &str, name: &str) -> Option<String> {
 /// Every position right after an occurrence of `NAME:` in `text`.
 fn occurrences<'a>(text: &'a str, name: &str) -> impl Iterator<Item = &'a str> {
     let key = format!("{name}:");
-    text.match_indices(&key).map(|(at, k)| &text[at + k.len()..]).collect::<Vec<_>>().into_iter()
+    text.match_indices(&key)
+        .map(|(at, k)| &text[at + k.len()..])
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// Leading number of the first `NAME:<number>` (spaces allowed after the colon).
@@ -168,7 +177,10 @@ pub(crate) fn fail_first(text: &str) -> Option<(u64, String)> {
         if n_len == 0 || key_len == 0 {
             return None;
         }
-        Some((rest[..n_len].parse().unwrap_or(u64::MAX), after[..key_len].to_string()))
+        Some((
+            rest[..n_len].parse().unwrap_or(u64::MAX),
+            after[..key_len].to_string(),
+        ))
     })
 }
 
@@ -187,9 +199,15 @@ fn forced_usage(msgs: &[Value]) -> Option<[u64; 4]> {
                 if !rest.starts_with(|c: char| c.is_ascii_digit()) {
                     continue;
                 }
-                let len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b',').count();
+                let len = rest
+                    .bytes()
+                    .take_while(|b| b.is_ascii_digit() || *b == b',')
+                    .count();
                 let mut nums = [0u64; 4];
-                for (slot, part) in nums.iter_mut().zip(rest[..len].split(',').filter(|p| !p.is_empty())) {
+                for (slot, part) in nums
+                    .iter_mut()
+                    .zip(rest[..len].split(',').filter(|p| !p.is_empty()))
+                {
                     *slot = part.parse().unwrap_or(u64::MAX);
                 }
                 return Some(nums);
@@ -204,7 +222,11 @@ fn forced_usage(msgs: &[Value]) -> Option<[u64; 4]> {
 pub(crate) fn directive_text(body: &Value) -> String {
     let msgs = messages(body);
     let t = last_user_text(msgs);
-    if t.is_empty() { first_user_text(msgs) } else { t }
+    if t.is_empty() {
+        first_user_text(msgs)
+    } else {
+        t
+    }
 }
 
 /// True when the last message is a tool result (status directives then do not apply).
@@ -227,12 +249,23 @@ fn sample_from_schema(schema: &Value, depth: usize) -> Value {
         _ => None,
     };
     if let Some(e) = s.get("enum") {
-        return e.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null);
+        return e
+            .as_array()
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or(Value::Null);
     }
     if t == Some("object") || s.contains_key("properties") {
-        let props = s.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+        let props = s
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let required: Vec<String> = match s.get("required").and_then(Value::as_array) {
-            Some(r) if !r.is_empty() => r.iter().filter_map(Value::as_str).map(String::from).collect(),
+            Some(r) if !r.is_empty() => r
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
             _ => props.keys().cloned().collect(),
         };
         let mut out = Map::new();
@@ -269,16 +302,28 @@ pub(crate) fn plan_reply(body: &Value) -> Plan {
         let flat: String = result.trim().replace('\n', " ").chars().take(40).collect();
         return Plan::Text(format!("MOCK: tool said: {flat}"));
     }
-    let tools = body.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    if let Some(so) = tools.iter().find(|t| t.get("name").and_then(Value::as_str) == Some("StructuredOutput")) {
+    let tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if let Some(so) = tools
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some("StructuredOutput"))
+    {
         let first = first_user_text(msgs);
         let src = if first.is_empty() { &text } else { &first };
         let schema = so.get("input_schema").cloned().unwrap_or(Value::Null);
         let obj = match directive(src, "MOCK_JSON").filter(|raw| !raw.is_empty()) {
-            Some(raw) => serde_json::from_str(&raw).unwrap_or_else(|_| sample_from_schema(&schema, 0)),
+            Some(raw) => {
+                serde_json::from_str(&raw).unwrap_or_else(|_| sample_from_schema(&schema, 0))
+            }
             None => sample_from_schema(&schema, 0),
         };
-        return Plan::Tool { name: "StructuredOutput".into(), input: obj };
+        return Plan::Tool {
+            name: "StructuredOutput".into(),
+            input: obj,
+        };
     }
     if let Some(cmd) = directive(&text, "MOCK_TOOL").filter(|c| !c.is_empty()) {
         return Plan::Tool {
@@ -290,14 +335,21 @@ pub(crate) fn plan_reply(body: &Value) -> Plan {
         let users = msgs
             .iter()
             .filter(|m| role(m) == Some("user"))
-            .filter(|m| block_texts(m.get("content")).iter().any(|t| !is_system_reminder(t)))
+            .filter(|m| {
+                block_texts(m.get("content"))
+                    .iter()
+                    .any(|t| !is_system_reminder(t))
+            })
             .count();
         return Plan::Text(format!("messages={} users={users}", msgs.len()));
     }
     if let Some(exact) = directive(&text, "MOCK_TEXT") {
         return Plan::Text(exact);
     }
-    Plan::Text(format!("MOCK: {}", text.trim().chars().take(40).collect::<String>()))
+    Plan::Text(format!(
+        "MOCK: {}",
+        text.trim().chars().take(40).collect::<String>()
+    ))
 }
 
 /// A random lowercase hex id of `digits` hex digits (at most 32).
@@ -337,7 +389,11 @@ pub(crate) fn make_message(body: &Value, plan: &Plan) -> Value {
             "tool_use",
             approx_tokens(Some(input)) + 10,
         ),
-        Plan::Text(t) => (json!([{"type": "text", "text": t}]), "end_turn", approx_tokens(Some(&json!(t)))),
+        Plan::Text(t) => (
+            json!([{"type": "text", "text": t}]),
+            "end_turn",
+            approx_tokens(Some(&json!(t))),
+        ),
     };
     let (mut cache_read, mut cache_write) = (0, 0);
     if let Some([i, o, cr, cw]) = forced_usage(msgs) {
@@ -399,9 +455,16 @@ pub(crate) fn sse_events(msg: &Value) -> Vec<(&'static str, Value)> {
         }
         o.insert("usage".into(), u);
     }
-    ev.push(("message_start", json!({"type": "message_start", "message": start})));
+    ev.push((
+        "message_start",
+        json!({"type": "message_start", "message": start}),
+    ));
     ev.push(("ping", json!({"type": "ping"})));
-    let blocks = msg.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+    let blocks = msg
+        .get("content")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for (i, block) in blocks.iter().enumerate() {
         if block.get("type").and_then(Value::as_str) == Some("text") {
             ev.push((
@@ -426,7 +489,10 @@ pub(crate) fn sse_events(msg: &Value) -> Vec<(&'static str, Value)> {
             if let Some(o) = cb.as_object_mut() {
                 o.insert("input".into(), json!({}));
             }
-            ev.push(("content_block_start", json!({"type": "content_block_start", "index": i, "content_block": cb})));
+            ev.push((
+                "content_block_start",
+                json!({"type": "content_block_start", "index": i, "content_block": cb}),
+            ));
             // Python's json.dumps output is pure ASCII, so byte slicing is char slicing.
             let js = dumps(block.get("input").unwrap_or(&Value::Null));
             for j in (0..js.len()).step_by(16) {
@@ -438,7 +504,10 @@ pub(crate) fn sse_events(msg: &Value) -> Vec<(&'static str, Value)> {
                 ));
             }
         }
-        ev.push(("content_block_stop", json!({"type": "content_block_stop", "index": i})));
+        ev.push((
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i}),
+        ));
     }
     ev.push((
         "message_delta",
@@ -466,16 +535,34 @@ pub(crate) fn summarize(body: &Value) -> Value {
         None | Some(Value::Null) => 2,
         Some(other) => dumps(other).len(),
     };
-    let known = ["model", "stream", "max_tokens", "messages", "system", "tools", "thinking", "metadata"];
+    let known = [
+        "model",
+        "stream",
+        "max_tokens",
+        "messages",
+        "system",
+        "tools",
+        "thinking",
+        "metadata",
+    ];
     let mut other: Vec<String> = body
         .as_object()
-        .map(|o| o.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect())
+        .map(|o| {
+            o.keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     other.sort();
     let tools: Vec<Value> = body
         .get("tools")
         .and_then(Value::as_array)
-        .map(|ts| ts.iter().map(|t| t.get("name").cloned().unwrap_or(Value::Null)).collect())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| t.get("name").cloned().unwrap_or(Value::Null))
+                .collect()
+        })
         .unwrap_or_default();
     json!({
         "model": body.get("model"),
@@ -505,11 +592,20 @@ mod tests {
 
     #[test]
     fn directives() {
-        assert_eq!(directive("x MOCK_TEXT: hi there \nmore", "MOCK_TEXT").as_deref(), Some("hi there"));
-        assert_eq!(num_directive("MOCK_SLEEP:x MOCK_SLEEP: 1.5s", "MOCK_SLEEP"), Some(1.5));
+        assert_eq!(
+            directive("x MOCK_TEXT: hi there \nmore", "MOCK_TEXT").as_deref(),
+            Some("hi there")
+        );
+        assert_eq!(
+            num_directive("MOCK_SLEEP:x MOCK_SLEEP: 1.5s", "MOCK_SLEEP"),
+            Some(1.5)
+        );
         assert_eq!(num_directive("MOCK_SLEEP:3.", "MOCK_SLEEP"), Some(3.0));
         assert_eq!(num_directive("nothing", "MOCK_SLEEP"), None);
-        assert_eq!(fail_first("MOCK_FAIL_FIRST:2:k-1.x rest"), Some((2, "k-1.x".into())));
+        assert_eq!(
+            fail_first("MOCK_FAIL_FIRST:2:k-1.x rest"),
+            Some((2, "k-1.x".into()))
+        );
         let msgs = vec![json!({"role": "user", "content": "MOCK_USAGE:1000,500 x"})];
         assert_eq!(forced_usage(&msgs), Some([1000, 500, 0, 0]));
         let merged = vec![json!({"role": "user", "content": [
@@ -543,11 +639,16 @@ mod tests {
 
     #[test]
     fn tool_stream_reassembles() {
-        let body = json!({"model": "m", "messages": [{"role": "user", "content": "MOCK_TOOL:echo hé"}]});
+        let body =
+            json!({"model": "m", "messages": [{"role": "user", "content": "MOCK_TOOL:echo hé"}]});
         let msg = make_message(&body, &plan_reply(&body));
         let partial: String = sse_events(&msg)
             .iter()
-            .filter_map(|(_, d)| d.pointer("/delta/partial_json").and_then(Value::as_str).map(String::from))
+            .filter_map(|(_, d)| {
+                d.pointer("/delta/partial_json")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
             .collect();
         let input: Value = serde_json::from_str(&partial).expect("valid json");
         assert_eq!(input["command"], "echo hé");

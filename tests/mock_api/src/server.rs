@@ -15,7 +15,12 @@ use crate::pyjson::{approx_tokens, dumps};
 use crate::reply;
 
 /// Header values never logged in clear.
-const REDACT: &[&str] = &["x-api-key", "authorization", "cookie", "proxy-authorization"];
+const REDACT: &[&str] = &[
+    "x-api-key",
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+];
 
 /// Runtime knobs (`POST /_mock/config`, or the binary's flags).
 #[derive(Debug, Clone, Default)]
@@ -95,7 +100,10 @@ pub(crate) struct Shared {
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared { inner: Mutex::default(), messages_seen: watch::channel(0).0 }
+        Shared {
+            inner: Mutex::default(),
+            messages_seen: watch::channel(0).0,
+        }
     }
 }
 
@@ -147,7 +155,10 @@ impl Shared {
             };
             headers.insert(k, Value::String(v));
         }
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as f64 / 1000.0).unwrap_or(0.0);
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as f64 / 1000.0)
+            .unwrap_or(0.0);
         let mut rec = Map::new();
         rec.insert("ts".into(), json!(ts));
         rec.insert("method".into(), json!(head.method));
@@ -159,7 +170,11 @@ impl Shared {
                 rec.insert("summary".into(), reply::summarize(b));
             }
             Some(b) => {
-                let v = if raw.len() < 4000 { b.clone() } else { json!(format!("<{} bytes>", raw.len())) };
+                let v = if raw.len() < 4000 {
+                    b.clone()
+                } else {
+                    json!(format!("<{} bytes>", raw.len()))
+                };
                 rec.insert("body".into(), v);
             }
             None => {}
@@ -167,7 +182,8 @@ impl Shared {
         if let Value::Object(extra) = extra {
             rec.extend(extra);
         }
-        let is_message = head.method == "POST" && head.path().trim_end_matches('/') == "/v1/messages";
+        let is_message =
+            head.method == "POST" && head.path().trim_end_matches('/') == "/v1/messages";
         let mut g = self.lock();
         if g.config.log_bodies
             && let Some(b) = body
@@ -187,7 +203,11 @@ impl Shared {
 }
 
 /// Accept connections until `stop` fires (or its sender is dropped).
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -217,7 +237,13 @@ async fn serve_conn(stream: TcpStream, shared: Arc<Shared>) {
             Ok(None) | Err(HttpError::Closed) | Err(HttpError::Io) => return,
             Err(HttpError::Bad(status, msg)) => return reject(conn, status, &msg).await,
         };
-        if head.expects_continue() && conn.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+        if head.expects_continue()
+            && conn
+                .get_mut()
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
             return;
         }
         let raw = match http::read_body(&mut conn, &head).await {
@@ -238,10 +264,16 @@ async fn serve_conn(stream: TcpStream, shared: Arc<Shared>) {
 /// Answer a malformed request with an Anthropic-style error, then close (lingering briefly
 /// so the client can read the answer before any unread input turns into a reset).
 async fn reject(mut conn: Conn, status: u16, msg: &str) {
-    let body = error_body(status, &format!("mock-anthropic: malformed HTTP request: {msg}"));
+    let body = error_body(
+        status,
+        &format!("mock-anthropic: malformed HTTP request: {msg}"),
+    );
     let mut out = http::response_head(
         status,
-        &[("Content-Type", "application/json".into()), ("Content-Length", body.len().to_string())],
+        &[
+            ("Content-Type", "application/json".into()),
+            ("Content-Length", body.len().to_string()),
+        ],
         true,
     );
     out.extend_from_slice(body.as_bytes());
@@ -263,14 +295,22 @@ async fn reject(mut conn: Conn, status: u16, msg: &str) {
 }
 
 fn error_body(status: u16, message: &str) -> String {
-    dumps(&json!({"type": "error", "error": {"type": reply::error_type(status), "message": message}}))
+    dumps(
+        &json!({"type": "error", "error": {"type": reply::error_type(status), "message": message}}),
+    )
 }
 
 fn request_id() -> String {
     format!("req_mock_{}", reply::rand_hex(16))
 }
 
-async fn send_json(conn: &mut Conn, status: u16, obj: &Value, extra: &[(&str, String)], close: bool) -> io::Result<()> {
+async fn send_json(
+    conn: &mut Conn,
+    status: u16,
+    obj: &Value,
+    extra: &[(&str, String)],
+    close: bool,
+) -> io::Result<()> {
     let data = dumps(obj);
     let mut headers = vec![
         ("Content-Type", "application/json".to_string()),
@@ -283,7 +323,13 @@ async fn send_json(conn: &mut Conn, status: u16, obj: &Value, extra: &[(&str, St
     conn.get_mut().write_all(&out).await
 }
 
-async fn send_error(conn: &mut Conn, shared: &Shared, status: u16, message: Option<&str>, close: bool) -> io::Result<()> {
+async fn send_error(
+    conn: &mut Conn,
+    shared: &Shared,
+    status: u16,
+    message: Option<&str>,
+    close: bool,
+) -> io::Result<()> {
     let etype = reply::error_type(status);
     let mut extra = Vec::new();
     if (status == 429 || status == 529)
@@ -291,7 +337,9 @@ async fn send_error(conn: &mut Conn, shared: &Shared, status: u16, message: Opti
     {
         extra.push(("retry-after", ra));
     }
-    let message = message.map(String::from).unwrap_or_else(|| format!("mock {status} {etype}"));
+    let message = message
+        .map(String::from)
+        .unwrap_or_else(|| format!("mock {status} {etype}"));
     let obj = json!({"type": "error", "error": {"type": etype, "message": message}});
     send_json(conn, status, &obj, &extra, close).await
 }
@@ -319,13 +367,23 @@ async fn sleep_unless_hangup(conn: &mut Conn, secs: f64) -> io::Result<()> {
 }
 
 /// Route one request and write its answer.
-async fn handle(conn: &mut Conn, shared: &Shared, head: &Head, raw: Vec<u8>, close: bool) -> io::Result<()> {
+async fn handle(
+    conn: &mut Conn,
+    shared: &Shared,
+    head: &Head,
+    raw: Vec<u8>,
+    close: bool,
+) -> io::Result<()> {
     if head.method == "HEAD" {
         shared.log(head, b"", None, json!({}));
         let out = http::response_head(200, &[("Content-Length", "0".into())], close);
         return conn.get_mut().write_all(&out).await;
     }
-    let encoding = head.header("content-encoding").unwrap_or("").trim().to_ascii_lowercase();
+    let encoding = head
+        .header("content-encoding")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if !encoding.is_empty() && encoding != "identity" {
         shared.log(head, &raw, None, json!({"status": 415}));
         let msg = format!(
@@ -348,7 +406,8 @@ async fn handle(conn: &mut Conn, shared: &Shared, head: &Head, raw: Vec<u8>, clo
         ("POST", "/v1/messages/count_tokens") => {
             shared.log(head, &raw, body.as_ref(), json!({"status": 200}));
             let b = body.as_ref().filter(|b| b.is_object());
-            let n = approx_tokens(b.and_then(|b| b.get("messages"))) + approx_tokens(b.and_then(|b| b.get("system")));
+            let n = approx_tokens(b.and_then(|b| b.get("messages")))
+                + approx_tokens(b.and_then(|b| b.get("system")));
             send_json(conn, 200, &json!({"input_tokens": n}), &[], close).await
         }
         ("GET", "/v1/models") => {
@@ -368,19 +427,35 @@ async fn handle(conn: &mut Conn, shared: &Shared, head: &Head, raw: Vec<u8>, clo
             let obj = json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-01-01T00:00:00Z"});
             send_json(conn, 200, &obj, &[], close).await
         }
-        (_, p) if p.starts_with("/_mock/") => admin(conn, shared, method, p, body.as_ref(), close).await,
+        (_, p) if p.starts_with("/_mock/") => {
+            admin(conn, shared, method, p, body.as_ref(), close).await
+        }
         _ => {
-            shared.log(head, &raw, body.as_ref(), json!({"status": 404, "unknown": true}));
+            shared.log(
+                head,
+                &raw,
+                body.as_ref(),
+                json!({"status": 404, "unknown": true}),
+            );
             let msg = format!("mock: no route for {method} {path}");
             send_error(conn, shared, 404, Some(&msg), close).await
         }
     }
 }
 
-async fn admin(conn: &mut Conn, shared: &Shared, method: &str, path: &str, body: Option<&Value>, close: bool) -> io::Result<()> {
+async fn admin(
+    conn: &mut Conn,
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    close: bool,
+) -> io::Result<()> {
     match (path, method) {
         ("/_mock/health", _) => send_json(conn, 200, &json!({"ok": true}), &[], close).await,
-        ("/_mock/requests", _) => send_json(conn, 200, &Value::Array(shared.requests()), &[], close).await,
+        ("/_mock/requests", _) => {
+            send_json(conn, 200, &Value::Array(shared.requests()), &[], close).await
+        }
         ("/_mock/config", "POST") => {
             let cfg = shared.configure(body.unwrap_or(&Value::Null));
             send_json(conn, 200, &cfg, &[], close).await
@@ -394,7 +469,14 @@ async fn admin(conn: &mut Conn, shared: &Shared, method: &str, path: &str, body:
 }
 
 /// `POST /v1/messages`: directives, then a JSON message or an SSE stream.
-async fn messages(conn: &mut Conn, shared: &Shared, head: &Head, raw: &[u8], body: Option<Value>, close: bool) -> io::Result<()> {
+async fn messages(
+    conn: &mut Conn,
+    shared: &Shared,
+    head: &Head,
+    raw: &[u8],
+    body: Option<Value>,
+    close: bool,
+) -> io::Result<()> {
     let Some(body) = body.filter(Value::is_object) else {
         shared.log(head, raw, None, json!({"status": 400}));
         return send_error(conn, shared, 400, Some("body must be JSON"), close).await;
@@ -440,7 +522,12 @@ async fn messages(conn: &mut Conn, shared: &Shared, head: &Head, raw: &[u8], bod
         }
     }
     let delay = cfg.delay + reply::num_directive(&text, "MOCK_SLEEP").unwrap_or(0.0);
-    shared.log(head, raw, Some(&body), json!({"status": if status != 0 { status } else { 200 }, "delay": delay}));
+    shared.log(
+        head,
+        raw,
+        Some(&body),
+        json!({"status": if status != 0 { status } else { 200 }, "delay": delay}),
+    );
     sleep_unless_hangup(conn, delay).await?;
     if status != 0 {
         return send_error(conn, shared, status, None, close).await;
@@ -453,7 +540,10 @@ async fn messages(conn: &mut Conn, shared: &Shared, head: &Head, raw: &[u8], bod
     // client gets the raw stream and a close instead.
     let chunked = head.minor >= 1;
     let mut headers = vec![
-        ("Content-Type", "text/event-stream; charset=utf-8".to_string()),
+        (
+            "Content-Type",
+            "text/event-stream; charset=utf-8".to_string(),
+        ),
         ("Cache-Control", "no-cache".to_string()),
     ];
     if chunked {

@@ -38,7 +38,12 @@ const CLI_VERSION: &str = "2.1.329";
 /// Deadline for any single wait (a cold start of the real CLI takes ~0.4 s, 3-4 s under load).
 const WAIT: Duration = Duration::from_secs(30);
 /// Result keys whose presence depends on timing only: not compared.
-const TIMING_KEYS: &[&str] = &["ttft_ms", "ttft_stream_ms", "time_to_request_ms", "first_content_frame_ms"];
+const TIMING_KEYS: &[&str] = &[
+    "ttft_ms",
+    "ttft_stream_ms",
+    "time_to_request_ms",
+    "first_content_frame_ms",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Impl {
@@ -119,18 +124,41 @@ fn args(a: &[&str]) -> Vec<String> {
 }
 
 const STREAM: [&str; 3] = ["--output-format", "stream-json", "--verbose"];
-const PERSISTENT: [&str; 6] = ["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"];
+const PERSISTENT: [&str; 6] = [
+    "-p",
+    "--input-format",
+    "stream-json",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+];
 
 fn one_shot(name: &'static str, prompt: &str, extra: &[&str]) -> Scenario {
     let mut a = args(&["-p", prompt]);
     a.extend(args(extra));
-    Scenario { name, args: a, piped: false, steps: Vec::new(), costs: false, texts: true, probe: false }
+    Scenario {
+        name,
+        args: a,
+        piped: false,
+        steps: Vec::new(),
+        costs: false,
+        texts: true,
+        probe: false,
+    }
 }
 
 fn persistent(name: &'static str, extra: &[&str], steps: Vec<Step>) -> Scenario {
     let mut a = args(&PERSISTENT);
     a.extend(args(extra));
-    Scenario { name, args: a, piped: true, steps, costs: false, texts: true, probe: false }
+    Scenario {
+        name,
+        args: a,
+        piped: true,
+        steps,
+        costs: false,
+        texts: true,
+        probe: false,
+    }
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -155,7 +183,13 @@ fn scenarios() -> Vec<Scenario> {
         persistent(
             "persistent: /clear as 1st message",
             &[],
-            vec![user("/clear"), result(), user("MOCK_COUNT after clear"), result(), Step::CloseStdin],
+            vec![
+                user("/clear"),
+                result(),
+                user("MOCK_COUNT after clear"),
+                result(),
+                Step::CloseStdin,
+            ],
         ),
         persistent(
             "interrupt during MOCK_SLEEP:5",
@@ -185,7 +219,10 @@ fn scenarios() -> Vec<Scenario> {
             "set_permission_mode, then prompt",
             &[],
             vec![
-                control("p1", json!({"subtype": "set_permission_mode", "mode": "acceptEdits"})),
+                control(
+                    "p1",
+                    json!({"subtype": "set_permission_mode", "mode": "acceptEdits"}),
+                ),
                 control_response(),
                 user("hi"),
                 result(),
@@ -198,11 +235,21 @@ fn scenarios() -> Vec<Scenario> {
             vec![
                 user("quick"),
                 result(),
-                control("e1", json!({"subtype": "end_session", "reason": "conformance"})),
+                control(
+                    "e1",
+                    json!({"subtype": "end_session", "reason": "conformance"}),
+                ),
             ],
         ),
         one_shot("MOCK_STATUS:500 (stream)", "MOCK_STATUS:500 x", &STREAM),
-        Scenario { costs: true, ..one_shot("MOCK_USAGE json --model sonnet", "MOCK_USAGE:1000,500 x", &["--model", "sonnet", "--output-format", "json"]) },
+        Scenario {
+            costs: true,
+            ..one_shot(
+                "MOCK_USAGE json --model sonnet",
+                "MOCK_USAGE:1000,500 x",
+                &["--model", "sonnet", "--output-format", "json"],
+            )
+        },
         Scenario {
             costs: true,
             ..persistent(
@@ -219,7 +266,10 @@ fn scenarios() -> Vec<Scenario> {
         },
         // Texts not compared: the real CLI really runs the command (reply "MOCK: tool said: hi"),
         // a fake may not.
-        Scenario { texts: false, ..one_shot("MOCK_TOOL:echo hi (stream)", "MOCK_TOOL:echo hi", &STREAM) },
+        Scenario {
+            texts: false,
+            ..one_shot("MOCK_TOOL:echo hi (stream)", "MOCK_TOOL:echo hi", &STREAM)
+        },
         Scenario {
             steps: vec![Step::InFlight(1), Step::Sigterm],
             ..one_shot("SIGTERM during MOCK_SLEEP:5", "MOCK_SLEEP:5 x", &STREAM)
@@ -277,7 +327,10 @@ impl RunResult {
     }
 
     fn sent_at(&self, needle: &str) -> Option<Duration> {
-        self.sent.iter().find(|(_, s)| s.contains(needle)).map(|(t, _)| *t)
+        self.sent
+            .iter()
+            .find(|(_, s)| s.contains(needle))
+            .map(|(t, _)| *t)
     }
 }
 
@@ -297,7 +350,12 @@ impl Running {
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Err(_) => return Err(format!("{}: no {what} within {WAIT:?}", self.which.name())),
-                Ok(None) => return Err(format!("{}: stdout closed before {what}", self.which.name())),
+                Ok(None) => {
+                    return Err(format!(
+                        "{}: stdout closed before {what}",
+                        self.which.name()
+                    ));
+                }
                 Ok(Some((t, line))) => {
                     let hit = serde_json::from_str::<Value>(&line).is_ok_and(|v| pred(&v));
                     self.out.lines.push((t, line));
@@ -312,25 +370,43 @@ impl Running {
     async fn step(&mut self, step: &Step, mock: &MockServer) -> Result<(), String> {
         match step {
             Step::Send(v) => {
-                let stdin = self.stdin.as_mut().ok_or("stdin is not a pipe (or already closed)")?;
+                let stdin = self
+                    .stdin
+                    .as_mut()
+                    .ok_or("stdin is not a pipe (or already closed)")?;
                 let mut line = v.to_string();
                 line.push('\n');
-                stdin.write_all(line.as_bytes()).await.map_err(|e| format!("write to stdin: {e}"))?;
-                stdin.flush().await.map_err(|e| format!("flush stdin: {e}"))?;
-                let what = v["message"]["content"].as_str().map(String::from).unwrap_or_else(|| v["request"].to_string());
+                stdin
+                    .write_all(line.as_bytes())
+                    .await
+                    .map_err(|e| format!("write to stdin: {e}"))?;
+                stdin
+                    .flush()
+                    .await
+                    .map_err(|e| format!("flush stdin: {e}"))?;
+                let what = v["message"]["content"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v["request"].to_string());
                 self.out.sent.push((self.t0.elapsed(), what));
                 Ok(())
             }
             Step::Until(what, pred) => self.until(what, *pred).await,
             Step::InFlight(n) => {
-                self.until("the turn's system/init event", |e| e["type"] == "system" && e["subtype"] == "init").await?;
+                self.until("the turn's system/init event", |e| {
+                    e["type"] == "system" && e["subtype"] == "init"
+                })
+                .await?;
                 if self.which == Impl::Real && !mock.wait_for_message_requests(*n, WAIT).await {
                     return Err(format!("real: the mock never received API request #{n}"));
                 }
                 Ok(())
             }
             Step::Sigterm => {
-                let pid = self.child.id().ok_or("the CLI already exited before SIGTERM")?;
+                let pid = self
+                    .child
+                    .id()
+                    .ok_or("the CLI already exited before SIGTERM")?;
                 sigterm(pid)
             }
             Step::CloseStdin => {
@@ -346,7 +422,14 @@ fn sigterm(pid: u32) -> Result<(), String> {
     let pid = libc::pid_t::try_from(pid).map_err(|e| e.to_string())?;
     // SAFETY: kill(2) only sends a signal; `pid` is our own child, not yet reaped.
     let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    if rc == 0 { Ok(()) } else { Err(format!("kill(SIGTERM): {}", std::io::Error::last_os_error())) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "kill(SIGTERM): {}",
+            std::io::Error::last_os_error()
+        ))
+    }
 }
 
 static RUN_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -366,7 +449,11 @@ async fn execute(which: Impl, bin: &Path, sc: &Scenario) -> RunResult {
         .current_dir(&work)
         .env_clear()
         .envs(hermetic_cli_env(&mock.url(), &scratch))
-        .stdin(if sc.piped { Stdio::piped() } else { Stdio::null() })
+        .stdin(if sc.piped {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -375,7 +462,10 @@ async fn execute(which: Impl, bin: &Path, sc: &Scenario) -> RunResult {
         Ok(c) => c,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&scratch);
-            return RunResult { error: Some(format!("{}: spawn {}: {e}", which.name(), bin.display())), ..RunResult::default() };
+            return RunResult {
+                error: Some(format!("{}: spawn {}: {e}", which.name(), bin.display())),
+                ..RunResult::default()
+            };
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
@@ -388,7 +478,9 @@ async fn execute(which: Impl, bin: &Path, sc: &Scenario) -> RunResult {
                 match r.read_until(b'\n', &mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string();
                         if tx.send((t0.elapsed(), line)).is_err() {
                             break;
                         }
@@ -406,7 +498,17 @@ async fn execute(which: Impl, bin: &Path, sc: &Scenario) -> RunResult {
     });
     let stdin = child.stdin.take();
     let mock_addr = format!("127.0.0.1:{}", mock.port());
-    let mut run = Running { which, child, stdin, lines: rx, t0, out: RunResult { mock_addr, ..RunResult::default() } };
+    let mut run = Running {
+        which,
+        child,
+        stdin,
+        lines: rx,
+        t0,
+        out: RunResult {
+            mock_addr,
+            ..RunResult::default()
+        },
+    };
     for step in &sc.steps {
         if let Err(e) = run.step(step, &mock).await {
             run.out.error = Some(e);
@@ -419,10 +521,14 @@ async fn execute(which: Impl, bin: &Path, sc: &Scenario) -> RunResult {
     match tokio::time::timeout(WAIT, run.child.wait()).await {
         Ok(Ok(status)) => run.out.rc = status.code().or_else(|| status.signal().map(|s| 128 + s)),
         Ok(Err(e)) => {
-            run.out.error.get_or_insert(format!("{}: wait: {e}", which.name()));
+            run.out
+                .error
+                .get_or_insert(format!("{}: wait: {e}", which.name()));
         }
         Err(_) => {
-            run.out.error.get_or_insert(format!("{}: never exited within {WAIT:?}", which.name()));
+            run.out
+                .error
+                .get_or_insert(format!("{}: never exited within {WAIT:?}", which.name()));
             let _ = run.child.start_kill();
             let _ = run.child.wait().await;
         }
@@ -451,9 +557,20 @@ fn observe(sc: &Scenario, r: &RunResult) -> BTreeMap<&'static str, String> {
     if let Some(e) = &r.error {
         o.insert("error", e.trim().to_string());
     }
-    o.insert("rc", r.rc.map(|c| c.to_string()).unwrap_or_else(|| "none".into()));
-    let lines: Vec<&str> = r.lines.iter().map(|(_, l)| l.as_str()).filter(|l| !l.trim().is_empty()).collect();
-    let non_json = lines.iter().filter(|l| serde_json::from_str::<Value>(l).is_err()).count();
+    o.insert(
+        "rc",
+        r.rc.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+    );
+    let lines: Vec<&str> = r
+        .lines
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let non_json = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<Value>(l).is_err())
+        .count();
     let kind = match (lines.len(), non_json) {
         (0, _) => "empty".to_string(),
         (1, 0) => "json".to_string(),
@@ -467,13 +584,22 @@ fn observe(sc: &Scenario, r: &RunResult) -> BTreeMap<&'static str, String> {
         .iter()
         .map(|e| {
             let t = e["type"].as_str().unwrap_or("?").to_string();
-            if t == "system" { format!("system/{}", e["subtype"].as_str().unwrap_or("")) } else { t }
+            if t == "system" {
+                format!("system/{}", e["subtype"].as_str().unwrap_or(""))
+            } else {
+                t
+            }
         })
         .collect();
     o.insert("events", seq.join(" "));
     let results: Vec<&Value> = events.iter().filter(|e| is_result(e)).collect();
-    let r_addr = if r.mock_addr.is_empty() { "\u{0}".to_string() } else { r.mock_addr.clone() };
-    let join = |f: &dyn Fn(&Value) -> String| results.iter().map(|r| f(r)).collect::<Vec<_>>().join(" | ");
+    let r_addr = if r.mock_addr.is_empty() {
+        "\u{0}".to_string()
+    } else {
+        r.mock_addr.clone()
+    };
+    let join =
+        |f: &dyn Fn(&Value) -> String| results.iter().map(|r| f(r)).collect::<Vec<_>>().join(" | ");
     if !results.is_empty() {
         o.insert(
             "results",
@@ -482,7 +608,11 @@ fn observe(sc: &Scenario, r: &RunResult) -> BTreeMap<&'static str, String> {
                     "{} is_error={} result={} turns={}",
                     r["subtype"].as_str().unwrap_or("?"),
                     r["is_error"],
-                    if r.get("result").is_some_and(|v| !v.is_null()) { "yes" } else { "no" },
+                    if r.get("result").is_some_and(|v| !v.is_null()) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
                     r["num_turns"]
                 )
             }),
@@ -492,7 +622,12 @@ fn observe(sc: &Scenario, r: &RunResult) -> BTreeMap<&'static str, String> {
             join(&|r| {
                 let keys: Vec<&str> = r
                     .as_object()
-                    .map(|m| m.keys().map(String::as_str).filter(|k| !TIMING_KEYS.contains(k)).collect())
+                    .map(|m| {
+                        m.keys()
+                            .map(String::as_str)
+                            .filter(|k| !TIMING_KEYS.contains(k))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 keys.join(",")
             }),
@@ -510,7 +645,11 @@ fn observe(sc: &Scenario, r: &RunResult) -> BTreeMap<&'static str, String> {
         }
         o.insert("sessions", letters.join(" | "));
         if sc.texts {
-            let text = |r: &Value| r.get("result").map(|v| v.to_string().replace(&r_addr, "<mock>")).unwrap_or_else(|| "-".into());
+            let text = |r: &Value| {
+                r.get("result")
+                    .map(|v| v.to_string().replace(&r_addr, "<mock>"))
+                    .unwrap_or_else(|| "-".into())
+            };
             o.insert("result.text", join(&text));
         }
         if sc.costs {
@@ -521,7 +660,10 @@ fn observe(sc: &Scenario, r: &RunResult) -> BTreeMap<&'static str, String> {
                     let u = &r["usage"];
                     format!(
                         "{}/{}/{}/{}",
-                        u["input_tokens"], u["output_tokens"], u["cache_read_input_tokens"], u["cache_creation_input_tokens"]
+                        u["input_tokens"],
+                        u["output_tokens"],
+                        u["cache_read_input_tokens"],
+                        u["cache_creation_input_tokens"]
                     )
                 }),
             );
@@ -545,18 +687,31 @@ fn observe(sc: &Scenario, r: &RunResult) -> BTreeMap<&'static str, String> {
                     .unwrap_or_else(|| "-".into())
             };
             o.insert("cost.modelUsage", join(&|r| per_model(&r["modelUsage"])));
-            o.insert("cost.since_last", join(&|r| per_model(&r["model_usage_since_last_result"])));
+            o.insert(
+                "cost.since_last",
+                join(&|r| per_model(&r["model_usage_since_last_result"])),
+            );
         }
     }
     let inits: Vec<String> = events
         .iter()
         .filter(|e| e["type"] == "system" && e["subtype"] == "init")
-        .map(|e| format!("{}/{}", e["model"].as_str().unwrap_or("?"), e["permissionMode"].as_str().unwrap_or("?")))
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["model"].as_str().unwrap_or("?"),
+                e["permissionMode"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     if !inits.is_empty() {
         o.insert("init", inits.join(" | "));
     }
-    let controls: Vec<String> = events.iter().filter(|e| is_control_response(e)).map(|e| e.to_string()).collect();
+    let controls: Vec<String> = events
+        .iter()
+        .filter(|e| is_control_response(e))
+        .map(|e| e.to_string())
+        .collect();
     if !controls.is_empty() {
         o.insert("control", controls.join(" | "));
     }
@@ -594,7 +749,11 @@ fn real_cli() -> Option<PathBuf> {
 fn fake_cli() -> PathBuf {
     if let Some(p) = std::env::var_os("CLAUDE_POOL_FAKE_CLI") {
         let p = PathBuf::from(p);
-        assert!(p.is_file(), "CLAUDE_POOL_FAKE_CLI={} does not exist (build the fake with `cargo build -p fake-claude`)", p.display());
+        assert!(
+            p.is_file(),
+            "CLAUDE_POOL_FAKE_CLI={} does not exist (build the fake with `cargo build -p fake-claude`)",
+            p.display()
+        );
         return p;
     }
     // Next to this test binary's profile dir (honours CARGO_TARGET_DIR), else <workspace>/target.
@@ -605,13 +764,21 @@ fn fake_cli() -> PathBuf {
         candidates.push(profile_dir.join("fake-claude"));
     }
     candidates.push(workspace_dir().join("target/debug/fake-claude"));
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "the fake CLI is not built (looked at {}): run `cargo build -p fake-claude` \
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the fake CLI is not built (looked at {}): run `cargo build -p fake-claude` \
              (or set CLAUDE_POOL_FAKE_CLI)",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )
-    })
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 // ------------------------------------------------------------------ the test
@@ -641,26 +808,58 @@ async fn fake_cli_conforms_to_real_cli() {
         if !sc.probe {
             let fake = execute(Impl::Fake, &fake_bin, &sc).await;
             let fake_obs = observe(&sc, &fake);
-            let keys: std::collections::BTreeSet<&str> = real_obs.keys().chain(fake_obs.keys()).copied().collect();
+            let keys: std::collections::BTreeSet<&str> =
+                real_obs.keys().chain(fake_obs.keys()).copied().collect();
             for k in keys {
-                let (a, b) = (real_obs.get(k).cloned().unwrap_or_default(), fake_obs.get(k).cloned().unwrap_or_default());
+                let (a, b) = (
+                    real_obs.get(k).cloned().unwrap_or_default(),
+                    fake_obs.get(k).cloned().unwrap_or_default(),
+                );
                 if a != b {
-                    let (a, b) = if k == "result.keys" { key_set_diff(&a, &b) } else { (a, b) };
+                    let (a, b) = if k == "result.keys" {
+                        key_set_diff(&a, &b)
+                    } else {
+                        (a, b)
+                    };
                     diffs.push((k, a, b));
                 }
             }
             if !diffs.is_empty() && !fake.stderr.trim().is_empty() {
-                diffs.push(("(fake stderr)", String::new(), fake.stderr.lines().next().unwrap_or("").to_string()));
+                diffs.push((
+                    "(fake stderr)",
+                    String::new(),
+                    fake.stderr.lines().next().unwrap_or("").to_string(),
+                ));
             }
         }
-        outcomes.push(Outcome { name: sc.name, probe: sc.probe, real, real_obs, diffs });
+        outcomes.push(Outcome {
+            name: sc.name,
+            probe: sc.probe,
+            real,
+            real_obs,
+            diffs,
+        });
     }
 
     let mut table = String::new();
-    let _ = writeln!(table, "\nconformance: fake-claude vs real claude {CLI_VERSION} + mock-anthropic ({:.1} s)", started.elapsed().as_secs_f64());
-    let _ = writeln!(table, "{:<5} {:<36} {:<4} events (real)", "", "scenario", "rc");
+    let _ = writeln!(
+        table,
+        "\nconformance: fake-claude vs real claude {CLI_VERSION} + mock-anthropic ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        table,
+        "{:<5} {:<36} {:<4} events (real)",
+        "", "scenario", "rc"
+    );
     for o in &outcomes {
-        let status = if o.probe { "PROBE" } else if o.diffs.is_empty() { "OK" } else { "DIFF" };
+        let status = if o.probe {
+            "PROBE"
+        } else if o.diffs.is_empty() {
+            "OK"
+        } else {
+            "DIFF"
+        };
         let _ = writeln!(
             table,
             "{:<5} {:<36} {:<4} {}",
@@ -673,35 +872,65 @@ async fn fake_cli_conforms_to_real_cli() {
             let _ = writeln!(table, "        real run error: {e}");
         }
         for (k, a, b) in &o.diffs {
-            let _ = writeln!(table, "        {k}:\n          real: {a}\n          fake: {b}");
+            let _ = writeln!(
+                table,
+                "        {k}:\n          real: {a}\n          fake: {b}"
+            );
         }
     }
     println!("{table}");
     println!("{}", facts(&outcomes));
 
-    let broken: Vec<&Outcome> = outcomes.iter().filter(|o| o.real_obs.contains_key("error")).collect();
+    let broken: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.real_obs.contains_key("error"))
+        .collect();
     let differing: Vec<&Outcome> = outcomes.iter().filter(|o| !o.diffs.is_empty()).collect();
     let mut msg = String::new();
     for o in &broken {
-        let _ = writeln!(msg, "real CLI run failed in '{}': {}", o.name, o.real_obs["error"]);
+        let _ = writeln!(
+            msg,
+            "real CLI run failed in '{}': {}",
+            o.name, o.real_obs["error"]
+        );
     }
     for o in &differing {
         let _ = writeln!(msg, "'{}' differs:", o.name);
         for (k, a, b) in &o.diffs {
-            let _ = writeln!(msg, "  {k}: real={a}\n  {:width$}  fake={b}", "", width = k.len());
+            let _ = writeln!(
+                msg,
+                "  {k}: real={a}\n  {:width$}  fake={b}",
+                "",
+                width = k.len()
+            );
         }
     }
-    assert!(msg.is_empty(), "{} scenario(s) differ, {} real run(s) failed:\n{msg}", differing.len(), broken.len());
+    assert!(
+        msg.is_empty(),
+        "{} scenario(s) differ, {} real run(s) failed:\n{msg}",
+        differing.len(),
+        broken.len()
+    );
 }
 
 /// Per result, only the keys one side has and the other lacks.
 fn key_set_diff(real: &str, fake: &str) -> (String, String) {
     let split = |s: &str| -> Vec<Vec<String>> {
-        s.split(" | ").map(|r| r.split(',').filter(|k| !k.is_empty()).map(String::from).collect()).collect()
+        s.split(" | ")
+            .map(|r| {
+                r.split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .collect()
     };
     let (ra, fa) = (split(real), split(fake));
     if ra.len() != fa.len() {
-        return (format!("{} results", ra.len()), format!("{} results", fa.len()));
+        return (
+            format!("{} results", ra.len()),
+            format!("{} results", fa.len()),
+        );
     }
     let (mut only_real, mut only_fake) = (Vec::new(), Vec::new());
     for (i, (r, f)) in ra.iter().zip(&fa).enumerate() {
@@ -743,14 +972,23 @@ fn facts(outcomes: &[Outcome]) -> String {
             res["total_cost_usd"],
             ms(t),
             ms(t - sent),
-            r.events().iter().filter(|(_, e)| is_result(e)).nth(1).map(|(_, e)| e["result"].to_string()).unwrap_or_default()
+            r.events()
+                .iter()
+                .filter(|(_, e)| is_result(e))
+                .nth(1)
+                .map(|(_, e)| e["result"].to_string())
+                .unwrap_or_default()
         );
     }
     if let Some(r) = get("persistent: 2 prompts, /clear, 3rd")
         && let Some(sent) = r.sent_at("/clear")
         && let Some((t, _)) = first_after(r, sent, is_result)
     {
-        let _ = writeln!(f, "    /clear on a warm process (after 2 turns): result {} after the write", ms(t - sent));
+        let _ = writeln!(
+            f,
+            "    /clear on a warm process (after 2 turns): result {} after the write",
+            ms(t - sent)
+        );
     }
     // (b) control requests before any user message
     if let Some(r) = get("set_model sonnet, then prompt")
@@ -778,7 +1016,11 @@ fn facts(outcomes: &[Outcome]) -> String {
                 let _ = writeln!(f, "    {label:<20} {e}");
             }
             if label == "set_permission_mode" {
-                for (_, e) in r.events().iter().filter(|(_, e)| e["type"] == "system" && e["subtype"] == "status") {
+                for (_, e) in r
+                    .events()
+                    .iter()
+                    .filter(|(_, e)| e["type"] == "system" && e["subtype"] == "status")
+                {
                     let _ = writeln!(f, "    {:<20} followed by {}", "", e);
                 }
             }
@@ -796,11 +1038,22 @@ fn facts(outcomes: &[Outcome]) -> String {
         })
     };
     for (name, label) in [
-        ("interrupt during MOCK_SLEEP:5", "interrupted while the API request was pending"),
-        ("probe: interrupt after message_start", "interrupted after message_start (MOCK_STALL)"),
+        (
+            "interrupt during MOCK_SLEEP:5",
+            "interrupted while the API request was pending",
+        ),
+        (
+            "probe: interrupt after message_start",
+            "interrupted after message_start (MOCK_STALL)",
+        ),
     ] {
         if let Some(r) = get(name) {
-            let results: Vec<Value> = r.events().into_iter().filter(|(_, e)| is_result(e)).map(|(_, e)| e).collect();
+            let results: Vec<Value> = r
+                .events()
+                .into_iter()
+                .filter(|(_, e)| is_result(e))
+                .map(|(_, e)| e)
+                .collect();
             let _ = writeln!(f, "(d) {label}:");
             for e in &results {
                 let _ = writeln!(f, "    {}", summary(e));
@@ -808,7 +1061,11 @@ fn facts(outcomes: &[Outcome]) -> String {
             if let Some(sent) = r.sent_at("interrupt")
                 && let Some((t, _)) = first_after(r, sent, is_result)
             {
-                let _ = writeln!(f, "    result {} after the interrupt was written", ms(t - sent));
+                let _ = writeln!(
+                    f,
+                    "    result {} after the interrupt was written",
+                    ms(t - sent)
+                );
             }
         }
     }
@@ -822,13 +1079,22 @@ fn facts(outcomes: &[Outcome]) -> String {
                 .filter(|(t, _)| *t >= from && *t < to)
                 .map(|(_, e)| {
                     let t = e["type"].as_str().unwrap_or("?");
-                    if t == "system" { format!("system/{}", e["subtype"].as_str().unwrap_or("")) } else { t.to_string() }
+                    if t == "system" {
+                        format!("system/{}", e["subtype"].as_str().unwrap_or(""))
+                    } else {
+                        t.to_string()
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join(" ")
         };
         let c = r.sent_at("/clear").unwrap_or(Duration::MAX);
-        let _ = writeln!(f, "(e) normal persistent turn: 1st: {} | 2nd: {}", turn(a, b), turn(b, c));
+        let _ = writeln!(
+            f,
+            "(e) normal persistent turn: 1st: {} | 2nd: {}",
+            turn(a, b),
+            turn(b, c)
+        );
         let d = r.sent_at("MOCK_COUNT").unwrap_or(Duration::MAX);
         let _ = writeln!(f, "    /clear: {}", turn(c, d));
         if let Some((t, _)) = first_after(r, b, is_result) {
@@ -845,12 +1111,28 @@ fn facts(outcomes: &[Outcome]) -> String {
         }
     }
     let total: usize = outcomes.iter().map(|o| o.real.lines.len()).sum();
-    let _ = writeln!(f, "(f) non-JSON stdout lines: {} of {total} lines in {} runs {:?}", non_json.len(), outcomes.len(), non_json);
+    let _ = writeln!(
+        f,
+        "(f) non-JSON stdout lines: {} of {total} lines in {} runs {:?}",
+        non_json.len(),
+        outcomes.len(),
+        non_json
+    );
     let stderr: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.real.stderr.trim().is_empty())
-        .map(|o| format!("{}: {:?}", o.name, o.real.stderr.lines().next().unwrap_or("")))
+        .map(|o| {
+            format!(
+                "{}: {:?}",
+                o.name,
+                o.real.stderr.lines().next().unwrap_or("")
+            )
+        })
         .collect();
-    let _ = writeln!(f, "    runs with stderr output: {} {stderr:?}", stderr.len());
+    let _ = writeln!(
+        f,
+        "    runs with stderr output: {} {stderr:?}",
+        stderr.len()
+    );
     f
 }
