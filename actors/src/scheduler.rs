@@ -104,6 +104,10 @@ pub enum SchedulerMsg {
         slot: SlotId,
         /// The task, returned whole.
         assignment: Assignment,
+        /// Set when the slot's process died after the prompt was written but before the
+        /// turn began (no init event: no API call, no tool ran). Such a task is retried
+        /// once; a second time it fails with this reason.
+        died_before_turn: Option<String>,
     },
     /// A task reached a terminal state on a slot.
     TaskFinished {
@@ -183,9 +187,12 @@ struct TaskRecord {
     submitted_at: Instant,
     timeout: Duration,
     settings: ProcSettings,
-    /// The prompt and progress sink, held until a slot takes the task.
-    payload: Option<(String, Option<ProgressSink>)>,
+    /// The prompt and progress sink, held until a slot has started the task, so a task
+    /// whose slot goes down before it started can run elsewhere.
+    payload: Option<(Arc<str>, Option<ProgressSink>)>,
     state: TaskState,
+    /// Times the task was retried because its process died before its turn began.
+    retries: u32,
     waiters: Vec<RpcReplyPort<Option<TaskReport>>>,
     cancel_waiters: Vec<RpcReplyPort<Option<CancelReport>>>,
     queue_timer: Option<JoinHandle<Result<(), MessagingErr<SchedulerMsg>>>>,
@@ -317,6 +324,7 @@ impl Actor for SchedulerActor {
                 let _ = reply.send(state.status());
             }
             SchedulerMsg::WaitReady(reply) => {
+                state.ready_waiters.retain(|w| !w.is_closed());
                 state.ready_waiters.push(reply);
                 state.check_ready();
             }
@@ -355,9 +363,15 @@ impl Actor for SchedulerActor {
                     && *s == slot
                 {
                     *at = Some(started_at);
+                    // The prompt is on its way to Claude: the scheduler's copy is no longer needed.
+                    r.payload = None;
                 }
             }
-            SchedulerMsg::TaskRejected { slot, assignment } => state.on_rejected(slot, assignment),
+            SchedulerMsg::TaskRejected {
+                slot,
+                assignment,
+                died_before_turn,
+            } => state.on_rejected(slot, assignment, died_before_turn),
             SchedulerMsg::TaskFinished {
                 task,
                 slot,
@@ -443,8 +457,9 @@ impl SchedulerState {
                 submitted_at: Instant::now(),
                 timeout,
                 settings,
-                payload: Some((spec.prompt, spec.progress)),
+                payload: Some((Arc::from(spec.prompt), spec.progress)),
                 state: TaskState::Pending,
+                retries: 0,
                 waiters: Vec::new(),
                 cancel_waiters: Vec::new(),
                 queue_timer: Some(queue_timer),
@@ -463,7 +478,10 @@ impl SchedulerState {
             Some(r) if r.status().is_terminal() => {
                 let _ = reply.send(Some(r.report(&id)));
             }
-            Some(r) => r.waiters.push(reply),
+            Some(r) => {
+                r.waiters.retain(|w| !w.is_closed());
+                r.waiters.push(reply);
+            }
         }
     }
 
@@ -564,7 +582,7 @@ impl SchedulerState {
         }
     }
 
-    fn on_rejected(&mut self, slot: SlotId, assignment: Assignment) {
+    fn on_rejected(&mut self, slot: SlotId, assignment: Assignment, died: Option<String>) {
         if let Some(e) = self.slots.get_mut(&slot)
             && e.task.as_ref() == Some(&assignment.task)
         {
@@ -574,12 +592,31 @@ impl SchedulerState {
         let Some(r) = self.tasks.get_mut(&id) else {
             return;
         };
-        if r.status().is_terminal() {
+        if let Some(reason) = died {
+            if r.retries >= 1 {
+                let outcome = TaskOutcome::unbilled(
+                    TaskStatus::Failed,
+                    format!("{reason}; it had already been retried once after the same failure"),
+                );
+                self.finalize(&id, outcome, Some(slot));
+                return;
+            }
+            r.retries += 1;
+            tracing::info!(task = %id, %slot, %reason, "retrying a task whose turn never began");
+        }
+        if r.payload.is_none() {
+            r.payload = Some((assignment.prompt, assignment.progress));
+        }
+        if !r.cancel_waiters.is_empty() {
+            // A cancel reached the slot while it was handing the task back: honour it here.
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::Cancelled,
+                "cancelled by request before it started",
+            );
+            self.finalize(&id, outcome, None);
             return;
         }
-        r.payload = Some((assignment.prompt, assignment.progress));
-        r.state = TaskState::Pending;
-        self.queue.push_front(id);
+        self.requeue_front(&id);
         self.dispatch();
     }
 
@@ -598,13 +635,51 @@ impl SchedulerState {
         e.restarts = restarts;
         e.last_error = Some(reason.clone());
         if let Some(task) = e.task.take() {
-            let outcome = TaskOutcome::unbilled(
-                TaskStatus::Failed,
-                format!("{slot} failed while running the task: {reason}"),
-            );
-            self.finalize(&task, outcome, Some(slot));
+            let started = self.tasks.get(&task).is_some_and(|r| {
+                r.payload.is_none()
+                    || matches!(
+                        r.state,
+                        TaskState::Running {
+                            started_at: Some(_),
+                            ..
+                        }
+                    )
+            });
+            if started {
+                let outcome = TaskOutcome::unbilled(
+                    TaskStatus::Failed,
+                    format!("{slot} failed while running the task: {reason}"),
+                );
+                self.finalize(&task, outcome, Some(slot));
+            } else {
+                // Its prompt never reached Claude: it runs on the next free slot instead.
+                tracing::info!(%task, %slot, "slot went down before the task started; requeued");
+                self.requeue_front(&task);
+            }
         }
         self.check_ready();
+        self.dispatch();
+    }
+
+    /// Puts a task that has not started back at the head of the queue, with its deadline.
+    fn requeue_front(&mut self, id: &TaskId) {
+        let Some(r) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if r.status().is_terminal() || r.payload.is_none() {
+            return;
+        }
+        r.state = TaskState::Pending;
+        let remaining = (r.submitted_at + r.timeout).saturating_duration_since(Instant::now());
+        let again = id.clone();
+        if let Some(t) = r.queue_timer.take() {
+            t.abort();
+        }
+        r.queue_timer = Some(
+            self.myself
+                .send_after(remaining, move || SchedulerMsg::QueueDeadline(again)),
+        );
+        self.queue.push_front(id.clone());
     }
 
     fn on_queue_deadline(&mut self, id: TaskId) {
@@ -634,11 +709,10 @@ impl SchedulerState {
             let Some(r) = self.tasks.get_mut(&id) else {
                 continue;
             };
-            let Some((prompt, progress)) = r.payload.take() else {
+            let Some((prompt, progress)) = r.payload.clone() else {
                 continue;
             };
             let Some(actor) = self.slots.get(&slot).and_then(|e| e.actor.clone()) else {
-                r.payload = Some((prompt, progress));
                 self.queue.push_front(id);
                 continue;
             };
@@ -664,11 +738,8 @@ impl SchedulerState {
                         e.status = SlotStatus::Busy;
                     }
                 }
-                Err(err) => {
+                Err(_) => {
                     // The slot's actor is gone; its supervisor will report it.
-                    if let MessagingErr::SendErr(SlotMsg::Run(a)) = err {
-                        r.payload = Some((a.prompt, a.progress));
-                    }
                     if let Some(e) = self.slots.get_mut(&slot) {
                         e.actor = None;
                     }
@@ -695,8 +766,22 @@ impl SchedulerState {
         let Some(r) = self.tasks.get_mut(id) else {
             return;
         };
-        if r.status().is_terminal() {
+        if let TaskState::Done { outcome: done, .. } = &mut r.state {
+            // Already terminal (shutdown or a slot failure got there first). The slot's own
+            // report may still carry what the turn cost: bill it, once.
+            if done.cost.usd == 0.0 && outcome.cost.usd > 0.0 {
+                done.cost = outcome.cost;
+                self.spend_usd += outcome.cost.usd;
+            }
             return;
+        }
+        if let TaskState::Running {
+            slot: running_on, ..
+        } = &r.state
+            && let Some(e) = self.slots.get_mut(running_on)
+            && e.task.as_ref() == Some(id)
+        {
+            e.task = None;
         }
         if let Some(t) = r.queue_timer.take() {
             t.abort();

@@ -128,6 +128,9 @@ struct ActiveTask {
     assignment: Assignment,
     /// Set when the prompt was written.
     started_at: Option<Instant>,
+    /// Set by the turn's first event (its init): from then on the CLI may have called the
+    /// API or run tools, so the task is no longer safe to run again elsewhere.
+    turn_began: bool,
     /// The model reported by the turn's init event.
     model: Option<String>,
     /// Decided before the turn ended: cancelled, timed out, or failed (broken process).
@@ -355,7 +358,9 @@ impl SlotState {
         self.after_exit = AfterExit::Respawn;
         self.go(Input::Respawn);
         self.send(user_message_line("/clear"));
-        self.arm_phase_timer(self.args.config.startup_timeout, Timer::Startup);
+        if self.phase == Phase::Spawning {
+            self.arm_phase_timer(self.args.config.startup_timeout, Timer::Startup);
+        }
         Ok(())
     }
 
@@ -365,16 +370,28 @@ impl SlotState {
             let _ = self.args.scheduler.cast(SchedulerMsg::TaskRejected {
                 slot: self.args.slot.clone(),
                 assignment,
+                died_before_turn: None,
             });
             return Ok(());
         }
         let remaining = assignment
             .deadline
             .saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            let timeout = humantime::format_duration(assignment.timeout);
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::TimedOut,
+                format!("timed out after {timeout} before the task could start"),
+            );
+            self.report_finished(assignment.task, outcome);
+            self.became_idle();
+            return Ok(());
+        }
         self.deadline_timer = Some(self.arm(remaining, Timer::Deadline(assignment.task.clone())));
         self.task = Some(ActiveTask {
             assignment,
             started_at: None,
+            turn_began: false,
             model: None,
             verdict: None,
             late_output: None,
@@ -432,7 +449,7 @@ impl SlotState {
         let Some(task) = self.task.as_mut() else {
             return;
         };
-        let prompt = std::mem::take(&mut task.assignment.prompt);
+        let prompt = task.assignment.prompt.clone();
         task.started_at = Some(Instant::now());
         let started_at = task.started_at;
         let id = task.assignment.task.clone();
@@ -497,7 +514,10 @@ impl SlotState {
                 self.next_request += 1;
                 let id = format!("{}-{}", self.args.slot, self.next_request);
                 self.send(ControlRequest::Interrupt.to_line(&id));
-                self.arm_phase_timer(self.args.config.interrupt_grace, Timer::InterruptGrace);
+                // A failed send already moved the slot on (and armed SIGKILL's timer).
+                if self.phase == Phase::Interrupting {
+                    self.arm_phase_timer(self.args.config.interrupt_grace, Timer::InterruptGrace);
+                }
             }
             Phase::Spawning => {
                 self.go(input);
@@ -525,7 +545,9 @@ impl SlotState {
             ProcessEvent::WriteFailed(e) => {
                 // Almost always the process is dying: its exit (code, signal, stderr) will
                 // say more than "broken pipe", so that is what the task and the log get.
-                self.stdin_broke = true;
+                if !matches!(self.phase, Phase::Terminating | Phase::Stopped) {
+                    self.stdin_broke = true;
+                }
                 self.on_broken(format!("writing to claude's stdin failed: {e}"));
                 Ok(())
             }
@@ -541,8 +563,11 @@ impl SlotState {
                 if session_id.is_some() {
                     self.session_id = session_id;
                 }
-                if let Some(task) = self.task.as_mut() {
+                if let Some(task) = self.task.as_mut()
+                    && task.started_at.is_some()
+                {
                     task.model = model;
+                    task.turn_began = true;
                 }
             }
             ClaudeEvent::Assistant(a) => {
@@ -586,6 +611,13 @@ impl SlotState {
 
     fn on_result(&mut self, r: ResultEvent) {
         match self.phase {
+            // Only a local command's result (num_turns 0) answers a /clear.
+            Phase::Spawning | Phase::Clearing if r.local_command.is_none() && r.num_turns > 0 => {
+                tracing::warn!(slot = %self.args.slot, "a turn's result arrived while waiting for /clear; ignored");
+            }
+            Phase::Running | Phase::Interrupting if r.local_command.is_some() => {
+                tracing::warn!(slot = %self.args.slot, "a /clear result arrived while a task ran; ignored");
+            }
             Phase::Spawning | Phase::Clearing => {
                 self.session_total = r.total_cost_usd;
                 if r.session_id.is_some() {
@@ -630,6 +662,9 @@ impl SlotState {
                 } else {
                     self.go(Input::TurnEnded);
                     self.send(user_message_line("/clear"));
+                    if self.phase == Phase::Clearing {
+                        self.arm_phase_timer(self.args.config.startup_timeout, Timer::Startup);
+                    }
                 }
             }
             Phase::Interrupting => {
@@ -637,7 +672,7 @@ impl SlotState {
                 self.session_total = r.total_cost_usd;
                 if let Some(task) = self.task.as_mut() {
                     task.cost = cost;
-                    if !r.is_error {
+                    if !r.is_error && r.subtype == "success" {
                         // The answer won the race against the interrupt: keep it.
                         task.verdict = None;
                         task.late_output = Some(r.result.clone().unwrap_or_default());
@@ -688,10 +723,19 @@ impl SlotState {
     }
 
     fn on_timer(&mut self, generation: u64, timer: Timer) -> Result<(), ActorProcessingErr> {
-        if generation != self.generation {
+        // A deadline belongs to its task (named in it), not to a process: it survives the
+        // respawn a task may wait for.
+        if generation != self.generation && !matches!(timer, Timer::Deadline(_)) {
             return Ok(());
         }
         match (timer, self.phase) {
+            (Timer::Startup, Phase::Clearing) => {
+                let reason = format!(
+                    "claude did not answer /clear within {}",
+                    humantime::format_duration(self.args.config.startup_timeout)
+                );
+                self.on_broken(reason);
+            }
             (Timer::Startup, Phase::Spawning) => {
                 let reason = format!(
                     "claude did not answer its warm-up within {}",
@@ -764,6 +808,27 @@ impl SlotState {
         }
         if !planned {
             let reason = format!("claude process {pid} {info}");
+            // A verdict from the failed write of this very prompt does not count: the exit
+            // is what happened.
+            let stdin_broke = self.stdin_broke;
+            let unbegun = self.task.as_ref().is_some_and(|t| {
+                let verdict_free = match &t.verdict {
+                    None => true,
+                    Some((status, _)) => stdin_broke && *status == TaskStatus::Failed,
+                };
+                t.started_at.is_some() && !t.turn_began && verdict_free
+            });
+            if unbegun && let Some(task) = self.task.take() {
+                // Nothing of the turn happened (no init event): the task can run elsewhere.
+                if let Some(t) = self.deadline_timer.take() {
+                    t.abort();
+                }
+                let _ = self.args.scheduler.cast(SchedulerMsg::TaskRejected {
+                    slot: self.args.slot.clone(),
+                    assignment: task.assignment,
+                    died_before_turn: Some(format!("{reason} before its turn began")),
+                });
+            }
             tracing::warn!(slot = %self.args.slot, phase = %was, %reason, "claude process exited unexpectedly");
             if let Some(task) = self.task.as_mut() {
                 let stdin_verdict = task

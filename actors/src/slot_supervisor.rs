@@ -106,7 +106,7 @@ impl Actor for SlotSupervisorActor {
                 .args
                 .scheduler
                 .cast(SchedulerMsg::SlotAdded { slot: slot.clone() })?;
-            state.start_slot(&myself, slot).await;
+            state.start_slot(&myself, slot).await?;
         }
         Ok(state)
     }
@@ -120,7 +120,7 @@ impl Actor for SlotSupervisorActor {
         match msg {
             SlotSupervisorMsg::RestartSlot(slot) => {
                 if !state.stopping {
-                    state.start_slot(&myself, slot).await;
+                    state.start_slot(&myself, slot).await?;
                 }
             }
             SlotSupervisorMsg::Shutdown(reply) => {
@@ -155,7 +155,12 @@ impl Actor for SlotSupervisorActor {
 }
 
 impl SlotSupervisorState {
-    async fn start_slot(&mut self, myself: &ActorRef<SlotSupervisorMsg>, slot: SlotId) {
+    /// Starts a slot actor; a refusal counts as a failure of that slot (and may escalate).
+    async fn start_slot(
+        &mut self,
+        myself: &ActorRef<SlotSupervisorMsg>,
+        slot: SlotId,
+    ) -> Result<(), ActorProcessingErr> {
         let args = SlotArgs {
             slot: slot.clone(),
             config: self.args.config.clone(),
@@ -167,11 +172,11 @@ impl SlotSupervisorState {
                 if let Some(e) = self.slots.get_mut(&slot) {
                     e.actor = Some(actor);
                 }
+                Ok(())
             }
+            // pre_start only queues the first spawn, so this is rare; treat it as a failure.
             Err(e) => {
-                // pre_start only queues the first spawn, so this is rare; treat it as a failure.
-                let _ =
-                    self.on_slot_down(myself, slot, format!("the slot actor could not start: {e}"));
+                self.on_slot_down(myself, slot, format!("the slot actor could not start: {e}"))
             }
         }
     }

@@ -34,8 +34,8 @@ pub enum TaskProgress {
 pub struct Assignment {
     /// The task.
     pub task: TaskId,
-    /// The user message.
-    pub prompt: String,
+    /// The user message (shared with the scheduler until the task has started).
+    pub prompt: std::sync::Arc<str>,
     /// The settings the task must run with (task overrides over pool defaults).
     pub settings: ProcSettings,
     /// When the task must be over.

@@ -104,7 +104,7 @@ fn main() -> ExitCode {
         }
     };
     let logs_to_file = args.log_file.is_some();
-    match runtime.block_on(run(args)) {
+    let code = match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -113,7 +113,11 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
-    }
+    };
+    // Every process is already stopped. When stdin is not a pipe (a terminal), a blocking
+    // read of it may still be pending; do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
 }
 
 fn init_tracing(args: &Args) -> anyhow::Result<()> {

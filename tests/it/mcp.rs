@@ -1096,3 +1096,40 @@ async fn a_warming_slot_shows_its_live_process() {
     );
     server.close().await;
 }
+
+#[tokio::test]
+async fn a_task_handed_to_a_slot_whose_idle_process_just_died_still_runs() {
+    // A tiny restart window keeps the backoff at its base: each kill is a first failure.
+    let server = Server::start(ServerOptions::fake(1).args(&["--restart-window", "1ms"])).await;
+    for round in 0..10 {
+        let pid = Server::slot_pids(&server.wait_ready().await)[0];
+        procs::kill(pid, libc::SIGKILL);
+        // Submitted while the slot may still look idle: the task must not be lost with it.
+        let r = server
+            .call_ok("pool_run", json!({ "prompt": format!("round {round}") }))
+            .await;
+        assert_eq!(r["status"], "completed", "round {round}: {r}");
+    }
+    let s = server.wait_ready().await;
+    assert_eq!(s["slots"][0]["restarts"], 10, "{s}");
+    assert_eq!(s["tasks"]["completed"], 10);
+    server.close().await;
+}
+
+#[tokio::test]
+async fn a_task_waiting_for_a_respawn_keeps_its_deadline() {
+    // Another effort needs a fresh process; the deadline set at submission still holds.
+    let server = fake_server(1).await;
+    server.wait_ready().await;
+    let r = server
+        .call(
+            "pool_run",
+            json!({ "prompt": "MOCK_SLEEP:30", "effort": "high", "timeout": "1s" }),
+        )
+        .await;
+    let c = content(&r);
+    assert_eq!(c["status"], "timed_out", "{c}");
+    let s = server.wait_ready().await;
+    assert_eq!(s["tasks"]["running"], 0, "{s}");
+    server.close().await;
+}
