@@ -41,6 +41,9 @@ pub struct PoolConfig {
     pub default_timeout: Duration,
     /// A process is replaced after serving this many tasks (its memory grows per turn).
     pub recycle_after_turns: u64,
+    /// How many finished tasks the scheduler keeps for `pool_result`; older ones are
+    /// forgotten (their counts stay in the status) so a long-running pool's memory is bounded.
+    pub max_finished_tasks: usize,
     /// Working directory of the Claude processes.
     pub cwd: Option<PathBuf>,
     /// Extra variables for the children, on top of the inherited environment.
@@ -74,6 +77,7 @@ impl Default for PoolConfig {
             append_system_prompt: None,
             default_timeout: Duration::from_secs(30 * 60),
             recycle_after_turns: 50,
+            max_finished_tasks: 10_000,
             cwd: None,
             env: Vec::new(),
             inherit_env: true,

@@ -213,6 +213,12 @@ impl PoolBuilder {
         self
     }
 
+    /// Finished tasks kept for [`Pool::result`] (default 10 000); older ones are forgotten.
+    pub fn max_finished_tasks(mut self, n: usize) -> Self {
+        self.config.max_finished_tasks = n.max(1);
+        self
+    }
+
     /// Working directory of the Claude processes.
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.cwd = Some(dir.into());

@@ -184,17 +184,24 @@ enum TaskState {
 }
 
 struct TaskRecord {
+    /// Start of the deadline and of `queued_ms`.
     submitted_at: Instant,
+    /// The deadline, counted from submission.
     timeout: Duration,
+    /// Pool defaults with the task's overrides applied, handed to the slot.
     settings: ProcSettings,
     /// The prompt and progress sink, held until a slot has started the task, so a task
     /// whose slot goes down before it started can run elsewhere.
     payload: Option<(Arc<str>, Option<ProgressSink>)>,
+    /// Pending, running on a slot, or done with its outcome.
     state: TaskState,
     /// Times the task was retried because its process died before its turn began.
     retries: u32,
+    /// `Wait` callers, answered when the task ends.
     waiters: Vec<RpcReplyPort<Option<TaskReport>>>,
+    /// `Cancel` callers, answered when the task ends (a cancel completes only then).
     cancel_waiters: Vec<RpcReplyPort<Option<CancelReport>>>,
+    /// Fires the deadline while the task is queued; aborted once a slot has it.
     queue_timer: Option<JoinHandle<Result<(), MessagingErr<SchedulerMsg>>>>,
 }
 
@@ -250,27 +257,47 @@ impl TaskRecord {
 }
 
 struct SlotEntry {
+    /// Position in `pool_status` (slot-2 before slot-10).
     index: usize,
+    /// What `pool_status` shows; only `Idle` slots get tasks.
     status: SlotStatus,
+    /// The slot's current actor (a restarted slot has a new one); `None` while down.
     actor: Option<ActorRef<SlotMsg>>,
+    /// Its Claude process, for `pool_status` and for tests that check it is gone.
     pid: Option<u32>,
+    /// The task it runs, so a slot failure can end or requeue that task.
     task: Option<TaskId>,
+    /// Tasks its current process has served.
     turns: u64,
+    /// Restarts by its supervisor so far.
     restarts: u32,
+    /// The last failure, kept for `pool_status`.
     last_error: Option<String>,
 }
 
 /// The scheduler's state. Private: only the actor touches it.
 pub struct SchedulerState {
+    /// Defaults and limits for new tasks.
     config: Arc<PoolConfig>,
+    /// For timers that message the scheduler itself.
     myself: ActorRef<SchedulerMsg>,
+    /// Every task still remembered, whatever its state.
     tasks: HashMap<TaskId, TaskRecord>,
+    /// Pending tasks, oldest first (a task handed back goes to the front).
     queue: VecDeque<TaskId>,
+    /// The scheduler's view of each slot, for dispatch and `pool_status`.
     slots: HashMap<SlotId, SlotEntry>,
+    /// Slots that announced themselves idle, in order; checked again when popped.
     idle: VecDeque<SlotId>,
+    /// Finished tasks in the order they finished, for forgetting the oldest.
+    finished: VecDeque<TaskId>,
+    /// Counts of finished tasks already forgotten, so the status counts still add up.
+    forgotten: TaskCounts,
+    /// Dollars spent by every task so far.
     spend_usd: f64,
     /// Why new tasks are refused, once they are.
     closed: Option<String>,
+    /// Callers of `WaitReady` not answered yet.
     ready_waiters: Vec<RpcReplyPort<()>>,
 }
 
@@ -301,6 +328,8 @@ impl Actor for SchedulerActor {
             queue: VecDeque::new(),
             slots: HashMap::new(),
             idle: VecDeque::new(),
+            finished: VecDeque::new(),
+            forgotten: TaskCounts::default(),
             spend_usd: 0.0,
             closed: None,
             ready_waiters: Vec::new(),
@@ -420,6 +449,7 @@ impl Actor for SchedulerActor {
                 let _ = reply.send(());
             }
         }
+        state.forget_old_tasks();
         Ok(())
     }
 }
@@ -796,6 +826,7 @@ impl SchedulerState {
         };
         let report = r.report(id);
         tracing::debug!(task = %id, %status, "task finished");
+        self.finished.push_back(id.clone());
         for w in r.waiters.drain(..) {
             let _ = w.send(Some(report.clone()));
         }
@@ -812,6 +843,26 @@ impl SchedulerState {
                 cancelled,
                 message,
             }));
+        }
+    }
+
+    /// Forgets the oldest finished tasks beyond `max_finished_tasks`, keeping their counts.
+    fn forget_old_tasks(&mut self) {
+        while self.finished.len() > self.config.max_finished_tasks {
+            let Some(id) = self.finished.pop_front() else {
+                return;
+            };
+            if let Some(r) = self.tasks.remove(&id) {
+                let c = &mut self.forgotten;
+                c.total += 1;
+                match r.status() {
+                    TaskStatus::Completed => c.completed += 1,
+                    TaskStatus::Failed => c.failed += 1,
+                    TaskStatus::Cancelled => c.cancelled += 1,
+                    TaskStatus::TimedOut => c.timed_out += 1,
+                    TaskStatus::Pending | TaskStatus::Running => {}
+                }
+            }
         }
     }
 
@@ -843,7 +894,7 @@ impl SchedulerState {
     }
 
     fn status(&self) -> PoolStatusReport {
-        let mut counts = TaskCounts::default();
+        let mut counts = self.forgotten;
         for r in self.tasks.values() {
             counts.total += 1;
             match r.status() {

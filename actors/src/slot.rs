@@ -142,26 +142,39 @@ struct ActiveTask {
 
 /// A slot's state. Private: only the actor touches it.
 pub struct SlotState {
+    /// Id, configuration and the scheduler to report to.
     args: SlotArgs,
+    /// For timers and for the process's I/O tasks to message this actor.
     myself: ActorRef<SlotMsg>,
+    /// Where the process is in its life; changed only through `phase::next`.
     phase: Phase,
     /// What the scheduler was last told: status and pid.
     visible: (SlotStatus, Option<u32>),
+    /// Numbers the processes of this slot, so events of a replaced one are ignored.
     generation: u64,
+    /// The live process; dropping it kills its group.
     process: Option<ClaudeProcess>,
     /// Settings the live process runs with.
     current: ProcSettings,
     /// Tasks the live process has served.
     turns: u64,
+    /// The live conversation, reported with each task.
     session_id: Option<String>,
     /// Cumulative `total_cost_usd` of the live session at its last result.
     session_total: f64,
+    /// The task assigned here, if any (at most one).
     task: Option<ActiveTask>,
+    /// Control requests awaiting their answer, by request id.
     pending_controls: HashMap<String, ControlRequest>,
+    /// The first refusal among them, which fails the task.
     control_error: Option<String>,
+    /// Makes control-request ids unique within the slot.
     next_request: u64,
+    /// The one timer of the current phase (warm-up, interrupt grace, kill grace).
     phase_timer: Option<TimerHandle>,
+    /// The task's deadline.
     deadline_timer: Option<TimerHandle>,
+    /// What the exit of the current process leads to: a respawn, or the actor's failure.
     after_exit: AfterExit,
     /// Writing to stdin failed: the exit that follows is reported as the cause.
     stdin_broke: bool,

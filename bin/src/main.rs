@@ -49,6 +49,10 @@ struct Args {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     recycle_after: u64,
 
+    /// Finished tasks kept for pool_result; older ones are forgotten (counts are kept).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    keep_finished: u64,
+
     /// Working directory of the Claude processes (default: the server's).
     #[arg(long)]
     cwd: Option<PathBuf>,
@@ -185,6 +189,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,
+        max_finished_tasks: usize::try_from(args.keep_finished).unwrap_or(usize::MAX),
         cwd: args.cwd,
         slot_restart: RestartPolicy {
             max_restarts: args.max_restarts,

@@ -154,3 +154,39 @@ async fn shutdown_ends_open_tasks_and_kills_every_process() {
         );
     }
 }
+
+#[tokio::test]
+async fn only_the_most_recent_finished_tasks_are_kept_and_counts_still_add_up() {
+    let scratch = Scratch::new("retention");
+    let pool = Pool::builder()
+        .slots(1)
+        .claude_bin(fake_claude_bin())
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_TURN_MS", "1")
+        .max_finished_tasks(3)
+        .build()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = within(LIMIT, "a task", pool.run(TaskSpec::new(format!("t{i}"))))
+            .await
+            .unwrap();
+        ids.push(r.task_id);
+    }
+    for old in &ids[..2] {
+        assert!(
+            matches!(pool.result(old).await, Err(PoolError::UnknownTask(_))),
+            "{old} was kept"
+        );
+    }
+    for recent in &ids[2..] {
+        assert_eq!(
+            pool.result(recent).await.unwrap().status,
+            TaskStatus::Completed
+        );
+    }
+    let t = pool.status().await.unwrap().tasks;
+    assert_eq!((t.total, t.completed), (5, 5), "{t:?}");
+    pool.shutdown().await;
+}
