@@ -62,14 +62,7 @@ fn quiet(opts: ServerOptions) -> ServerOptions {
 async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
     let scratch = Scratch::new("bench-fake");
     let mut child = tokio::process::Command::new(fake_claude_bin())
-        .args([
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ])
+        .args(claude_pool::protocol::stream::PERSISTENT_ARGS)
         .env("HOME", scratch.path())
         .env("FAKE_CLAUDE_TURN_MS", "0")
         .stdin(Stdio::piped())

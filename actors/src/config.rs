@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use claude_pool_protocol::stream::PERSISTENT_ARGS;
 use claude_pool_protocol::{Effort, PermissionMode};
 
 use crate::process::SpawnSpec;
@@ -118,16 +119,7 @@ impl fmt::Debug for PoolConfig {
 impl PoolConfig {
     /// The command line and environment for a process running with `settings`.
     pub fn spawn_spec(&self, settings: &ProcSettings) -> SpawnSpec {
-        let mut args: Vec<String> = [
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut args: Vec<String> = PERSISTENT_ARGS.map(String::from).to_vec();
         if let Some(model) = &settings.model {
             args.extend(["--model".into(), model.clone()]);
         }

@@ -124,6 +124,20 @@ fn task_result(report: &TaskReport) -> Result<CallToolResult, ErrorData> {
     Ok(result)
 }
 
+/// One line a client can show for a running task's progress.
+fn describe_progress(id: &claude_pool_protocol::TaskId, event: TaskProgress) -> String {
+    match event {
+        TaskProgress::Started { slot } => format!("{id} started on {slot}"),
+        TaskProgress::Assistant { text, tool_uses } if tool_uses.is_empty() => {
+            let text: String = text.chars().take(200).collect();
+            format!("{id}: {text}")
+        }
+        TaskProgress::Assistant { tool_uses, .. } => {
+            format!("{id}: calling {}", tool_uses.join(", "))
+        }
+    }
+}
+
 fn spec_from(params: TaskParams) -> Result<TaskSpec, ErrorData> {
     if params.prompt.trim().is_empty() {
         return Err(ErrorData::invalid_params("prompt must not be empty", None));
@@ -163,37 +177,24 @@ impl PoolServer {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;
         let report = loop {
-            tokio::select! {
+            let message = tokio::select! {
                 report = &mut wait => break report.map_err(to_error_data)?,
-                Some(event) = rx.recv() => {
-                    if let Some(token) = &token {
-                        step += 1;
-                        let message = match event {
-                            TaskProgress::Started { slot } => format!("{id} started on {slot}"),
-                            TaskProgress::Assistant { text, tool_uses } if tool_uses.is_empty() => {
-                                let t: String = text.chars().take(200).collect();
-                                format!("{id}: {t}")
-                            }
-                            TaskProgress::Assistant { tool_uses, .. } => format!("{id}: calling {}", tool_uses.join(", ")),
-                        };
-                        let _ = context.peer.notify_progress(
-                            ProgressNotificationParam::new(token.clone(), f64::from(step)).with_message(message),
-                        ).await;
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    if let Some(token) = &token {
-                        step += 1;
-                        let _ = context.peer.notify_progress(
-                            ProgressNotificationParam::new(token.clone(), f64::from(step)).with_message(format!("{id} is still running")),
-                        ).await;
-                    }
-                }
+                Some(event) = rx.recv() => describe_progress(&id, event),
+                _ = heartbeat.tick() => format!("{id} is still running"),
                 () = context.ct.cancelled() => {
                     // The client gave up on the call: do not leave the task running for no one.
                     let _ = self.pool.cancel(&id).await;
-                    return Err(ErrorData::internal_error(format!("the request was cancelled; task {id} was cancelled"), None));
+                    return Err(ErrorData::internal_error(
+                        format!("the request was cancelled; task {id} was cancelled"),
+                        None,
+                    ));
                 }
+            };
+            if let Some(token) = &token {
+                step += 1;
+                let progress = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                    .with_message(message);
+                let _ = context.peer.notify_progress(progress).await;
             }
         };
         task_result(&report)

@@ -333,6 +333,17 @@ impl ResultEvent {
     }
 }
 
+/// The CLI arguments of a persistent stream-json process: one JSON message per stdin line,
+/// one JSON event per stdout line.
+pub const PERSISTENT_ARGS: [&str; 6] = [
+    "-p",
+    "--input-format",
+    "stream-json",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+];
+
 /// The stdin line for one user message (ends in `\n`).
 pub fn user_message_line(prompt: &str) -> String {
     let mut line = json!({

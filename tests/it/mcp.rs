@@ -281,14 +281,7 @@ async fn an_api_error_result_keeps_the_process_but_a_crash_restarts_the_slot() {
 async fn the_server_answers_status_ping_and_a_second_run_while_a_long_run_is_in_flight() {
     let server = fake_server(2).await;
     server.wait_ready().await;
-    let long = server
-        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" }))
-        .await;
-    let token = long.progress_token.clone();
-    let started = server
-        .progress_until(&token, "the long run's start", |m| m.contains("started"))
-        .await;
-    let id = task_id_of(&started);
+    let (long, _, id) = server.start_run("MOCK_SLEEP:30").await;
 
     let s = server.status().await;
     assert_eq!(s["active_tasks"], 1);
@@ -482,14 +475,8 @@ async fn a_task_cancelled_while_queued_never_starts() {
 async fn killing_a_slots_process_mid_task_fails_the_task_and_the_slot_recovers() {
     let server = fake_server(1).await;
     server.wait_ready().await;
-    let call = server
-        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" }))
-        .await;
-    let token = call.progress_token.clone();
-    let started = server
-        .progress_until(&token, "the task's start", |m| m.contains("started"))
-        .await;
-    let pid = pid_running(&server, &task_id_of(&started)).await;
+    let (call, _, id) = server.start_run("MOCK_SLEEP:30").await;
+    let pid = pid_running(&server, &id).await;
     procs::kill(pid, libc::SIGKILL);
 
     let r = finish_call(call, "the killed task's answer").await;
@@ -991,14 +978,7 @@ async fn invalid_utf8_and_malformed_json_on_stdin_are_dropped_and_serving_goes_o
 #[tokio::test]
 async fn a_client_cancelling_pool_run_cancels_the_task() {
     let server = fake_server(1).await;
-    let call = server
-        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:30" }))
-        .await;
-    let token = call.progress_token.clone();
-    let started = server
-        .progress_until(&token, "the task's start", |m| m.contains("started"))
-        .await;
-    let id = task_id_of(&started);
+    let (call, _, id) = server.start_run("MOCK_SLEEP:30").await;
     call.cancel(Some("the user pressed escape".into()))
         .await
         .expect("send cancellation");

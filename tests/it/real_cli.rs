@@ -115,16 +115,7 @@ async fn real_cli_cancel_kills_the_process() {
     let Some(p) = real_pool(1, &[]).await else {
         return;
     };
-    let call = p
-        .server
-        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:60 slow answer" }))
-        .await;
-    let token = call.progress_token.clone();
-    let started = p
-        .server
-        .progress_until(&token, "the task's start", |m| m.contains("started"))
-        .await;
-    let id = started.split_whitespace().next().unwrap().to_owned();
+    let (call, _, id) = p.server.start_run("MOCK_SLEEP:60 slow answer").await;
     assert!(
         p.mock
             .wait_for_message_requests(1, Duration::from_secs(30))
@@ -157,14 +148,7 @@ async fn real_cli_killed_mid_task_fails_the_task_and_the_slot_recovers() {
     let Some(p) = real_pool(1, &[]).await else {
         return;
     };
-    let call = p
-        .server
-        .start_call("pool_run", json!({ "prompt": "MOCK_SLEEP:60 doomed" }))
-        .await;
-    let token = call.progress_token.clone();
-    p.server
-        .progress_until(&token, "the task's start", |m| m.contains("started"))
-        .await;
+    let (call, _, _) = p.server.start_run("MOCK_SLEEP:60 doomed").await;
     assert!(
         p.mock
             .wait_for_message_requests(1, Duration::from_secs(30))

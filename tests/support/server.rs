@@ -242,6 +242,29 @@ impl Server {
             .expect("send request")
     }
 
+    /// Starts `pool_run` with `prompt` and waits for its "started" progress; returns the
+    /// pending call, its progress token and the task id.
+    pub async fn start_run(
+        &self,
+        prompt: &str,
+    ) -> (RequestHandle<RoleClient>, ProgressToken, String) {
+        let call = self
+            .start_call("pool_run", json!({ "prompt": prompt }))
+            .await;
+        let token = call.progress_token.clone();
+        let started = self
+            .progress_until(&token, "the task's start on a slot", |m| {
+                m.contains("started")
+            })
+            .await;
+        let id = started
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        (call, token, id)
+    }
+
     /// Waits for the next progress notification of `token` matching `pred`.
     pub async fn progress_until(
         &self,

@@ -124,14 +124,8 @@ fn args(a: &[&str]) -> Vec<String> {
 }
 
 const STREAM: [&str; 3] = ["--output-format", "stream-json", "--verbose"];
-const PERSISTENT: [&str; 6] = [
-    "-p",
-    "--input-format",
-    "stream-json",
-    "--output-format",
-    "stream-json",
-    "--verbose",
-];
+/// The pool's own persistent-mode arguments: conformance is checked for exactly those.
+const PERSISTENT: [&str; 6] = claude_pool_protocol::stream::PERSISTENT_ARGS;
 
 fn one_shot(name: &'static str, prompt: &str, extra: &[&str]) -> Scenario {
     let mut a = args(&["-p", prompt]);
