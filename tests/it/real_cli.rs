@@ -17,6 +17,27 @@ struct RealPool {
     _scratch: Scratch,
 }
 
+impl RealPool {
+    /// Starts `pool_run` on the only slot and waits until its CLI is mid-request at the
+    /// mock; returns the pending call, the task id and the slot's process.
+    async fn start_run_in_flight(
+        &self,
+        prompt: &str,
+    ) -> (rmcp::service::RequestHandle<rmcp::RoleClient>, String, u32) {
+        let (call, _, id) = self.server.start_run(prompt).await;
+        assert!(
+            self.mock
+                .wait_for_message_requests(1, Duration::from_secs(30))
+                .await,
+            "the CLI never called the API"
+        );
+        let pid = self.server.status().await["slots"][0]["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        (call, id, pid)
+    }
+}
+
 async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
     let claude = real_claude_bin()?;
     let mock = MockServer::start().expect("mock API");
@@ -115,14 +136,7 @@ async fn real_cli_cancel_kills_the_process() {
     let Some(p) = real_pool(1, &[]).await else {
         return;
     };
-    let (call, _, id) = p.server.start_run("MOCK_SLEEP:60 slow answer").await;
-    assert!(
-        p.mock
-            .wait_for_message_requests(1, Duration::from_secs(30))
-            .await,
-        "the CLI never called the API"
-    );
-    let pid = p.server.status().await["slots"][0]["pid"].as_u64().unwrap() as u32;
+    let (call, id, pid) = p.start_run_in_flight("MOCK_SLEEP:60 slow answer").await;
     let c = p
         .server
         .call_ok("pool_cancel", json!({ "task_id": id }))
@@ -148,14 +162,7 @@ async fn real_cli_killed_mid_task_fails_the_task_and_the_slot_recovers() {
     let Some(p) = real_pool(1, &[]).await else {
         return;
     };
-    let (call, _, _) = p.server.start_run("MOCK_SLEEP:60 doomed").await;
-    assert!(
-        p.mock
-            .wait_for_message_requests(1, Duration::from_secs(30))
-            .await,
-        "the CLI never called the API"
-    );
-    let pid = p.server.status().await["slots"][0]["pid"].as_u64().unwrap() as u32;
+    let (call, _, pid) = p.start_run_in_flight("MOCK_SLEEP:60 doomed").await;
     procs::kill(pid, libc::SIGKILL);
     let r = finish_call(call, "the killed task").await;
     let c = content(&r);
