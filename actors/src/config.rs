@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use claude_pool_protocol::stream::PERSISTENT_ARGS;
@@ -32,6 +32,20 @@ pub struct ProcSettings {
 pub struct PoolConfig {
     /// Number of slots at start.
     pub slots: usize,
+    /// The floor of scaling down.
+    pub min_slots: usize,
+    /// The ceiling of scaling up.
+    pub max_slots: usize,
+    /// How long a busy slot being removed may finish its task before it is cancelled.
+    pub scale_down_grace: Duration,
+    /// The pool's spend cap in dollars; `None` for no cap.
+    pub budget_usd: Option<f64>,
+    /// Each slot works in its own git worktree of the repository at `cwd`.
+    pub worktree: bool,
+    /// Directories of Claude Code-style skills (`<dir>/<name>/SKILL.md` or `<dir>/<name>.md`).
+    pub skill_dirs: Vec<PathBuf>,
+    /// Whether the built-in skills (code_review, write_tests, refactor, summarize) exist.
+    pub builtin_skills: bool,
     /// The `claude` executable.
     pub claude_bin: PathBuf,
     /// Default settings for every task.
@@ -57,6 +71,8 @@ pub struct PoolConfig {
     pub slot_restart: RestartPolicy,
     /// How the root supervisor restarts a failed slot supervisor.
     pub supervisor_restart: RestartPolicy,
+    /// How a given-up slot, and a pool halted because no slot could start, are probed.
+    pub probe: RestartPolicy,
     /// After an interrupt, how long to wait for the turn's result before SIGTERM.
     pub interrupt_grace: Duration,
     /// After SIGTERM, how long to wait for the exit before SIGKILL.
@@ -69,6 +85,13 @@ impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             slots: 2,
+            min_slots: 1,
+            max_slots: 16,
+            scale_down_grace: Duration::from_secs(30),
+            budget_usd: None,
+            worktree: false,
+            skill_dirs: Vec::new(),
+            builtin_skills: true,
             claude_bin: PathBuf::from("claude"),
             defaults: ProcSettings {
                 model: None,
@@ -85,6 +108,7 @@ impl Default for PoolConfig {
             extra_args: Vec::new(),
             slot_restart: RestartPolicy::SLOT_DEFAULT,
             supervisor_restart: RestartPolicy::SLOT_SUPERVISOR_DEFAULT,
+            probe: RestartPolicy::PROBE_DEFAULT,
             interrupt_grace: Duration::from_secs(2),
             kill_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(60),
@@ -98,6 +122,10 @@ impl fmt::Debug for PoolConfig {
         let env_names: Vec<_> = self.env.iter().map(|(k, _)| k.to_string_lossy()).collect();
         f.debug_struct("PoolConfig")
             .field("slots", &self.slots)
+            .field("min_slots", &self.min_slots)
+            .field("max_slots", &self.max_slots)
+            .field("budget_usd", &self.budget_usd)
+            .field("worktree", &self.worktree)
             .field("claude_bin", &self.claude_bin)
             .field("defaults", &self.defaults)
             .field(
@@ -117,8 +145,34 @@ impl fmt::Debug for PoolConfig {
 }
 
 impl PoolConfig {
-    /// The command line and environment for a process running with `settings`.
-    pub fn spawn_spec(&self, settings: &ProcSettings) -> SpawnSpec {
+    /// Checks the numbers a pool cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_slots == 0 {
+            return Err("--min-slots must be at least 1".into());
+        }
+        if self.min_slots > self.max_slots {
+            return Err(format!(
+                "--min-slots ({}) is above --max-slots ({})",
+                self.min_slots, self.max_slots
+            ));
+        }
+        if self.slots < self.min_slots || self.slots > self.max_slots {
+            return Err(format!(
+                "--slots ({}) must be within --min-slots ({}) and --max-slots ({})",
+                self.slots, self.min_slots, self.max_slots
+            ));
+        }
+        if let Some(b) = self.budget_usd
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(format!("--budget-usd must be a positive amount, not {b}"));
+        }
+        Ok(())
+    }
+
+    /// The command line and environment for a process running with `settings`, in `cwd`
+    /// (a slot's worktree) or the pool's working directory.
+    pub fn spawn_spec(&self, settings: &ProcSettings, cwd: Option<&Path>) -> SpawnSpec {
         let mut args: Vec<String> = PERSISTENT_ARGS.map(String::from).to_vec();
         if let Some(model) = &settings.model {
             args.extend(["--model".into(), model.clone()]);
@@ -148,7 +202,7 @@ impl PoolConfig {
             program: self.claude_bin.clone(),
             args,
             env,
-            cwd: self.cwd.clone(),
+            cwd: cwd.map(Path::to_path_buf).or_else(|| self.cwd.clone()),
         }
     }
 }
@@ -168,7 +222,7 @@ mod tests {
             ],
             ..PoolConfig::default()
         };
-        let spec = cfg.spawn_spec(&cfg.defaults);
+        let spec = cfg.spawn_spec(&cfg.defaults, None);
         let names: Vec<_> = spec
             .env
             .iter()
@@ -183,7 +237,7 @@ mod tests {
             append_system_prompt: Some("be brief".into()),
             ..PoolConfig::default()
         };
-        let args = cfg.spawn_spec(&cfg.defaults).args;
+        let args = cfg.spawn_spec(&cfg.defaults, None).args;
         let i = args
             .iter()
             .position(|a| a == "--append-system-prompt")

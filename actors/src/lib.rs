@@ -4,35 +4,48 @@
 //!
 //! ```text
 //! RootActor (root supervisor)
-//! ├── SchedulerActor        task table + FIFO queue
-//! ├── SlotSupervisorActor   one-for-one, restart limits + backoff
+//! ├── LedgerActor           spend, budget cap, reservations
+//! ├── ContextActor          the shared context table
+//! ├── SchedulerActor        task table + FIFO queue + pool size
+//! ├── SlotSupervisorActor   one-for-one, crash-loop limits + backoff + probes
 //! │   ├── SlotActor slot-0  one warm `claude -p --input-format stream-json …`
 //! │   └── SlotActor slot-N
+//! ├── ChainSupervisorActor  chain registry
+//! │   └── ChainActor chain-… one per chain
 //! └── FrontendActor         MCP over stdio (attached by the server binary)
 //! ```
 //!
 //! Embed it with [`Pool`]; serve it over MCP with [`FrontendActor`] / [`PoolServer`].
 #![warn(missing_docs)]
 
+pub mod chain;
+pub mod chains;
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod events;
 pub mod frontend;
+pub mod ledger;
 pub mod mcp;
 pub mod pool;
 pub mod process;
 pub mod restart;
 pub mod root;
 pub mod scheduler;
+pub mod skills;
 pub mod slot;
 pub mod slot_supervisor;
 pub mod task;
+pub mod worktree;
 
 pub use claude_pool_protocol as protocol;
 pub use config::{PoolConfig, ProcSettings};
 pub use error::PoolError;
+pub use events::PoolEvent;
 pub use frontend::{FrontendActor, FrontendTransport};
 pub use mcp::PoolServer;
-pub use pool::{Pool, PoolBuilder};
-pub use restart::RestartPolicy;
+pub use pool::{FanOutProgress, Pool, PoolBuilder};
+pub use restart::{FailureKind, RestartPolicy};
 pub use root::PoolHealth;
+pub use skills::{Skill, SkillRegistry};
 pub use task::{TaskProgress, TaskSpec};

@@ -1,38 +1,76 @@
-//! The MCP server handler: tool calls become [`Pool`] calls.
+//! The MCP server handler: tool calls, resource reads and prompt requests become
+//! [`Pool`] calls.
 //!
 //! Written once, independent of the transport ([`crate::frontend`] runs it over stdio).
-//! Errors map in one place ([`to_error_data`]): bad arguments and unknown task ids are
-//! invalid-params errors; a task that ran and did not complete is a tool error result
-//! carrying the task report; a stopped pool is an internal error.
+//! Tools live in one file per area ([`tasks`], [`chains`], [`admin`], [`skills`]); resources
+//! and their subscriptions in [`resources`]; skills as MCP prompts in [`skills`].
+//!
+//! Errors map in one place ([`fail`]): bad arguments and unknown ids are invalid-params
+//! errors naming what is wrong; work the pool refuses (drained, budget exhausted, halted,
+//! shut down) is a tool error whose text says why, so the model reads it; a task that ran
+//! and did not complete is a tool error result carrying the task report.
 
-use std::time::Duration;
+mod admin;
+mod chains;
+mod resources;
+mod skills;
+mod tasks;
+
+use std::sync::Arc;
 
 use claude_pool_protocol::TaskStatus;
-use claude_pool_protocol::tools::{
-    ResultParams, StatusParams, SubmitReport, TaskParams, TaskRef, TaskReport,
-};
+use claude_pool_protocol::tools::{ChainReport, TaskReport};
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig,
+    CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::error::PoolError;
 use crate::pool::Pool;
-use crate::task::{TaskProgress, TaskSpec};
+use resources::Subscriptions;
 
-/// How often a running `pool_run` sends a progress notification when the model is quiet,
-/// so a client's tool watchdog sees activity.
-const HEARTBEAT: Duration = Duration::from_secs(10);
+/// What a coordinator is told about the pool when it connects.
+pub const INSTRUCTIONS: &str = "claude-pool runs your prompts on a pool of warm Claude Code processes (slots).
+- One task: pool_run waits for the answer (output, spend_usd, tokens_used); for long work use pool_submit, then pool_result with `wait` (seconds) until it is done. pool_cancel stops a task or a chain.
+- Many independent prompts: pool_fan_out runs them all at once and returns one result per prompt, in order; a failed prompt never fails the others.
+- Steps that build on each other: pool_chain (blocks) or pool_submit_chain + pool_chain_result. Use {previous_output} or {output:NAME} in a step's prompt; depends_on lets independent steps run in parallel; failure_policy is abort, skip or retry.
+- Notes for every task: context_set/context_delete; each task that starts afterwards sees the table.
+- Money: every result has spend_usd; pool_status shows spend_usd, budget_usd and budget_remaining. Give max_budget_usd to cap one task. Once the budget is spent, new work is refused.
+- Size: pool_scale_up / pool_scale_down / pool_set_target_slots; pool_drain finishes running work and stops the pool.
+- Reusable tasks: pool_skill_list, then pool_skill_run. Timeouts are seconds (90) or durations (\"5m\").";
+
+/// The MCP server: one per connection; all pool state lives in the pool's actors.
+#[derive(Clone, Debug)]
+pub struct PoolServer {
+    pool: Pool,
+    subscriptions: Arc<Subscriptions>,
+    #[allow(dead_code)] // read by the #[tool_handler] expansion
+    tool_router: ToolRouter<Self>,
+}
+
+impl PoolServer {
+    /// A server handing requests to `pool`.
+    pub fn new(pool: Pool) -> Self {
+        PoolServer {
+            subscriptions: Arc::new(Subscriptions::new(pool.clone())),
+            pool,
+            tool_router: Self::task_tools()
+                + Self::chain_tools()
+                + Self::admin_tools()
+                + Self::skill_tools(),
+        }
+    }
+}
 
 /// Tool arguments whose deserialization error is kept for the handler, so that malformed
-/// arguments become an invalid-params error (the router alone would turn them into a tool
-/// error result). The JSON schema is `T`'s.
+/// arguments become an invalid-params error naming the field (the router alone would turn
+/// them into a tool error result). The JSON schema is `T`'s.
 #[derive(Debug)]
 pub struct Checked<T>(Result<T, String>);
 
@@ -68,31 +106,24 @@ impl<T> Checked<T> {
     }
 }
 
-/// The MCP server: one per connection; all state lives in the pool's actors.
-#[derive(Clone, Debug)]
-pub struct PoolServer {
-    pool: Pool,
-    #[allow(dead_code)] // read by the #[tool_handler] expansion
-    tool_router: ToolRouter<Self>,
-}
-
-impl PoolServer {
-    /// A server handing tool calls to `pool`.
-    pub fn new(pool: Pool) -> Self {
-        PoolServer {
-            pool,
-            tool_router: Self::tool_router(),
+/// Maps a pool error to what the client should see: a tool error the model reads for
+/// refused work, an invalid-params error for everything the caller got wrong.
+pub fn fail(e: PoolError) -> Result<CallToolResult, ErrorData> {
+    match &e {
+        PoolError::Refused(_) | PoolError::Stopped(_) => {
+            Ok(CallToolResult::error(vec![ContentBlock::text(e.to_string())]))
         }
+        _ => Err(to_error_data(e)),
     }
 }
 
-/// Maps a pool error to the MCP error a client should see.
+/// Maps a pool error to a protocol error (for requests that are not tool calls).
 pub fn to_error_data(e: PoolError) -> ErrorData {
     match &e {
-        PoolError::InvalidTask(_) | PoolError::UnknownTask(_) => {
-            ErrorData::invalid_params(e.to_string(), None)
+        PoolError::Stopped(_) | PoolError::Refused(_) => {
+            ErrorData::internal_error(e.to_string(), None)
         }
-        PoolError::Stopped(_) => ErrorData::internal_error(e.to_string(), None),
+        _ => ErrorData::invalid_params(e.to_string(), None),
     }
 }
 
@@ -102,20 +133,10 @@ fn structured<T: Serialize>(value: &T) -> Result<CallToolResult, ErrorData> {
     Ok(CallToolResult::structured(json))
 }
 
-/// A finished task as a tool result: success when completed, a tool error otherwise, with
-/// the reason first so it reads well.
-fn task_result(report: &TaskReport) -> Result<CallToolResult, ErrorData> {
-    if report.status == TaskStatus::Completed {
-        return structured(report);
-    }
+/// A tool error with `message` first and `value` as its structured content.
+fn structured_error<T: Serialize>(message: String, value: &T) -> Result<CallToolResult, ErrorData> {
     let json =
-        serde_json::to_value(report).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-    let message = format!(
-        "task {} {}: {}",
-        report.task_id,
-        report.status,
-        report.error.as_deref().unwrap_or("no reason recorded")
-    );
+        serde_json::to_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
     let mut result = CallToolResult::error(vec![
         ContentBlock::text(message),
         ContentBlock::text(json.to_string()),
@@ -124,168 +145,127 @@ fn task_result(report: &TaskReport) -> Result<CallToolResult, ErrorData> {
     Ok(result)
 }
 
-/// One line a client can show for a running task's progress.
-fn describe_progress(id: &claude_pool_protocol::TaskId, event: TaskProgress) -> String {
-    match event {
-        TaskProgress::Started { slot } => format!("{id} started on {slot}"),
-        TaskProgress::Assistant { text, tool_uses } if tool_uses.is_empty() => {
-            let text: String = text.chars().take(200).collect();
-            format!("{id}: {text}")
-        }
-        TaskProgress::Assistant { tool_uses, .. } => {
-            format!("{id}: calling {}", tool_uses.join(", "))
-        }
+/// A finished task as a tool result: success when completed, a tool error otherwise, with
+/// the reason first so it reads well.
+fn task_result(report: &TaskReport) -> Result<CallToolResult, ErrorData> {
+    if report.status == TaskStatus::Completed {
+        return structured(report);
     }
+    let message = format!(
+        "task {} {}: {}",
+        report.task_id,
+        report.status,
+        report.error.as_deref().unwrap_or("no reason recorded")
+    );
+    structured_error(message, report)
 }
 
-fn spec_from(params: TaskParams) -> Result<TaskSpec, ErrorData> {
-    if params.prompt.trim().is_empty() {
-        return Err(ErrorData::invalid_params("prompt must not be empty", None));
+/// A finished chain as a tool result, like [`task_result`].
+fn chain_result(report: &ChainReport) -> Result<CallToolResult, ErrorData> {
+    if report.status == claude_pool_protocol::ChainStatus::Completed {
+        return structured(report);
     }
-    Ok(TaskSpec {
-        prompt: params.prompt,
-        timeout: params.timeout.map(|t| t.0),
-        model: params.model,
-        permission_mode: params.permission_mode,
-        effort: params.effort,
-        progress: None,
-    })
-}
-
-#[tool_router]
-impl PoolServer {
-    /// Runs a task and waits for it.
-    #[tool(
-        name = "pool_run",
-        description = "Run a task on a warm Claude slot and wait for the answer. Returns output, spend_usd, tokens_used, session_id and duration_ms. Sends progress notifications while it runs. A task that fails, is cancelled or times out comes back as a tool error with the reason."
-    )]
-    async fn pool_run(
-        &self,
-        Parameters(params): Parameters<Checked<TaskParams>>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let mut spec = spec_from(params.get()?)?;
-        let token = context.meta.get_progress_token();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        if token.is_some() {
-            spec.progress = Some(tx);
-        }
-        let id = self.pool.submit(spec).await.map_err(to_error_data)?;
-        let wait = self.pool.wait(&id);
-        tokio::pin!(wait);
-        let mut step = 0u32;
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.tick().await;
-        let report = loop {
-            let message = tokio::select! {
-                report = &mut wait => break report.map_err(to_error_data)?,
-                Some(event) = rx.recv() => describe_progress(&id, event),
-                _ = heartbeat.tick() => format!("{id} is still running"),
-                () = context.ct.cancelled() => {
-                    // The client gave up on the call: do not leave the task running for no one.
-                    let _ = self.pool.cancel(&id).await;
-                    return Err(ErrorData::internal_error(
-                        format!("the request was cancelled; task {id} was cancelled"),
-                        None,
-                    ));
-                }
-            };
-            if let Some(token) = &token {
-                step += 1;
-                let progress = ProgressNotificationParam::new(token.clone(), f64::from(step))
-                    .with_message(message);
-                let _ = context.peer.notify_progress(progress).await;
-            }
-        };
-        task_result(&report)
-    }
-
-    /// Queues a task and returns its id.
-    #[tool(
-        name = "pool_submit",
-        description = "Submit a task to run in the background. Returns { task_id, status } at once; fetch the outcome with pool_result."
-    )]
-    async fn pool_submit(
-        &self,
-        Parameters(params): Parameters<Checked<TaskParams>>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let spec = spec_from(params.get()?)?;
-        let id = self.pool.submit(spec).await.map_err(to_error_data)?;
-        structured(&SubmitReport {
-            task_id: id,
-            status: TaskStatus::Pending,
-        })
-    }
-
-    /// A task's report.
-    #[tool(
-        name = "pool_result",
-        description = "Get a task's status and, once it ended, its output, spend_usd, tokens_used and error. With `wait`, answers as soon as the task ends (or when the wait runs out)."
-    )]
-    async fn pool_result(
-        &self,
-        Parameters(params): Parameters<Checked<ResultParams>>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let params = params.get()?;
-        let report = match params.wait {
-            None => self.pool.result(&params.task_id).await,
-            Some(wait) => match tokio::time::timeout(wait.0, self.pool.wait(&params.task_id)).await
-            {
-                Ok(report) => report,
-                Err(_) => self.pool.result(&params.task_id).await,
-            },
-        };
-        structured(&report.map_err(to_error_data)?)
-    }
-
-    /// Cancels a task.
-    #[tool(
-        name = "pool_cancel",
-        description = "Cancel a pending or running task. A queued task never starts; a running task's Claude process is stopped. Returns the task's final status."
-    )]
-    async fn pool_cancel(
-        &self,
-        Parameters(params): Parameters<Checked<TaskRef>>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let params = params.get()?;
-        let report = self
-            .pool
-            .cancel(&params.task_id)
-            .await
-            .map_err(to_error_data)?;
-        structured(&report)
-    }
-
-    /// The pool's state.
-    #[tool(
-        name = "pool_status",
-        description = "Slots (id, status, active_tasks, restarts), active and pending task counts, spend and budget. With `wait_ready`, answers once every slot is idle (warm and free) or given up."
-    )]
-    async fn pool_status(
-        &self,
-        Parameters(params): Parameters<Checked<StatusParams>>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let params = params.get()?;
-        if let Some(wait) = params.wait_ready {
-            let _ = tokio::time::timeout(wait.0, self.pool.wait_ready()).await;
-        }
-        let status = self.pool.status().await.map_err(to_error_data)?;
-        structured(&status)
-    }
+    let message = format!(
+        "chain {} {}: {}",
+        report.chain_id,
+        report.status,
+        report.error.as_deref().unwrap_or("no reason recorded")
+    );
+    structured_error(message, report)
 }
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for PoolServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_prompts()
+            .enable_resources()
+            .enable_tools()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
                 "claude-pool",
                 env!("CARGO_PKG_VERSION"),
             ))
-            .with_instructions(
-                "A pool of warm Claude Code processes. pool_run runs a task and waits; \
-                 pool_submit + pool_result run it in the background; pool_cancel stops one; \
-                 pool_status shows slots, queue and spend.",
-            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(resources::listed()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let result = resources::read(&self.pool, &request.uri).await?;
+        Ok(ReadResourceResponse::Complete(result))
+    }
+
+    #[allow(deprecated)] // the subscription model of protocol versions before 2026-07-28
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscriptions
+            .subscribe(&request.uri, context.peer.clone())
+            .await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscriptions.unsubscribe(&request.uri);
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(resources::accepted(requested))
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        resources::listen(self.pool.clone(), context).await;
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(skills::prompts(&self.pool)))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let result = skills::get_prompt(&self.pool, &request.name, request.arguments)?;
+        Ok(GetPromptResponse::Complete(result))
     }
 }

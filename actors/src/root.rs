@@ -1,40 +1,56 @@
 //! The root supervisor: the top of a pool's tree.
 //!
-//! **Children**, started in this order: the scheduler, then the slot supervisor. Front-ends
-//! (the MCP server) attach themselves to it later.
+//! **Children**, started in this order: the budget ledger, the context table, the
+//! scheduler, the slot supervisor, the chain supervisor. Front-ends (the MCP server) attach
+//! themselves to it later.
 //!
 //! **Strategy.**
-//! - Scheduler failure → fail-stop: it holds every task's state and a fresh one would lose
-//!   tasks silently, so the pool stops (slots killed, health `Stopped` with the reason).
+//! - Ledger, context table, scheduler or chain supervisor failure → fail-stop: each holds
+//!   state a fresh one would silently lose (spend, the table, every task, every chain), so
+//!   the pool stops (slots killed, health `Stopped` with the reason).
 //! - Slot supervisor failure (every slot over its restart limit) → the running tasks fail,
-//!   and the slot supervisor is restarted after a backoff with fresh slots, at most
-//!   `supervisor_restart.max_restarts` times within `supervisor_restart.window`. Beyond that
-//!   the pool halts: pending and new tasks fail with the last reason.
+//!   and the slot supervisor is restarted after a backoff with the pool's current slots, at
+//!   most `supervisor_restart.max_restarts` times within `supervisor_restart.window`.
+//!   Beyond that the pool halts — open tasks fail with the last reason and new work is
+//!   refused — and is probed: the slot supervisor is started again after the probe
+//!   backoff, and again, until a slot starts; then the pool accepts work again.
 //! - A front-end's exit is logged and never restarted (its transport is gone).
 //!
-//! **Shutdown order** (on [`RootMsg::Shutdown`]): the scheduler ends every open task and
-//! refuses new ones; the slot supervisor stops every slot, each of which kills its process
-//! group (SIGTERM, SIGKILL after the grace) and waits for the reaper; then the scheduler and
-//! the root stop.
+//! It also forwards the scheduler's sizing decisions to the current slot supervisor, and
+//! stops the slots for good after a drain.
+//!
+//! **Shutdown order** (on [`RootMsg::Shutdown`]): the chain supervisor cancels every chain;
+//! the scheduler ends every open task and refuses new ones; the slot supervisor stops every
+//! slot, each of which kills its process group (SIGTERM, SIGKILL after the grace) and waits
+//! for the reaper; then the other children and the root stop.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
+use claude_pool_protocol::SlotId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::chains::{ChainSupervisorActor, ChainSupervisorArgs, ChainSupervisorMsg};
 use crate::config::PoolConfig;
-use crate::restart::{Decision, RestartTracker, child_exit};
+use crate::context::{ContextActor, ContextArgs, ContextMsg};
+use crate::events::EventBus;
+use crate::ledger::{LedgerActor, LedgerArgs, LedgerMsg};
+use crate::restart::{Decision, FailureKind, RestartTracker, child_exit};
 use crate::scheduler::{SchedulerActor, SchedulerArgs, SchedulerMsg};
 use crate::slot_supervisor::{SlotSupervisorActor, SlotSupervisorArgs, SlotSupervisorMsg};
+use crate::worktree::Worktrees;
 
 /// Whether a pool still runs tasks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolHealth {
     /// Running.
     Running,
-    /// Stopped, with the reason.
+    /// No slot can start; the pool is probed and comes back by itself once one does.
+    Halted(String),
+    /// Stopped for good, with the reason.
     Stopped(String),
 }
 
@@ -49,6 +65,10 @@ pub struct RootArgs {
     pub config: Arc<PoolConfig>,
     /// Where the pool's health is published.
     pub health: Arc<watch::Sender<PoolHealth>>,
+    /// The pool's event bus.
+    pub events: EventBus,
+    /// With `--worktree`: the repository's slot worktrees.
+    pub worktrees: Option<Arc<Worktrees>>,
 }
 
 impl fmt::Debug for RootArgs {
@@ -57,13 +77,39 @@ impl fmt::Debug for RootArgs {
     }
 }
 
+/// The actors an embedding handle talks to.
+#[derive(Debug, Clone)]
+pub struct PoolRefs {
+    /// Tasks.
+    pub scheduler: ActorRef<SchedulerMsg>,
+    /// Spend and budget.
+    pub ledger: ActorRef<LedgerMsg>,
+    /// The shared context table.
+    pub context: ActorRef<ContextMsg>,
+    /// Chains.
+    pub chains: ActorRef<ChainSupervisorMsg>,
+}
+
 /// Messages the root handles.
 #[derive(Debug)]
 pub enum RootMsg {
-    /// The scheduler's reference.
-    GetScheduler(RpcReplyPort<ActorRef<SchedulerMsg>>),
-    /// A backoff ran out: start the slot supervisor again.
+    /// The children's references.
+    GetRefs(RpcReplyPort<PoolRefs>),
+    /// A backoff or a probe delay ran out: start the slot supervisor again.
     RestartSlotSupervisor,
+    /// Start these new slots (from the scheduler).
+    AddSlots(Vec<SlotId>),
+    /// Remove these slots (from the scheduler).
+    RetireSlots {
+        /// The slots.
+        slots: Vec<SlotId>,
+        /// How long a running task may still take.
+        grace: Duration,
+    },
+    /// A halted pool has a working slot again (from the scheduler).
+    PoolRecovered,
+    /// Stop every slot for good (after a drain); answered when their processes are gone.
+    StopSlots(RpcReplyPort<()>),
     /// Stop the whole pool in order; answered when every process is gone.
     Shutdown(RpcReplyPort<()>),
 }
@@ -71,9 +117,13 @@ pub enum RootMsg {
 /// The root's state.
 pub struct RootState {
     args: RootArgs,
-    scheduler: ActorRef<SchedulerMsg>,
+    refs: PoolRefs,
     slot_supervisor: Option<ActorRef<SlotSupervisorMsg>>,
     tracker: RestartTracker,
+    /// Set while the pool is halted; counts the probes so far.
+    probes: Option<u32>,
+    /// After a drain the slots stay stopped.
+    slots_stopped: bool,
     stopping: bool,
 }
 
@@ -81,6 +131,7 @@ impl fmt::Debug for RootState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RootState")
             .field("stopping", &self.stopping)
+            .field("probes", &self.probes)
             .finish_non_exhaustive()
     }
 }
@@ -95,23 +146,71 @@ impl Actor for RootActor {
         myself: ActorRef<RootMsg>,
         args: RootArgs,
     ) -> Result<RootState, ActorProcessingErr> {
+        let cell = myself.get_cell();
+        let (ledger, _) = Actor::spawn_linked(
+            None,
+            LedgerActor,
+            LedgerArgs {
+                cap: args.config.budget_usd,
+                events: args.events.clone(),
+            },
+            cell.clone(),
+        )
+        .await?;
+        let (preamble_tx, preamble_rx) = watch::channel(None);
+        let (context, _) = Actor::spawn_linked(
+            None,
+            ContextActor,
+            ContextArgs {
+                preamble: preamble_tx,
+                events: args.events.clone(),
+            },
+            cell.clone(),
+        )
+        .await?;
         let (scheduler, _) = Actor::spawn_linked(
             None,
             SchedulerActor,
             SchedulerArgs {
                 config: args.config.clone(),
+                root: myself.clone(),
+                ledger: ledger.clone(),
+                preamble: preamble_rx,
+                events: args.events.clone(),
             },
-            myself.get_cell(),
+            cell.clone(),
+        )
+        .await?;
+        ledger.cast(LedgerMsg::Attach(scheduler.clone()))?;
+        let (chains, _) = Actor::spawn_linked(
+            None,
+            ChainSupervisorActor,
+            ChainSupervisorArgs {
+                scheduler: scheduler.clone(),
+                events: args.events.clone(),
+                max_finished: args.config.max_finished_tasks,
+            },
+            cell,
         )
         .await?;
         let mut state = RootState {
             tracker: RestartTracker::new(args.config.supervisor_restart),
             args,
-            scheduler,
+            refs: PoolRefs {
+                scheduler,
+                ledger,
+                context,
+                chains,
+            },
             slot_supervisor: None,
+            probes: None,
+            slots_stopped: false,
             stopping: false,
         };
-        state.start_slot_supervisor(&myself).await?;
+        let initial: Vec<SlotId> = (0..state.args.config.slots)
+            .map(SlotId::from_index)
+            .collect();
+        state.start_slot_supervisor(&myself, initial).await?;
         Ok(state)
     }
 
@@ -122,15 +221,56 @@ impl Actor for RootActor {
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            RootMsg::GetScheduler(reply) => {
-                let _ = reply.send(state.scheduler.clone());
+            RootMsg::GetRefs(reply) => {
+                let _ = reply.send(state.refs.clone());
             }
             RootMsg::RestartSlotSupervisor => {
-                if !state.stopping
-                    && let Err(e) = state.start_slot_supervisor(&myself).await
-                {
-                    state.halt(format!("the slot supervisor could not be restarted: {e}"));
+                if state.stopping || state.slots_stopped || state.slot_supervisor.is_some() {
+                    return Ok(());
                 }
+                let slots = ractor::call!(state.refs.scheduler, SchedulerMsg::SlotIds)
+                    .unwrap_or_default();
+                if let Err(e) = state.start_slot_supervisor(&myself, slots).await {
+                    let why = format!("the slot supervisor could not be restarted: {e}");
+                    state.on_slot_supervisor_failed(&myself, why);
+                }
+            }
+            RootMsg::AddSlots(slots) => match &state.slot_supervisor {
+                Some(sup) => {
+                    let _ = sup.cast(SlotSupervisorMsg::AddSlots(slots));
+                }
+                // Started with the pool's slots when the supervisor comes back.
+                None => {}
+            },
+            RootMsg::RetireSlots { slots, grace } => match &state.slot_supervisor {
+                Some(sup) => {
+                    let _ = sup.cast(SlotSupervisorMsg::RetireSlots { slots, grace });
+                }
+                None => {
+                    // Nothing runs on them while their supervisor is down.
+                    for slot in slots {
+                        let _ = state
+                            .refs
+                            .scheduler
+                            .cast(SchedulerMsg::SlotRemoved { slot });
+                    }
+                }
+            },
+            RootMsg::PoolRecovered => {
+                if state.probes.take().is_some() {
+                    tracing::info!("the pool works again");
+                    state.tracker = RestartTracker::new(state.args.config.supervisor_restart);
+                    state.args.health.send_replace(PoolHealth::Running);
+                }
+            }
+            RootMsg::StopSlots(reply) => {
+                state.slots_stopped = true;
+                if let Some(sup) = state.slot_supervisor.take() {
+                    let _ = ractor::call!(sup, SlotSupervisorMsg::Shutdown);
+                    sup.stop(Some("the pool was drained".into()));
+                }
+                let _ = state.refs.scheduler.cast(SchedulerMsg::SlotsStopped);
+                let _ = reply.send(());
             }
             RootMsg::Shutdown(reply) => {
                 state.shutdown().await;
@@ -147,16 +287,23 @@ impl Actor for RootActor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let Some((cell, reason)) = child_exit(event) else {
+        let Some((cell, reason, _)) = child_exit(event) else {
             return Ok(());
         };
         if state.stopping {
             return Ok(());
         }
         let id = cell.get_id();
-        if id == state.scheduler.get_id() {
-            tracing::error!(%reason, "the scheduler failed; stopping the pool");
-            let why = format!("the scheduler failed: {reason}");
+        let refs = &state.refs;
+        let essential = [
+            (refs.scheduler.get_id(), "the scheduler"),
+            (refs.ledger.get_id(), "the budget ledger"),
+            (refs.context.get_id(), "the context table"),
+            (refs.chains.get_id(), "the chain supervisor"),
+        ];
+        if let Some((_, name)) = essential.iter().find(|(a, _)| *a == id) {
+            tracing::error!(%reason, "{name} failed; stopping the pool");
+            let why = format!("{name} failed: {reason}");
             state
                 .args
                 .health
@@ -172,16 +319,13 @@ impl Actor for RootActor {
             .is_some_and(|s| s.get_id() == id)
         {
             state.slot_supervisor = None;
-            let _ = state.scheduler.cast(SchedulerMsg::AllSlotsDown {
+            if state.slots_stopped {
+                return Ok(());
+            }
+            let _ = state.refs.scheduler.cast(SchedulerMsg::AllSlotsDown {
                 reason: reason.clone(),
             });
-            match state.tracker.on_failure(Instant::now().into_std()) {
-                Decision::Restart { delay, attempt } => {
-                    tracing::error!(%reason, attempt, ?delay, "the slot supervisor failed; restarting it");
-                    myself.send_after(delay, || RootMsg::RestartSlotSupervisor);
-                }
-                Decision::GiveUp { .. } => state.halt(reason),
-            }
+            state.on_slot_supervisor_failed(&myself, reason);
         } else {
             tracing::info!(%reason, "a front-end stopped");
         }
@@ -202,10 +346,15 @@ impl RootState {
     async fn start_slot_supervisor(
         &mut self,
         myself: &ActorRef<RootMsg>,
+        slots: Vec<SlotId>,
     ) -> Result<(), ActorProcessingErr> {
         let args = SlotSupervisorArgs {
             config: self.args.config.clone(),
-            scheduler: self.scheduler.clone(),
+            slots,
+            scheduler: self.refs.scheduler.clone(),
+            ledger: self.refs.ledger.clone(),
+            worktrees: self.args.worktrees.clone(),
+            events: self.args.events.clone(),
         };
         let (sup, _) =
             Actor::spawn_linked(None, SlotSupervisorActor, args, myself.get_cell()).await?;
@@ -213,12 +362,39 @@ impl RootState {
         Ok(())
     }
 
+    /// Restarts the slot supervisor after a backoff; past the limit, halts and probes.
+    fn on_slot_supervisor_failed(&mut self, myself: &ActorRef<RootMsg>, reason: String) {
+        let delay = match self.probes.as_mut() {
+            Some(n) => {
+                *n += 1;
+                let delay = self.args.config.probe.delay(*n);
+                tracing::warn!(%reason, probe = *n, ?delay, "the pool is still halted; probing again later");
+                delay
+            }
+            None => match self
+                .tracker
+                .on_failure(Instant::now().into_std(), FailureKind::StartFailed)
+            {
+                Decision::Restart { delay, attempt } => {
+                    tracing::error!(%reason, attempt, ?delay, "the slot supervisor failed; restarting it");
+                    delay
+                }
+                Decision::GiveUp { .. } => {
+                    self.halt(reason);
+                    self.probes = Some(1);
+                    self.args.config.probe.delay(1)
+                }
+            },
+        };
+        myself.send_after(delay, || RootMsg::RestartSlotSupervisor);
+    }
+
     fn halt(&mut self, reason: String) {
-        tracing::error!(%reason, "the pool cannot keep slots alive; halting");
+        tracing::error!(%reason, "no slot can start; halting the pool and probing it");
         self.args
             .health
-            .send_replace(PoolHealth::Stopped(reason.clone()));
-        let _ = self.scheduler.cast(SchedulerMsg::Halt { reason });
+            .send_replace(PoolHealth::Halted(reason.clone()));
+        let _ = self.refs.scheduler.cast(SchedulerMsg::Halt { reason });
     }
 
     async fn shutdown(&mut self) {
@@ -226,16 +402,20 @@ impl RootState {
             return;
         }
         self.stopping = true;
-        let _ = ractor::call!(self.scheduler, SchedulerMsg::Shutdown);
+        let _ = ractor::call!(self.refs.chains, ChainSupervisorMsg::Shutdown);
+        let _ = ractor::call!(self.refs.scheduler, SchedulerMsg::Shutdown);
         if let Some(sup) = self.slot_supervisor.take() {
             let _ = ractor::call!(sup, SlotSupervisorMsg::Shutdown);
             sup.stop(None);
         }
-        if matches!(*self.args.health.borrow(), PoolHealth::Running) {
+        if !matches!(*self.args.health.borrow(), PoolHealth::Stopped(_)) {
             self.args
                 .health
                 .send_replace(PoolHealth::Stopped("the pool is shut down".into()));
         }
-        self.scheduler.stop(None);
+        self.refs.chains.stop(None);
+        self.refs.scheduler.stop(None);
+        self.refs.ledger.stop(None);
+        self.refs.context.stop(None);
     }
 }

@@ -1,35 +1,54 @@
 //! The scheduler actor: the task table and the FIFO queue.
 //!
-//! **Place in the tree.** Child of the root supervisor, started first. It is not restarted:
-//! it holds every task's state, and a fresh one would silently forget tasks, so its failure
-//! stops the pool (fail-stop; see the failure matrix).
+//! **Place in the tree.** Child of the root supervisor. It is not restarted: it holds every
+//! task's state, and a fresh one would silently forget tasks, so its failure stops the pool
+//! (fail-stop; see the failure matrix).
 //!
-//! **Owns** every task record, the queue of pending tasks, and the scheduler's view of each
-//! slot. Slots announce themselves when idle ([`SchedulerMsg::SlotReady`]); a task is handed
-//! out the moment both a pending task and an idle slot exist — on submission or on
-//! readiness, never by polling. One slot runs at most one task, so no more Claude processes
-//! work than there are slots.
+//! **Owns** every task record, the queue of pending tasks, the scheduler's view of each slot
+//! (which it also sizes: scaling is decided here and carried out by the slot supervisor),
+//! and the pool's intake (open, draining, drained, budget exhausted, halted, shut down).
+//! Slots announce themselves when idle ([`SchedulerMsg::SlotReady`]); a task is handed out
+//! the moment a pending task, an idle slot and the budget ledger's reservation all exist —
+//! on submission, on readiness or on a settlement, never by polling. One slot runs at most
+//! one task, so no more Claude processes work than there are slots.
 //!
 //! Every count in [`PoolStatusReport`] is derived from the task table, so the counts always
-//! add up. A terminal task never changes again; late reports about it are ignored.
+//! add up. A terminal task never changes again; late reports about it are ignored (a late
+//! cost is still billed, once).
+//!
+//! The task table is in [`table`], the slot view, dispatch and scaling in [`slots`], and the
+//! intake (drain, budget stops, halts, shutdown) in [`intake`].
+
+mod intake;
+mod slots;
+mod table;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use claude_pool_protocol::tools::{
-    CancelReport, PoolStatusReport, SlotReport, TaskCounts, TaskReport, TokensUsed,
+    CancelReport, DrainReport, PoolStatusReport, ScaleReport, TaskCounts, TaskReport,
 };
 use claude_pool_protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
-use tokio::task::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{PoolConfig, ProcSettings};
+use crate::context::Preamble;
 use crate::error::PoolError;
+use crate::events::{EventBus, PoolEvent};
+use crate::ledger::LedgerMsg;
+use crate::root::RootMsg;
 use crate::slot::SlotMsg;
-use crate::task::{Assignment, ProgressSink, TaskOutcome, TaskSpec};
+use crate::task::{Assignment, TaskOutcome, TaskSpec};
+pub use intake::Intake;
+pub use slots::ScaleRequest;
+use slots::{PendingScale, SlotEntry};
+use table::{TaskRecord, TaskState};
 
 /// Behaviour of the scheduler.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,6 +59,14 @@ pub struct SchedulerActor;
 pub struct SchedulerArgs {
     /// The pool's configuration.
     pub config: Arc<PoolConfig>,
+    /// The root, which forwards slot additions and removals to the slot supervisor.
+    pub root: ActorRef<RootMsg>,
+    /// The budget ledger.
+    pub ledger: ActorRef<LedgerMsg>,
+    /// The context table's current preamble.
+    pub preamble: watch::Receiver<Preamble>,
+    /// Where task and slot changes are published.
+    pub events: EventBus,
 }
 
 impl fmt::Debug for SchedulerArgs {
@@ -52,17 +79,30 @@ impl fmt::Debug for SchedulerArgs {
 pub enum SchedulerMsg {
     /// Queue a task.
     Submit(TaskSpec, RpcReplyPort<Result<TaskId, PoolError>>),
+    /// Queue several tasks at once: all are accepted, or none.
+    SubmitMany(Vec<TaskSpec>, RpcReplyPort<Result<Vec<TaskId>, PoolError>>),
     /// A task's report now.
     Get(TaskId, RpcReplyPort<Option<TaskReport>>),
     /// A task's report once it is terminal.
     Wait(TaskId, RpcReplyPort<Option<TaskReport>>),
     /// Cancel a task; answered once it is terminal.
     Cancel(TaskId, RpcReplyPort<Option<CancelReport>>),
-    /// The pool's status.
+    /// The pool's status (spend, budget and chains are filled in by [`crate::Pool`]).
     Status(RpcReplyPort<PoolStatusReport>),
     /// Answered once every slot is idle (warm and free) or given up, at the same moment.
     WaitReady(RpcReplyPort<()>),
-    /// A slot exists (at start, or after its supervisor was restarted).
+    /// Grow or shrink the pool; answered once added slots exist and removed ones are gone.
+    Scale(ScaleRequest, RpcReplyPort<Result<ScaleReport, PoolError>>),
+    /// The slots the pool is sized to (for a restarted slot supervisor).
+    SlotIds(RpcReplyPort<Vec<SlotId>>),
+    /// Stop taking work, cancel pending tasks, let running ones finish (within the
+    /// timeout, if any); answered with the summary once nothing runs.
+    Drain(Option<Duration>, RpcReplyPort<DrainReport>),
+    /// The drain's timeout ran out: cancel what still runs.
+    DrainDeadline,
+    /// The slot processes were stopped for good (after a drain).
+    SlotsStopped,
+    /// A slot exists (at start, after a scale-up, or after its supervisor was restarted).
     SlotAdded {
         /// The slot.
         slot: SlotId,
@@ -77,6 +117,8 @@ pub enum SchedulerMsg {
         pid: u32,
         /// Tasks its process has served.
         turns: u64,
+        /// Its worktree, with `--worktree`.
+        worktree: Option<PathBuf>,
     },
     /// A slot's visible status changed.
     SlotChanged {
@@ -88,6 +130,11 @@ pub enum SchedulerMsg {
         pid: Option<u32>,
         /// Tasks its process has served.
         turns: u64,
+    },
+    /// A slot was removed (scale-down) and its process group is gone.
+    SlotRemoved {
+        /// The slot.
+        slot: SlotId,
     },
     /// A slot wrote the task's prompt to its process.
     TaskStarted {
@@ -126,7 +173,7 @@ pub enum SchedulerMsg {
         reason: String,
         /// Restarts so far.
         restarts: u32,
-        /// Whether it will be restarted.
+        /// Whether it will be restarted (false: given up, probed later).
         restarting: bool,
     },
     /// Every slot went down at once (the slot supervisor failed).
@@ -136,8 +183,20 @@ pub enum SchedulerMsg {
     },
     /// A pending task's deadline passed.
     QueueDeadline(TaskId),
-    /// The pool can no longer run tasks.
+    /// No slot can start: fail what is open, refuse new work until a slot starts again.
     Halt {
+        /// Why.
+        reason: String,
+    },
+    /// The pool's budget is exhausted (from the ledger).
+    BudgetExhausted {
+        /// The message naming spend and cap.
+        reason: String,
+    },
+    /// A task's own spend reached its cap (from the ledger).
+    TaskOverBudget {
+        /// The task.
+        task: TaskId,
         /// Why.
         reason: String,
     },
@@ -149,14 +208,21 @@ impl fmt::Debug for SchedulerMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
             SchedulerMsg::Submit(..) => "Submit",
+            SchedulerMsg::SubmitMany(..) => "SubmitMany",
             SchedulerMsg::Get(..) => "Get",
             SchedulerMsg::Wait(..) => "Wait",
             SchedulerMsg::Cancel(..) => "Cancel",
             SchedulerMsg::Status(..) => "Status",
             SchedulerMsg::WaitReady(..) => "WaitReady",
+            SchedulerMsg::Scale(..) => "Scale",
+            SchedulerMsg::SlotIds(..) => "SlotIds",
+            SchedulerMsg::Drain(..) => "Drain",
+            SchedulerMsg::DrainDeadline => "DrainDeadline",
+            SchedulerMsg::SlotsStopped => "SlotsStopped",
             SchedulerMsg::SlotAdded { .. } => "SlotAdded",
             SchedulerMsg::SlotReady { .. } => "SlotReady",
             SchedulerMsg::SlotChanged { .. } => "SlotChanged",
+            SchedulerMsg::SlotRemoved { .. } => "SlotRemoved",
             SchedulerMsg::TaskStarted { .. } => "TaskStarted",
             SchedulerMsg::TaskRejected { .. } => "TaskRejected",
             SchedulerMsg::TaskFinished { .. } => "TaskFinished",
@@ -164,115 +230,12 @@ impl fmt::Debug for SchedulerMsg {
             SchedulerMsg::AllSlotsDown { .. } => "AllSlotsDown",
             SchedulerMsg::QueueDeadline(..) => "QueueDeadline",
             SchedulerMsg::Halt { .. } => "Halt",
+            SchedulerMsg::BudgetExhausted { .. } => "BudgetExhausted",
+            SchedulerMsg::TaskOverBudget { .. } => "TaskOverBudget",
             SchedulerMsg::Shutdown(..) => "Shutdown",
         };
         f.write_str(name)
     }
-}
-
-enum TaskState {
-    Pending,
-    Running {
-        slot: SlotId,
-        started_at: Option<Instant>,
-    },
-    Done {
-        outcome: TaskOutcome,
-        slot: Option<SlotId>,
-        finished_at: Instant,
-    },
-}
-
-struct TaskRecord {
-    /// Start of the deadline and of `queued_ms`.
-    submitted_at: Instant,
-    /// The deadline, counted from submission.
-    timeout: Duration,
-    /// Pool defaults with the task's overrides applied, handed to the slot.
-    settings: ProcSettings,
-    /// The prompt and progress sink, held until a slot has started the task, so a task
-    /// whose slot goes down before it started can run elsewhere.
-    payload: Option<(Arc<str>, Option<ProgressSink>)>,
-    /// Pending, running on a slot, or done with its outcome.
-    state: TaskState,
-    /// Times the task was retried because its process died before its turn began.
-    retries: u32,
-    /// `Wait` callers, answered when the task ends.
-    waiters: Vec<RpcReplyPort<Option<TaskReport>>>,
-    /// `Cancel` callers, answered when the task ends (a cancel completes only then).
-    cancel_waiters: Vec<RpcReplyPort<Option<CancelReport>>>,
-    /// Fires the deadline while the task is queued; aborted once a slot has it.
-    queue_timer: Option<JoinHandle<Result<(), MessagingErr<SchedulerMsg>>>>,
-}
-
-impl TaskRecord {
-    fn status(&self) -> TaskStatus {
-        match &self.state {
-            TaskState::Pending => TaskStatus::Pending,
-            TaskState::Running { .. } => TaskStatus::Running,
-            TaskState::Done { outcome, .. } => outcome.status,
-        }
-    }
-
-    fn report(&self, id: &TaskId) -> TaskReport {
-        let now = Instant::now();
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let (slot, started, finished, outcome) = match &self.state {
-            TaskState::Pending => (None, None, None, None),
-            TaskState::Running { slot, started_at } => {
-                (Some(slot.clone()), *started_at, None, None)
-            }
-            TaskState::Done {
-                outcome,
-                slot,
-                finished_at,
-            } => (
-                slot.clone(),
-                outcome.started_at,
-                Some(*finished_at),
-                Some(outcome),
-            ),
-        };
-        let queued_until = started.or(finished).unwrap_or(now);
-        let usage = outcome.map(|o| o.cost.usage).unwrap_or_default();
-        TaskReport {
-            task_id: id.clone(),
-            status: self.status(),
-            output: outcome.and_then(|o| o.output.clone()),
-            error: outcome.and_then(|o| o.error.clone()),
-            spend_usd: outcome.map(|o| o.cost.usd).unwrap_or(0.0),
-            tokens_used: TokensUsed {
-                input: usage.input_tokens,
-                output: usage.output_tokens,
-                cache_read: usage.cache_read_input_tokens,
-                cache_write: usage.cache_creation_input_tokens,
-            },
-            session_id: outcome.and_then(|o| o.session_id.clone()),
-            duration_ms: started.map(|s| ms(finished.unwrap_or(now).saturating_duration_since(s))),
-            queued_ms: Some(ms(queued_until.saturating_duration_since(self.submitted_at))),
-            slot_id: slot,
-            model: outcome.and_then(|o| o.model.clone()),
-        }
-    }
-}
-
-struct SlotEntry {
-    /// Position in `pool_status` (slot-2 before slot-10).
-    index: usize,
-    /// What `pool_status` shows; only `Idle` slots get tasks.
-    status: SlotStatus,
-    /// The slot's current actor (a restarted slot has a new one); `None` while down.
-    actor: Option<ActorRef<SlotMsg>>,
-    /// Its Claude process, for `pool_status` and for tests that check it is gone.
-    pid: Option<u32>,
-    /// The task it runs, so a slot failure can end or requeue that task.
-    task: Option<TaskId>,
-    /// Tasks its current process has served.
-    turns: u64,
-    /// Restarts by its supervisor so far.
-    restarts: u32,
-    /// The last failure, kept for `pool_status`.
-    last_error: Option<String>,
 }
 
 /// The scheduler's state. Private: only the actor touches it.
@@ -281,6 +244,14 @@ pub struct SchedulerState {
     config: Arc<PoolConfig>,
     /// For timers that message the scheduler itself.
     myself: ActorRef<SchedulerMsg>,
+    /// Forwards slot additions and removals to the slot supervisor.
+    root: ActorRef<RootMsg>,
+    /// Reservations before dispatch, settlements after.
+    ledger: ActorRef<LedgerMsg>,
+    /// The shared context every task handed out gets.
+    preamble: watch::Receiver<Preamble>,
+    /// Task and slot changes.
+    events: EventBus,
     /// Every task still remembered, whatever its state.
     tasks: HashMap<TaskId, TaskRecord>,
     /// Pending tasks, oldest first (a task handed back goes to the front).
@@ -289,14 +260,20 @@ pub struct SchedulerState {
     slots: HashMap<SlotId, SlotEntry>,
     /// Slots that announced themselves idle, in order; checked again when popped.
     idle: VecDeque<SlotId>,
+    /// The index the next added slot gets (ids are never reused).
+    next_slot_index: usize,
+    /// Scale-downs waiting for their slots to be gone.
+    scale_waiters: Vec<PendingScale>,
     /// Finished tasks in the order they finished, for forgetting the oldest.
     finished: VecDeque<TaskId>,
     /// Counts of finished tasks already forgotten, so the status counts still add up.
     forgotten: TaskCounts,
-    /// Dollars spent by every task so far.
-    spend_usd: f64,
-    /// Why new tasks are refused, once they are.
-    closed: Option<String>,
+    /// Whether new work is accepted, and why not.
+    intake: Intake,
+    /// A drain in progress.
+    drain: Option<intake::DrainState>,
+    /// The ledger asked the head of the queue to wait for a settlement.
+    budget_wait: bool,
     /// Callers of `WaitReady` not answered yet.
     ready_waiters: Vec<RpcReplyPort<()>>,
 }
@@ -322,16 +299,23 @@ impl Actor for SchedulerActor {
         args: SchedulerArgs,
     ) -> Result<SchedulerState, ActorProcessingErr> {
         Ok(SchedulerState {
+            next_slot_index: args.config.slots,
             config: args.config,
             myself,
+            root: args.root,
+            ledger: args.ledger,
+            preamble: args.preamble,
+            events: args.events,
             tasks: HashMap::new(),
             queue: VecDeque::new(),
             slots: HashMap::new(),
             idle: VecDeque::new(),
+            scale_waiters: Vec::new(),
             finished: VecDeque::new(),
             forgotten: TaskCounts::default(),
-            spend_usd: 0.0,
-            closed: None,
+            intake: Intake::Open,
+            drain: None,
+            budget_wait: false,
             ready_waiters: Vec::new(),
         })
     }
@@ -343,7 +327,13 @@ impl Actor for SchedulerActor {
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SchedulerMsg::Submit(spec, reply) => state.on_submit(spec, reply),
+            SchedulerMsg::Submit(spec, reply) => {
+                let answer = state.accept(vec![spec]).map(|mut ids| ids.remove(0));
+                let _ = reply.send(answer);
+            }
+            SchedulerMsg::SubmitMany(specs, reply) => {
+                let _ = reply.send(state.accept(specs));
+            }
             SchedulerMsg::Get(id, reply) => {
                 let _ = reply.send(state.tasks.get(&id).map(|r| r.report(&id)));
             }
@@ -357,28 +347,28 @@ impl Actor for SchedulerActor {
                 state.ready_waiters.push(reply);
                 state.check_ready();
             }
+            SchedulerMsg::Scale(request, reply) => state.on_scale(request, reply),
+            SchedulerMsg::SlotIds(reply) => {
+                let _ = reply.send(state.slot_ids());
+            }
+            SchedulerMsg::Drain(timeout, reply) => state.on_drain(timeout, reply),
+            SchedulerMsg::DrainDeadline => state.on_drain_deadline(),
+            SchedulerMsg::SlotsStopped => state.on_slots_stopped(),
             SchedulerMsg::SlotAdded { slot } => state.on_slot_added(slot),
             SchedulerMsg::SlotReady {
                 slot,
                 actor,
                 pid,
                 turns,
-            } => {
-                state.on_slot_ready(slot, actor, pid, turns);
-            }
+                worktree,
+            } => state.on_slot_ready(slot, actor, pid, turns, worktree),
             SchedulerMsg::SlotChanged {
                 slot,
                 status,
                 pid,
                 turns,
-            } => {
-                if let Some(e) = state.slots.get_mut(&slot) {
-                    e.status = status;
-                    e.pid = pid;
-                    e.turns = turns;
-                }
-                state.check_ready();
-            }
+            } => state.on_slot_changed(slot, status, pid, turns),
+            SchedulerMsg::SlotRemoved { slot } => state.on_slot_removed(slot),
             SchedulerMsg::TaskStarted {
                 task,
                 slot,
@@ -418,37 +408,20 @@ impl Actor for SchedulerActor {
                 reason,
                 restarts,
                 restarting,
-            } => {
-                state.on_slot_down(slot, reason, restarts, restarting);
-            }
-            SchedulerMsg::AllSlotsDown { reason } => {
-                let ids: Vec<SlotId> = state.slots.keys().cloned().collect();
-                for slot in ids {
-                    let restarts = state.slots.get(&slot).map(|e| e.restarts).unwrap_or(0);
-                    state.on_slot_down(slot, reason.clone(), restarts, true);
-                }
-            }
+            } => state.on_slot_down(slot, reason, restarts, restarting),
+            SchedulerMsg::AllSlotsDown { reason } => state.on_all_slots_down(&reason),
             SchedulerMsg::QueueDeadline(id) => state.on_queue_deadline(id),
-            SchedulerMsg::Halt { reason } => {
-                // Nothing will restart the slots any more.
-                for e in state.slots.values_mut().filter(|e| e.actor.is_none()) {
-                    e.status = SlotStatus::Failed;
-                }
-                state.close(
-                    TaskStatus::Failed,
-                    &format!("the pool stopped: {reason}"),
-                    reason.clone(),
-                );
+            SchedulerMsg::Halt { reason } => state.on_halt(reason),
+            SchedulerMsg::BudgetExhausted { reason } => state.on_budget_exhausted(reason),
+            SchedulerMsg::TaskOverBudget { task, reason } => {
+                state.stop_running(&task, TaskStatus::Failed, reason);
             }
             SchedulerMsg::Shutdown(reply) => {
-                state.close(
-                    TaskStatus::Cancelled,
-                    "the pool shut down",
-                    "the pool is shut down".into(),
-                );
+                state.on_shutdown();
                 let _ = reply.send(());
             }
         }
+        state.dispatch().await;
         state.forget_old_tasks();
         Ok(())
     }
@@ -460,15 +433,36 @@ fn new_task_id() -> TaskId {
 }
 
 impl SchedulerState {
-    fn on_submit(&mut self, spec: TaskSpec, reply: RpcReplyPort<Result<TaskId, PoolError>>) {
-        if let Some(reason) = &self.closed {
-            let _ = reply.send(Err(PoolError::Stopped(reason.clone())));
-            return;
+    /// Queues `specs` if every one is acceptable; none otherwise.
+    fn accept(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, PoolError> {
+        if let Some(refusal) = self.intake.refusal() {
+            return Err(refusal);
         }
-        if spec.prompt.trim().is_empty() {
-            let _ = reply.send(Err(PoolError::InvalidTask("the prompt is empty".into())));
-            return;
+        for (i, spec) in specs.iter().enumerate() {
+            if spec.prompt.trim().is_empty() {
+                let which = if specs.len() > 1 {
+                    format!("prompt {} of {} is empty", i + 1, specs.len())
+                } else {
+                    "the prompt is empty".into()
+                };
+                return Err(PoolError::InvalidTask(which));
+            }
+            if let Some(m) = spec.max_budget_usd
+                && !(m.is_finite() && m > 0.0)
+            {
+                return Err(PoolError::InvalidTask(format!(
+                    "max_budget_usd must be a positive amount, not {m}"
+                )));
+            }
         }
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            ids.push(self.enqueue(spec));
+        }
+        Ok(ids)
+    }
+
+    fn enqueue(&mut self, spec: TaskSpec) -> TaskId {
         let id = new_task_id();
         let timeout = spec.timeout.unwrap_or(self.config.default_timeout);
         let defaults = &self.config.defaults;
@@ -487,17 +481,22 @@ impl SchedulerState {
                 submitted_at: Instant::now(),
                 timeout,
                 settings,
+                max_budget_usd: spec.max_budget_usd,
                 payload: Some((Arc::from(spec.prompt), spec.progress)),
                 state: TaskState::Pending,
                 retries: 0,
                 waiters: Vec::new(),
                 cancel_waiters: Vec::new(),
                 queue_timer: Some(queue_timer),
+                stopping: false,
             },
         );
         self.queue.push_back(id.clone());
-        let _ = reply.send(Ok(id));
-        self.dispatch();
+        self.events.publish(PoolEvent::Task {
+            id: id.clone(),
+            status: TaskStatus::Pending,
+        });
+        id
     }
 
     fn on_wait(&mut self, id: TaskId, reply: RpcReplyPort<Option<TaskReport>>) {
@@ -531,84 +530,47 @@ impl SchedulerState {
             }
             TaskState::Pending => {
                 r.cancel_waiters.push(reply);
-                self.queue.retain(|q| q != &id);
-                let outcome = TaskOutcome::unbilled(
-                    TaskStatus::Cancelled,
-                    "cancelled while queued; it never started",
-                );
-                self.finalize(&id, outcome, None);
+                self.cancel_pending(&id, "cancelled while queued; it never started");
             }
-            TaskState::Running { slot, .. } => {
-                let slot = slot.clone();
+            TaskState::Running { .. } => {
                 r.cancel_waiters.push(reply);
-                let actor = self.slots.get(&slot).and_then(|e| e.actor.clone());
-                let sent = actor.is_some_and(|a| {
-                    a.cast(SlotMsg::Cancel {
-                        task: id.clone(),
-                        reason: "cancelled by request".into(),
-                    })
-                    .is_ok()
-                });
-                if !sent {
-                    let outcome =
-                        TaskOutcome::unbilled(TaskStatus::Cancelled, "cancelled by request");
-                    self.finalize(&id, outcome, Some(slot));
-                }
+                self.stop_running(&id, TaskStatus::Cancelled, "cancelled by request".into());
             }
         }
     }
 
-    fn on_slot_added(&mut self, slot: SlotId) {
-        let index = slot
-            .0
-            .rsplit('-')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(usize::MAX);
-        let restarts = self.slots.get(&slot).map(|e| e.restarts).unwrap_or(0);
-        self.slots.insert(
-            slot,
-            SlotEntry {
-                index,
-                status: SlotStatus::Starting,
-                actor: None,
-                pid: None,
-                task: None,
-                turns: 0,
-                restarts,
-                last_error: None,
-            },
-        );
+    /// Ends a queued task as cancelled: it never reaches a slot.
+    fn cancel_pending(&mut self, id: &TaskId, why: &str) {
+        self.queue.retain(|q| q != id);
+        let outcome = TaskOutcome::unbilled(TaskStatus::Cancelled, why);
+        self.finalize(id, outcome, None);
     }
 
-    fn on_slot_ready(&mut self, slot: SlotId, actor: ActorRef<SlotMsg>, pid: u32, turns: u64) {
-        let Some(e) = self.slots.get_mut(&slot) else {
+    /// Asks the slot running `id` to stop it with `status` (once); a task whose slot is
+    /// gone ends at once.
+    fn stop_running(&mut self, id: &TaskId, status: TaskStatus, reason: String) {
+        let Some(r) = self.tasks.get_mut(id) else {
             return;
         };
-        e.status = SlotStatus::Idle;
-        e.actor = Some(actor);
-        e.pid = Some(pid);
-        e.turns = turns;
-        if !self.idle.contains(&slot) {
-            self.idle.push_back(slot);
-        }
-        self.dispatch();
-        self.check_ready();
-    }
-
-    fn check_ready(&mut self) {
-        if self.ready_waiters.is_empty() {
+        let TaskState::Running { slot, .. } = &r.state else {
+            return;
+        };
+        if r.stopping {
             return;
         }
-        let settled = !self.slots.is_empty()
-            && self
-                .slots
-                .values()
-                .all(|e| matches!(e.status, SlotStatus::Idle | SlotStatus::Failed));
-        if settled || self.closed.is_some() {
-            for w in self.ready_waiters.drain(..) {
-                let _ = w.send(());
-            }
+        r.stopping = true;
+        let slot = slot.clone();
+        let actor = self.slots.get(&slot).and_then(|e| e.actor.clone());
+        let sent = actor.is_some_and(|a| {
+            a.cast(SlotMsg::Cancel {
+                task: id.clone(),
+                status,
+                reason: reason.clone(),
+            })
+            .is_ok()
+        });
+        if !sent {
+            self.finalize(id, TaskOutcome::unbilled(status, reason), Some(slot));
         }
     }
 
@@ -619,6 +581,7 @@ impl SchedulerState {
             e.task = None;
         }
         let id = assignment.task.clone();
+        let _ = self.ledger.cast(LedgerMsg::Release(id.clone()));
         let Some(r) = self.tasks.get_mut(&id) else {
             return;
         };
@@ -637,7 +600,7 @@ impl SchedulerState {
         if r.payload.is_none() {
             r.payload = Some((assignment.prompt, assignment.progress));
         }
-        if !r.cancel_waiters.is_empty() {
+        if !r.cancel_waiters.is_empty() || r.stopping {
             // A cancel reached the slot while it was handing the task back: honour it here.
             let outcome = TaskOutcome::unbilled(
                 TaskStatus::Cancelled,
@@ -646,49 +609,14 @@ impl SchedulerState {
             self.finalize(&id, outcome, None);
             return;
         }
-        self.requeue_front(&id);
-        self.dispatch();
-    }
-
-    fn on_slot_down(&mut self, slot: SlotId, reason: String, restarts: u32, restarting: bool) {
-        self.idle.retain(|s| s != &slot);
-        let Some(e) = self.slots.get_mut(&slot) else {
+        if self.intake.refusal().is_some() {
+            let why = self.intake.describe();
+            let outcome =
+                TaskOutcome::unbilled(TaskStatus::Cancelled, format!("{why}; it never started"));
+            self.finalize(&id, outcome, None);
             return;
-        };
-        e.status = if restarting {
-            SlotStatus::Restarting
-        } else {
-            SlotStatus::Failed
-        };
-        e.actor = None;
-        e.pid = None;
-        e.restarts = restarts;
-        e.last_error = Some(reason.clone());
-        if let Some(task) = e.task.take() {
-            let started = self.tasks.get(&task).is_some_and(|r| {
-                r.payload.is_none()
-                    || matches!(
-                        r.state,
-                        TaskState::Running {
-                            started_at: Some(_),
-                            ..
-                        }
-                    )
-            });
-            if started {
-                let outcome = TaskOutcome::unbilled(
-                    TaskStatus::Failed,
-                    format!("{slot} failed while running the task: {reason}"),
-                );
-                self.finalize(&task, outcome, Some(slot));
-            } else {
-                // Its prompt never reached Claude: it runs on the next free slot instead.
-                tracing::info!(%task, %slot, "slot went down before the task started; requeued");
-                self.requeue_front(&task);
-            }
         }
-        self.check_ready();
-        self.dispatch();
+        self.requeue_front(&id);
     }
 
     /// Puts a task that has not started back at the head of the queue, with its deadline.
@@ -710,6 +638,10 @@ impl SchedulerState {
                 .send_after(remaining, move || SchedulerMsg::QueueDeadline(again)),
         );
         self.queue.push_front(id.clone());
+        self.events.publish(PoolEvent::Task {
+            id: id.clone(),
+            status: TaskStatus::Pending,
+        });
     }
 
     fn on_queue_deadline(&mut self, id: TaskId) {
@@ -729,69 +661,8 @@ impl SchedulerState {
         self.finalize(&id, outcome, None);
     }
 
-    /// Hands pending tasks to idle slots until one of the two runs out.
-    fn dispatch(&mut self) {
-        while !self.queue.is_empty() {
-            let Some(slot) = self.pop_idle() else { return };
-            let Some(id) = self.queue.pop_front() else {
-                return;
-            };
-            let Some(r) = self.tasks.get_mut(&id) else {
-                continue;
-            };
-            let Some((prompt, progress)) = r.payload.clone() else {
-                continue;
-            };
-            let Some(actor) = self.slots.get(&slot).and_then(|e| e.actor.clone()) else {
-                self.queue.push_front(id);
-                continue;
-            };
-            let assignment = Assignment {
-                task: id.clone(),
-                prompt,
-                settings: r.settings.clone(),
-                deadline: r.submitted_at + r.timeout,
-                timeout: r.timeout,
-                progress,
-            };
-            match actor.cast(SlotMsg::Run(assignment)) {
-                Ok(()) => {
-                    r.state = TaskState::Running {
-                        slot: slot.clone(),
-                        started_at: None,
-                    };
-                    if let Some(t) = r.queue_timer.take() {
-                        t.abort();
-                    }
-                    if let Some(e) = self.slots.get_mut(&slot) {
-                        e.task = Some(id);
-                        e.status = SlotStatus::Busy;
-                    }
-                }
-                Err(_) => {
-                    // The slot's actor is gone; its supervisor will report it.
-                    if let Some(e) = self.slots.get_mut(&slot) {
-                        e.actor = None;
-                    }
-                    self.queue.push_front(id);
-                }
-            }
-        }
-    }
-
-    fn pop_idle(&mut self) -> Option<SlotId> {
-        while let Some(slot) = self.idle.pop_front() {
-            let usable = self.slots.get(&slot).is_some_and(|e| {
-                e.status == SlotStatus::Idle && e.actor.is_some() && e.task.is_none()
-            });
-            if usable {
-                return Some(slot);
-            }
-        }
-        None
-    }
-
-    /// Records a terminal state (once) and answers everyone waiting for it.
+    /// Records a terminal state (once), settles it with the ledger, and answers everyone
+    /// waiting for it.
     fn finalize(&mut self, id: &TaskId, outcome: TaskOutcome, slot: Option<SlotId>) {
         let Some(r) = self.tasks.get_mut(id) else {
             return;
@@ -801,7 +672,11 @@ impl SchedulerState {
             // report may still carry what the turn cost: bill it, once.
             if done.cost.usd == 0.0 && outcome.cost.usd > 0.0 {
                 done.cost = outcome.cost;
-                self.spend_usd += outcome.cost.usd;
+                let _ = self.ledger.cast(LedgerMsg::Settle {
+                    task: id.clone(),
+                    usd: outcome.cost.usd,
+                    started: false,
+                });
             }
             return;
         }
@@ -817,7 +692,12 @@ impl SchedulerState {
             t.abort();
         }
         r.payload = None;
-        self.spend_usd += outcome.cost.usd;
+        let _ = self.ledger.cast(LedgerMsg::Settle {
+            task: id.clone(),
+            usd: outcome.cost.usd,
+            started: outcome.started_at.is_some(),
+        });
+        self.budget_wait = false;
         let status = outcome.status;
         r.state = TaskState::Done {
             outcome,
@@ -844,6 +724,11 @@ impl SchedulerState {
                 message,
             }));
         }
+        self.events.publish(PoolEvent::Task {
+            id: id.clone(),
+            status,
+        });
+        self.check_drained();
     }
 
     /// Forgets the oldest finished tasks beyond `max_finished_tasks`, keeping their counts.
@@ -853,82 +738,37 @@ impl SchedulerState {
                 return;
             };
             if let Some(r) = self.tasks.remove(&id) {
-                let c = &mut self.forgotten;
-                c.total += 1;
-                match r.status() {
-                    TaskStatus::Completed => c.completed += 1,
-                    TaskStatus::Failed => c.failed += 1,
-                    TaskStatus::Cancelled => c.cancelled += 1,
-                    TaskStatus::TimedOut => c.timed_out += 1,
-                    TaskStatus::Pending | TaskStatus::Running => {}
-                }
+                table::count(&mut self.forgotten, r.status());
             }
         }
     }
 
-    /// Refuses new work and ends every open task with `status`.
-    fn close(&mut self, status: TaskStatus, why: &str, reason: String) {
-        if self.closed.is_none() {
-            self.closed = Some(reason);
+    /// Every task's count by status.
+    fn counts(&self) -> TaskCounts {
+        let mut counts = self.forgotten;
+        for r in self.tasks.values() {
+            table::count(&mut counts, r.status());
         }
-        let open: Vec<TaskId> = self
-            .tasks
-            .iter()
-            .filter(|(_, r)| !r.status().is_terminal())
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in open {
-            let running = self
-                .tasks
-                .get(&id)
-                .is_some_and(|r| matches!(r.state, TaskState::Running { .. }));
-            let text = if running {
-                format!("{why} while the task was running")
-            } else {
-                format!("{why} before the task started")
-            };
-            self.finalize(&id, TaskOutcome::unbilled(status, text), None);
-        }
-        self.queue.clear();
-        self.check_ready();
+        counts
     }
 
     fn status(&self) -> PoolStatusReport {
-        let mut counts = self.forgotten;
-        for r in self.tasks.values() {
-            counts.total += 1;
-            match r.status() {
-                TaskStatus::Pending => counts.pending += 1,
-                TaskStatus::Running => counts.running += 1,
-                TaskStatus::Completed => counts.completed += 1,
-                TaskStatus::Failed => counts.failed += 1,
-                TaskStatus::Cancelled => counts.cancelled += 1,
-                TaskStatus::TimedOut => counts.timed_out += 1,
-            }
-        }
-        let mut slots: Vec<(&SlotId, &SlotEntry)> = self.slots.iter().collect();
-        slots.sort_by_key(|(_, e)| e.index);
+        let counts = self.counts();
+        let as_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         PoolStatusReport {
-            slots: slots
-                .into_iter()
-                .map(|(id, e)| SlotReport {
-                    id: id.clone(),
-                    status: e.status,
-                    active_tasks: u32::from(e.task.is_some()),
-                    task_id: e.task.clone(),
-                    restarts: e.restarts,
-                    pid: e.pid,
-                    turns: e.turns,
-                    last_error: e.last_error.clone(),
-                })
-                .collect(),
+            slots: self.slot_reports(),
             active_tasks: counts.running,
             pending_tasks: counts.pending,
-            spend_usd: self.spend_usd,
+            spend_usd: 0.0,
             budget_usd: None,
             budget_remaining: None,
             tasks: counts,
-            running: self.closed.is_none(),
+            running: !self.intake.is_stopped(),
+            refusing: self.intake.refusal().map(|e| e.to_string()),
+            target_slots: as_u32(self.target_slots()),
+            min_slots: as_u32(self.config.min_slots),
+            max_slots: as_u32(self.config.max_slots),
+            chains: Default::default(),
         }
     }
 }

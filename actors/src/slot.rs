@@ -4,45 +4,56 @@
 //! with backoff ([`crate::restart`]) when it fails.
 //!
 //! **Owns** one [`ClaudeProcess`] at a time (a persistent stream-json CLI in its own process
-//! group) and at most one task. The process is warmed up before work arrives: a `/clear`
-//! is sent at spawn and its result is the readiness signal. Between tasks another `/clear`
-//! gives the next task a fresh conversation, so unrelated tasks never see each other. Model
-//! and permission-mode changes go through control requests; an effort change needs other
-//! fixed flags, so the process is replaced. After `recycle_after_turns` tasks the process is
-//! replaced as well (its memory grows per turn).
+//! group), at most one task, and with `--worktree` its git worktree. The process is warmed up
+//! before work arrives: a `/clear` is sent at spawn and its result is the readiness signal.
+//! Between tasks another `/clear` gives the next task a fresh conversation, so unrelated
+//! tasks never see each other. Model and permission-mode changes go through control
+//! requests; an effort change needs other fixed flags, so the process is replaced. After
+//! `recycle_after_turns` tasks the process is replaced as well (its memory grows per turn).
 //!
-//! **Stopping a turn** (cancel or deadline): the interrupt control request, a grace period
-//! for the turn's result (so what ran is billed, and nothing more), SIGTERM to the process
-//! group, SIGKILL after another grace. The task's terminal state is reported only once the
-//! process is reaped and its group swept.
+//! **Stopping a turn** (cancel, deadline, budget): the interrupt control request, a grace
+//! period for the turn's result (so what ran is billed, and nothing more), SIGTERM to the
+//! process group, SIGKILL after another grace. The task's terminal state is reported only
+//! once the process is reaped and its group swept.
 //!
-//! **Fails on purpose** (returns `Err`, so the supervisor restarts it with backoff) when its
+//! **Spend while it runs.** Every API call of a turn shows up as an `assistant` event with
+//! the call's input usage; the slot prices it ([`claude_pool_protocol::pricing`]) and tells
+//! the budget ledger what the turn has spent so far.
+//!
+//! **Removal** (scale-down, [`SlotMsg::Retire`]): an idle slot stops at once; a busy one
+//! finishes its task within the grace, or the task is cancelled; either way the process
+//! group is gone before the actor stops.
+//!
+//! **Fails on purpose** (returns a [`SlotFailure`], so the supervisor restarts it) when its
 //! process exits unexpectedly, misses its deadline, prints a line that is not stream-json,
 //! breaks its stdin, or does not warm up in time — always after the task in flight got a
-//! terminal state that says what happened. A cancel or a recycle replaces the process
-//! without failing. Phases follow [`phase::next`]; the edge list is in
-//! `supervision-tree.md`.
+//! terminal state that says what happened. The failure says whether the process had become
+//! ready, which is what the restart limit counts. Phases follow [`phase::next`]; the edge
+//! list is in `supervision-tree.md`. Turn handling is in [`turn`].
 
 pub mod phase;
+mod turn;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use claude_pool_protocol::cost::{TurnCost, turn_cost};
-use claude_pool_protocol::stream::{
-    ClaudeEvent, ControlRequest, ResultEvent, deny_control_response_line, user_message_line,
-};
-use claude_pool_protocol::{PermissionMode, SlotId, SlotStatus, TaskId, TaskStatus};
+use claude_pool_protocol::cost::TurnCost;
+use claude_pool_protocol::stream::{ControlRequest, user_message_line};
+use claude_pool_protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{PoolConfig, ProcSettings};
+use crate::ledger::LedgerMsg;
 use crate::process::{ClaudeProcess, ExitInfo, ProcessEvent};
+use crate::restart::{FailureKind, SlotFailure};
 use crate::scheduler::SchedulerMsg;
-use crate::task::{Assignment, TaskOutcome, TaskProgress};
+use crate::slot_supervisor::SlotSupervisorMsg;
+use crate::task::{Assignment, TaskOutcome, WorktreeState};
+use crate::worktree::{Worktree, Worktrees};
 use phase::{Input, Phase};
 
 /// Behaviour of a slot. Holds no data: everything lives in [`SlotState`].
@@ -58,6 +69,12 @@ pub struct SlotArgs {
     pub config: Arc<PoolConfig>,
     /// Where readiness, progress and outcomes are reported.
     pub scheduler: ActorRef<SchedulerMsg>,
+    /// Where live spend is reported.
+    pub ledger: ActorRef<LedgerMsg>,
+    /// The supervisor, told when the slot's process first becomes ready.
+    pub supervisor: ActorRef<SlotSupervisorMsg>,
+    /// With `--worktree`: the repository's worktrees, one per slot.
+    pub worktrees: Option<Arc<Worktrees>>,
 }
 
 impl fmt::Debug for SlotArgs {
@@ -79,8 +96,16 @@ pub enum SlotMsg {
     Cancel {
         /// The task.
         task: TaskId,
+        /// The terminal status it gets (cancelled, or failed for a budget stop).
+        status: TaskStatus,
         /// Why, for the task's error text.
         reason: String,
+    },
+    /// Leave the pool (scale-down): stop now when idle; a running task gets `grace` to
+    /// finish, then it is cancelled. The actor stops once its process group is gone.
+    Retire {
+        /// How long a running task may still take.
+        grace: Duration,
     },
     /// The process (of `generation`) reported something.
     ProcessReported {
@@ -109,18 +134,51 @@ pub enum Timer {
     InterruptGrace,
     /// SIGTERM's grace: SIGKILL now.
     KillGrace,
+    /// A slot being removed: its running task's grace is over.
+    RetireGrace,
 }
 
 /// A timer armed with `send_after`; aborting it cancels the message.
 type TimerHandle = JoinHandle<Result<(), MessagingErr<SlotMsg>>>;
 
-/// What happens once the process is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happens once the process is gone. Ordered: a stronger outcome is never replaced by
+/// a weaker one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum AfterExit {
     /// Planned: spawn a replacement.
     Respawn,
-    /// The slot failed: return this error so the supervisor restarts the actor.
-    Fail(String),
+    /// The slot is being removed: stop the actor.
+    Retire,
+    /// The slot failed: return this error so the supervisor decides about a restart.
+    Fail(String, FailureKindOrd),
+}
+
+/// [`FailureKind`] with an order, so `AfterExit` can be ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FailureKindOrd {
+    AfterReady,
+    KilledBeforeReady,
+    StartFailed,
+}
+
+impl From<FailureKindOrd> for FailureKind {
+    fn from(k: FailureKindOrd) -> FailureKind {
+        match k {
+            FailureKindOrd::AfterReady => FailureKind::AfterReady,
+            FailureKindOrd::KilledBeforeReady => FailureKind::KilledBeforeReady,
+            FailureKindOrd::StartFailed => FailureKind::StartFailed,
+        }
+    }
+}
+
+impl From<FailureKind> for FailureKindOrd {
+    fn from(k: FailureKind) -> FailureKindOrd {
+        match k {
+            FailureKind::AfterReady => FailureKindOrd::AfterReady,
+            FailureKind::KilledBeforeReady => FailureKindOrd::KilledBeforeReady,
+            FailureKind::StartFailed => FailureKindOrd::StartFailed,
+        }
+    }
 }
 
 /// A task on this slot.
@@ -138,11 +196,15 @@ struct ActiveTask {
     /// The turn's answer, if its result arrived while the turn was being stopped.
     late_output: Option<String>,
     cost: TurnCost,
+    /// What the turn has spent so far, from its API calls' usage.
+    live_usd: f64,
+    /// API message ids already priced (one call may be printed as several events).
+    priced: HashSet<String>,
 }
 
 /// A slot's state. Private: only the actor touches it.
 pub struct SlotState {
-    /// Id, configuration and the scheduler to report to.
+    /// Id, configuration and the actors to report to.
     args: SlotArgs,
     /// For timers and for the process's I/O tasks to message this actor.
     myself: ActorRef<SlotMsg>,
@@ -154,6 +216,11 @@ pub struct SlotState {
     generation: u64,
     /// The live process; dropping it kills its group.
     process: Option<ClaudeProcess>,
+    /// Whether the live process has answered its warm-up (restart limits count only
+    /// processes that never did).
+    process_ready: bool,
+    /// Whether the supervisor has been told that this actor's slot works.
+    reported_healthy: bool,
     /// Settings the live process runs with.
     current: ProcSettings,
     /// Tasks the live process has served.
@@ -174,10 +241,16 @@ pub struct SlotState {
     phase_timer: Option<TimerHandle>,
     /// The task's deadline.
     deadline_timer: Option<TimerHandle>,
-    /// What the exit of the current process leads to: a respawn, or the actor's failure.
+    /// A slot being removed: the running task's grace.
+    retire_timer: Option<TimerHandle>,
+    /// Set once the slot is being removed.
+    retiring: bool,
+    /// What the exit of the current process leads to.
     after_exit: AfterExit,
     /// Writing to stdin failed: the exit that follows is reported as the cause.
     stdin_broke: bool,
+    /// With `--worktree`: the slot's worktree, the processes' working directory.
+    worktree: Option<Worktree>,
 }
 
 impl fmt::Debug for SlotState {
@@ -201,6 +274,13 @@ impl Actor for SlotActor {
         myself: ActorRef<SlotMsg>,
         args: SlotArgs,
     ) -> Result<SlotState, ActorProcessingErr> {
+        let worktree = match &args.worktrees {
+            Some(w) => Some(w.ensure(&args.slot).await.map_err(|reason| SlotFailure {
+                reason,
+                kind: FailureKind::StartFailed,
+            })?),
+            None => None,
+        };
         // Spawning happens in `handle`, so a failure to start the CLI is an actor failure the
         // supervisor sees and restarts with backoff, not a refused spawn.
         myself.cast(SlotMsg::Spawn)?;
@@ -212,6 +292,8 @@ impl Actor for SlotActor {
             visible: (SlotStatus::Starting, None),
             generation: 0,
             process: None,
+            process_ready: false,
+            reported_healthy: false,
             turns: 0,
             session_id: None,
             session_total: 0.0,
@@ -221,24 +303,36 @@ impl Actor for SlotActor {
             next_request: 0,
             phase_timer: None,
             deadline_timer: None,
+            retire_timer: None,
+            retiring: false,
             after_exit: AfterExit::Respawn,
             stdin_broke: false,
+            worktree,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<SlotMsg>,
+        myself: ActorRef<SlotMsg>,
         msg: SlotMsg,
         state: &mut SlotState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
+        let result = match msg {
             SlotMsg::Spawn => state.on_spawn(),
             SlotMsg::Run(assignment) => state.on_run(assignment),
-            SlotMsg::Cancel { task, reason } => state.on_cancel(&task, reason),
+            SlotMsg::Cancel {
+                task,
+                status,
+                reason,
+            } => state.on_cancel(&task, status, reason),
+            SlotMsg::Retire { grace } => state.on_retire(grace),
             SlotMsg::ProcessReported { generation, event } => state.on_process(generation, event),
             SlotMsg::TimerFired { generation, timer } => state.on_timer(generation, timer),
+        };
+        if result.is_ok() && state.retiring && state.phase == Phase::Stopped {
+            myself.stop(Some(format!("{} was removed from the pool", state.args.slot)));
         }
+        result
     }
 
     async fn post_stop(
@@ -279,6 +373,7 @@ impl SlotState {
 
     fn publish_status(&mut self) {
         let visible = match self.phase {
+            _ if self.retiring && self.task.is_none() => SlotStatus::Stopping,
             Phase::Spawning if self.task.is_some() => SlotStatus::Busy,
             Phase::Spawning => SlotStatus::Starting,
             Phase::Idle => SlotStatus::Idle,
@@ -314,9 +409,13 @@ impl SlotState {
     }
 
     fn cancel_timers(&mut self) {
-        for t in [self.phase_timer.take(), self.deadline_timer.take()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.phase_timer.take(),
+            self.deadline_timer.take(),
+            self.retire_timer.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             t.abort();
         }
@@ -329,7 +428,24 @@ impl SlotState {
         }
     }
 
-    // ---- handlers
+    /// What the exit of the live process should lead to, never weakening a stronger plan.
+    fn plan_exit(&mut self, after: AfterExit) {
+        if after > self.after_exit {
+            self.after_exit = after;
+        }
+    }
+
+    /// The failure of the live process, classified by whether it had become ready.
+    fn failure(&self, reason: String) -> AfterExit {
+        let kind = if self.process_ready {
+            FailureKindOrd::AfterReady
+        } else {
+            FailureKindOrd::StartFailed
+        };
+        AfterExit::Fail(reason, kind)
+    }
+
+    // ---- process life
 
     fn on_spawn(&mut self) -> Result<(), ActorProcessingErr> {
         if self.phase != Phase::Stopped {
@@ -341,7 +457,8 @@ impl SlotState {
             Some(t) => t.assignment.settings.clone(),
             None => self.args.config.defaults.clone(),
         };
-        let spec = self.args.config.spawn_spec(&settings);
+        let cwd = self.worktree.as_ref().map(|w| w.path.as_path());
+        let spec = self.args.config.spawn_spec(&settings, cwd);
         let me = self.myself.clone();
         let process = ClaudeProcess::spawn(&spec, move |event| {
             let _ = me.cast(SlotMsg::ProcessReported { generation, event });
@@ -357,11 +474,16 @@ impl SlotState {
                     );
                     self.report_finished(task.assignment.task, outcome);
                 }
-                return Err(reason.into());
+                return Err(SlotFailure {
+                    reason,
+                    kind: FailureKind::StartFailed,
+                }
+                .into());
             }
         };
         tracing::debug!(slot = %self.args.slot, pid = process.pid(), "spawned claude");
         self.process = Some(process);
+        self.process_ready = false;
         self.current = settings;
         self.turns = 0;
         self.session_total = 0.0;
@@ -377,368 +499,60 @@ impl SlotState {
         Ok(())
     }
 
-    fn on_run(&mut self, assignment: Assignment) -> Result<(), ActorProcessingErr> {
-        if self.phase != Phase::Idle || self.task.is_some() {
-            // Not ready after all (it changed after announcing itself): hand it back.
+    /// The warm-up `/clear` answered: the process works.
+    fn on_ready(&mut self) {
+        self.process_ready = true;
+        if !self.reported_healthy {
+            self.reported_healthy = true;
+            let _ = self
+                .args
+                .supervisor
+                .cast(SlotSupervisorMsg::SlotHealthy(self.args.slot.clone()));
+        }
+    }
+
+    fn on_retire(&mut self, grace: Duration) -> Result<(), ActorProcessingErr> {
+        if self.retiring {
+            return Ok(());
+        }
+        self.retiring = true;
+        tracing::info!(slot = %self.args.slot, phase = %self.phase, "removing the slot");
+        self.plan_exit(AfterExit::Retire);
+        let waiting = self
+            .task
+            .as_ref()
+            .is_some_and(|t| t.started_at.is_none() && t.verdict.is_none());
+        if waiting && let Some(task) = self.task.take() {
+            // Its prompt never reached Claude: it can run on another slot.
+            if let Some(t) = self.deadline_timer.take() {
+                t.abort();
+            }
             let _ = self.args.scheduler.cast(SchedulerMsg::TaskRejected {
                 slot: self.args.slot.clone(),
-                assignment,
+                assignment: task.assignment,
                 died_before_turn: None,
             });
+        }
+        if self.task.is_some() {
+            self.retire_timer = Some(self.arm(grace, Timer::RetireGrace));
+            self.publish_status();
             return Ok(());
         }
-        let remaining = assignment
-            .deadline
-            .saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            let timeout = humantime::format_duration(assignment.timeout);
-            let outcome = TaskOutcome::unbilled(
-                TaskStatus::TimedOut,
-                format!("timed out after {timeout} before the task could start"),
-            );
-            self.report_finished(assignment.task, outcome);
-            self.became_idle();
-            return Ok(());
-        }
-        self.deadline_timer = Some(self.arm(remaining, Timer::Deadline(assignment.task.clone())));
-        self.task = Some(ActiveTask {
-            assignment,
-            started_at: None,
-            turn_began: false,
-            model: None,
-            verdict: None,
-            late_output: None,
-            cost: TurnCost::default(),
-        });
-        self.begin_task();
-        Ok(())
-    }
-
-    /// Idle with a task in hand: configure the process for it, or replace the process, or
-    /// just send the prompt.
-    fn begin_task(&mut self) {
-        let Some(task) = &self.task else { return };
-        let want = task.assignment.settings.clone();
-        // The CLI refuses to switch into bypassPermissions unless it was started in it.
-        let bypass = Some(PermissionMode::BypassPermissions);
-        let needs_respawn = want.effort != self.current.effort
-            || (want.model.is_none() && self.current.model.is_some())
-            || (want.permission_mode.is_none() && self.current.permission_mode.is_some())
-            || (want.permission_mode == bypass && self.current.permission_mode != bypass);
-        if needs_respawn {
-            self.go(Input::AssignedNeedsRespawn);
-            self.after_exit = AfterExit::Respawn;
+        if self.go(Input::Retire) {
             self.begin_termination();
-            return;
-        }
-        let mut requests = Vec::new();
-        if want.model != self.current.model
-            && let Some(m) = &want.model
-        {
-            requests.push(ControlRequest::SetModel(m.clone()));
-        }
-        if want.permission_mode != self.current.permission_mode
-            && let Some(m) = want.permission_mode
-        {
-            requests.push(ControlRequest::SetPermissionMode(m.as_str().to_owned()));
-        }
-        if requests.is_empty() {
-            self.go(Input::Assigned);
-            self.start_turn();
-            return;
-        }
-        self.control_error = None;
-        for request in requests {
-            self.next_request += 1;
-            let id = format!("{}-{}", self.args.slot, self.next_request);
-            let line = request.to_line(&id);
-            self.pending_controls.insert(id, request);
-            self.send(line);
-        }
-        self.go(Input::AssignedNeedsControl);
-    }
-
-    fn start_turn(&mut self) {
-        let Some(task) = self.task.as_mut() else {
-            return;
-        };
-        let prompt = task.assignment.prompt.clone();
-        task.started_at = Some(Instant::now());
-        let started_at = task.started_at;
-        let id = task.assignment.task.clone();
-        if let Some(sink) = &task.assignment.progress {
-            let _ = sink.send(TaskProgress::Started {
-                slot: self.args.slot.clone(),
-            });
-        }
-        let _ = self.args.scheduler.cast(SchedulerMsg::TaskStarted {
-            task: id,
-            slot: self.args.slot.clone(),
-            started_at: started_at.unwrap_or_else(Instant::now),
-        });
-        self.send(user_message_line(&prompt));
-    }
-
-    fn on_cancel(&mut self, task: &TaskId, reason: String) -> Result<(), ActorProcessingErr> {
-        self.stop_task(
-            task,
-            TaskStatus::Cancelled,
-            reason,
-            Input::Cancel,
-            AfterExit::Respawn,
-        );
-        Ok(())
-    }
-
-    /// Cancel and deadline: decide the verdict, then stop what runs.
-    fn stop_task(
-        &mut self,
-        id: &TaskId,
-        status: TaskStatus,
-        reason: String,
-        input: Input,
-        after: AfterExit,
-    ) {
-        let Some(task) = self.task.as_mut().filter(|t| &t.assignment.task == id) else {
-            return;
-        };
-        if task.verdict.is_some() {
-            return; // already being stopped
-        }
-        task.verdict = Some((status, reason));
-        let started = task.started_at.is_some();
-        if !started {
-            // Nothing ran: finish now, billed nothing.
-            if let Some(task) = self.task.take() {
-                self.finish(task);
-            }
-        }
-        match self.phase {
-            Phase::Configuring => {
-                self.go(input);
-                self.after_exit = after;
-                self.begin_termination();
-            }
-            Phase::Running => {
-                self.go(input);
-                if let AfterExit::Fail(_) = after {
-                    self.after_exit = after;
-                }
-                self.next_request += 1;
-                let id = format!("{}-{}", self.args.slot, self.next_request);
-                self.send(ControlRequest::Interrupt.to_line(&id));
-                // A failed send already moved the slot on (and armed SIGKILL's timer).
-                if self.phase == Phase::Interrupting {
-                    self.arm_phase_timer(self.args.config.interrupt_grace, Timer::InterruptGrace);
-                }
-            }
-            Phase::Spawning => {
-                self.go(input);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_process(
-        &mut self,
-        generation: u64,
-        event: ProcessEvent,
-    ) -> Result<(), ActorProcessingErr> {
-        if generation != self.generation {
-            return Ok(()); // an earlier process of this slot
-        }
-        match event {
-            ProcessEvent::Event(ev) => self.on_claude_event(ev),
-            ProcessEvent::BadLine { line, error } => {
-                self.on_broken(format!(
-                    "claude printed a line that is not stream-json ({error}): {line:?}"
-                ));
-                Ok(())
-            }
-            ProcessEvent::WriteFailed(e) => {
-                // Almost always the process is dying: its exit (code, signal, stderr) will
-                // say more than "broken pipe", so that is what the task and the log get.
-                if !matches!(self.phase, Phase::Terminating | Phase::Stopped) {
-                    self.stdin_broke = true;
-                }
-                self.on_broken(format!("writing to claude's stdin failed: {e}"));
-                Ok(())
-            }
-            ProcessEvent::Exited(info) => self.on_exited(info),
-        }
-    }
-
-    fn on_claude_event(&mut self, ev: ClaudeEvent) -> Result<(), ActorProcessingErr> {
-        match ev {
-            ClaudeEvent::SystemInit {
-                session_id, model, ..
-            } => {
-                if session_id.is_some() {
-                    self.session_id = session_id;
-                }
-                if let Some(task) = self.task.as_mut()
-                    && task.started_at.is_some()
-                {
-                    task.model = model;
-                    task.turn_began = true;
-                }
-            }
-            ClaudeEvent::Assistant(a) => {
-                if let Some(sink) = self
-                    .task
-                    .as_ref()
-                    .and_then(|t| t.assignment.progress.as_ref())
-                {
-                    let _ = sink.send(TaskProgress::Assistant {
-                        text: a.text,
-                        tool_uses: a.tool_uses,
-                    });
-                }
-            }
-            ClaudeEvent::Result(r) => self.on_result(r),
-            ClaudeEvent::ControlResponse {
-                request_id,
-                success,
-                error,
-            } => {
-                self.on_control_response(&request_id, success, error);
-            }
-            ClaudeEvent::ControlRequest {
-                request_id,
-                subtype,
-            } => {
-                // No one can answer a permission prompt here: deny so the turn goes on.
-                tracing::warn!(slot = %self.args.slot, %subtype, "claude asked for permission; denied");
-                self.send(deny_control_response_line(
-                    &request_id,
-                    "claude-pool slots cannot grant permissions interactively",
-                ));
-            }
-            ClaudeEvent::System { .. }
-            | ClaudeEvent::User
-            | ClaudeEvent::ConversationReset
-            | ClaudeEvent::Other { .. } => {}
-        }
-        Ok(())
-    }
-
-    fn on_result(&mut self, r: ResultEvent) {
-        match self.phase {
-            // Only a local command's result (num_turns 0) answers a /clear.
-            Phase::Spawning | Phase::Clearing if r.local_command.is_none() && r.num_turns > 0 => {
-                tracing::warn!(slot = %self.args.slot, "a turn's result arrived while waiting for /clear; ignored");
-            }
-            Phase::Running | Phase::Interrupting if r.local_command.is_some() => {
-                tracing::warn!(slot = %self.args.slot, "a /clear result arrived while a task ran; ignored");
-            }
-            Phase::Spawning | Phase::Clearing => {
-                self.session_total = r.total_cost_usd;
-                if r.session_id.is_some() {
-                    self.session_id = r.session_id;
-                }
-                let input = if self.phase == Phase::Spawning {
-                    Input::Handshaken
-                } else {
-                    Input::ClearDone
-                };
-                if let Some(t) = self.phase_timer.take() {
-                    t.abort();
-                }
-                self.go(input);
-                self.became_idle();
-            }
-            Phase::Running => {
-                let cost = turn_cost(&r, self.session_total);
-                self.session_total = r.total_cost_usd;
-                self.turns += 1;
-                if let Some(mut task) = self.task.take() {
-                    task.cost = cost;
-                    let outcome = if r.is_error {
-                        task.verdict = Some((
-                            TaskStatus::Failed,
-                            format!("claude reported an error: {}", r.error_text()),
-                        ));
-                        None
-                    } else {
-                        Some(r.result.clone().unwrap_or_default())
-                    };
-                    task.late_output = outcome;
-                    if r.session_id.is_some() {
-                        self.session_id = r.session_id.clone();
-                    }
-                    self.finish(task);
-                }
-                if self.turns >= self.args.config.recycle_after_turns {
-                    self.go(Input::TurnEndedRecycle);
-                    self.after_exit = AfterExit::Respawn;
-                    self.begin_termination();
-                } else {
-                    self.go(Input::TurnEnded);
-                    self.send(user_message_line("/clear"));
-                    if self.phase == Phase::Clearing {
-                        self.arm_phase_timer(self.args.config.startup_timeout, Timer::Startup);
-                    }
-                }
-            }
-            Phase::Interrupting => {
-                let cost = turn_cost(&r, self.session_total);
-                self.session_total = r.total_cost_usd;
-                if let Some(task) = self.task.as_mut() {
-                    task.cost = cost;
-                    if !r.is_error && r.subtype == "success" {
-                        // The answer won the race against the interrupt: keep it.
-                        task.verdict = None;
-                        task.late_output = Some(r.result.clone().unwrap_or_default());
-                    }
-                }
-                self.go(Input::TurnEnded);
-                self.begin_termination();
-            }
-            _ => {}
-        }
-    }
-
-    fn on_control_response(&mut self, request_id: &str, success: bool, error: Option<String>) {
-        let Some(request) = self.pending_controls.remove(request_id) else {
-            return; // e.g. the interrupt's answer
-        };
-        if success {
-            match &request {
-                ControlRequest::SetModel(m) => self.current.model = Some(m.clone()),
-                ControlRequest::SetPermissionMode(m) => {
-                    self.current.permission_mode = m.parse().ok();
-                }
-                ControlRequest::Interrupt | ControlRequest::EndSession(_) => {}
-            }
         } else {
-            self.control_error = Some(format!(
-                "claude refused {request:?}: {}",
-                error.unwrap_or_else(|| "no reason given".into())
-            ));
+            // Interrupting or terminating already: the planned exit now retires.
+            self.publish_status();
         }
-        if self.phase != Phase::Configuring || !self.pending_controls.is_empty() {
-            return;
-        }
-        match self.control_error.take() {
-            None => {
-                self.go(Input::ControlsDone);
-                self.start_turn();
-            }
-            Some(err) => {
-                if let Some(mut task) = self.task.take() {
-                    task.verdict = Some((TaskStatus::Failed, err));
-                    self.finish(task);
-                }
-                self.go(Input::ControlRejected);
-                self.became_idle();
-            }
-        }
+        Ok(())
     }
 
     fn on_timer(&mut self, generation: u64, timer: Timer) -> Result<(), ActorProcessingErr> {
         // A deadline belongs to its task (named in it), not to a process: it survives the
-        // respawn a task may wait for.
-        if generation != self.generation && !matches!(timer, Timer::Deadline(_)) {
+        // respawn a task may wait for. So does a removal's grace.
+        if generation != self.generation
+            && !matches!(timer, Timer::Deadline(_) | Timer::RetireGrace)
+        {
             return Ok(());
         }
         match (timer, self.phase) {
@@ -759,7 +573,7 @@ impl SlotState {
                         Some((TaskStatus::Failed, format!("{}: {reason}", self.args.slot)));
                     self.finish(task);
                 }
-                self.after_exit = AfterExit::Fail(reason);
+                self.plan_exit(AfterExit::Fail(reason, FailureKindOrd::StartFailed));
                 self.go(Input::StartupTimedOut);
                 self.begin_termination();
             }
@@ -773,8 +587,19 @@ impl SlotState {
                 } else {
                     format!("timed out after {timeout} before the task could start")
                 };
-                let fail = AfterExit::Fail(format!("task {id} ran past its deadline"));
+                let fail = self.failure(format!("task {id} ran past its deadline"));
                 self.stop_task(&id, TaskStatus::TimedOut, reason, Input::Deadline, fail);
+            }
+            (Timer::RetireGrace, _) => {
+                let Some(id) = self.task.as_ref().map(|t| t.assignment.task.clone()) else {
+                    return Ok(());
+                };
+                let grace = humantime::format_duration(self.args.config.scale_down_grace);
+                let reason = format!(
+                    "cancelled: {} was removed by a scale-down and the task did not finish within its {grace} grace",
+                    self.args.slot
+                );
+                self.stop_task(&id, TaskStatus::Cancelled, reason, Input::Cancel, AfterExit::Retire);
             }
             (Timer::InterruptGrace, Phase::Interrupting) => {
                 self.go(Input::GraceExpired);
@@ -803,7 +628,8 @@ impl SlotState {
         {
             task.verdict = Some((TaskStatus::Failed, reason.clone()));
         }
-        self.after_exit = AfterExit::Fail(reason);
+        let fail = self.failure(reason);
+        self.plan_exit(fail);
         self.go(Input::Broken);
         self.begin_termination();
     }
@@ -858,7 +684,8 @@ impl SlotState {
                     task.verdict = Some((TaskStatus::Failed, format!("{reason} {when}")));
                 }
             }
-            self.after_exit = AfterExit::Fail(reason);
+            let kind = FailureKind::of_exit(self.process_ready, info.signal).into();
+            self.after_exit = AfterExit::Fail(reason, kind);
         }
         self.go(Input::ProcessExited);
         // Drop the handle only now: the task's state is reported after the process is gone.
@@ -872,12 +699,18 @@ impl SlotState {
             }
         }
         match std::mem::replace(&mut self.after_exit, AfterExit::Respawn) {
+            AfterExit::Respawn if self.retiring => Ok(()),
             AfterExit::Respawn => self.on_spawn(),
-            AfterExit::Fail(reason) => {
+            AfterExit::Retire => Ok(()),
+            AfterExit::Fail(reason, kind) => {
                 if let Some(task) = self.task.take() {
                     self.finish(task);
                 }
-                Err(reason.into())
+                Err(SlotFailure {
+                    reason,
+                    kind: kind.into(),
+                }
+                .into())
             }
         }
     }
@@ -899,6 +732,12 @@ impl SlotState {
             self.begin_task();
             return;
         }
+        if self.retiring {
+            if self.go(Input::Retire) {
+                self.begin_termination();
+            }
+            return;
+        }
         let Some(pid) = self.process.as_ref().map(ClaudeProcess::pid) else {
             return;
         };
@@ -907,6 +746,7 @@ impl SlotState {
             actor: self.myself.clone(),
             pid,
             turns: self.turns,
+            worktree: self.worktree.as_ref().map(|w| w.path.clone()),
         });
     }
 
@@ -914,10 +754,18 @@ impl SlotState {
         if let Some(t) = self.deadline_timer.take() {
             t.abort();
         }
+        if let Some(t) = self.retire_timer.take() {
+            t.abort();
+        }
         let (status, output, error) = match task.verdict {
             Some((status, reason)) => (status, None, Some(reason)),
             None => (TaskStatus::Completed, task.late_output, None),
         };
+        let worktree = self.worktree.as_ref().map(|w| WorktreeState {
+            path: w.path.clone(),
+            branch: w.branch.clone(),
+            commit: crate::worktree::head_commit(&w.path),
+        });
         let outcome = TaskOutcome {
             status,
             output,
@@ -926,6 +774,7 @@ impl SlotState {
             session_id: task.started_at.and(self.session_id.clone()),
             model: task.model,
             started_at: task.started_at,
+            worktree,
         };
         self.report_finished(task.assignment.task, outcome);
     }

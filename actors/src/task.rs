@@ -34,8 +34,11 @@ pub enum TaskProgress {
 pub struct Assignment {
     /// The task.
     pub task: TaskId,
-    /// The user message (shared with the scheduler until the task has started).
+    /// The user message as submitted (shared with the scheduler until the task has started).
     pub prompt: std::sync::Arc<str>,
+    /// The shared context table as it was when the task was handed out, written before the
+    /// prompt in the same user message (`None` while the table is empty).
+    pub preamble: Option<std::sync::Arc<str>>,
     /// The settings the task must run with (task overrides over pool defaults).
     pub settings: ProcSettings,
     /// When the task must be over.
@@ -51,6 +54,7 @@ impl fmt::Debug for Assignment {
         f.debug_struct("Assignment")
             .field("task", &self.task)
             .field("prompt_bytes", &self.prompt.len())
+            .field("preamble_bytes", &self.preamble.as_ref().map(|p| p.len()))
             .field("settings", &self.settings)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
@@ -74,6 +78,19 @@ pub struct TaskOutcome {
     pub model: Option<String>,
     /// When the prompt was written to the process.
     pub started_at: Option<Instant>,
+    /// With worktrees: where the task ran and the head it left.
+    pub worktree: Option<WorktreeState>,
+}
+
+/// A slot's git worktree as a task left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeState {
+    /// The worktree's directory.
+    pub path: std::path::PathBuf,
+    /// The branch checked out there.
+    pub branch: String,
+    /// The branch's head commit after the task.
+    pub commit: Option<String>,
 }
 
 impl TaskOutcome {
@@ -87,6 +104,7 @@ impl TaskOutcome {
             session_id: None,
             model: None,
             started_at: None,
+            worktree: None,
         }
     }
 }
@@ -104,6 +122,9 @@ pub struct TaskSpec {
     pub permission_mode: Option<claude_pool_protocol::PermissionMode>,
     /// Effort override.
     pub effort: Option<claude_pool_protocol::Effort>,
+    /// Spend cap of this task in dollars: once what it has spent reaches it, it is stopped
+    /// (what ran is billed) and fails.
+    pub max_budget_usd: Option<f64>,
     /// Where to send progress while it runs.
     pub progress: Option<ProgressSink>,
 }
@@ -138,6 +159,22 @@ impl TaskSpec {
     /// Sets the effort.
     pub fn effort(mut self, effort: claude_pool_protocol::Effort) -> Self {
         self.effort = Some(effort);
+        self
+    }
+
+    /// Caps this task's own spend.
+    pub fn max_budget_usd(mut self, usd: f64) -> Self {
+        self.max_budget_usd = Some(usd);
+        self
+    }
+
+    /// Applies the per-task options of an MCP call.
+    pub fn with_options(mut self, o: &claude_pool_protocol::tools::TaskOptions) -> Self {
+        self.timeout = o.timeout.map(|t| t.0).or(self.timeout);
+        self.model = o.model.clone().or(self.model);
+        self.permission_mode = o.permission_mode.or(self.permission_mode);
+        self.effort = o.effort.or(self.effort);
+        self.max_budget_usd = o.max_budget_usd.map(|u| u.0).or(self.max_budget_usd);
         self
     }
 

@@ -21,6 +21,37 @@ struct Args {
     #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     slots: u16,
 
+    /// Fewest slots pool_scale_down may leave.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    min_slots: u16,
+
+    /// Most slots pool_scale_up may reach.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_slots: u16,
+
+    /// How long a busy slot being removed by a scale-down may finish its task before the
+    /// task is cancelled: seconds or "30s".
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    scale_down_grace: Duration,
+
+    /// Total budget cap in US dollars (e.g. 10.0): once spent, running tasks are stopped and
+    /// new work is refused.
+    #[arg(long, value_parser = parse_usd)]
+    budget_usd: Option<f64>,
+
+    /// Give each slot its own git worktree (on branch claude-pool/<slot>) of the repository
+    /// the server runs in (or --cwd).
+    #[arg(short = 'w', long)]
+    worktree: bool,
+
+    /// Do not offer the built-in skills (code_review, write_tests, refactor, summarize).
+    #[arg(long)]
+    no_builtins: bool,
+
+    /// A directory of skills (`<name>/SKILL.md` or `<name>.md`); may be given more than once.
+    #[arg(long = "skills-dir")]
+    skills_dirs: Vec<PathBuf>,
+
     /// Default model for every task (e.g. sonnet, opus).
     #[arg(long)]
     model: Option<String>,
@@ -41,7 +72,7 @@ struct Args {
     #[arg(long, env = "CLAUDE_POOL_CLAUDE_BIN", default_value = "claude")]
     claude_bin: PathBuf,
 
-    /// Deadline of a task that sets none, counted from submission: "90s", "30m", or milliseconds.
+    /// Deadline of a task that sets none, counted from submission: seconds ("90", "0.5") or "90s", "30m".
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     timeout: Duration,
 
@@ -57,13 +88,19 @@ struct Args {
     #[arg(long)]
     cwd: Option<PathBuf>,
 
-    /// Restarts allowed per slot within --restart-window before the slot is given up.
+    /// Start failures (processes that die before they ever became ready) allowed per slot
+    /// within --restart-window before the slot is given up and only probed.
     #[arg(long, default_value_t = 5)]
     max_restarts: u32,
 
     /// The window --max-restarts is counted in.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     restart_window: Duration,
+
+    /// First delay before a given-up slot (or a pool where no slot can start) is tried
+    /// again; it doubles up to 15 minutes.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    probe_interval: Duration,
 
     /// Log filter (error, warn, info, debug, trace, or tracing directives). The default also
     /// logs every stdin line that is not a JSON-RPC message and was dropped.
@@ -85,6 +122,13 @@ fn parse_effort(s: &str) -> Result<Effort, String> {
 
 fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
     s.parse()
+}
+
+fn parse_usd(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an amount of dollars"))?;
+    claude_pool::protocol::tools::Usd::new(v).map(|u| u.0)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -180,6 +224,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let claude_bin = resolve_program(&args.claude_bin)?;
     let config = PoolConfig {
         slots: usize::from(args.slots),
+        min_slots: usize::from(args.min_slots),
+        max_slots: usize::from(args.max_slots),
+        scale_down_grace: args.scale_down_grace,
+        budget_usd: args.budget_usd,
+        worktree: args.worktree,
+        builtin_skills: !args.no_builtins,
+        skill_dirs: args.skills_dirs,
+        probe: RestartPolicy {
+            backoff_base: args.probe_interval,
+            backoff_max: args.probe_interval.max(Duration::from_secs(900)),
+            ..RestartPolicy::PROBE_DEFAULT
+        },
         claude_bin,
         defaults: ProcSettings {
             model: args.model,
@@ -199,7 +255,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..PoolConfig::default()
     };
     tracing::info!(slots = config.slots, claude = %config.claude_bin.display(), "starting claude-pool");
-    let pool = Pool::start(config).await.context("cannot start the pool")?;
+    let pool = Pool::start(config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let (frontend, serving) = FrontendActor::start(pool.clone(), FrontendTransport::Stdio)
         .await
         .context("cannot start the MCP front-end")?;

@@ -20,10 +20,33 @@ pub struct TaskId(pub String);
 #[serde(transparent)]
 pub struct SlotId(pub String);
 
+/// Identifies one chain (`chain-…`) for its whole life.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct ChainId(pub String);
+
+impl ChainId {
+    /// The prefix every chain id starts with (task ids start with `task-`).
+    pub const PREFIX: &'static str = "chain-";
+}
+
+impl fmt::Display for ChainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl SlotId {
     /// The id of the slot at `index` in the pool.
     pub fn from_index(index: usize) -> Self {
         SlotId(format!("slot-{index}"))
+    }
+
+    /// The index in `slot-<index>`, for ordering (`slot-2` before `slot-10`).
+    pub fn index(&self) -> Option<usize> {
+        self.0.strip_prefix("slot-").and_then(|n| n.parse().ok())
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod cost;
 pub mod ids;
+pub mod pricing;
 pub mod settings;
 pub mod status;
 pub mod stream;
@@ -16,8 +17,8 @@ pub mod timeout;
 pub mod tools;
 
 pub use cost::{TurnCost, turn_cost};
-pub use ids::{SlotId, TaskId};
+pub use ids::{ChainId, SlotId, TaskId};
 pub use settings::{Effort, PermissionMode};
-pub use status::{SlotStatus, TaskStatus};
+pub use status::{ChainStatus, SlotStatus, StepStatus, TaskStatus};
 pub use stream::{ClaudeEvent, ControlRequest, ParseError, ResultEvent, parse_line};
 pub use timeout::Timeout;

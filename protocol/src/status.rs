@@ -63,8 +63,10 @@ pub enum SlotStatus {
     Cancelling,
     /// The slot actor failed; its supervisor restarts it after a backoff.
     Restarting,
-    /// The slot is shutting down.
+    /// The slot is being removed (scale-down) or shut down.
     Stopping,
+    /// The slot's process was stopped for good (after a drain).
+    Stopped,
     /// The slot exceeded its restart limit and is no longer restarted.
     Failed,
 }
@@ -79,12 +81,98 @@ impl SlotStatus {
             SlotStatus::Cancelling => "cancelling",
             SlotStatus::Restarting => "restarting",
             SlotStatus::Stopping => "stopping",
+            SlotStatus::Stopped => "stopped",
             SlotStatus::Failed => "failed",
         }
     }
 }
 
 impl fmt::Display for SlotStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a chain is in its life. `Completed`, `Failed` and `Cancelled` are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainStatus {
+    /// Steps are waiting or running.
+    InProgress,
+    /// Every step completed (or failed with failure_policy skip).
+    Completed,
+    /// A step failed (after its retries) and the chain stopped.
+    Failed,
+    /// Cancelled by a caller, a drain or shutdown.
+    Cancelled,
+}
+
+impl ChainStatus {
+    /// True for the three terminal states.
+    pub fn is_terminal(self) -> bool {
+        self != ChainStatus::InProgress
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainStatus::InProgress => "in_progress",
+            ChainStatus::Completed => "completed",
+            ChainStatus::Failed => "failed",
+            ChainStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for ChainStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one chain step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Waiting for its dependencies.
+    Pending,
+    /// Its task is queued or running.
+    Running,
+    /// Its task completed.
+    Completed,
+    /// It did not complete and stopped the chain.
+    Failed,
+    /// It did not complete; failure_policy skip let the chain go on.
+    Skipped,
+    /// It never ran to the end: the chain was cancelled or stopped by another step.
+    Cancelled,
+}
+
+impl StepStatus {
+    /// True once the step will not change again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, StepStatus::Pending | StepStatus::Running)
+    }
+
+    /// True when later steps may use it (completed, or skipped with an empty output).
+    pub fn is_done(self) -> bool {
+        matches!(self, StepStatus::Completed | StepStatus::Skipped)
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for StepStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -67,6 +67,17 @@ pub struct AssistantEvent {
     pub text: String,
     /// Names of the tools called in this message.
     pub tool_uses: Vec<String>,
+    /// The API message id: one API call may be printed as several events (one per content
+    /// block) that share it.
+    pub message_id: Option<String>,
+    /// The model that answered.
+    pub model: Option<String>,
+    /// The usage the API reported when the message started: input and cache counts are
+    /// final, the output count is only the start-of-stream figure.
+    pub usage: Option<Usage>,
+    /// True for a message the CLI made up itself (model `<synthetic>`, e.g. for an API
+    /// error): no API call was paid for it.
+    pub synthetic: bool,
 }
 
 /// Token counts, as the CLI reports them.
@@ -228,8 +239,16 @@ fn u64_field(obj: &Map<String, Value>, key: &str) -> Option<u64> {
 
 fn parse_assistant(obj: &Map<String, Value>) -> AssistantEvent {
     let mut ev = AssistantEvent::default();
-    let content = obj
-        .get("message")
+    let message = obj.get("message").and_then(Value::as_object);
+    if let Some(m) = message {
+        ev.message_id = string_field(m, "id");
+        ev.model = string_field(m, "model");
+        ev.synthetic = ev.model.as_deref() == Some("<synthetic>");
+        if m.get("usage").is_some_and(Value::is_object) {
+            ev.usage = Some(parse_usage_snake(m.get("usage")));
+        }
+    }
+    let content = message
         .and_then(|m| m.get("content"))
         .and_then(Value::as_array);
     for block in content.into_iter().flatten() {
@@ -431,10 +450,19 @@ mod tests {
                 },
             ),
             (
-                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"he"},{"type":"tool_use","name":"Bash","input":{}},{"type":"text","text":"llo"}]}}"#,
+                r#"{"type":"assistant","message":{"id":"msg_1","model":"claude-sonnet-5-5","content":[{"type":"text","text":"he"},{"type":"tool_use","name":"Bash","input":{}},{"type":"text","text":"llo"}],"usage":{"input_tokens":1000,"output_tokens":1,"cache_read_input_tokens":5}}}"#,
                 ClaudeEvent::Assistant(AssistantEvent {
                     text: "hello".into(),
                     tool_uses: vec!["Bash".into()],
+                    message_id: Some("msg_1".into()),
+                    model: Some("claude-sonnet-5-5".into()),
+                    usage: Some(Usage {
+                        input_tokens: 1000,
+                        output_tokens: 1,
+                        cache_read_input_tokens: 5,
+                        cache_creation_input_tokens: 0,
+                    }),
+                    synthetic: false,
                 }),
             ),
             (

@@ -1,5 +1,7 @@
-//! A task deadline as callers write it: a humantime string (`"90s"`, `"5m"`, `"1h 30m"`) or
-//! a whole number of milliseconds.
+//! A duration as callers write it: a number of seconds (fractions allowed: `2`, `0.5`) or a
+//! humantime string (`"90s"`, `"5m"`, `"1h 30m"`, `"250ms"`). A bare number always means
+//! seconds — in JSON and on the command line — because that is what an MCP client (and the
+//! model writing the call) means by `"timeout": 2`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,32 +11,44 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A positive duration parsed from `"90s"`-style text or integer milliseconds.
+/// A positive duration parsed from `"90s"`-style text or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeout(pub Duration);
 
 impl Timeout {
-    /// Parses humantime text or a bare integer (milliseconds).
+    /// Parses humantime text or a bare number of seconds (`"90"`, `"2.5"`).
     pub fn parse(text: &str) -> Result<Timeout, String> {
         let t = text.trim();
-        let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-            let ms: u64 = t
-                .parse()
-                .map_err(|e| format!("invalid timeout {text:?}: {e}"))?;
-            Duration::from_millis(ms)
-        } else {
-            humantime::parse_duration(t).map_err(|e| {
-                format!(
-                    "invalid timeout {text:?}: {e} (write e.g. \"90s\", \"5m\" or milliseconds)"
-                )
-            })?
-        };
+        let numeric = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if numeric {
+            let secs: f64 = t.parse().map_err(|_| {
+                format!("invalid duration {text:?} (write e.g. 90, 0.5, \"90s\" or \"5m\")")
+            })?;
+            return Timeout::from_secs_f64(secs);
+        }
+        let d = humantime::parse_duration(t).map_err(|e| {
+            format!("invalid duration {text:?}: {e} (write e.g. 90, 0.5, \"90s\" or \"5m\")")
+        })?;
         Timeout::positive(d)
+    }
+
+    /// A duration of `secs` seconds; it must be positive and finite.
+    pub fn from_secs_f64(secs: f64) -> Result<Timeout, String> {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!(
+                "a duration must be a positive number of seconds, not {secs}"
+            ));
+        }
+        // Far beyond any sensible deadline, and safely inside Duration's range.
+        if secs > 1.0e9 {
+            return Err(format!("a duration of {secs} seconds is too long"));
+        }
+        Timeout::positive(Duration::from_secs_f64(secs))
     }
 
     fn positive(d: Duration) -> Result<Timeout, String> {
         if d.is_zero() {
-            Err("timeout must be greater than zero".to_owned())
+            Err("a duration must be greater than zero".to_owned())
         } else {
             Ok(Timeout(d))
         }
@@ -59,22 +73,16 @@ impl<'de> Deserialize<'de> for Timeout {
         impl Visitor<'_> for V {
             type Value = Timeout;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"90s\" or a number of milliseconds")
+                f.write_str("a number of seconds or a duration such as \"90s\"")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timeout, E> {
-                Timeout::positive(Duration::from_millis(v)).map_err(E::custom)
+                Timeout::from_secs_f64(v as f64).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timeout, E> {
-                let ms = u64::try_from(v).map_err(|_| E::custom("timeout must not be negative"))?;
-                self.visit_u64(ms)
+                Timeout::from_secs_f64(v as f64).map_err(E::custom)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timeout, E> {
-                if !v.is_finite() || v < 0.0 {
-                    return Err(E::custom(
-                        "timeout must be a positive number of milliseconds",
-                    ));
-                }
-                Timeout::positive(Duration::from_secs_f64(v / 1000.0)).map_err(E::custom)
+                Timeout::from_secs_f64(v).map_err(E::custom)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Timeout, E> {
                 Timeout::parse(v).map_err(E::custom)
@@ -91,10 +99,10 @@ impl JsonSchema for Timeout {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration such as \"90s\", \"5m\" or \"1h 30m\", or a whole number of milliseconds.",
+            "description": "A number of seconds (fractions allowed, e.g. 90 or 0.5) or a duration string such as \"90s\", \"5m\" or \"1h 30m\".",
             "oneOf": [
-                { "type": "string", "examples": ["90s", "5m"] },
-                { "type": "integer", "minimum": 1 }
+                { "type": "number", "exclusiveMinimum": 0 },
+                { "type": "string", "examples": ["90s", "5m", "250ms"] }
             ]
         })
     }
@@ -105,14 +113,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_humantime_text_and_milliseconds() {
+    fn accepts_humantime_text_and_bare_seconds() {
         let cases: &[(&str, Option<Duration>)] = &[
             ("90s", Some(Duration::from_secs(90))),
             ("5m", Some(Duration::from_secs(300))),
             ("1h 30m", Some(Duration::from_secs(5400))),
             ("250ms", Some(Duration::from_millis(250))),
-            ("1500", Some(Duration::from_millis(1500))),
+            ("90", Some(Duration::from_secs(90))),
+            ("2.5", Some(Duration::from_millis(2500))),
             ("0", None),
+            ("1.2.3", None),
             ("0s", None),
             ("soon", None),
             ("", None),
@@ -130,9 +140,13 @@ mod tests {
     fn deserializes_from_string_or_number() {
         let t: Timeout = serde_json::from_str("\"2m\"").expect("string");
         assert_eq!(t.0, Duration::from_secs(120));
-        let t: Timeout = serde_json::from_str("1200").expect("number");
-        assert_eq!(t.0, Duration::from_millis(1200));
+        let t: Timeout = serde_json::from_str("2").expect("integer");
+        assert_eq!(t.0, Duration::from_secs(2), "a bare number means seconds");
+        let t: Timeout = serde_json::from_str("0.25").expect("fraction");
+        assert_eq!(t.0, Duration::from_millis(250));
         assert!(serde_json::from_str::<Timeout>("-5").is_err());
+        assert!(serde_json::from_str::<Timeout>("0").is_err());
+        assert!(serde_json::from_str::<Timeout>("1e300").is_err());
         assert!(serde_json::from_str::<Timeout>("true").is_err());
     }
 }

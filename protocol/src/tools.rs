@@ -1,188 +1,142 @@
 //! MCP tool parameters and results. Names and fields follow claude-pool-server's documented
-//! interface (`output`, `spend_usd`, `tokens_used {input, output}`, `task_id`, `status`, the
-//! `pool_status` fields), plus what a caller needs to act on a result: `session_id`,
-//! `duration_ms`, `error`.
+//! interface (`output`, `spend_usd`, `tokens_used {input, output}`, `task_id`, `chain_id`,
+//! `final_output`, `total_spend`, `success`, `new_slot_count`, `details`, `deleted`, the
+//! `pool_status` fields), plus what a caller needs to act on a result (`error`,
+//! `session_id`, `duration_ms`, …).
 //!
-//! Every field's doc comment becomes its JSON-schema description.
+//! Every field's doc comment becomes its JSON-schema description. Parameter structs reject
+//! unknown fields, so a misspelt option is an error instead of being silently ignored.
+
+mod admin;
+mod chain;
+mod context;
+mod fanout;
+mod skill;
+mod task;
+
+pub use admin::*;
+pub use chain::*;
+pub use context::*;
+pub use fanout::*;
+pub use skill::*;
+pub use task::*;
+
+use std::fmt;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::ids::{SlotId, TaskId};
-use crate::settings::{Effort, PermissionMode};
-use crate::status::{SlotStatus, TaskStatus};
-use crate::timeout::Timeout;
+/// A positive, finite amount of US dollars (a budget cap).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Usd(pub f64);
 
-/// Parameters of `pool_run` and `pool_submit`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TaskParams {
-    /// The task to execute: one user message to Claude. Any size; it travels on the CLI's
-    /// stdin, never on a command line.
-    pub prompt: String,
-    /// Deadline for the task, counted from submission: "90s", "5m", or milliseconds.
-    /// Defaults to the server's --timeout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Timeout>,
-    /// Model for this task only (e.g. "sonnet", "opus"); defaults to the server's --model.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+impl Usd {
+    /// Checks that `v` is a usable cap: finite and greater than zero.
+    pub fn new(v: f64) -> Result<Usd, String> {
+        if v.is_finite() && v > 0.0 {
+            Ok(Usd(v))
+        } else {
+            Err(format!("a dollar amount must be a positive number, not {v}"))
+        }
+    }
+}
+
+impl fmt::Display for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "${:.4}", self.0)
+    }
+}
+
+impl Serialize for Usd {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        Usd::new(v).map_err(de::Error::custom)
+    }
+}
+
+impl JsonSchema for Usd {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Usd".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "US dollars, greater than zero."
+        })
+    }
+}
+
+/// The per-task options every tool that starts work accepts (`pool_run`, `pool_submit`,
+/// `pool_fan_out` for each prompt, `pool_chain` for each step, `pool_skill_run`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskOptions {
+    /// Deadline, counted from submission.
+    pub timeout: Option<crate::Timeout>,
+    /// Model override.
     pub model: Option<String>,
-    /// Permission mode for this task only; defaults to the server's --permission-mode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permission_mode: Option<PermissionMode>,
-    /// Effort for this task only; defaults to the server's --effort.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effort: Option<Effort>,
+    /// Permission-mode override.
+    pub permission_mode: Option<crate::PermissionMode>,
+    /// Effort override.
+    pub effort: Option<crate::Effort>,
+    /// Spend cap of one task.
+    pub max_budget_usd: Option<Usd>,
 }
 
-/// Parameters naming one task.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TaskRef {
-    /// Task id, as returned by pool_submit or pool_run.
-    pub task_id: TaskId,
-}
+/// Declares a parameter struct with its own fields followed by the [`TaskOptions`] fields,
+/// and a `task_options()` accessor. (`#[serde(flatten)]` cannot be combined with
+/// `deny_unknown_fields`, so the shared fields are spelled out by this macro instead.)
+macro_rules! with_task_options {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+            /// Deadline for each task, counted from its submission: a number of seconds (90,
+            /// 0.5) or a duration string ("90s", "5m"). Defaults to the server's --timeout.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub timeout: Option<$crate::Timeout>,
+            /// Model for these tasks only (e.g. "sonnet", "opus"); defaults to the server's --model.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub model: Option<String>,
+            /// Permission mode for these tasks only; defaults to the server's --permission-mode.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub permission_mode: Option<$crate::PermissionMode>,
+            /// Effort for these tasks only; defaults to the server's --effort.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub effort: Option<$crate::Effort>,
+            /// Spend cap in US dollars for each task: a task whose own spend reaches it is
+            /// stopped (what ran is billed) and fails.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_budget_usd: Option<$crate::tools::Usd>,
+        }
 
-/// Parameters of `pool_result`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResultParams {
-    /// Task id, as returned by pool_submit or pool_run.
-    pub task_id: TaskId,
-    /// Wait up to this long for the task to end before answering ("30s", or milliseconds).
-    /// Without it the current state is returned at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait: Option<Timeout>,
+        impl $name {
+            /// The shared per-task options of these parameters.
+            pub fn task_options(&self) -> $crate::tools::TaskOptions {
+                $crate::tools::TaskOptions {
+                    timeout: self.timeout,
+                    model: self.model.clone(),
+                    permission_mode: self.permission_mode,
+                    effort: self.effort,
+                    max_budget_usd: self.max_budget_usd,
+                }
+            }
+        }
+    };
 }
-
-/// Parameters of `pool_status`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StatusParams {
-    /// Answer only once every slot is idle (warm and free) or given up, waiting up to this long.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait_ready: Option<Timeout>,
-}
-
-/// Tokens a task used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct TokensUsed {
-    /// Input tokens (not counting the prompt cache).
-    pub input: u64,
-    /// Output tokens.
-    pub output: u64,
-    /// Input tokens read from the prompt cache.
-    pub cache_read: u64,
-    /// Input tokens written to the prompt cache.
-    pub cache_write: u64,
-}
-
-/// A task as `pool_run` and `pool_result` report it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct TaskReport {
-    /// The task's id.
-    pub task_id: TaskId,
-    /// pending, running, completed, failed, cancelled or timed_out.
-    pub status: TaskStatus,
-    /// Claude's answer, once completed.
-    pub output: Option<String>,
-    /// Why the task did not complete, for failed, cancelled and timed_out tasks.
-    pub error: Option<String>,
-    /// Dollars this task cost (its own turn only).
-    pub spend_usd: f64,
-    /// Tokens this task used.
-    pub tokens_used: TokensUsed,
-    /// The Claude conversation the task ran in.
-    pub session_id: Option<String>,
-    /// Wall time from start on a slot to the end, in milliseconds.
-    pub duration_ms: Option<u64>,
-    /// Time spent waiting in the queue, in milliseconds.
-    pub queued_ms: Option<u64>,
-    /// The slot that ran it.
-    pub slot_id: Option<SlotId>,
-    /// The model that answered.
-    pub model: Option<String>,
-}
-
-/// What `pool_submit` returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct SubmitReport {
-    /// Id to pass to pool_result and pool_cancel.
-    pub task_id: TaskId,
-    /// Always pending right after submission.
-    pub status: TaskStatus,
-}
-
-/// What `pool_cancel` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CancelReport {
-    /// The task's id.
-    pub task_id: TaskId,
-    /// The task's final status: cancelled, or the terminal state it had already reached.
-    pub status: TaskStatus,
-    /// True when this call cancelled the task.
-    pub cancelled: bool,
-    /// What happened, in words.
-    pub message: String,
-}
-
-/// One slot in `pool_status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct SlotReport {
-    /// The slot's id.
-    pub id: SlotId,
-    /// starting, idle, busy, cancelling, restarting, stopping or failed.
-    pub status: SlotStatus,
-    /// Tasks running on the slot (0 or 1).
-    pub active_tasks: u32,
-    /// The task it is running.
-    pub task_id: Option<TaskId>,
-    /// How many times its supervisor restarted it.
-    pub restarts: u32,
-    /// Pid (and process-group id) of its Claude process.
-    pub pid: Option<u32>,
-    /// Tasks its current process has served.
-    pub turns: u64,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
-}
-
-/// Task counts by status. They always add up to `total`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct TaskCounts {
-    /// Every task the pool has seen.
-    pub total: u64,
-    /// Waiting for a slot.
-    pub pending: u64,
-    /// Running on a slot.
-    pub running: u64,
-    /// Completed.
-    pub completed: u64,
-    /// Failed.
-    pub failed: u64,
-    /// Cancelled.
-    pub cancelled: u64,
-    /// Timed out.
-    pub timed_out: u64,
-}
-
-/// What `pool_status` returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct PoolStatusReport {
-    /// Every slot.
-    pub slots: Vec<SlotReport>,
-    /// Tasks running now.
-    pub active_tasks: u64,
-    /// Tasks waiting for a slot.
-    pub pending_tasks: u64,
-    /// Dollars spent by all tasks so far.
-    pub spend_usd: f64,
-    /// The budget cap, null while none is set.
-    pub budget_usd: Option<f64>,
-    /// Dollars left under the cap, null while none is set.
-    pub budget_remaining: Option<f64>,
-    /// Task counts by status.
-    pub tasks: TaskCounts,
-    /// False once the pool has stopped (shutdown or an unrecoverable failure).
-    pub running: bool,
-}
+pub(crate) use with_task_options;

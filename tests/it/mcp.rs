@@ -35,7 +35,7 @@ fn task_id_of(progress_message: &str) -> String {
 }
 
 #[tokio::test]
-async fn server_reports_its_own_name_and_version_and_the_five_tools() {
+async fn server_reports_its_own_name_and_version_and_every_tool() {
     let server = fake_server(1).await;
     let info = server.client().peer_info().expect("server info");
     let implementation = info.server_info.clone().expect("server_info");
@@ -47,13 +47,35 @@ async fn server_reports_its_own_name_and_version_and_the_five_tools() {
     assert_eq!(
         names,
         [
+            "context_delete",
+            "context_get",
+            "context_list",
+            "context_set",
             "pool_cancel",
+            "pool_chain",
+            "pool_chain_result",
+            "pool_drain",
+            "pool_fan_out",
             "pool_result",
             "pool_run",
+            "pool_scale_down",
+            "pool_scale_up",
+            "pool_set_target_slots",
+            "pool_skill_get",
+            "pool_skill_list",
+            "pool_skill_run",
             "pool_status",
-            "pool_submit"
+            "pool_submit",
+            "pool_submit_chain",
         ]
     );
+    let instructions = info.instructions.clone().unwrap_or_default();
+    for tool in ["pool_run", "pool_submit", "pool_fan_out", "pool_chain", "budget"] {
+        assert!(
+            instructions.contains(tool),
+            "the instructions do not mention {tool}: {instructions}"
+        );
+    }
     server.close().await;
 }
 
@@ -142,12 +164,12 @@ async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
         (
             "pool_result",
             json!({ "task_id": "task-nope" }),
-            "unknown task id",
+            "not found",
         ),
         (
             "pool_cancel",
             json!({ "task_id": "task-nope" }),
-            "unknown task id",
+            "not found",
         ),
         ("pool_run", json!({}), "prompt"),
         (
@@ -158,12 +180,12 @@ async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
         (
             "pool_run",
             json!({ "prompt": "x", "timeout": "soon" }),
-            "invalid timeout",
+            "invalid duration",
         ),
         (
             "pool_run",
             json!({ "prompt": "x", "timeout": -5 }),
-            "negative",
+            "positive number of seconds",
         ),
         (
             "pool_run",
@@ -516,7 +538,7 @@ async fn a_task_past_its_deadline_times_out_and_the_slot_restarts() {
     assert_eq!(s["slots"][0]["restarts"], 1, "{s}");
     assert_eq!(
         server
-            .call_ok("pool_run", json!({ "prompt": "next", "timeout": 30000 }))
+            .call_ok("pool_run", json!({ "prompt": "next", "timeout": 30 }))
             .await["status"],
         "completed"
     );
@@ -885,16 +907,14 @@ async fn a_cli_that_cannot_start_is_given_up_and_queued_tasks_fail_with_its_erro
             .contains("restart limit"),
         "{s}"
     );
-    match server
-        .try_call("pool_submit", json!({ "prompt": "late" }))
-        .await
-    {
-        Err(rmcp::ServiceError::McpError(e)) => {
-            assert_eq!(e.code, rmcp::model::ErrorCode::INTERNAL_ERROR);
-            assert!(e.message.contains("stopped"), "{e:?}");
-        }
-        other => panic!("a stopped pool accepted a task: {other:?}"),
-    }
+    // While no slot can start, new work is refused with the CLI's own error.
+    let late = server.call("pool_submit", json!({ "prompt": "late" })).await;
+    assert_eq!(late.is_error, Some(true), "a halted pool accepted a task: {late:?}");
+    let text = first_text(&late);
+    assert!(
+        text.contains("no slot can start") && text.contains("broken install"),
+        "{text}"
+    );
     server.close().await;
 }
 
@@ -995,7 +1015,7 @@ async fn invalid_flags_exit_nonzero_with_a_clear_message() {
     let cases: [(&[&str], &str); 5] = [
         (&["--slots", "0"], "--slots"),
         (&["--permission-mode", "yolo"], "yolo"),
-        (&["--timeout", "soon"], "invalid timeout"),
+        (&["--timeout", "soon"], "invalid duration"),
         (
             &["--claude-bin", "/nonexistent/claude"],
             "not an executable",

@@ -74,13 +74,17 @@ fn every_test_named_in_the_failure_matrix_exists() {
     ));
     assert!(rows.len() >= 10, "the failure matrix is too short");
     let mut sources = String::new();
-    for dir in ["tests/it", "actors/src", "actors/src/slot", "protocol/src"] {
-        for entry in std::fs::read_dir(workspace_root().join(dir))
-            .unwrap()
-            .flatten()
-        {
-            if entry.path().extension().is_some_and(|e| e == "rs") {
-                sources.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+    let mut dirs: Vec<std::path::PathBuf> = ["tests/it", "actors/src", "protocol/src"]
+        .iter()
+        .map(|d| workspace_root().join(d))
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(path).unwrap());
             }
         }
     }

@@ -63,6 +63,8 @@ pub enum Input {
     ProcessExited,
     /// A replacement process was spawned.
     Respawn,
+    /// The slot is being removed (scale-down) and has no task: stop the process.
+    Retire,
 }
 
 impl Phase {
@@ -86,7 +88,7 @@ impl Phase {
 
 impl Input {
     /// Every input.
-    pub const ALL: [Input; 16] = [
+    pub const ALL: [Input; 17] = [
         Input::Handshaken,
         Input::Assigned,
         Input::AssignedNeedsControl,
@@ -103,6 +105,7 @@ impl Input {
         Input::Broken,
         Input::ProcessExited,
         Input::Respawn,
+        Input::Retire,
     ];
 }
 
@@ -135,6 +138,8 @@ pub fn next(phase: Phase, input: Input) -> Option<Phase> {
         (P::Terminating, I::GraceExpired) => P::Terminating,
 
         (P::Clearing, I::ClearDone) => P::Idle,
+
+        (P::Spawning | P::Idle | P::Clearing, I::Retire) => P::Terminating,
 
         (
             P::Spawning | P::Idle | P::Configuring | P::Running | P::Interrupting | P::Clearing,

@@ -1,0 +1,171 @@
+//! The budget ledger actor: the pool's spend, its cap, and the reservations of running tasks.
+//!
+//! **Place in the tree.** Child of the root supervisor, started first. Not restarted: it
+//! holds the spend, and a fresh one would forget it (fail-stop, like the scheduler).
+//!
+//! **Owns** the [`book::Book`]: every settled task's spend, what running tasks have spent so
+//! far, their reservations, and the cap (`--budget-usd`). The scheduler asks it before
+//! handing a task to a slot ([`LedgerMsg::Reserve`]) and settles every task once it is
+//! terminal; slots report what each running turn has spent so far from the CLI's per-call
+//! usage ([`LedgerMsg::Live`]). When the cap is reached the ledger tells the scheduler,
+//! which interrupts the running turns and refuses new work; a task over its own
+//! `max_budget_usd` is interrupted the same way. The arithmetic and the overshoot bound are
+//! in [`book`].
+
+pub mod book;
+
+use std::fmt;
+
+use claude_pool_protocol::TaskId;
+use claude_pool_protocol::tools::BudgetReport;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::events::{EventBus, PoolEvent};
+use crate::scheduler::SchedulerMsg;
+use book::{Book, Effect, Reservation};
+
+/// Behaviour of the ledger.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LedgerActor;
+
+/// What the ledger starts with.
+#[derive(Debug, Clone)]
+pub struct LedgerArgs {
+    /// The pool's cap, if any.
+    pub cap: Option<f64>,
+    /// Where budget changes are published.
+    pub events: EventBus,
+}
+
+/// Messages the ledger handles.
+pub enum LedgerMsg {
+    /// The scheduler to tell when the cap or a task's own cap is reached.
+    Attach(ActorRef<SchedulerMsg>),
+    /// May this task start now?
+    Reserve {
+        /// The task.
+        task: TaskId,
+        /// Its own cap.
+        max: Option<f64>,
+        /// The answer.
+        reply: RpcReplyPort<Reservation>,
+    },
+    /// A task starts in a pool without a cap: follow its spend (its own cap still applies).
+    Start {
+        /// The task.
+        task: TaskId,
+        /// Its own cap.
+        max: Option<f64>,
+    },
+    /// A running task has spent this much so far (its live figure only grows).
+    Live {
+        /// The task.
+        task: TaskId,
+        /// Dollars so far.
+        usd: f64,
+    },
+    /// A task is terminal and cost this much.
+    Settle {
+        /// The task.
+        task: TaskId,
+        /// Dollars.
+        usd: f64,
+        /// Whether it ran at all (counts towards the mean that sizes reservations).
+        started: bool,
+    },
+    /// A task went back to the queue: forget its reservation.
+    Release(TaskId),
+    /// The budget now.
+    Report(RpcReplyPort<BudgetReport>),
+}
+
+impl fmt::Debug for LedgerMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            LedgerMsg::Attach(_) => "Attach",
+            LedgerMsg::Reserve { .. } => "Reserve",
+            LedgerMsg::Start { .. } => "Start",
+            LedgerMsg::Live { .. } => "Live",
+            LedgerMsg::Settle { .. } => "Settle",
+            LedgerMsg::Release(_) => "Release",
+            LedgerMsg::Report(_) => "Report",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The ledger's state.
+#[derive(Debug)]
+pub struct LedgerState {
+    book: Book,
+    scheduler: Option<ActorRef<SchedulerMsg>>,
+    events: EventBus,
+}
+
+impl Actor for LedgerActor {
+    type Msg = LedgerMsg;
+    type State = LedgerState;
+    type Arguments = LedgerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<LedgerMsg>,
+        args: LedgerArgs,
+    ) -> Result<LedgerState, ActorProcessingErr> {
+        Ok(LedgerState {
+            book: Book::new(args.cap),
+            scheduler: None,
+            events: args.events,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<LedgerMsg>,
+        msg: LedgerMsg,
+        state: &mut LedgerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            LedgerMsg::Attach(scheduler) => state.scheduler = Some(scheduler),
+            LedgerMsg::Reserve { task, max, reply } => {
+                let _ = reply.send(state.book.reserve(&task, max));
+            }
+            LedgerMsg::Start { task, max } => state.book.start(&task, max),
+            LedgerMsg::Live { task, usd } => {
+                let effects = state.book.live(&task, usd);
+                state.apply(effects);
+            }
+            LedgerMsg::Settle { task, usd, started } => {
+                let effects = state.book.settle(&task, usd, started);
+                state.events.publish(PoolEvent::Budget);
+                state.apply(effects);
+            }
+            LedgerMsg::Release(task) => state.book.release(&task),
+            LedgerMsg::Report(reply) => {
+                let _ = reply.send(state.book.report());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LedgerState {
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            let msg = match effect {
+                Effect::Exhausted(reason) => {
+                    tracing::warn!(%reason, "budget exhausted");
+                    self.events.publish(PoolEvent::Budget);
+                    SchedulerMsg::BudgetExhausted { reason }
+                }
+                Effect::TaskOverBudget(task, reason) => {
+                    tracing::info!(%task, %reason, "task over its own budget");
+                    SchedulerMsg::TaskOverBudget { task, reason }
+                }
+            };
+            if let Some(s) = &self.scheduler {
+                let _ = s.cast(msg);
+            }
+        }
+    }
+}

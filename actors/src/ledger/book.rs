@@ -1,0 +1,276 @@
+//! The ledger's arithmetic, pure: reservations at dispatch, live spend while turns run,
+//! settlement at the end. The actor ([`super::LedgerActor`]) feeds it and carries out the
+//! [`Effect`]s.
+//!
+//! **Spend** is the sum of every settled task's own spend (completed, failed, cancelled and
+//! timed-out turns alike). **In flight** is what running tasks have spent so far: the input
+//! side of every API call they already made, priced as the CLI prices it.
+//!
+//! **Reservation.** Before a task is handed to a slot the scheduler asks for a reservation:
+//! `estimate` = the task's own `max_budget_usd`, or else the mean spend of the tasks
+//! settled so far (0 before any). With a pool cap, the task may start when
+//! `spend + Σ max(reserved, live) of running tasks + estimate ≤ cap`, or when nothing runs
+//! and something is left; otherwise it waits in the queue. Once exhausted, it is refused.
+//!
+//! **Cap.** As soon as `spend + in flight ≥ cap` the budget is exhausted for good: running
+//! tasks are interrupted and new work is refused. A running task can only have started the
+//! API call that crossed the line, so the overshoot is at most the calls already in flight —
+//! one per running slot (their output, and the input of the crossing call). A task whose
+//! own live spend reaches its `max_budget_usd` is interrupted the same way.
+
+use std::collections::HashMap;
+
+use claude_pool_protocol::TaskId;
+use claude_pool_protocol::tools::BudgetReport;
+
+/// The answer to a reservation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reservation {
+    /// Start the task.
+    Granted,
+    /// Not now: running tasks hold what is left; try again when one settles.
+    Wait,
+    /// Never: the budget is exhausted. Carries the message naming spend and cap.
+    Refused(String),
+}
+
+/// What the actor must do after a change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// The pool's budget is exhausted: stop running tasks, refuse new work.
+    Exhausted(String),
+    /// This task's own spend reached its `max_budget_usd`: stop it.
+    TaskOverBudget(TaskId, String),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Running {
+    reserved: f64,
+    live: f64,
+    max: Option<f64>,
+    stopped: bool,
+}
+
+/// Spend, reservations and the cap.
+#[derive(Debug, Clone, Default)]
+pub struct Book {
+    cap: Option<f64>,
+    spent: f64,
+    settled_tasks: u64,
+    running: HashMap<TaskId, Running>,
+    exhausted: Option<String>,
+}
+
+impl Book {
+    /// A book with `cap` (none for no cap) and nothing spent.
+    pub fn new(cap: Option<f64>) -> Self {
+        Book {
+            cap,
+            ..Book::default()
+        }
+    }
+
+    fn in_flight(&self) -> f64 {
+        self.running.values().map(|r| r.live).sum()
+    }
+
+    fn committed(&self) -> f64 {
+        self.spent
+            + self
+                .running
+                .values()
+                .map(|r| r.reserved.max(r.live))
+                .sum::<f64>()
+    }
+
+    /// The message that refuses work once the cap is reached.
+    fn exhausted_message(&self, cap: f64) -> String {
+        format!(
+            "the pool's budget is exhausted: ${:.6} spent (with ${:.6} in flight) of the ${cap:.6} cap (--budget-usd)",
+            self.spent,
+            self.in_flight()
+        )
+    }
+
+    /// Asks to start `task`, whose own cap is `max`.
+    pub fn reserve(&mut self, task: &TaskId, max: Option<f64>) -> Reservation {
+        if let Some(why) = &self.exhausted {
+            return Reservation::Refused(why.clone());
+        }
+        let estimate = match max {
+            Some(m) => m,
+            None if self.settled_tasks > 0 => self.spent / self.settled_tasks as f64,
+            None => 0.0,
+        };
+        if let Some(cap) = self.cap {
+            let committed = self.committed();
+            let fits = committed + estimate <= cap;
+            let alone = self.running.is_empty() && self.spent + self.in_flight() < cap;
+            if !fits && !alone {
+                return Reservation::Wait;
+            }
+        }
+        self.running.insert(
+            task.clone(),
+            Running {
+                reserved: estimate,
+                max,
+                ..Running::default()
+            },
+        );
+        Reservation::Granted
+    }
+
+    /// Follows `task` without a reservation (a pool without a cap).
+    pub fn start(&mut self, task: &TaskId, max: Option<f64>) {
+        self.running.insert(
+            task.clone(),
+            Running {
+                max,
+                ..Running::default()
+            },
+        );
+    }
+
+    /// What `task` has spent so far in its running turn.
+    pub fn live(&mut self, task: &TaskId, usd: f64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let Some(r) = self.running.get_mut(task) else {
+            return effects;
+        };
+        r.live = r.live.max(usd);
+        if let Some(max) = r.max
+            && r.live >= max
+            && !r.stopped
+        {
+            r.stopped = true;
+            effects.push(Effect::TaskOverBudget(
+                task.clone(),
+                format!(
+                    "the task reached its max_budget_usd of ${max:.6} (${:.6} spent so far); it was stopped",
+                    r.live
+                ),
+            ));
+        }
+        effects.extend(self.check_cap());
+        effects
+    }
+
+    /// `task` ended having spent `usd` (0 for a task that never ran, which only releases
+    /// its reservation). Call once per task, or once more for a cost reported late.
+    pub fn settle(&mut self, task: &TaskId, usd: f64, started: bool) -> Vec<Effect> {
+        self.running.remove(task);
+        self.spent += usd;
+        if started {
+            self.settled_tasks += 1;
+        }
+        self.check_cap()
+    }
+
+    /// Forgets a reservation of a task that went back to the queue.
+    pub fn release(&mut self, task: &TaskId) {
+        self.running.remove(task);
+    }
+
+    fn check_cap(&mut self) -> Vec<Effect> {
+        let Some(cap) = self.cap else {
+            return Vec::new();
+        };
+        if self.exhausted.is_some() || self.spent + self.in_flight() < cap {
+            return Vec::new();
+        }
+        let why = self.exhausted_message(cap);
+        self.exhausted = Some(why.clone());
+        vec![Effect::Exhausted(why)]
+    }
+
+    /// Why work is refused, once the cap is reached.
+    pub fn exhausted(&self) -> Option<&str> {
+        self.exhausted.as_deref()
+    }
+
+    /// The budget as `pool://budget` shows it.
+    pub fn report(&self) -> BudgetReport {
+        let in_flight = self.in_flight();
+        BudgetReport {
+            budget_usd: self.cap,
+            spend_usd: self.spent,
+            budget_remaining: self.cap.map(|c| (c - self.spent - in_flight).max(0.0)),
+            in_flight_usd: in_flight,
+            reserved_usd: self.running.values().map(|r| r.reserved).sum(),
+            exhausted: self.exhausted.is_some(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> TaskId {
+        TaskId(format!("task-{n}"))
+    }
+
+    #[test]
+    fn without_a_cap_everything_is_granted_and_spend_adds_up() {
+        let mut b = Book::new(None);
+        for n in 0..5 {
+            assert_eq!(b.reserve(&id(n), None), Reservation::Granted);
+        }
+        for n in 0..5 {
+            assert!(b.settle(&id(n), 0.25, true).is_empty());
+        }
+        let r = b.report();
+        assert_eq!(r.spend_usd, 1.25);
+        assert_eq!(r.budget_remaining, None);
+        assert!(!r.exhausted);
+    }
+
+    #[test]
+    fn live_spend_crossing_the_cap_exhausts_the_budget_once() {
+        let mut b = Book::new(Some(1.0));
+        assert_eq!(b.reserve(&id(1), None), Reservation::Granted);
+        assert_eq!(b.reserve(&id(2), None), Reservation::Granted);
+        assert!(b.live(&id(1), 0.4).is_empty());
+        let e = b.live(&id(2), 0.6);
+        assert!(matches!(e.as_slice(), [Effect::Exhausted(_)]), "{e:?}");
+        assert!(b.live(&id(2), 0.7).is_empty(), "reported once");
+        // What the interrupted turns really cost: a little more than what was seen live.
+        b.settle(&id(1), 0.45, true);
+        b.settle(&id(2), 0.65, true);
+        assert!((b.report().spend_usd - 1.10).abs() < 1e-12);
+        assert!(matches!(b.reserve(&id(3), None), Reservation::Refused(m) if m.contains("1.0")));
+    }
+
+    #[test]
+    fn reservations_hold_back_tasks_that_would_not_fit() {
+        let mut b = Book::new(Some(1.0));
+        b.reserve(&id(1), None);
+        b.settle(&id(1), 0.4, true); // mean spend is now 0.4
+        assert_eq!(b.reserve(&id(2), None), Reservation::Granted); // 0.4 + 0.4 <= 1.0
+        assert_eq!(b.reserve(&id(3), None), Reservation::Wait); // 0.4 + 0.4 + 0.4 > 1.0
+        b.settle(&id(2), 0.1, true);
+        // Nothing runs and something is left: a task may try, the cap still bounds it.
+        assert_eq!(b.reserve(&id(3), None), Reservation::Granted);
+    }
+
+    #[test]
+    fn a_task_over_its_own_cap_is_stopped_without_exhausting_the_pool() {
+        let mut b = Book::new(None);
+        b.reserve(&id(1), Some(0.05));
+        assert!(b.live(&id(1), 0.01).is_empty());
+        let e = b.live(&id(1), 0.05);
+        assert!(matches!(e.as_slice(), [Effect::TaskOverBudget(t, _)] if *t == id(1)));
+        assert!(b.live(&id(1), 0.06).is_empty());
+        assert_eq!(b.reserve(&id(2), None), Reservation::Granted);
+    }
+
+    #[test]
+    fn settling_past_the_cap_exhausts_it_too() {
+        let mut b = Book::new(Some(0.5));
+        b.reserve(&id(1), None);
+        let e = b.settle(&id(1), 0.5, true);
+        assert!(matches!(e.as_slice(), [Effect::Exhausted(_)]));
+        assert_eq!(b.report().budget_remaining, Some(0.0));
+    }
+}

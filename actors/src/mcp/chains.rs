@@ -1,0 +1,104 @@
+//! Chain tools: `pool_chain`, `pool_submit_chain`, `pool_chain_result`.
+
+use claude_pool_protocol::ChainStatus;
+use claude_pool_protocol::tools::{ChainParams, ChainResultParams, ChainSubmitReport};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use tokio::sync::mpsc;
+
+use super::tasks::{HEARTBEAT, Progress};
+use super::{Checked, PoolServer, chain_result, fail, structured};
+
+#[tool_router(router = chain_tools, vis = "pub(super)")]
+impl PoolServer {
+    /// Runs a chain and waits for it.
+    #[tool(
+        name = "pool_chain",
+        description = "Run a pipeline of steps and wait for it. Each step is { prompt, name?, failure_policy?: abort|skip|retry, retries?, depends_on? }. A step runs after the one before it, or after the steps in its depends_on (independent steps run in parallel). In a prompt, {previous_output} is the output of the step it follows and {output:NAME} that of step NAME. Returns { status, final_output, steps: [...], total_spend }; progress notifications follow each step. A chain that did not complete is a tool error with the report."
+    )]
+    async fn pool_chain(
+        &self,
+        Parameters(params): Parameters<Checked<ChainParams>>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let mut progress = Progress::new(&context);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sink = progress.wanted().then_some(tx);
+        let id = match self.pool.submit_chain(params, sink).await {
+            Ok(id) => id,
+            Err(e) => return fail(e),
+        };
+        let wait = self.pool.wait_chain(&id);
+        tokio::pin!(wait);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        let report = loop {
+            let message = tokio::select! {
+                report = &mut wait => match report {
+                    Ok(r) => break r,
+                    Err(e) => return fail(e),
+                },
+                Some(line) = rx.recv() => line,
+                _ = heartbeat.tick() => format!("{id} is still running"),
+                () = context.ct.cancelled() => {
+                    let _ = self.pool.cancel_chain(&id).await;
+                    return Err(ErrorData::internal_error(
+                        format!("the request was cancelled; chain {id} was cancelled"),
+                        None,
+                    ));
+                }
+            };
+            progress.say(&context, message).await;
+        };
+        chain_result(&report)
+    }
+
+    /// Starts a chain and returns its id.
+    #[tool(
+        name = "pool_submit_chain",
+        description = "Start a pipeline of steps (as pool_chain) in the background. Returns { chain_id } at once; follow it with pool_chain_result and stop it with pool_cancel."
+    )]
+    async fn pool_submit_chain(
+        &self,
+        Parameters(params): Parameters<Checked<ChainParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let total_steps = params.steps.len();
+        match self.pool.submit_chain(params, None).await {
+            Ok(chain_id) => structured(&ChainSubmitReport {
+                chain_id,
+                status: ChainStatus::InProgress,
+                total_steps,
+            }),
+            Err(e) => fail(e),
+        }
+    }
+
+    /// A chain's progress and results.
+    #[tool(
+        name = "pool_chain_result",
+        description = "A chain's progress and results: { status, completed_steps, total_steps, current_step: { name, status }, steps: [...], final_output, total_spend }. With `wait` (seconds, or \"30s\"), answers as soon as the chain ends (or when the wait runs out)."
+    )]
+    async fn pool_chain_result(
+        &self,
+        Parameters(params): Parameters<Checked<ChainResultParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let report = match params.wait {
+            None => self.pool.chain_result(&params.chain_id).await,
+            Some(wait) => {
+                match tokio::time::timeout(wait.0, self.pool.wait_chain(&params.chain_id)).await {
+                    Ok(report) => report,
+                    Err(_) => self.pool.chain_result(&params.chain_id).await,
+                }
+            }
+        };
+        match report {
+            Ok(r) => structured(&r),
+            Err(e) => fail(e),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Task tools: `pool_run`, `pool_submit`, `pool_result`, `pool_cancel`, `pool_fan_out`.
+
+use std::time::Duration;
+
+use claude_pool_protocol::tools::{
+    CancelParams, FanOutParams, FanOutReport, ResultParams, SubmitReport, TaskOptions, TaskParams,
+};
+use claude_pool_protocol::{ChainId, TaskId, TaskStatus};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ProgressNotificationParam, ProgressToken};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use tokio::sync::mpsc;
+
+use super::{Checked, PoolServer, fail, structured, task_result};
+use crate::task::{TaskProgress, TaskSpec};
+
+/// How often a running call sends a progress notification when nothing else happens, so
+/// a client's tool watchdog sees activity.
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// One line a client can show for a running task's progress.
+fn describe_progress(id: &TaskId, event: TaskProgress) -> String {
+    match event {
+        TaskProgress::Started { slot } => format!("{id} started on {slot}"),
+        TaskProgress::Assistant { text, tool_uses } if tool_uses.is_empty() => {
+            let text: String = text.chars().take(200).collect();
+            format!("{id}: {text}")
+        }
+        TaskProgress::Assistant { tool_uses, .. } => {
+            format!("{id}: calling {}", tool_uses.join(", "))
+        }
+    }
+}
+
+/// A task spec from a prompt and the per-task options, refusing an empty prompt.
+pub(super) fn spec_from(prompt: String, options: &TaskOptions) -> Result<TaskSpec, ErrorData> {
+    if prompt.trim().is_empty() {
+        return Err(ErrorData::invalid_params("prompt must not be empty", None));
+    }
+    Ok(TaskSpec::new(prompt).with_options(options))
+}
+
+/// Sends progress notifications for one call, numbered.
+pub(super) struct Progress {
+    token: Option<ProgressToken>,
+    step: u32,
+}
+
+impl Progress {
+    pub(super) fn new(context: &RequestContext<RoleServer>) -> Self {
+        Progress {
+            token: context.meta.get_progress_token(),
+            step: 0,
+        }
+    }
+
+    pub(super) fn wanted(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// The next numbered notification.
+    pub(super) async fn say(&mut self, context: &RequestContext<RoleServer>, message: String) {
+        self.step += 1;
+        let step = f64::from(self.step);
+        self.send(context, step, None, message).await;
+    }
+
+    /// A notification with explicit progress and total (`k of n`).
+    pub(super) async fn send(
+        &mut self,
+        context: &RequestContext<RoleServer>,
+        progress: f64,
+        total: Option<f64>,
+        message: String,
+    ) {
+        if let Some(token) = &self.token {
+            let mut p = ProgressNotificationParam::new(token.clone(), progress).with_message(message);
+            if let Some(t) = total {
+                p = p.with_total(t);
+            }
+            let _ = context.peer.notify_progress(p).await;
+        }
+    }
+}
+
+impl PoolServer {
+    /// Submits `spec` and waits for it, with progress and heartbeats; a client that cancels
+    /// the request cancels the task.
+    pub(super) async fn run_task(
+        &self,
+        mut spec: TaskSpec,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let mut progress = Progress::new(context);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if progress.wanted() {
+            spec.progress = Some(tx);
+        }
+        let id = match self.pool.submit(spec).await {
+            Ok(id) => id,
+            Err(e) => return fail(e),
+        };
+        let wait = self.pool.wait(&id);
+        tokio::pin!(wait);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        let report = loop {
+            let message = tokio::select! {
+                report = &mut wait => match report {
+                    Ok(r) => break r,
+                    Err(e) => return fail(e),
+                },
+                Some(event) = rx.recv() => describe_progress(&id, event),
+                _ = heartbeat.tick() => format!("{id} is still running"),
+                () = context.ct.cancelled() => {
+                    // The client gave up on the call: do not leave the task running for no one.
+                    let _ = self.pool.cancel(&id).await;
+                    return Err(ErrorData::internal_error(
+                        format!("the request was cancelled; task {id} was cancelled"),
+                        None,
+                    ));
+                }
+            };
+            progress.say(context, message).await;
+        };
+        task_result(&report)
+    }
+}
+
+#[tool_router(router = task_tools, vis = "pub(super)")]
+impl PoolServer {
+    /// Runs a task and waits for it.
+    #[tool(
+        name = "pool_run",
+        description = "Run a task on a warm Claude slot and wait for the answer. Returns output, spend_usd, tokens_used, session_id and duration_ms. Sends progress notifications while it runs. A task that fails, is cancelled or times out comes back as a tool error with the reason."
+    )]
+    async fn pool_run(
+        &self,
+        Parameters(params): Parameters<Checked<TaskParams>>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let options = params.task_options();
+        let spec = spec_from(params.prompt, &options)?;
+        self.run_task(spec, &context).await
+    }
+
+    /// Queues a task and returns its id.
+    #[tool(
+        name = "pool_submit",
+        description = "Submit a task to run in the background. Returns { task_id, status } at once; fetch the outcome with pool_result (use `wait` to long-poll)."
+    )]
+    async fn pool_submit(
+        &self,
+        Parameters(params): Parameters<Checked<TaskParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let options = params.task_options();
+        let spec = spec_from(params.prompt, &options)?;
+        match self.pool.submit(spec).await {
+            Ok(id) => structured(&SubmitReport {
+                task_id: id,
+                status: TaskStatus::Pending,
+            }),
+            Err(e) => fail(e),
+        }
+    }
+
+    /// A task's report.
+    #[tool(
+        name = "pool_result",
+        description = "Get a task's status and, once it ended, its output, spend_usd, tokens_used and error. With `wait` (seconds, or \"30s\"), answers as soon as the task ends (or when the wait runs out)."
+    )]
+    async fn pool_result(
+        &self,
+        Parameters(params): Parameters<Checked<ResultParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let report = match params.wait {
+            None => self.pool.result(&params.task_id).await,
+            Some(wait) => match tokio::time::timeout(wait.0, self.pool.wait(&params.task_id)).await
+            {
+                Ok(report) => report,
+                Err(_) => self.pool.result(&params.task_id).await,
+            },
+        };
+        match report {
+            Ok(r) => structured(&r),
+            Err(e) => fail(e),
+        }
+    }
+
+    /// Cancels a task or a chain.
+    #[tool(
+        name = "pool_cancel",
+        description = "Cancel a pending or running task (task_id), or a chain (chain_id, or a chain- id in task_id). A queued task never starts; a running task's Claude process is stopped. Answers with the final status once it is terminal."
+    )]
+    async fn pool_cancel(
+        &self,
+        Parameters(params): Parameters<Checked<CancelParams>>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let chain = match (params.task_id, params.chain_id) {
+            (Some(_), Some(_)) => {
+                return Err(ErrorData::invalid_params(
+                    "give task_id or chain_id, not both",
+                    None,
+                ));
+            }
+            (None, None) => {
+                return Err(ErrorData::invalid_params(
+                    "missing argument: task_id (or chain_id)",
+                    None,
+                ));
+            }
+            (None, Some(c)) => Some(c),
+            (Some(t), None) if t.starts_with(ChainId::PREFIX) => Some(ChainId(t)),
+            (Some(t), None) => {
+                return match self.pool.cancel(&TaskId(t)).await {
+                    Ok(r) => structured(&r),
+                    Err(e) => fail(e),
+                };
+            }
+        };
+        match chain {
+            Some(c) => match self.pool.cancel_chain(&c).await {
+                Ok(r) => structured(&r),
+                Err(e) => fail(e),
+            },
+            None => Err(ErrorData::invalid_params("missing argument: task_id", None)),
+        }
+    }
+
+    /// Runs many prompts at once.
+    #[tool(
+        name = "pool_fan_out",
+        description = "Run many prompts in parallel over the pool (more prompts than slots wait in the queue) and return when all are done: { results: [...] } with one report per prompt, in prompt order, each with its own status, output, spend_usd, tokens_used and error. One failed prompt never fails the others. Progress notifications say `k of n done`. The per-task options apply to every prompt. At most 1000 prompts."
+    )]
+    async fn pool_fan_out(
+        &self,
+        Parameters(params): Parameters<Checked<FanOutParams>>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let params = params.get()?;
+        let options = params.task_options();
+        let n = params.prompts.len();
+        if n == 0 {
+            return Err(ErrorData::invalid_params(
+                "invalid arguments: prompts: give at least one prompt",
+                None,
+            ));
+        }
+        if n > claude_pool_protocol::tools::MAX_FAN_OUT {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "invalid arguments: prompts: at most {} prompts, not {n}",
+                    claude_pool_protocol::tools::MAX_FAN_OUT
+                ),
+                None,
+            ));
+        }
+        if let Some(i) = params.prompts.iter().position(|p| p.trim().is_empty()) {
+            return Err(ErrorData::invalid_params(
+                format!("invalid arguments: prompts[{i}]: the prompt is empty"),
+                None,
+            ));
+        }
+        let specs: Vec<TaskSpec> = params
+            .prompts
+            .into_iter()
+            .map(|p| TaskSpec::new(p).with_options(&options))
+            .collect();
+        let ids = match self.pool.submit_many(specs).await {
+            Ok(ids) => ids,
+            Err(e) => return fail(e),
+        };
+        let mut progress = Progress::new(&context);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let wait = self.pool.wait_all(&ids, Some(tx));
+        tokio::pin!(wait);
+        let reports = loop {
+            tokio::select! {
+                reports = &mut wait => match reports {
+                    Ok(r) => break r,
+                    Err(e) => return fail(e),
+                },
+                Some((done, total, report)) = rx.recv() => {
+                    let message = format!("{done} of {total} done ({} {})", report.task_id, report.status);
+                    progress.send(&context, done as f64, Some(total as f64), message).await;
+                }
+                () = context.ct.cancelled() => {
+                    for id in &ids {
+                        let _ = self.pool.cancel(id).await;
+                    }
+                    return Err(ErrorData::internal_error(
+                        format!("the request was cancelled; its {n} tasks were cancelled"),
+                        None,
+                    ));
+                }
+            }
+        };
+        let completed = reports
+            .iter()
+            .filter(|r| r.status == TaskStatus::Completed)
+            .count();
+        structured(&FanOutReport {
+            total: reports.len(),
+            completed,
+            failed: reports.len() - completed,
+            total_spend: reports.iter().map(|r| r.spend_usd).sum(),
+            results: reports,
+        })
+    }
+}

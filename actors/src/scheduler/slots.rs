@@ -1,0 +1,540 @@
+//! The scheduler's view of the slots: their status for `pool_status`, handing tasks to idle
+//! ones, and sizing the pool (scale-up and scale-down are decided here and carried out by
+//! the slot supervisor, through the root).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use claude_pool_protocol::tools::{ScaleReport, SlotReport};
+use claude_pool_protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
+use ractor::{ActorRef, RpcReplyPort};
+
+use super::{SchedulerState, TaskState};
+use crate::error::PoolError;
+use crate::events::PoolEvent;
+use crate::ledger::LedgerMsg;
+use crate::ledger::book::Reservation;
+use crate::root::RootMsg;
+use crate::slot::SlotMsg;
+use crate::task::{Assignment, TaskOutcome};
+
+/// How a caller wants the pool resized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleRequest {
+    /// Add this many slots.
+    Up(u32),
+    /// Remove this many slots (idle ones first).
+    Down(u32),
+    /// Have exactly this many.
+    Target(u32),
+}
+
+pub(super) struct SlotEntry {
+    /// Position in `pool_status` (slot-2 before slot-10).
+    pub index: usize,
+    /// What `pool_status` shows; only `Idle` slots get tasks.
+    pub status: SlotStatus,
+    /// The slot's current actor (a restarted slot has a new one); `None` while down.
+    pub actor: Option<ActorRef<SlotMsg>>,
+    /// Its Claude process, for `pool_status` and for tests that check it is gone.
+    pub pid: Option<u32>,
+    /// The task it runs, so a slot failure can end or requeue that task.
+    pub task: Option<TaskId>,
+    /// Tasks its current process has served.
+    pub turns: u64,
+    /// Restarts by its supervisor so far.
+    pub restarts: u32,
+    /// The last failure, kept for `pool_status`.
+    pub last_error: Option<String>,
+    /// Being removed by a scale-down: it gets no more tasks.
+    pub retiring: bool,
+    /// Its worktree, with `--worktree`.
+    pub worktree: Option<PathBuf>,
+}
+
+/// A scale-down waiting for its slots to be gone.
+pub(super) struct PendingScale {
+    pub remaining: HashSet<SlotId>,
+    pub report: ScaleReport,
+    pub reply: RpcReplyPort<Result<ScaleReport, PoolError>>,
+}
+
+impl SchedulerState {
+    pub(super) fn on_slot_added(&mut self, slot: SlotId) {
+        let index = slot.index().unwrap_or(usize::MAX);
+        let old = self.slots.remove(&slot);
+        self.slots.insert(
+            slot.clone(),
+            SlotEntry {
+                index,
+                status: SlotStatus::Starting,
+                actor: None,
+                pid: None,
+                task: None,
+                turns: 0,
+                restarts: old.as_ref().map(|e| e.restarts).unwrap_or(0),
+                last_error: old.as_ref().and_then(|e| e.last_error.clone()),
+                retiring: false,
+                worktree: old.and_then(|e| e.worktree),
+            },
+        );
+        self.events.publish(PoolEvent::Slot {
+            id: slot,
+            status: SlotStatus::Starting,
+        });
+    }
+
+    pub(super) fn on_slot_ready(
+        &mut self,
+        slot: SlotId,
+        actor: ActorRef<SlotMsg>,
+        pid: u32,
+        turns: u64,
+        worktree: Option<PathBuf>,
+    ) {
+        let Some(e) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        e.status = SlotStatus::Idle;
+        e.actor = Some(actor);
+        e.pid = Some(pid);
+        e.turns = turns;
+        if worktree.is_some() {
+            e.worktree = worktree;
+        }
+        let retiring = e.retiring;
+        if !retiring && !self.idle.contains(&slot) {
+            self.idle.push_back(slot.clone());
+        }
+        self.events.publish(PoolEvent::Slot {
+            id: slot,
+            status: SlotStatus::Idle,
+        });
+        self.on_slot_works();
+        self.check_ready();
+    }
+
+    pub(super) fn on_slot_changed(
+        &mut self,
+        slot: SlotId,
+        status: SlotStatus,
+        pid: Option<u32>,
+        turns: u64,
+    ) {
+        if let Some(e) = self.slots.get_mut(&slot) {
+            let changed = e.status != status;
+            e.status = if e.retiring && status == SlotStatus::Idle {
+                SlotStatus::Stopping
+            } else {
+                status
+            };
+            e.pid = pid;
+            e.turns = turns;
+            if changed {
+                self.events.publish(PoolEvent::Slot { id: slot, status });
+            }
+        }
+        self.check_ready();
+    }
+
+    pub(super) fn on_slot_removed(&mut self, slot: SlotId) {
+        self.idle.retain(|s| s != &slot);
+        if let Some(e) = self.slots.remove(&slot)
+            && let Some(task) = e.task
+        {
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::Failed,
+                format!("{slot} was removed while running the task"),
+            );
+            self.finalize(&task, outcome, Some(slot.clone()));
+        }
+        for w in &mut self.scale_waiters {
+            w.remaining.remove(&slot);
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scale_waiters)
+            .into_iter()
+            .partition(|w| w.remaining.is_empty());
+        self.scale_waiters = waiting;
+        for w in done {
+            let _ = w.reply.send(Ok(w.report));
+        }
+        tracing::info!(%slot, "slot removed");
+        self.events.publish(PoolEvent::SlotsChanged);
+        self.check_ready();
+    }
+
+    pub(super) fn on_slot_down(
+        &mut self,
+        slot: SlotId,
+        reason: String,
+        restarts: u32,
+        restarting: bool,
+    ) {
+        self.idle.retain(|s| s != &slot);
+        let Some(e) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        e.status = if restarting {
+            SlotStatus::Restarting
+        } else {
+            SlotStatus::Failed
+        };
+        e.actor = None;
+        e.pid = None;
+        e.restarts = restarts;
+        e.last_error = Some(reason.clone());
+        let status = e.status;
+        if let Some(task) = e.task.take() {
+            let started = self.tasks.get(&task).is_some_and(|r| r.started());
+            if started {
+                let outcome = TaskOutcome::unbilled(
+                    TaskStatus::Failed,
+                    format!("{slot} failed while running the task: {reason}"),
+                );
+                self.finalize(&task, outcome, Some(slot.clone()));
+            } else {
+                // Its prompt never reached Claude: it runs on the next free slot instead.
+                tracing::info!(%task, %slot, "slot went down before the task started; requeued");
+                let _ = self.ledger.cast(LedgerMsg::Release(task.clone()));
+                self.requeue_front(&task);
+            }
+        }
+        self.events.publish(PoolEvent::Slot { id: slot, status });
+        self.check_ready();
+    }
+
+    pub(super) fn on_all_slots_down(&mut self, reason: &str) {
+        let ids: Vec<SlotId> = self.slots.keys().cloned().collect();
+        for slot in ids {
+            let Some(e) = self.slots.get(&slot) else {
+                continue;
+            };
+            if e.retiring {
+                // Its actor is gone with the supervisor: the removal is complete.
+                self.on_slot_removed(slot);
+                continue;
+            }
+            let restarts = e.restarts;
+            self.on_slot_down(slot, reason.to_owned(), restarts, true);
+        }
+    }
+
+    /// Answers `WaitReady` callers once every slot is idle or given up.
+    pub(super) fn check_ready(&mut self) {
+        if self.ready_waiters.is_empty() {
+            return;
+        }
+        let settled = !self.slots.is_empty()
+            && self.slots.values().all(|e| {
+                matches!(
+                    e.status,
+                    SlotStatus::Idle | SlotStatus::Failed | SlotStatus::Stopped
+                ) && !e.retiring
+            });
+        if settled || self.intake.is_stopped() {
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    /// Hands pending tasks to idle slots until one of them runs out, or the ledger asks the
+    /// queue to wait.
+    pub(super) async fn dispatch(&mut self) {
+        while !self.queue.is_empty() && !self.budget_wait {
+            let Some(slot) = self.pop_idle() else { return };
+            let Some(id) = self.queue.pop_front() else {
+                self.idle.push_front(slot);
+                return;
+            };
+            let Some(r) = self.tasks.get(&id) else {
+                self.idle.push_front(slot);
+                continue;
+            };
+            let Some((prompt, progress)) = r.payload.clone() else {
+                self.idle.push_front(slot);
+                continue;
+            };
+            let Some(actor) = self.slots.get(&slot).and_then(|e| e.actor.clone()) else {
+                self.queue.push_front(id);
+                continue;
+            };
+            let max = r.max_budget_usd;
+            if !self.reserve(&id, max).await {
+                self.queue.push_front(id);
+                self.idle.push_front(slot);
+                return;
+            }
+            let Some(r) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            let assignment = Assignment {
+                task: id.clone(),
+                prompt,
+                preamble: self.preamble.borrow().clone(),
+                settings: r.settings.clone(),
+                deadline: r.submitted_at + r.timeout,
+                timeout: r.timeout,
+                progress,
+            };
+            match actor.cast(SlotMsg::Run(assignment)) {
+                Ok(()) => {
+                    r.state = TaskState::Running {
+                        slot: slot.clone(),
+                        started_at: None,
+                    };
+                    if let Some(t) = r.queue_timer.take() {
+                        t.abort();
+                    }
+                    if let Some(e) = self.slots.get_mut(&slot) {
+                        e.task = Some(id.clone());
+                        e.status = SlotStatus::Busy;
+                    }
+                    self.events.publish(PoolEvent::Task {
+                        id,
+                        status: TaskStatus::Running,
+                    });
+                }
+                Err(_) => {
+                    // The slot's actor is gone; its supervisor will report it.
+                    let _ = self.ledger.cast(LedgerMsg::Release(id.clone()));
+                    if let Some(e) = self.slots.get_mut(&slot) {
+                        e.actor = None;
+                    }
+                    self.queue.push_front(id);
+                }
+            }
+        }
+    }
+
+    /// Asks the ledger whether `id` may start. With a pool cap this is a round trip; without
+    /// one the task is only registered, so its live spend is followed.
+    async fn reserve(&mut self, id: &TaskId, max: Option<f64>) -> bool {
+        if self.config.budget_usd.is_none() {
+            let _ = self.ledger.cast(LedgerMsg::Start {
+                task: id.clone(),
+                max,
+            });
+            return true;
+        }
+        let task = id.clone();
+        let answer = self
+            .ledger
+            .call(|reply| LedgerMsg::Reserve { task, max, reply }, None)
+            .await;
+        match answer {
+            Ok(ractor::rpc::CallResult::Success(Reservation::Granted)) => true,
+            Ok(ractor::rpc::CallResult::Success(Reservation::Wait)) => {
+                self.budget_wait = true;
+                false
+            }
+            Ok(ractor::rpc::CallResult::Success(Reservation::Refused(reason))) => {
+                self.on_budget_exhausted(reason);
+                false
+            }
+            _ => {
+                self.on_budget_exhausted("the budget ledger did not answer".into());
+                false
+            }
+        }
+    }
+
+    fn pop_idle(&mut self) -> Option<SlotId> {
+        while let Some(slot) = self.idle.pop_front() {
+            let usable = self.slots.get(&slot).is_some_and(|e| {
+                e.status == SlotStatus::Idle && e.actor.is_some() && e.task.is_none() && !e.retiring
+            });
+            if usable {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    pub(super) fn slot_reports(&self) -> Vec<SlotReport> {
+        let mut slots: Vec<(&SlotId, &SlotEntry)> = self.slots.iter().collect();
+        slots.sort_by_key(|(_, e)| e.index);
+        slots
+            .into_iter()
+            .map(|(id, e)| SlotReport {
+                id: id.clone(),
+                status: e.status,
+                active_tasks: u32::from(e.task.is_some()),
+                task_id: e.task.clone(),
+                restarts: e.restarts,
+                pid: e.pid,
+                turns: e.turns,
+                last_error: e.last_error.clone(),
+                worktree: e.worktree.as_ref().map(|p| p.display().to_string()),
+            })
+            .collect()
+    }
+
+    /// Slots the pool is sized to: those not being removed.
+    pub(super) fn target_slots(&self) -> usize {
+        self.slots.values().filter(|e| !e.retiring).count()
+    }
+
+    pub(super) fn slot_ids(&self) -> Vec<SlotId> {
+        let mut ids: Vec<(usize, SlotId)> = self
+            .slots
+            .iter()
+            .filter(|(_, e)| !e.retiring)
+            .map(|(id, e)| (e.index, id.clone()))
+            .collect();
+        ids.sort();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    pub(super) fn on_scale(
+        &mut self,
+        request: ScaleRequest,
+        reply: RpcReplyPort<Result<ScaleReport, PoolError>>,
+    ) {
+        match self.plan_scale(request) {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok((report, removing)) if removing.is_empty() => {
+                let _ = reply.send(Ok(report));
+            }
+            Ok((report, removing)) => self.scale_waiters.push(PendingScale {
+                remaining: removing,
+                report,
+                reply,
+            }),
+        }
+    }
+
+    /// Checks bounds (changing nothing when out of them), then adds slots or starts
+    /// removing them. Returns the report and the slots whose removal must complete first.
+    fn plan_scale(
+        &mut self,
+        request: ScaleRequest,
+    ) -> Result<(ScaleReport, HashSet<SlotId>), PoolError> {
+        if let Some(refusal) = self.intake.scaling_refusal() {
+            return Err(refusal);
+        }
+        let current = self.target_slots();
+        let (min, max) = (self.config.min_slots, self.config.max_slots);
+        let (would, asked) = match request {
+            ScaleRequest::Up(0) | ScaleRequest::Down(0) => {
+                return Err(PoolError::InvalidArgument(
+                    "count must be at least 1".into(),
+                ));
+            }
+            ScaleRequest::Up(n) => (current as i64 + i64::from(n), format!("scale up by {n}")),
+            ScaleRequest::Down(n) => (current as i64 - i64::from(n), format!("scale down by {n}")),
+            ScaleRequest::Target(t) => (i64::from(t), format!("set the target to {t}")),
+        };
+        if would > max as i64 {
+            return Err(PoolError::InvalidArgument(format!(
+                "cannot {asked}: the pool would have {would} slots, above --max-slots {max} (it has {current})"
+            )));
+        }
+        if would < min as i64 {
+            return Err(PoolError::InvalidArgument(format!(
+                "cannot {asked}: the pool would have {would} slots, below --min-slots {min} (it has {current})"
+            )));
+        }
+        let target = usize::try_from(would).unwrap_or(0);
+        let as_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let target_field = matches!(request, ScaleRequest::Target(_)).then_some(as_u32(target));
+        if target > current {
+            let added: Vec<SlotId> = (0..target - current)
+                .map(|_| {
+                    let id = SlotId::from_index(self.next_slot_index);
+                    self.next_slot_index += 1;
+                    id
+                })
+                .collect();
+            for slot in &added {
+                self.on_slot_added(slot.clone());
+            }
+            let _ = self.root.cast(RootMsg::AddSlots(added.clone()));
+            self.events.publish(PoolEvent::SlotsChanged);
+            let report = ScaleReport {
+                success: true,
+                new_slot_count: as_u32(target),
+                details: format!("Scaled up by {} slots", added.len()),
+                target: target_field,
+                slots: added,
+            };
+            return Ok((report, HashSet::new()));
+        }
+        if target == current {
+            let report = ScaleReport {
+                success: true,
+                new_slot_count: as_u32(current),
+                details: format!("The pool already has {current} slots"),
+                target: target_field,
+                slots: Vec::new(),
+            };
+            return Ok((report, HashSet::new()));
+        }
+        let victims = self.choose_victims(current - target);
+        let busy: Vec<String> = victims
+            .iter()
+            .filter(|s| self.slots.get(*s).is_some_and(|e| e.task.is_some()))
+            .map(|s| s.0.clone())
+            .collect();
+        for slot in &victims {
+            if let Some(e) = self.slots.get_mut(slot) {
+                e.retiring = true;
+                e.status = SlotStatus::Stopping;
+            }
+            self.idle.retain(|s| s != slot);
+        }
+        let grace = self.config.scale_down_grace;
+        let _ = self.root.cast(RootMsg::RetireSlots {
+            slots: victims.clone(),
+            grace,
+        });
+        let mut details = format!("Scaled down by {} slots", victims.len());
+        if !busy.is_empty() {
+            details.push_str(&format!(
+                " ({} {} busy: given up to {} to finish, then cancelled)",
+                busy.join(", "),
+                if busy.len() == 1 { "was" } else { "were" },
+                humantime::format_duration(grace)
+            ));
+        }
+        let report = ScaleReport {
+            success: true,
+            new_slot_count: as_u32(target),
+            details,
+            target: target_field,
+            slots: victims.clone(),
+        };
+        Ok((report, victims.into_iter().collect()))
+    }
+
+    /// Which slots a scale-down removes: idle ones first, then slots without a task
+    /// (starting, restarting, given up), then busy ones; the newest first within each.
+    fn choose_victims(&self, n: usize) -> Vec<SlotId> {
+        let mut candidates: Vec<(u8, std::cmp::Reverse<usize>, SlotId)> = self
+            .slots
+            .iter()
+            .filter(|(_, e)| !e.retiring)
+            .map(|(id, e)| {
+                let class = match (e.status, &e.task) {
+                    (SlotStatus::Idle, None) => 0,
+                    (_, None) => 1,
+                    (_, Some(_)) => 2,
+                };
+                (class, std::cmp::Reverse(e.index), id.clone())
+            })
+            .collect();
+        candidates.sort();
+        candidates.into_iter().take(n).map(|(_, _, id)| id).collect()
+    }
+
+    /// A slot became ready: a pool halted because no slot could start works again.
+    fn on_slot_works(&mut self) {
+        if self.intake.is_halted() {
+            tracing::info!("a slot started again: the pool accepts work again");
+            self.intake = super::Intake::Open;
+            let _ = self.root.cast(RootMsg::PoolRecovered);
+        }
+    }
+}

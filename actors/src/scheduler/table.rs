@@ -1,0 +1,138 @@
+//! The scheduler's task table: one record per task, its state, and its report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskReport, TokensUsed};
+use claude_pool_protocol::{SlotId, TaskStatus};
+use ractor::{MessagingErr, RpcReplyPort};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::SchedulerMsg;
+use crate::config::ProcSettings;
+use crate::task::{ProgressSink, TaskOutcome};
+
+/// Where a task is.
+pub(super) enum TaskState {
+    Pending,
+    Running {
+        slot: SlotId,
+        started_at: Option<Instant>,
+    },
+    Done {
+        outcome: TaskOutcome,
+        slot: Option<SlotId>,
+        finished_at: Instant,
+    },
+}
+
+pub(super) struct TaskRecord {
+    /// Start of the deadline and of `queued_ms`.
+    pub submitted_at: Instant,
+    /// The deadline, counted from submission.
+    pub timeout: Duration,
+    /// Pool defaults with the task's overrides applied, handed to the slot.
+    pub settings: ProcSettings,
+    /// The task's own spend cap.
+    pub max_budget_usd: Option<f64>,
+    /// The prompt and progress sink, held until a slot has started the task, so a task
+    /// whose slot goes down before it started can run elsewhere.
+    pub payload: Option<(Arc<str>, Option<ProgressSink>)>,
+    /// Pending, running on a slot, or done with its outcome.
+    pub state: TaskState,
+    /// Times the task was retried because its process died before its turn began.
+    pub retries: u32,
+    /// `Wait` callers, answered when the task ends.
+    pub waiters: Vec<RpcReplyPort<Option<TaskReport>>>,
+    /// `Cancel` callers, answered when the task ends (a cancel completes only then).
+    pub cancel_waiters: Vec<RpcReplyPort<Option<CancelReport>>>,
+    /// Fires the deadline while the task is queued; aborted once a slot has it.
+    pub queue_timer: Option<JoinHandle<Result<(), MessagingErr<SchedulerMsg>>>>,
+    /// Set once a stop (cancel, budget) was sent to its slot, so it is sent once.
+    pub stopping: bool,
+}
+
+impl TaskRecord {
+    pub fn status(&self) -> TaskStatus {
+        match &self.state {
+            TaskState::Pending => TaskStatus::Pending,
+            TaskState::Running { .. } => TaskStatus::Running,
+            TaskState::Done { outcome, .. } => outcome.status,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, TaskState::Running { .. })
+    }
+
+    /// Whether the task's prompt may have reached Claude.
+    pub fn started(&self) -> bool {
+        self.payload.is_none()
+            || matches!(
+                self.state,
+                TaskState::Running {
+                    started_at: Some(_),
+                    ..
+                }
+            )
+    }
+
+    pub fn report(&self, id: &claude_pool_protocol::TaskId) -> TaskReport {
+        let now = Instant::now();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (slot, started, finished, outcome) = match &self.state {
+            TaskState::Pending => (None, None, None, None),
+            TaskState::Running { slot, started_at } => {
+                (Some(slot.clone()), *started_at, None, None)
+            }
+            TaskState::Done {
+                outcome,
+                slot,
+                finished_at,
+            } => (
+                slot.clone(),
+                outcome.started_at,
+                Some(*finished_at),
+                Some(outcome),
+            ),
+        };
+        let queued_until = started.or(finished).unwrap_or(now);
+        let usage = outcome.map(|o| o.cost.usage).unwrap_or_default();
+        let worktree = outcome.and_then(|o| o.worktree.as_ref());
+        TaskReport {
+            task_id: id.clone(),
+            status: self.status(),
+            output: outcome.and_then(|o| o.output.clone()),
+            error: outcome.and_then(|o| o.error.clone()),
+            spend_usd: outcome.map(|o| o.cost.usd).unwrap_or(0.0),
+            tokens_used: TokensUsed {
+                input: usage.input_tokens,
+                output: usage.output_tokens,
+                cache_read: usage.cache_read_input_tokens,
+                cache_write: usage.cache_creation_input_tokens,
+            },
+            session_id: outcome.and_then(|o| o.session_id.clone()),
+            duration_ms: started.map(|s| ms(finished.unwrap_or(now).saturating_duration_since(s))),
+            queued_ms: Some(ms(queued_until.saturating_duration_since(self.submitted_at))),
+            slot_id: slot,
+            model: outcome.and_then(|o| o.model.clone()),
+            worktree: worktree.map(|w| w.path.display().to_string()),
+            branch: worktree.map(|w| w.branch.clone()),
+            commit: worktree.and_then(|w| w.commit.clone()),
+        }
+    }
+}
+
+/// Adds one task of `status` to `counts`.
+pub(super) fn count(counts: &mut TaskCounts, status: TaskStatus) {
+    counts.total += 1;
+    match status {
+        TaskStatus::Pending => counts.pending += 1,
+        TaskStatus::Running => counts.running += 1,
+        TaskStatus::Completed => counts.completed += 1,
+        TaskStatus::Failed => counts.failed += 1,
+        TaskStatus::Cancelled => counts.cancelled += 1,
+        TaskStatus::TimedOut => counts.timed_out += 1,
+    }
+}

@@ -1,0 +1,194 @@
+//! Pool administration: `pool_status`, `pool_scale_up`, `pool_scale_down`,
+//! `pool_set_target_slots`, `pool_drain`, and the budget as `pool://budget` shows it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SlotId, TaskId};
+use crate::status::SlotStatus;
+use crate::timeout::Timeout;
+
+/// Parameters of `pool_status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusParams {
+    /// Answer only once every slot is idle (warm and free) or given up, waiting up to this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ready: Option<Timeout>,
+}
+
+/// One slot in `pool_status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SlotReport {
+    /// The slot's id.
+    pub id: SlotId,
+    /// starting, idle, busy, cancelling, restarting, stopping, stopped or failed.
+    pub status: SlotStatus,
+    /// Tasks running on the slot (0 or 1).
+    pub active_tasks: u32,
+    /// The task it is running.
+    pub task_id: Option<TaskId>,
+    /// How many times its supervisor restarted it.
+    pub restarts: u32,
+    /// Pid (and process-group id) of its Claude process.
+    pub pid: Option<u32>,
+    /// Tasks its current process has served.
+    pub turns: u64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// With --worktree: the slot's git worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+}
+
+/// Task counts by status. They always add up to `total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskCounts {
+    /// Every task the pool has seen.
+    pub total: u64,
+    /// Waiting for a slot.
+    pub pending: u64,
+    /// Running on a slot.
+    pub running: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+    /// Timed out.
+    pub timed_out: u64,
+}
+
+/// What `pool_status` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PoolStatusReport {
+    /// Every slot.
+    pub slots: Vec<SlotReport>,
+    /// Tasks running now.
+    pub active_tasks: u64,
+    /// Tasks waiting for a slot.
+    pub pending_tasks: u64,
+    /// Dollars spent by all tasks so far.
+    pub spend_usd: f64,
+    /// The budget cap, null while none is set.
+    pub budget_usd: Option<f64>,
+    /// Dollars left under the cap, null while none is set.
+    pub budget_remaining: Option<f64>,
+    /// Task counts by status.
+    pub tasks: TaskCounts,
+    /// False once the pool has stopped (shutdown, drain, or slots that cannot be kept alive
+    /// — then `refusing` says why).
+    pub running: bool,
+    /// Why new work is refused right now (drained, shut down, budget exhausted, halted), or
+    /// null while the pool accepts work.
+    pub refusing: Option<String>,
+    /// Slots the pool is sized to (slots being removed are not counted).
+    pub target_slots: u32,
+    /// --min-slots: the floor of pool_scale_down.
+    pub min_slots: u32,
+    /// --max-slots: the ceiling of pool_scale_up.
+    pub max_slots: u32,
+    /// Chains by status.
+    pub chains: ChainCounts,
+}
+
+/// Chain counts by status. They add up to `total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChainCounts {
+    /// Every chain the pool has seen.
+    pub total: u64,
+    /// Waiting to start or running.
+    pub in_progress: u64,
+    /// Every step completed or was skipped.
+    pub completed: u64,
+    /// A step failed and the chain stopped.
+    pub failed: u64,
+    /// Cancelled by a caller, a drain or shutdown.
+    pub cancelled: u64,
+}
+
+/// Parameters of `pool_scale_up` and `pool_scale_down`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleParams {
+    /// Number of slots to add or remove (a whole number, at least 1).
+    pub count: u32,
+}
+
+/// Parameters of `pool_set_target_slots`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetParams {
+    /// The number of slots the pool should have (within --min-slots and --max-slots).
+    pub target: u32,
+}
+
+/// What the scaling tools return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScaleReport {
+    /// True when the pool now has the asked-for size.
+    pub success: bool,
+    /// Slots after the change.
+    pub new_slot_count: u32,
+    /// What happened, in words (e.g. "Scaled up by 2 slots").
+    pub details: String,
+    /// The target asked for (pool_set_target_slots only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
+    /// Slots added or removed.
+    pub slots: Vec<SlotId>,
+}
+
+/// Parameters of `pool_drain`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainParams {
+    /// How long running tasks may take to finish (seconds, or "5m"); they are cancelled after
+    /// it. Without it, running tasks finish within their own deadlines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Timeout>,
+}
+
+/// What `pool_drain` returns: every task the pool has run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DrainReport {
+    /// Every task the pool has seen.
+    pub total_tasks: u64,
+    /// Completed tasks.
+    pub completed: u64,
+    /// Tasks that failed or timed out.
+    pub errors: u64,
+    /// Cancelled tasks (pending ones cancelled by the drain included).
+    pub cancelled: u64,
+    /// Of `errors`, the failed ones.
+    pub failed: u64,
+    /// Of `errors`, the timed-out ones.
+    pub timed_out: u64,
+    /// Dollars spent by every task.
+    pub total_spend: f64,
+    /// Tasks still running when the drain's timeout ran out, which it then cancelled.
+    pub cancelled_running: u64,
+    /// Chains the drain cancelled.
+    pub cancelled_chains: u64,
+}
+
+/// The budget as `pool://budget` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BudgetReport {
+    /// The cap (--budget-usd), null when none is set.
+    pub budget_usd: Option<f64>,
+    /// Dollars spent: every finished task's own spend, failed, cancelled and timed-out ones
+    /// included.
+    pub spend_usd: f64,
+    /// Dollars left under the cap after spend and what running tasks have spent so far; null
+    /// without a cap.
+    pub budget_remaining: Option<f64>,
+    /// What running tasks have spent so far (input of every API call already made), not yet
+    /// in `spend_usd`.
+    pub in_flight_usd: f64,
+    /// Dollars reserved for running tasks at dispatch.
+    pub reserved_usd: f64,
+    /// True once the cap is reached: new work is refused.
+    pub exhausted: bool,
+}

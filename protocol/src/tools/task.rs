@@ -1,0 +1,118 @@
+//! Running one task: `pool_run`, `pool_submit`, `pool_result`, `pool_cancel`, and the task
+//! report they answer with.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChainId, SlotId, TaskId};
+use crate::status::TaskStatus;
+use crate::timeout::Timeout;
+
+use super::with_task_options;
+
+with_task_options! {
+    /// Parameters of `pool_run` and `pool_submit`.
+    pub struct TaskParams {
+        /// The task to execute: one user message to Claude. Any size; it travels on the CLI's
+        /// stdin, never on a command line.
+        pub prompt: String,
+    }
+}
+
+/// Parameters of `pool_cancel`: a task id or a chain id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    /// Task id (from pool_submit, pool_run or pool_fan_out), or a chain id
+    /// (`chain-…`, from pool_submit_chain) — a chain id here cancels the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Chain id, as returned by pool_submit_chain: cancels the chain's running steps and the
+    /// rest of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<ChainId>,
+}
+
+/// Parameters of `pool_result`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultParams {
+    /// Task id, as returned by pool_submit or pool_run.
+    pub task_id: TaskId,
+    /// Wait up to this long for the task to end before answering (seconds, or "30s").
+    /// Without it the current state is returned at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Timeout>,
+}
+
+/// Tokens a task used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokensUsed {
+    /// Input tokens (not counting the prompt cache).
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
+}
+
+/// A task as `pool_run` and `pool_result` report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskReport {
+    /// The task's id.
+    pub task_id: TaskId,
+    /// pending, running, completed, failed, cancelled or timed_out.
+    pub status: TaskStatus,
+    /// Claude's answer, once completed.
+    pub output: Option<String>,
+    /// Why the task did not complete, for failed, cancelled and timed_out tasks.
+    pub error: Option<String>,
+    /// Dollars this task cost (its own turn only).
+    pub spend_usd: f64,
+    /// Tokens this task used.
+    pub tokens_used: TokensUsed,
+    /// The Claude conversation the task ran in.
+    pub session_id: Option<String>,
+    /// Wall time from start on a slot to the end, in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// Time spent waiting in the queue, in milliseconds.
+    pub queued_ms: Option<u64>,
+    /// The slot that ran it.
+    pub slot_id: Option<SlotId>,
+    /// The model that answered.
+    pub model: Option<String>,
+    /// With --worktree: the git worktree the task ran in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+    /// With --worktree: the branch checked out in that worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// With --worktree: the branch's head commit when the task ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+/// What `pool_submit` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubmitReport {
+    /// Id to pass to pool_result and pool_cancel.
+    pub task_id: TaskId,
+    /// Always pending right after submission.
+    pub status: TaskStatus,
+}
+
+/// What `pool_cancel` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CancelReport {
+    /// The task's id.
+    pub task_id: TaskId,
+    /// The task's final status: cancelled, or the terminal state it had already reached.
+    pub status: TaskStatus,
+    /// True when this call cancelled the task.
+    pub cancelled: bool,
+    /// What happened, in words.
+    pub message: String,
+}
+
