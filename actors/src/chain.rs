@@ -138,6 +138,7 @@ impl Actor for ChainActor {
         msg: ChainMsg,
         state: &mut ChainState,
     ) -> Result<(), ActorProcessingErr> {
+        tracing::debug!(chain = %state.args.id, ?msg, "chain message");
         match msg {
             ChainMsg::Start => {}
             ChainMsg::StepFinished { step, task, report } => {
@@ -158,9 +159,19 @@ impl Actor for ChainActor {
             .args
             .supervisor
             .cast(ChainSupervisorMsg::Update(report));
+        tracing::debug!(chain = %state.args.id, done, "chain handled");
         if done {
             myself.stop(None);
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ChainMsg>,
+        state: &mut ChainState,
+    ) -> Result<(), ActorProcessingErr> {
+        tracing::debug!(chain = %state.args.id, "chain actor stopped");
         Ok(())
     }
 }

@@ -250,16 +250,18 @@ impl Actor for ChainSupervisorActor {
         if let Some(e) = state.chains.get_mut(&id) {
             e.actor = None;
         }
+        // A chain actor stops by itself once its chain is terminal, right after sending its
+        // final report — which may arrive after this event. Only a failure needs action.
         let open = state
             .chains
             .get(&id)
             .is_some_and(|e| !e.report.status.is_terminal());
-        if open && !state.stopping {
-            let why = match err {
-                Some(_) => format!("the chain's actor failed: {reason}"),
-                None => format!("the chain's actor stopped: {reason}"),
-            };
-            tracing::error!(chain = %id, %why, "chain actor gone");
+        if let Some(err) = err
+            && open
+            && !state.stopping
+        {
+            let why = format!("the chain's actor failed: {err}");
+            tracing::error!(chain = %id, %why, %reason, "chain actor failed");
             state.cancel_tasks_of(&id);
             state.end(&id, ChainStatus::Failed, why);
         }

@@ -8,8 +8,11 @@
 //! - `real_cli`: the pinned real Claude CLI against the Rust mock of the Messages API.
 #![allow(clippy::unwrap_used)]
 
+mod chains;
 mod chaos;
+mod context;
 mod embedding;
+mod fanout;
 mod mcp;
 mod real_cli;
 mod tree_doc;

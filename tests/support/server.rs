@@ -64,10 +64,20 @@ impl ServerOptions {
     }
 }
 
-/// The MCP client side: forwards progress notifications to the test.
+/// The MCP client side: forwards progress and resource notifications to the test.
 #[derive(Debug, Clone)]
 pub struct TestClient {
     progress: mpsc::UnboundedSender<ProgressNotificationParam>,
+    resources: mpsc::UnboundedSender<ResourceNote>,
+}
+
+/// A resource notification the server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceNote {
+    /// `notifications/resources/updated` for this URI.
+    Updated(String),
+    /// `notifications/resources/list_changed`.
+    ListChanged,
 }
 
 impl ClientHandler for TestClient {
@@ -78,6 +88,18 @@ impl ClientHandler for TestClient {
     ) {
         let _ = self.progress.send(params);
     }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.resources.send(ResourceNote::Updated(params.uri));
+    }
+
+    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        let _ = self.resources.send(ResourceNote::ListChanged);
+    }
 }
 
 /// A running server and a connected client.
@@ -87,6 +109,7 @@ pub struct Server {
     pub pid: u32,
     client: Option<RunningService<RoleClient, TestClient>>,
     progress: tokio::sync::Mutex<mpsc::UnboundedReceiver<ProgressNotificationParam>>,
+    resources: tokio::sync::Mutex<mpsc::UnboundedReceiver<ResourceNote>>,
     stdout_problems: Arc<Mutex<Vec<String>>>,
     /// Where the server's stderr (its log) goes.
     pub stderr_path: PathBuf,
@@ -166,10 +189,15 @@ impl Server {
         });
 
         let (tx, rx) = mpsc::unbounded_channel();
+        let (res_tx, res_rx) = mpsc::unbounded_channel();
         let client = within(
             Duration::from_secs(30),
             "the MCP handshake with claude-pool-server",
-            TestClient { progress: tx }.serve((client_in, stdin)),
+            TestClient {
+                progress: tx,
+                resources: res_tx,
+            }
+            .serve((client_in, stdin)),
         )
         .await
         .expect("MCP initialize");
@@ -178,6 +206,7 @@ impl Server {
             pid,
             client: Some(client),
             progress: tokio::sync::Mutex::new(rx),
+            resources: tokio::sync::Mutex::new(res_rx),
             stdout_problems: problems,
             stderr_path,
             fake_log,
@@ -287,6 +316,34 @@ impl Server {
         .await
     }
 
+    /// Waits for the next resource notification matching `pred`.
+    pub async fn resource_note_until(
+        &self,
+        what: &str,
+        pred: impl Fn(&ResourceNote) -> bool,
+    ) -> ResourceNote {
+        let mut rx = self.resources.lock().await;
+        within(Duration::from_secs(30), what, async {
+            loop {
+                let n = rx.recv().await.expect("resource channel open");
+                if pred(&n) {
+                    return n;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every resource notification received so far (drains them).
+    pub async fn drain_resource_notes(&self) -> Vec<ResourceNote> {
+        let mut rx = self.resources.lock().await;
+        let mut out = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            out.push(n);
+        }
+        out
+    }
+
     /// Every progress message received for `token` so far (drains them).
     pub async fn drain_progress(&self, token: &ProgressToken) -> Vec<String> {
         let mut rx = self.progress.lock().await;
@@ -335,6 +392,76 @@ impl Server {
     /// The fake CLI's events so far.
     pub fn fake_events(&self) -> Vec<Value> {
         crate::read_fake_log(&self.fake_log)
+    }
+
+    /// Turns (user prompts other than `/clear`) the fake CLI began, across all processes.
+    pub fn turns_started(&self) -> usize {
+        self.fake_events()
+            .iter()
+            .filter(|e| e["event"] == "turn_start")
+            .count()
+    }
+
+    /// Claude processes the server started so far.
+    pub fn processes_started(&self) -> usize {
+        self.fake_events()
+            .iter()
+            .filter(|e| e["event"] == "start")
+            .count()
+    }
+
+    /// The most turns that ran at the same moment, from the fake's own log.
+    pub fn max_concurrent_turns(&self) -> i32 {
+        let mut edges: Vec<(u64, i32)> = Vec::new();
+        for e in self.fake_events() {
+            match e["event"].as_str() {
+                Some("turn_start") => edges.push((e["mono_ns"].as_u64().unwrap_or(0), 1)),
+                Some("turn_end") => edges.push((e["mono_ns"].as_u64().unwrap_or(0), -1)),
+                _ => {}
+            }
+        }
+        // An end and a start at the same instant do not overlap.
+        edges.sort();
+        let (mut now, mut max) = (0, 0);
+        for (_, d) in edges {
+            now += d;
+            max = max.max(now);
+        }
+        max
+    }
+
+    /// Subscribes to a resource (`resources/subscribe`, the model Claude Code speaks).
+    #[allow(deprecated)]
+    pub async fn subscribe(&self, uri: &str) -> Result<(), rmcp::ServiceError> {
+        self.client()
+            .subscribe(rmcp::model::SubscribeRequestParams::new(uri))
+            .await
+    }
+
+    /// Reads a resource and parses its JSON text.
+    pub async fn read_resource(&self, uri: &str) -> Result<Value, rmcp::ServiceError> {
+        let r = self
+            .client()
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(uri))
+            .await?;
+        let text = match r.contents.first() {
+            Some(rmcp::model::ResourceContents::TextResourceContents { text, .. }) => text.clone(),
+            other => panic!("{uri}: expected one text content, got {other:?}"),
+        };
+        Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{uri} is not JSON: {e}")))
+    }
+
+    /// Polls nothing: waits on pool_result's long-poll until the task is terminal.
+    pub async fn wait_task(&self, task_id: &str) -> Value {
+        let r = self
+            .call("pool_result", json!({ "task_id": task_id, "wait": 60 }))
+            .await;
+        let v = content(&r);
+        assert!(
+            !matches!(v["status"].as_str(), Some("pending" | "running")),
+            "task {task_id} did not end within 60 s: {v}"
+        );
+        v
     }
 
     /// The scratch directory of this server.

@@ -38,7 +38,13 @@ impl PoolServer {
         let report = loop {
             let message = tokio::select! {
                 report = &mut wait => match report {
-                    Ok(r) => break r,
+                    Ok(r) => {
+                        // The last steps' progress may still be queued.
+                        while let Ok(line) = rx.try_recv() {
+                            progress.say(&context, line).await;
+                        }
+                        break r;
+                    }
                     Err(e) => return fail(e),
                 },
                 Some(line) = rx.recv() => line,

@@ -113,9 +113,11 @@ fn parse(uri: &str) -> Result<Target, ErrorData> {
 fn json<T: serde::Serialize>(uri: &str, value: &T) -> Result<ReadResourceResult, ErrorData> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    // The pool changes all the time: a client must not serve a read from its cache.
     Ok(ReadResourceResult::new(vec![
         ResourceContents::text(text, uri).with_mime_type(JSON),
-    ]))
+    ])
+    .with_ttl_ms(0))
 }
 
 /// Reads `uri`; an unknown URI, or an id nothing has, is a resource-not-found error.

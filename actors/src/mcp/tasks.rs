@@ -279,16 +279,23 @@ impl PoolServer {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let wait = self.pool.wait_all(&ids, Some(tx));
         tokio::pin!(wait);
+        let say = async |progress: &mut Progress, (done, total, report): (usize, usize, claude_pool_protocol::tools::TaskReport)| {
+            let message = format!("{done} of {total} done ({} {})", report.task_id, report.status);
+            progress.send(&context, done as f64, Some(total as f64), message).await;
+        };
         let reports = loop {
             tokio::select! {
                 reports = &mut wait => match reports {
-                    Ok(r) => break r,
+                    Ok(r) => {
+                        // The last items' progress may still be queued.
+                        while let Ok(item) = rx.try_recv() {
+                            say(&mut progress, item).await;
+                        }
+                        break r;
+                    }
                     Err(e) => return fail(e),
                 },
-                Some((done, total, report)) = rx.recv() => {
-                    let message = format!("{done} of {total} done ({} {})", report.task_id, report.status);
-                    progress.send(&context, done as f64, Some(total as f64), message).await;
-                }
+                Some(item) = rx.recv() => say(&mut progress, item).await,
                 () = context.ct.cancelled() => {
                     for id in &ids {
                         let _ = self.pool.cancel(id).await;

@@ -81,7 +81,7 @@
 //!   prompt, and the next prompt is merged into that user message (likewise into a trailing
 //!   tool_result after max turns). So the first turn answers `messages=2 users=1`, the second
 //!   `messages=4 users=2`. Overrides `MOCK_TEXT`, is overridden by `MOCK_TOOL` and `--json-schema`
-//!   and by the three fake-only reply directives below. (After a turn that ended on a tool call,
+//!   and by the five fake-only reply directives below. (After a turn that ended on a tool call,
 //!   the real mock answers "MOCK: tool said: .." instead; the fake does not model that.)
 //! - `MOCK_FAIL_FIRST:<n>:<key>`: the first `n` turns carrying `key` (counted across processes in
 //!   the state dir) fail like `MOCK_STATUS:500`.
@@ -97,12 +97,15 @@
 //!   behave like `MOCK_SLEEP:<sec>` (interruptible).
 //! - `MOCK_ECHO_STATS`: reply `len=<prompt bytes> fnv=<FNV-1a 64 of the prompt, 16 hex digits>`.
 //! - `MOCK_HISTORY`: reply `history=<user prompts in this conversation, this one included>`.
+//! - `MOCK_SHELL:<cmd>`: run `sh -c <cmd>` (rest of the line) in the working directory and
+//!   reply `shell rc=<exit code> out=<its stdout, trimmed>`; unlike `MOCK_TOOL`, it really runs.
+//! - `MOCK_ECHO_PROMPT`: reply `prompt=<<the whole user message>>`.
 //! - `MOCK_SHOW_CONFIG`: reply `model=<model> permission_mode=<mode> effort=<..|none>
 //!   append_system_prompt=<..|none> system_prompt=<..|none>`.
 //! - `MOCK_STREAM:<n>:<ms>`: print `n` assistant events with text `chunk 1` .. `chunk <n>`
 //!   (numbered from 1), waiting `<ms>` after each (interruptible), then answer as usual.
 //!
-//! The three reply directives above override `MOCK_TEXT` and combine (joined by a space, in
+//! The five reply directives above override `MOCK_TEXT` and combine (joined by a space, in
 //! that order). Directives combine where it makes sense (e.g. `MOCK_USAGE` with `MOCK_SLEEP`).
 //! Default reply: `MOCK: <first 40 chars of the prompt>`.
 //!

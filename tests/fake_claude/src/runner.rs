@@ -270,8 +270,8 @@ impl Runner {
         r
     }
 
-    /// Reply text forced by MOCK_ECHO_STATS / MOCK_HISTORY / MOCK_SHOW_CONFIG (joined by a
-    /// space when several are present).
+    /// Reply text forced by MOCK_ECHO_STATS / MOCK_HISTORY / MOCK_SHELL / MOCK_ECHO_PROMPT /
+    /// MOCK_SHOW_CONFIG (joined by a space when several are present).
     fn stats_text(&self, prompt: &str) -> Option<String> {
         let mut parts = Vec::new();
         if d::flag(prompt, "MOCK_ECHO_STATS") {
@@ -283,6 +283,24 @@ impl Runner {
         }
         if d::flag(prompt, "MOCK_HISTORY") {
             parts.push(format!("history={}", self.st.user_prompts()));
+        }
+        if let Some(cmd) = d::line(prompt, "MOCK_SHELL") {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .stdin(Stdio::null())
+                .output();
+            parts.push(match out {
+                Ok(o) => format!(
+                    "shell rc={} out={}",
+                    o.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&o.stdout).trim()
+                ),
+                Err(e) => format!("shell error={e}"),
+            });
+        }
+        if d::flag(prompt, "MOCK_ECHO_PROMPT") {
+            parts.push(format!("prompt=<<{prompt}>>"));
         }
         if d::flag(prompt, "MOCK_SHOW_CONFIG") {
             let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
