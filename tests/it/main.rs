@@ -8,11 +8,14 @@
 //! - `real_cli`: the pinned real Claude CLI against the Rust mock of the Messages API.
 #![allow(clippy::unwrap_used)]
 
+mod budget;
 mod chains;
 mod chaos;
 mod context;
+mod drain;
 mod embedding;
 mod fanout;
 mod mcp;
 mod real_cli;
+mod scaling;
 mod tree_doc;

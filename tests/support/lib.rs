@@ -127,6 +127,19 @@ pub async fn within<T>(
     }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock the fake CLI stamps its log with.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer it is given.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// FNV-1a 64, as the fake CLI's `MOCK_ECHO_STATS` computes it.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -412,11 +412,30 @@ impl Server {
 
     /// The most turns that ran at the same moment, from the fake's own log.
     pub fn max_concurrent_turns(&self) -> i32 {
+        self.max_concurrent_turns_since(0)
+    }
+
+    /// The most turns that ran at the same moment among turns that began after `since`
+    /// (CLOCK_MONOTONIC nanoseconds, see [`crate::mono_ns`]).
+    pub fn max_concurrent_turns_since(&self, since: u64) -> i32 {
         let mut edges: Vec<(u64, i32)> = Vec::new();
+        let mut open: std::collections::HashMap<u64, bool> = Default::default();
         for e in self.fake_events() {
+            let t = e["mono_ns"].as_u64().unwrap_or(0);
+            let pid = e["pid"].as_u64().unwrap_or(0);
             match e["event"].as_str() {
-                Some("turn_start") => edges.push((e["mono_ns"].as_u64().unwrap_or(0), 1)),
-                Some("turn_end") => edges.push((e["mono_ns"].as_u64().unwrap_or(0), -1)),
+                Some("turn_start") => {
+                    let counted = t >= since;
+                    open.insert(pid, counted);
+                    if counted {
+                        edges.push((t, 1));
+                    }
+                }
+                Some("turn_end") => {
+                    if open.remove(&pid) == Some(true) {
+                        edges.push((t, -1));
+                    }
+                }
                 _ => {}
             }
         }

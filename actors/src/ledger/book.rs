@@ -85,10 +85,16 @@ impl Book {
 
     /// The message that refuses work once the cap is reached.
     fn exhausted_message(&self, cap: f64) -> String {
+        let in_flight = self.in_flight();
+        let flight = if in_flight > 0.0 {
+            format!(" (and {} in flight)", usd(in_flight))
+        } else {
+            String::new()
+        };
         format!(
-            "the pool's budget is exhausted: ${:.6} spent (with ${:.6} in flight) of the ${cap:.6} cap (--budget-usd)",
-            self.spent,
-            self.in_flight()
+            "the pool's budget is exhausted: {} spent{flight} of the {} cap (--budget-usd)",
+            usd(self.spent),
+            usd(cap)
         )
     }
 
@@ -152,7 +158,9 @@ impl Book {
                 ),
             ));
         }
-        effects.extend(self.check_cap());
+        if self.exhausted.is_none() {
+            effects.extend(self.check_cap());
+        }
         effects
     }
 
@@ -176,7 +184,16 @@ impl Book {
         let Some(cap) = self.cap else {
             return Vec::new();
         };
-        if self.exhausted.is_some() || self.spent + self.in_flight() < cap {
+        if self.exhausted.is_some() {
+            // Keep the refusal's figures current as the stopped turns settle.
+            let why = self.exhausted_message(cap);
+            if self.exhausted.as_deref() != Some(why.as_str()) {
+                self.exhausted = Some(why.clone());
+                return vec![Effect::Exhausted(why)];
+            }
+            return Vec::new();
+        }
+        if self.spent + self.in_flight() < cap {
             return Vec::new();
         }
         let why = self.exhausted_message(cap);
@@ -201,6 +218,17 @@ impl Book {
             exhausted: self.exhausted.is_some(),
         }
     }
+}
+
+/// Dollars for messages: up to six decimals, trailing zeros dropped (`$0.012`, `$10.00`).
+pub fn usd(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0');
+    let s = match s.split_once('.') {
+        Some((int, frac)) if frac.len() < 2 => format!("{int}.{frac:0<2}"),
+        _ => s.to_owned(),
+    };
+    format!("${s}")
 }
 
 #[cfg(test)]
@@ -234,12 +262,15 @@ mod tests {
         assert!(b.live(&id(1), 0.4).is_empty());
         let e = b.live(&id(2), 0.6);
         assert!(matches!(e.as_slice(), [Effect::Exhausted(_)]), "{e:?}");
-        assert!(b.live(&id(2), 0.7).is_empty(), "reported once");
+        assert!(b.live(&id(2), 0.7).is_empty(), "reported once while it runs");
         // What the interrupted turns really cost: a little more than what was seen live.
         b.settle(&id(1), 0.45, true);
         b.settle(&id(2), 0.65, true);
         assert!((b.report().spend_usd - 1.10).abs() < 1e-12);
-        assert!(matches!(b.reserve(&id(3), None), Reservation::Refused(m) if m.contains("1.0")));
+        assert!(matches!(
+            b.reserve(&id(3), None),
+            Reservation::Refused(m) if m.contains("$1.10 spent of the $1.00 cap")
+        ));
     }
 
     #[test]
@@ -263,6 +294,14 @@ mod tests {
         assert!(matches!(e.as_slice(), [Effect::TaskOverBudget(t, _)] if *t == id(1)));
         assert!(b.live(&id(1), 0.06).is_empty());
         assert_eq!(b.reserve(&id(2), None), Reservation::Granted);
+    }
+
+    #[test]
+    fn dollars_read_well() {
+        assert_eq!(usd(0.012), "$0.012");
+        assert_eq!(usd(0.02), "$0.02");
+        assert_eq!(usd(10.0), "$10.00");
+        assert_eq!(usd(0.0000123), "$0.000012");
     }
 
     #[test]

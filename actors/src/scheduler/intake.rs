@@ -191,7 +191,10 @@ impl SchedulerState {
     /// The budget is exhausted: no task starts any more, running ones are stopped (what
     /// they ran is billed), and new work is refused with the ledger's message.
     pub(super) fn on_budget_exhausted(&mut self, reason: String) {
-        if matches!(self.intake, Intake::Open | Intake::Halted(_)) {
+        if matches!(
+            self.intake,
+            Intake::Open | Intake::Halted(_) | Intake::BudgetExhausted(_)
+        ) {
             self.intake = Intake::BudgetExhausted(reason.clone());
         }
         for id in self.open_tasks(false) {
