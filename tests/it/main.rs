@@ -17,5 +17,7 @@ mod embedding;
 mod fanout;
 mod mcp;
 mod real_cli;
+mod resources;
 mod scaling;
+mod skills;
 mod tree_doc;
