@@ -21,3 +21,4 @@ mod resources;
 mod scaling;
 mod skills;
 mod tree_doc;
+mod worktrees;
