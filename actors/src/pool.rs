@@ -426,6 +426,11 @@ impl Pool {
         self.health.borrow().clone()
     }
 
+    /// The pool's health as it changes (running, halted and probed, stopped).
+    pub fn health_changes(&self) -> watch::Receiver<PoolHealth> {
+        self.health.clone()
+    }
+
     /// Stops the pool in order: chains and open tasks end as cancelled, every slot's
     /// process group is stopped and reaped, then the actors stop. Idempotent.
     pub async fn shutdown(&self) {

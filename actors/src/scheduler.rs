@@ -624,8 +624,8 @@ impl SchedulerState {
         let Some(r) = self.tasks.get_mut(id) else {
             return;
         };
-        if r.status().is_terminal() || r.payload.is_none() {
-            return;
+        if r.status().is_terminal() || r.payload.is_none() || matches!(r.state, TaskState::Pending) {
+            return; // ended, started, or already queued
         }
         r.state = TaskState::Pending;
         let remaining = (r.submitted_at + r.timeout).saturating_duration_since(Instant::now());

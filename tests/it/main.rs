@@ -20,5 +20,6 @@ mod real_cli;
 mod resources;
 mod scaling;
 mod skills;
+mod supervision;
 mod tree_doc;
 mod worktrees;

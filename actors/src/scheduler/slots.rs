@@ -247,7 +247,7 @@ impl SchedulerState {
                 self.idle.push_front(slot);
                 return;
             };
-            let Some(r) = self.tasks.get(&id) else {
+            let Some(r) = self.tasks.get(&id).filter(|r| matches!(r.state, TaskState::Pending)) else {
                 self.idle.push_front(slot);
                 continue;
             };
