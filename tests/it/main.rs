@@ -22,4 +22,5 @@ mod scaling;
 mod skills;
 mod supervision;
 mod tree_doc;
+mod validation;
 mod worktrees;
