@@ -17,6 +17,7 @@ mod embedding;
 mod fanout;
 mod mcp;
 mod real_cli;
+mod real_toolkit;
 mod resources;
 mod scaling;
 mod skills;

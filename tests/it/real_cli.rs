@@ -11,10 +11,10 @@ use serde_json::json;
 
 const GONE: Duration = Duration::from_secs(15);
 
-struct RealPool {
-    server: Server,
-    mock: MockServer,
-    _scratch: Scratch,
+pub(crate) struct RealPool {
+    pub(crate) server: Server,
+    pub(crate) mock: MockServer,
+    pub(crate) _scratch: Scratch,
 }
 
 impl RealPool {
@@ -38,7 +38,7 @@ impl RealPool {
     }
 }
 
-async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
+pub(crate) async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
     let claude = real_claude_bin()?;
     let mock = MockServer::start().expect("mock API");
     let scratch = Scratch::new("real-cli");

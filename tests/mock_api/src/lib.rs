@@ -45,6 +45,7 @@
 //! | `MOCK_FAIL_FIRST:<n>:<key>` | the first `n` requests carrying `key` get HTTP 500 |
 //! | `MOCK_REPLY_MODEL:<id>` | put this id in the reply's `model` field |
 //! | `MOCK_JSON:<json>` | the StructuredOutput object (with `--json-schema`) |
+//! | `MOCK_CALLS:[{"name":..,"input":{..}},..]` | call these tools one per answer (counting tool results so far), then answer `MOCK: tool results: <every result, whole, joined by " \| ">` — the real CLI as a scripted MCP client |
 //! | `MOCK_COUNT` | reply `messages=<messages in the request> users=<user messages with a non-system-reminder text block>` (proves `/clear` starts a fresh conversation) |
 //!
 //! # Example

@@ -297,6 +297,9 @@ pub(crate) enum Plan {
 /// Decide the reply (tool result echo, StructuredOutput, MOCK_TOOL, MOCK_COUNT, MOCK_TEXT, echo).
 pub(crate) fn plan_reply(body: &Value) -> Plan {
     let msgs = messages(body);
+    if let Some(plan) = scripted_calls(msgs) {
+        return plan;
+    }
     let text = last_user_text(msgs);
     if let Some((_, result)) = tool_result_of_last(msgs) {
         let flat: String = result.trim().replace('\n', " ").chars().take(40).collect();
@@ -350,6 +353,48 @@ pub(crate) fn plan_reply(body: &Value) -> Plan {
         "MOCK: {}",
         text.trim().chars().take(40).collect::<String>()
     ))
+}
+
+/// Every `tool_result` text in the conversation, in order.
+fn tool_results(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| role(m) == Some("user"))
+        .filter_map(|m| m.get("content").and_then(Value::as_array))
+        .flatten()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        .map(|b| match b.get("content") {
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|x| x.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        })
+        .collect()
+}
+
+/// `MOCK_CALLS:[{"name": .., "input": {..}}, ..]` in the first user text carrying a
+/// directive: the model calls those tools one after the other (one per answer, counting the
+/// tool results already in the conversation), then answers `MOCK: tool results: ` followed
+/// by every tool result, whole, joined by ` | `. This makes the real CLI a scripted client of
+/// MCP tools (e.g. `mcp__pool__pool_run`).
+fn scripted_calls(msgs: &[Value]) -> Option<Plan> {
+    let first = first_user_text(msgs);
+    let raw = directive(&first, "MOCK_CALLS")?;
+    let calls: Vec<Value> = serde_json::from_str(&raw).ok()?;
+    let results = tool_results(msgs);
+    match calls.get(results.len()) {
+        Some(call) => Some(Plan::Tool {
+            name: call.get("name")?.as_str()?.to_owned(),
+            input: call.get("input").cloned().unwrap_or_else(|| json!({})),
+        }),
+        None => Some(Plan::Text(format!(
+            "MOCK: tool results: {}",
+            results.join(" | ")
+        ))),
+    }
 }
 
 /// A random lowercase hex id of `digits` hex digits (at most 32).
