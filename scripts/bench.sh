@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Latency and memory measurements (benches/latency.rs) on release builds, each beside its
-# baseline. BENCH_ITERS sets the sample count (default 40).
+# Latency, memory and throughput measurements (benches/latency.rs, benches/toolkit.rs) on
+# release builds, each beside its baseline. BENCH_ITERS sets the sample count (default 40).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CLAUDE_POOL_REAL_CLI="${CLAUDE_POOL_REAL_CLI:-$(scripts/install-claude.sh)}"
 cargo build --release --workspace --bins
 cargo bench --bench latency
+cargo bench --bench toolkit
