@@ -178,6 +178,46 @@ fn main() {
             (ms(median(&five)) - 5.0 * ms(median(&lone))) / 5.0
         );
         server.close().await;
+        // The same inside the library, without the MCP round trip: what the chain actor
+        // itself adds to a task.
+        let scratch = Scratch::new("bench-embedded");
+        let pool = claude_pool::Pool::builder()
+            .slots(2)
+            .claude_bin(fake_claude_bin())
+            .env("HOME", scratch.path())
+            .env("FAKE_CLAUDE_TURN_MS", "0")
+            .build()
+            .await
+            .unwrap();
+        pool.wait_ready().await.unwrap();
+        let step = || claude_pool_protocol::tools::ChainStepParams {
+            prompt: "step".into(),
+            ..Default::default()
+        };
+        let mut lib_run = Vec::new();
+        let mut lib_chain = Vec::new();
+        for i in 0..iters + 3 {
+            let t = Instant::now();
+            pool.run(claude_pool::TaskSpec::new("step")).await.unwrap();
+            let a = t.elapsed();
+            let t = Instant::now();
+            let params = claude_pool_protocol::tools::ChainParams {
+                steps: vec![step()],
+                ..Default::default()
+            };
+            pool.run_chain(params, None).await.unwrap();
+            if i >= 3 {
+                lib_run.push(a);
+                lib_chain.push(t.elapsed());
+            }
+        }
+        pool.shutdown().await;
+        println!("  baseline: Pool::run (library)               median {:>8.3} ms", ms(median(&lib_run)));
+        println!(
+            "  Pool::run_chain, 1 step (library)           median {:>8.3} ms  => {:+.3} ms for the chain actor",
+            ms(median(&lib_chain)),
+            ms(median(&lib_chain)) - ms(median(&lib_run))
+        );
         println!();
 
         println!("4. budget reservation and shared context per pool_run (fake CLI, 1 slot)");

@@ -145,33 +145,58 @@ fn structured_error<T: Serialize>(message: String, value: &T) -> Result<CallTool
     Ok(result)
 }
 
-/// A finished task as a tool result: success when completed, a tool error otherwise, with
-/// the reason first so it reads well.
-fn task_result(report: &TaskReport) -> Result<CallToolResult, ErrorData> {
-    if report.status == TaskStatus::Completed {
+/// Something that ran, as a tool result: success when it completed, a tool error otherwise,
+/// with the reason first so it reads well and the report as structured content.
+fn finished<T: Serialize>(
+    what: std::fmt::Arguments<'_>,
+    completed: bool,
+    error: Option<&str>,
+    report: &T,
+) -> Result<CallToolResult, ErrorData> {
+    if completed {
         return structured(report);
     }
-    let message = format!(
-        "task {} {}: {}",
-        report.task_id,
-        report.status,
-        report.error.as_deref().unwrap_or("no reason recorded")
-    );
+    let message = format!("{what}: {}", error.unwrap_or("no reason recorded"));
     structured_error(message, report)
 }
 
-/// A finished chain as a tool result, like [`task_result`].
+/// A finished task as a tool result.
+fn task_result(report: &TaskReport) -> Result<CallToolResult, ErrorData> {
+    finished(
+        format_args!("task {} {}", report.task_id, report.status),
+        report.status == TaskStatus::Completed,
+        report.error.as_deref(),
+        report,
+    )
+}
+
+/// A finished chain as a tool result.
 fn chain_result(report: &ChainReport) -> Result<CallToolResult, ErrorData> {
-    if report.status == claude_pool_protocol::ChainStatus::Completed {
-        return structured(report);
+    finished(
+        format_args!("chain {} {}", report.chain_id, report.status),
+        report.status == claude_pool_protocol::ChainStatus::Completed,
+        report.error.as_deref(),
+        report,
+    )
+}
+
+/// Answers with `wait`'s result if it comes within `limit` (when given), else with `now`'s.
+async fn long_poll<T: Serialize>(
+    limit: Option<claude_pool_protocol::Timeout>,
+    wait: impl std::future::Future<Output = Result<T, PoolError>>,
+    now: impl std::future::Future<Output = Result<T, PoolError>>,
+) -> Result<CallToolResult, ErrorData> {
+    let answer = match limit {
+        Some(l) => match tokio::time::timeout(l.0, wait).await {
+            Ok(r) => r,
+            Err(_) => now.await,
+        },
+        None => now.await,
+    };
+    match answer {
+        Ok(r) => structured(&r),
+        Err(e) => fail(e),
     }
-    let message = format!(
-        "chain {} {}: {}",
-        report.chain_id,
-        report.status,
-        report.error.as_deref().unwrap_or("no reason recorded")
-    );
-    structured_error(message, report)
 }
 
 #[tool_handler(router = self.tool_router)]

@@ -171,13 +171,7 @@ async fn a_bad_chain_is_refused_before_anything_runs() {
     ];
     for tool in ["pool_chain", "pool_submit_chain"] {
         for (args, needle) in &cases {
-            match server.try_call(tool, args.clone()).await {
-                Err(rmcp::ServiceError::McpError(e)) => {
-                    assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{tool} {args}");
-                    assert!(e.message.contains(needle), "{tool}: {} lacks {needle:?}", e.message);
-                }
-                other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
-            }
+            server.expect_invalid_params(tool, args.clone(), needle).await;
         }
     }
     assert_eq!(server.turns_started(), 0);
@@ -233,10 +227,9 @@ async fn cancelling_a_chain_cancels_its_running_step_and_the_rest() {
     // A chain id also works in task_id, and an unknown one is "not found".
     let again = server.call_ok("pool_cancel", json!({ "task_id": id })).await;
     assert_eq!(again["cancelled"], false);
-    match server.try_call("pool_cancel", json!({ "chain_id": "chain-nope" })).await {
-        Err(rmcp::ServiceError::McpError(e)) => assert!(e.message.contains("not found"), "{e:?}"),
-        other => panic!("expected not found, got {other:?}"),
-    }
+    server
+        .expect_invalid_params("pool_cancel", json!({ "chain_id": "chain-nope" }), "not found")
+        .await;
     let status = server.status().await;
     assert_eq!(status["chains"]["cancelled"], 1, "{status}");
     server.close().await;

@@ -21,13 +21,9 @@ async fn context_tools_answer_with_the_documented_fields() {
     assert_eq!(del, json!({ "key": "framework", "deleted": true }));
     let del = server.call_ok("context_delete", json!({ "key": "framework" })).await;
     assert_eq!(del["deleted"], false);
-    match server.try_call("context_get", json!({ "key": "framework" })).await {
-        Err(rmcp::ServiceError::McpError(e)) => {
-            assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS);
-            assert!(e.message.contains("not found"), "{e:?}");
-        }
-        other => panic!("expected not found, got {other:?}"),
-    }
+    server
+        .expect_invalid_params("context_get", json!({ "key": "framework" }), "not found")
+        .await;
     server.close().await;
 }
 
@@ -90,23 +86,16 @@ async fn context_limits_are_clear_errors_that_change_nothing() {
         (json!({ "key": "k" }), "value"),
     ];
     for (args, needle) in cases {
-        match server.try_call("context_set", args).await {
-            Err(rmcp::ServiceError::McpError(e)) => {
-                assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS);
-                assert!(e.message.contains(needle), "{} lacks {needle:?}", e.message);
-            }
-            other => panic!("expected invalid params ({needle}), got {other:?}"),
-        }
+        server.expect_invalid_params("context_set", args, needle).await;
     }
     for i in 0..63 {
         server
             .call_ok("context_set", json!({ "key": format!("k{i}"), "value": "v" }))
             .await;
     }
-    match server.try_call("context_set", json!({ "key": "one-more", "value": "v" })).await {
-        Err(rmcp::ServiceError::McpError(e)) => assert!(e.message.contains("full"), "{e:?}"),
-        other => panic!("a 65th key was accepted: {other:?}"),
-    }
+    server
+        .expect_invalid_params("context_set", json!({ "key": "one-more", "value": "v" }), "full")
+        .await;
     let list = server.call_ok("context_list", json!({})).await;
     assert_eq!(list.as_object().unwrap().len(), 64);
     assert_eq!(list["k"], "v");

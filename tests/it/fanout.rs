@@ -99,13 +99,7 @@ async fn a_fan_out_is_bounded_and_bad_prompts_are_refused_before_anything_runs()
         (json!({ "prompts": [1, 2] }), "prompts[0]"),
     ];
     for (args, needle) in cases {
-        match server.try_call("pool_fan_out", args.clone()).await {
-            Err(rmcp::ServiceError::McpError(e)) => {
-                assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{args}");
-                assert!(e.message.contains(needle), "{}: {needle:?}", e.message);
-            }
-            other => panic!("{args}: expected invalid params, got {other:?}"),
-        }
+        server.expect_invalid_params("pool_fan_out", args, needle).await;
     }
     assert_eq!(server.turns_started(), 0, "nothing ran");
     assert_eq!(server.status().await["tasks"]["total"], 0, "no task was created");

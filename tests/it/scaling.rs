@@ -18,16 +18,6 @@ fn slot_ids(status: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn expect_invalid(server: &Server, tool: &str, args: Value, needle: &str) {
-    match server.try_call(tool, args.clone()).await {
-        Err(rmcp::ServiceError::McpError(e)) => {
-            assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{tool} {args}");
-            assert!(e.message.contains(needle), "{tool} {args}: {} lacks {needle:?}", e.message);
-        }
-        other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn scaling_answers_like_the_seed_and_out_of_bounds_changes_nothing() {
     let server = Server::start(
@@ -43,10 +33,10 @@ async fn scaling_answers_like_the_seed_and_out_of_bounds_changes_nothing() {
     assert_eq!(slot_ids(&s), ["slot-0", "slot-1", "slot-2", "slot-3"]);
     assert_eq!(s["target_slots"], 4);
 
-    expect_invalid(&server, "pool_scale_up", json!({ "count": 1 }), "above --max-slots 4").await;
-    expect_invalid(&server, "pool_scale_down", json!({ "count": 4 }), "below --min-slots 1").await;
-    expect_invalid(&server, "pool_set_target_slots", json!({ "target": 0 }), "below --min-slots").await;
-    expect_invalid(&server, "pool_set_target_slots", json!({ "target": 9 }), "above --max-slots").await;
+    server.expect_invalid_params("pool_scale_up", json!({ "count": 1 }), "above --max-slots 4").await;
+    server.expect_invalid_params("pool_scale_down", json!({ "count": 4 }), "below --min-slots 1").await;
+    server.expect_invalid_params("pool_set_target_slots", json!({ "target": 0 }), "below --min-slots").await;
+    server.expect_invalid_params("pool_set_target_slots", json!({ "target": 9 }), "above --max-slots").await;
     for (tool, args) in [
         ("pool_scale_up", json!({ "count": -1 })),
         ("pool_scale_up", json!({ "count": 1.5 })),
@@ -56,9 +46,9 @@ async fn scaling_answers_like_the_seed_and_out_of_bounds_changes_nothing() {
         ("pool_set_target_slots", json!({ "target": 2.5 })),
     ] {
         let field = if tool == "pool_set_target_slots" { "target" } else { "count" };
-        expect_invalid(&server, tool, args, field).await;
+        server.expect_invalid_params(tool, args, field).await;
     }
-    expect_invalid(&server, "pool_scale_down", json!({ "count": 0 }), "at least 1").await;
+    server.expect_invalid_params("pool_scale_down", json!({ "count": 0 }), "at least 1").await;
     assert_eq!(server.status().await["slots"].as_array().unwrap().len(), 4, "nothing changed");
 
     let pids = Server::slot_pids(&server.status().await);

@@ -3,7 +3,7 @@
 
 use claude_pool_tests::Scratch;
 use claude_pool_tests::server::{Server, ServerOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SECURITY: &str = "---\nname: security_review\ndescription: Review code for security issues\narguments:\n  - name: path\n    description: File or directory to review\n    required: true\n  - name: focus\n    description: What to look at first\n    default: injection\n---\nMOCK_ECHO_PROMPT Review {path} for security. Look at {focus} first.\n";
 
@@ -12,16 +12,6 @@ fn skill_dir() -> Scratch {
     std::fs::create_dir_all(dir.join("security")).unwrap();
     std::fs::write(dir.join("security/SKILL.md"), SECURITY).unwrap();
     dir
-}
-
-async fn expect_invalid(server: &Server, tool: &str, args: Value, needle: &str) {
-    match server.try_call(tool, args.clone()).await {
-        Err(rmcp::ServiceError::McpError(e)) => {
-            assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{tool} {args}");
-            assert!(e.message.contains(needle), "{tool}: {} lacks {needle:?}", e.message);
-        }
-        other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -61,18 +51,16 @@ async fn the_four_builtin_skills_are_listed_described_and_run() {
 async fn skill_arguments_are_checked_before_anything_runs() {
     let server = Server::start(ServerOptions::fake(1)).await;
     server.wait_ready().await;
-    expect_invalid(&server, "pool_skill_run", json!({ "skill": "code_review" }), "needs the argument \"path\"").await;
-    expect_invalid(
-        &server,
-        "pool_skill_run",
+    server.expect_invalid_params("pool_skill_run", json!({ "skill": "code_review" }), "needs the argument \"path\"").await;
+    server.expect_invalid_params("pool_skill_run",
         json!({ "skill": "code_review", "arguments": { "path": "x", "colour": "red" } }),
         "no argument \"colour\"",
     )
     .await;
-    expect_invalid(&server, "pool_skill_run", json!({ "skill": "nope" }), "skill not found").await;
-    expect_invalid(&server, "pool_skill_run", json!({ "skill": "code_review", "arguments": ["x"] }), "arguments").await;
-    expect_invalid(&server, "pool_skill_run", json!({}), "skill").await;
-    expect_invalid(&server, "pool_skill_get", json!({ "skill": "nope" }), "skill not found").await;
+    server.expect_invalid_params("pool_skill_run", json!({ "skill": "nope" }), "skill not found").await;
+    server.expect_invalid_params("pool_skill_run", json!({ "skill": "code_review", "arguments": ["x"] }), "arguments").await;
+    server.expect_invalid_params("pool_skill_run", json!({}), "skill").await;
+    server.expect_invalid_params("pool_skill_get", json!({ "skill": "nope" }), "skill not found").await;
     assert_eq!(server.turns_started(), 0);
     server.close().await;
 }

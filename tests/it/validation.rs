@@ -42,13 +42,7 @@ async fn every_tool_refuses_bad_arguments_by_name_before_anything_runs() {
         ("pool_run", json!({ "prompt": "x", "surprise": true }), "surprise"),
     ];
     for (tool, args, field) in cases {
-        match server.try_call(tool, args.clone()).await {
-            Err(rmcp::ServiceError::McpError(e)) => {
-                assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{tool} {args}: {e:?}");
-                assert!(e.message.contains(field), "{tool} {args}: {:?} does not name {field}", e.message);
-            }
-            other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
-        }
+        server.expect_invalid_params(tool, args, field).await;
     }
     for (tool, args) in [
         ("pool_result", json!({ "task_id": "task-nope" })),
@@ -56,13 +50,7 @@ async fn every_tool_refuses_bad_arguments_by_name_before_anything_runs() {
         ("pool_cancel", json!({ "chain_id": "chain-nope" })),
         ("pool_chain_result", json!({ "chain_id": "chain-nope" })),
     ] {
-        match server.try_call(tool, args.clone()).await {
-            Err(rmcp::ServiceError::McpError(e)) => {
-                assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{tool} {args}");
-                assert!(e.message.contains("not found"), "{tool} {args}: {e:?}");
-            }
-            other => panic!("{tool} {args}: expected not found, got {other:?}"),
-        }
+        server.expect_invalid_params(tool, args, "not found").await;
     }
     assert_eq!(server.turns_started(), 0, "a bad call reached Claude");
     assert_eq!(server.processes_started(), processes, "a bad call started a process");

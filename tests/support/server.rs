@@ -232,6 +232,26 @@ impl Server {
         self.client().call_tool(params).await
     }
 
+    /// Calls a tool that must fail with an invalid-params error whose message contains
+    /// `needle` (the field or the bound it names).
+    pub async fn expect_invalid_params(&self, tool: &str, args: Value, needle: &str) {
+        match self.try_call(tool, args.clone()).await {
+            Err(rmcp::ServiceError::McpError(e)) => {
+                assert_eq!(
+                    e.code,
+                    rmcp::model::ErrorCode::INVALID_PARAMS,
+                    "{tool} {args}: {e:?}"
+                );
+                assert!(
+                    e.message.contains(needle),
+                    "{tool} {args}: {:?} lacks {needle:?}",
+                    e.message
+                );
+            }
+            other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
+        }
+    }
+
     /// Calls a tool and returns its result (tool errors included); panics on protocol errors.
     pub async fn call(&self, tool: &str, args: Value) -> CallToolResult {
         within(

@@ -9,7 +9,7 @@ use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use tokio::sync::mpsc;
 
 use super::tasks::{HEARTBEAT, Progress};
-use super::{Checked, PoolServer, chain_result, fail, structured};
+use super::{Checked, PoolServer, chain_result, fail, long_poll, structured};
 
 #[tool_router(router = chain_tools, vis = "pub(super)")]
 impl PoolServer {
@@ -93,18 +93,7 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<ChainResultParams>>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        let report = match params.wait {
-            None => self.pool.chain_result(&params.chain_id).await,
-            Some(wait) => {
-                match tokio::time::timeout(wait.0, self.pool.wait_chain(&params.chain_id)).await {
-                    Ok(report) => report,
-                    Err(_) => self.pool.chain_result(&params.chain_id).await,
-                }
-            }
-        };
-        match report {
-            Ok(r) => structured(&r),
-            Err(e) => fail(e),
-        }
+        let id = &params.chain_id;
+        long_poll(params.wait, self.pool.wait_chain(id), self.pool.chain_result(id)).await
     }
 }

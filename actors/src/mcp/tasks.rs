@@ -12,7 +12,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use tokio::sync::mpsc;
 
-use super::{Checked, PoolServer, fail, structured, task_result};
+use super::{Checked, PoolServer, fail, long_poll, structured, task_result};
 use crate::task::{TaskProgress, TaskSpec};
 
 /// How often a running call sends a progress notification when nothing else happens, so
@@ -177,18 +177,8 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<ResultParams>>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        let report = match params.wait {
-            None => self.pool.result(&params.task_id).await,
-            Some(wait) => match tokio::time::timeout(wait.0, self.pool.wait(&params.task_id)).await
-            {
-                Ok(report) => report,
-                Err(_) => self.pool.result(&params.task_id).await,
-            },
-        };
-        match report {
-            Ok(r) => structured(&r),
-            Err(e) => fail(e),
-        }
+        let id = &params.task_id;
+        long_poll(params.wait, self.pool.wait(id), self.pool.result(id)).await
     }
 
     /// Cancels a task or a chain.
