@@ -37,7 +37,9 @@ fn quiet(opts: ServerOptions) -> ServerOptions {
 
 async fn fan_out(server: &Server, prompts: &[String]) -> Duration {
     let t = Instant::now();
-    let r = server.call_ok("pool_fan_out", json!({ "prompts": prompts })).await;
+    let r = server
+        .call_ok("pool_fan_out", json!({ "prompts": prompts }))
+        .await;
     let d = t.elapsed();
     assert_eq!(r["completed"], prompts.len(), "{r}");
     d
@@ -74,7 +76,9 @@ async fn runs(server: &Server, iters: usize, prompt: &str) -> Vec<Duration> {
     let mut out = Vec::new();
     for i in 0..iters + 3 {
         let t = Instant::now();
-        let r = server.call_ok("pool_run", json!({ "prompt": prompt })).await;
+        let r = server
+            .call_ok("pool_run", json!({ "prompt": prompt }))
+            .await;
         if i >= 3 {
             out.push(t.elapsed());
         }
@@ -88,7 +92,9 @@ async fn chains(server: &Server, iters: usize, steps: usize, prompt: &str) -> Ve
     let mut out = Vec::new();
     for i in 0..iters + 3 {
         let t = Instant::now();
-        let r = server.call_ok("pool_chain", json!({ "steps": steps })).await;
+        let r = server
+            .call_ok("pool_chain", json!({ "steps": steps }))
+            .await;
         if i >= 3 {
             out.push(t.elapsed());
         }

@@ -240,7 +240,10 @@ impl ChainState {
         });
         let attempt = step.attempts.len();
         self.say(if attempt > 1 {
-            format!("{}: step {name:?} started again (attempt {attempt}) as {id}", self.args.id)
+            format!(
+                "{}: step {name:?} started again (attempt {attempt}) as {id}",
+                self.args.id
+            )
         } else {
             format!("{}: step {name:?} started as {id}", self.args.id)
         });
@@ -412,9 +415,15 @@ impl ChainState {
             .map(|(s, p)| StepReport {
                 name: p.name.clone(),
                 status: s.status,
-                output: s.output.clone().filter(|_| s.status == StepStatus::Completed),
+                output: s
+                    .output
+                    .clone()
+                    .filter(|_| s.status == StepStatus::Completed),
                 spend_usd: s.attempts.iter().map(|a| a.spend_usd).sum(),
-                error: s.error.clone().filter(|_| s.status != StepStatus::Completed),
+                error: s
+                    .error
+                    .clone()
+                    .filter(|_| s.status != StepStatus::Completed),
                 task_id: s.attempts.last().map(|a| a.task_id.clone()),
                 attempts: s.attempts.clone(),
                 depends_on: p.deps.iter().map(|&d| plan.steps[d].name.clone()).collect(),

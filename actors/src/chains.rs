@@ -365,7 +365,10 @@ impl ChainSupervisorState {
             let message = if cancelled {
                 report.error.clone().unwrap_or_else(|| "cancelled".into())
             } else {
-                format!("the chain ended as {} before the cancel took effect", report.status)
+                format!(
+                    "the chain ended as {} before the cancel took effect",
+                    report.status
+                )
             };
             let _ = w.send(Some(ChainCancelReport {
                 chain_id: id.clone(),

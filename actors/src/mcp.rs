@@ -111,7 +111,9 @@ impl<T> Checked<T> {
 pub fn fail(e: PoolError) -> Result<CallToolResult, ErrorData> {
     match &e {
         PoolError::Refused(_) | PoolError::Stopped(_) => {
-            Ok(CallToolResult::error(vec![ContentBlock::text(e.to_string())]))
+            Ok(CallToolResult::error(vec![ContentBlock::text(
+                e.to_string(),
+            )]))
         }
         _ => Err(to_error_data(e)),
     }
@@ -282,7 +284,9 @@ impl ServerHandler for PoolServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(skills::prompts(&self.pool)))
+        Ok(ListPromptsResult::with_all_items(skills::prompts(
+            &self.pool,
+        )))
     }
 
     async fn get_prompt(

@@ -88,7 +88,11 @@ impl Pool {
                 .map_err(PoolError::InvalidArgument)?;
             let sweep = w.sweep_stale().await.map_err(PoolError::InvalidArgument)?;
             if !sweep.removed.is_empty() || !sweep.kept.is_empty() {
-                tracing::info!(removed = sweep.removed.len(), kept = sweep.kept.len(), "swept the worktrees of an earlier server");
+                tracing::info!(
+                    removed = sweep.removed.len(),
+                    kept = sweep.kept.len(),
+                    "swept the worktrees of an earlier server"
+                );
             }
             Some(Arc::new(w))
         } else {
@@ -143,8 +147,10 @@ impl Pool {
 
     /// Queues a task and returns its id at once.
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskId, PoolError> {
-        self.ask(&self.refs.scheduler, |reply| SchedulerMsg::Submit(spec, reply))
-            .await?
+        self.ask(&self.refs.scheduler, |reply| {
+            SchedulerMsg::Submit(spec, reply)
+        })
+        .await?
     }
 
     /// Runs a task and waits for its terminal state.
@@ -164,18 +170,22 @@ impl Pool {
     /// Waits until the task is terminal and returns its report.
     pub async fn wait(&self, id: &TaskId) -> Result<TaskReport, PoolError> {
         let task = id.clone();
-        self.ask(&self.refs.scheduler, |reply| SchedulerMsg::Wait(task, reply))
-            .await?
-            .ok_or_else(|| PoolError::UnknownTask(id.clone()))
+        self.ask(&self.refs.scheduler, |reply| {
+            SchedulerMsg::Wait(task, reply)
+        })
+        .await?
+        .ok_or_else(|| PoolError::UnknownTask(id.clone()))
     }
 
     /// Cancels a task. A queued task never starts; a running one has its process group
     /// stopped (interrupt, SIGTERM, SIGKILL). Returns once the task is terminal.
     pub async fn cancel(&self, id: &TaskId) -> Result<CancelReport, PoolError> {
         let task = id.clone();
-        self.ask(&self.refs.scheduler, |reply| SchedulerMsg::Cancel(task, reply))
-            .await?
-            .ok_or_else(|| PoolError::UnknownTask(id.clone()))
+        self.ask(&self.refs.scheduler, |reply| {
+            SchedulerMsg::Cancel(task, reply)
+        })
+        .await?
+        .ok_or_else(|| PoolError::UnknownTask(id.clone()))
     }
 
     /// Queues every spec at once: all are accepted, or none (at most [`MAX_FAN_OUT`]).
@@ -270,26 +280,32 @@ impl Pool {
     /// A chain's progress and results now.
     pub async fn chain_result(&self, id: &ChainId) -> Result<ChainReport, PoolError> {
         let chain = id.clone();
-        self.ask(&self.refs.chains, |reply| ChainSupervisorMsg::Get(chain, reply))
-            .await?
-            .ok_or_else(|| PoolError::UnknownChain(id.clone()))
+        self.ask(&self.refs.chains, |reply| {
+            ChainSupervisorMsg::Get(chain, reply)
+        })
+        .await?
+        .ok_or_else(|| PoolError::UnknownChain(id.clone()))
     }
 
     /// Waits until the chain is terminal.
     pub async fn wait_chain(&self, id: &ChainId) -> Result<ChainReport, PoolError> {
         let chain = id.clone();
-        self.ask(&self.refs.chains, |reply| ChainSupervisorMsg::Wait(chain, reply))
-            .await?
-            .ok_or_else(|| PoolError::UnknownChain(id.clone()))
+        self.ask(&self.refs.chains, |reply| {
+            ChainSupervisorMsg::Wait(chain, reply)
+        })
+        .await?
+        .ok_or_else(|| PoolError::UnknownChain(id.clone()))
     }
 
     /// Cancels a chain: its running steps are cancelled and the rest never run. Returns
     /// once it is terminal.
     pub async fn cancel_chain(&self, id: &ChainId) -> Result<ChainCancelReport, PoolError> {
         let chain = id.clone();
-        self.ask(&self.refs.chains, |reply| ChainSupervisorMsg::Cancel(chain, reply))
-            .await?
-            .ok_or_else(|| PoolError::UnknownChain(id.clone()))
+        self.ask(&self.refs.chains, |reply| {
+            ChainSupervisorMsg::Cancel(chain, reply)
+        })
+        .await?
+        .ok_or_else(|| PoolError::UnknownChain(id.clone()))
     }
 
     // ---- shared context
@@ -301,8 +317,12 @@ impl Pool {
         value: impl Into<String>,
     ) -> Result<ContextEntry, PoolError> {
         let (key, value) = (key.into(), value.into());
-        self.ask(&self.refs.context, |reply| ContextMsg::Set { key, value, reply })
-            .await?
+        self.ask(&self.refs.context, |reply| ContextMsg::Set {
+            key,
+            value,
+            reply,
+        })
+        .await?
     }
 
     /// One context key's value.
@@ -345,7 +365,9 @@ impl Pool {
         status.spend_usd = budget.spend_usd;
         status.budget_usd = budget.budget_usd;
         status.budget_remaining = budget.budget_remaining;
-        status.chains = self.ask(&self.refs.chains, ChainSupervisorMsg::Counts).await?;
+        status.chains = self
+            .ask(&self.refs.chains, ChainSupervisorMsg::Counts)
+            .await?;
         Ok(status)
     }
 
@@ -361,7 +383,8 @@ impl Pool {
 
     /// Waits until every slot has warmed up once (or the pool stopped).
     pub async fn wait_ready(&self) -> Result<(), PoolError> {
-        self.ask(&self.refs.scheduler, SchedulerMsg::WaitReady).await
+        self.ask(&self.refs.scheduler, SchedulerMsg::WaitReady)
+            .await
     }
 
     /// Adds `count` slots (within the bounds; out of them, nothing changes).
@@ -381,19 +404,26 @@ impl Pool {
     }
 
     async fn scale(&self, request: ScaleRequest) -> Result<ScaleReport, PoolError> {
-        self.ask(&self.refs.scheduler, |reply| SchedulerMsg::Scale(request, reply))
-            .await?
+        self.ask(&self.refs.scheduler, |reply| {
+            SchedulerMsg::Scale(request, reply)
+        })
+        .await?
     }
 
     /// Drains the pool: pending tasks are cancelled, chains start nothing new, running
     /// tasks finish (cancelled after `timeout`, if given), new work is refused from now on,
     /// and the slots' processes are stopped. Returns the summary of every task.
     pub async fn drain(&self, timeout: Option<Duration>) -> Result<DrainReport, PoolError> {
-        self.ask(&self.refs.chains, ChainSupervisorMsg::Drain).await?;
-        let mut report = self
-            .ask(&self.refs.scheduler, |reply| SchedulerMsg::Drain(timeout, reply))
+        self.ask(&self.refs.chains, ChainSupervisorMsg::Drain)
             .await?;
-        report.cancelled_chains = self.ask(&self.refs.chains, ChainSupervisorMsg::WaitIdle).await?;
+        let mut report = self
+            .ask(&self.refs.scheduler, |reply| {
+                SchedulerMsg::Drain(timeout, reply)
+            })
+            .await?;
+        report.cancelled_chains = self
+            .ask(&self.refs.chains, ChainSupervisorMsg::WaitIdle)
+            .await?;
         report.total_spend = self.budget().await?.spend_usd;
         let _ = ractor::call!(self.root, RootMsg::StopSlots);
         Ok(report)
@@ -408,7 +438,11 @@ impl Pool {
 
     /// The task a skill run would submit: the skill's prompt for `arguments`, or what is
     /// wrong with them (nothing runs).
-    pub fn skill_task(&self, skill: &str, arguments: &Map<String, Value>) -> Result<TaskSpec, PoolError> {
+    pub fn skill_task(
+        &self,
+        skill: &str,
+        arguments: &Map<String, Value>,
+    ) -> Result<TaskSpec, PoolError> {
         let s = self.skills.get(skill).ok_or_else(|| {
             PoolError::NotFound(format!(
                 "skill not found: {skill:?} (known skills: {})",

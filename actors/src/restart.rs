@@ -35,7 +35,9 @@ use ractor::{ActorCell, ActorProcessingErr, SupervisionEvent};
 
 /// The child that stopped, why, and the error it failed with (`None` for a normal stop),
 /// for a supervisor's `handle_supervisor_evt`; `None` for events that are not exits.
-pub fn child_exit(event: SupervisionEvent) -> Option<(ActorCell, String, Option<ActorProcessingErr>)> {
+pub fn child_exit(
+    event: SupervisionEvent,
+) -> Option<(ActorCell, String, Option<ActorProcessingErr>)> {
     match event {
         SupervisionEvent::ActorFailed(cell, err) => {
             let reason = err.to_string();
@@ -258,7 +260,13 @@ mod tests {
         let mut t = RestartTracker::new(p);
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let failures = [(0, 250, 1), (1, 500, 2), (2, 1000, 3), (4, 2000, 4), (7, 4000, 5)];
+        let failures = [
+            (0, 250, 1),
+            (1, 500, 2),
+            (2, 1000, 3),
+            (4, 2000, 4),
+            (7, 4000, 5),
+        ];
         for (at, ms, attempt) in failures {
             assert_eq!(
                 t.on_failure(t0 + s(at), FailureKind::StartFailed),
@@ -296,7 +304,12 @@ mod tests {
         // Kills during warm-up back off (counting from the last kill of a ready process) but
         // are not counted towards the limit either.
         let d = (0..20)
-            .map(|i| t.on_failure(t0 + Duration::from_millis(i), FailureKind::KilledBeforeReady))
+            .map(|i| {
+                t.on_failure(
+                    t0 + Duration::from_millis(i),
+                    FailureKind::KilledBeforeReady,
+                )
+            })
             .last();
         assert_eq!(
             d,
@@ -316,11 +329,23 @@ mod tests {
         let mut t = RestartTracker::new(p);
         let t0 = Instant::now();
         let start = FailureKind::StartFailed;
-        assert!(matches!(t.on_failure(t0, start), Decision::Restart { attempt: 1, .. }));
-        assert!(matches!(t.on_failure(t0, start), Decision::Restart { attempt: 2, .. }));
+        assert!(matches!(
+            t.on_failure(t0, start),
+            Decision::Restart { attempt: 1, .. }
+        ));
+        assert!(matches!(
+            t.on_failure(t0, start),
+            Decision::Restart { attempt: 2, .. }
+        ));
         t.on_ready();
-        assert!(matches!(t.on_failure(t0, start), Decision::Restart { attempt: 1, .. }));
-        assert!(matches!(t.on_failure(t0, start), Decision::Restart { attempt: 2, .. }));
+        assert!(matches!(
+            t.on_failure(t0, start),
+            Decision::Restart { attempt: 1, .. }
+        ));
+        assert!(matches!(
+            t.on_failure(t0, start),
+            Decision::Restart { attempt: 2, .. }
+        ));
         assert!(matches!(t.on_failure(t0, start), Decision::GiveUp { .. }));
     }
 
@@ -360,7 +385,11 @@ mod tests {
             (false, None, FailureKind::StartFailed),
         ];
         for (ready, signal, want) in table {
-            assert_eq!(FailureKind::of_exit(ready, signal), want, "{ready} {signal:?}");
+            assert_eq!(
+                FailureKind::of_exit(ready, signal),
+                want,
+                "{ready} {signal:?}"
+            );
         }
     }
 }

@@ -228,8 +228,8 @@ impl Actor for RootActor {
                 if state.stopping || state.slots_stopped || state.slot_supervisor.is_some() {
                     return Ok(());
                 }
-                let slots = ractor::call!(state.refs.scheduler, SchedulerMsg::SlotIds)
-                    .unwrap_or_default();
+                let slots =
+                    ractor::call!(state.refs.scheduler, SchedulerMsg::SlotIds).unwrap_or_default();
                 if let Err(e) = state.start_slot_supervisor(&myself, slots).await {
                     let why = format!("the slot supervisor could not be restarted: {e}");
                     state.on_slot_supervisor_failed(&myself, why);

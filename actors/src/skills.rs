@@ -143,7 +143,12 @@ pub fn builtins() -> Vec<Skill> {
             "Review code for bugs, style, and clarity",
             vec![
                 arg("path", "File or directory to review", true, None),
-                arg("criteria", "What to look for", false, Some("bugs, style and clarity")),
+                arg(
+                    "criteria",
+                    "What to look for",
+                    false,
+                    Some("bugs, style and clarity"),
+                ),
             ],
             "Review the code in {path}. Focus on: {criteria}.\n\nFor each finding give the file and line, what is wrong, why it matters, and a concrete fix. Order findings by severity. Do not modify any file.",
         ),
@@ -152,7 +157,12 @@ pub fn builtins() -> Vec<Skill> {
             "Generate tests for code",
             vec![
                 arg("path", "File or module to test", true, None),
-                arg("framework", "Test framework to use", false, Some("the project's existing test framework")),
+                arg(
+                    "framework",
+                    "Test framework to use",
+                    false,
+                    Some("the project's existing test framework"),
+                ),
             ],
             "Write tests for the code in {path} using {framework}.\n\nCover the normal behaviour, the edge cases and the error paths. Each test asserts one behaviour and says in its name what it checks. Report the tests you wrote and how to run them.",
         ),
@@ -161,7 +171,12 @@ pub fn builtins() -> Vec<Skill> {
             "Refactor code for clarity and performance",
             vec![
                 arg("path", "File or module to refactor", true, None),
-                arg("goal", "What the refactoring should achieve", false, Some("clarity and performance")),
+                arg(
+                    "goal",
+                    "What the refactoring should achieve",
+                    false,
+                    Some("clarity and performance"),
+                ),
             ],
             "Refactor the code in {path} for {goal}, without changing its behaviour.\n\nExplain each change and why it is safe. Keep public interfaces unless the goal requires changing them.",
         ),
@@ -169,8 +184,18 @@ pub fn builtins() -> Vec<Skill> {
             "summarize",
             "Summarize text or code",
             vec![
-                arg("target", "The text to summarize, or a file or directory path", true, None),
-                arg("length", "How long the summary should be", false, Some("a few short paragraphs")),
+                arg(
+                    "target",
+                    "The text to summarize, or a file or directory path",
+                    true,
+                    None,
+                ),
+                arg(
+                    "length",
+                    "How long the summary should be",
+                    false,
+                    Some("a few short paragraphs"),
+                ),
             ],
             "Summarize the following in {length}. If it is a file or directory path, read it first.\n\n{target}",
         ),
@@ -240,7 +265,12 @@ pub fn parse_skill(text: &str, file: &Path) -> Result<Skill, String> {
     let mut lines = text.lines().enumerate().peekable();
     match lines.next() {
         Some((_, l)) if l.trim_end() == "---" => {}
-        _ => return Err(at(1, "a skill file starts with a `---` frontmatter line".into())),
+        _ => {
+            return Err(at(
+                1,
+                "a skill file starts with a `---` frontmatter line".into(),
+            ));
+        }
     }
     let mut name = None;
     let mut description = None;
@@ -268,7 +298,12 @@ pub fn parse_skill(text: &str, file: &Path) -> Result<Skill, String> {
                 "name" => name = Some(v),
                 "description" => description = Some(v),
                 "arguments" if v.is_empty() => in_arguments = true,
-                "arguments" => return Err(at(n, "`arguments:` is followed by a list of `- name: ...` entries".into())),
+                "arguments" => {
+                    return Err(at(
+                        n,
+                        "`arguments:` is followed by a list of `- name: ...` entries".into(),
+                    ));
+                }
                 // Claude Code's own frontmatter keys are accepted and ignored.
                 _ => {}
             }
@@ -298,15 +333,27 @@ pub fn parse_skill(text: &str, file: &Path) -> Result<Skill, String> {
                 current.required = match v.as_str() {
                     "true" | "yes" => true,
                     "false" | "no" => false,
-                    other => return Err(at(n, format!("`required` is true or false, not {other:?}"))),
+                    other => {
+                        return Err(at(n, format!("`required` is true or false, not {other:?}")));
+                    }
                 }
             }
             "default" => current.default = Some(v),
-            other => return Err(at(n, format!("unknown argument key {other:?} (name, description, required, default)"))),
+            other => {
+                return Err(at(
+                    n,
+                    format!(
+                        "unknown argument key {other:?} (name, description, required, default)"
+                    ),
+                ));
+            }
         }
     }
     if !closed {
-        return Err(at(1, "the frontmatter is not closed by a `---` line".into()));
+        return Err(at(
+            1,
+            "the frontmatter is not closed by a `---` line".into(),
+        ));
     }
     let body: Vec<&str> = lines.map(|(_, l)| l).collect();
     let template = body.join("\n").trim().to_owned();
@@ -322,10 +369,16 @@ pub fn parse_skill(text: &str, file: &Path) -> Result<Skill, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(at(1, format!("skill name {name:?} must be letters, digits, '_' or '-'")));
+        return Err(at(
+            1,
+            format!("skill name {name:?} must be letters, digits, '_' or '-'"),
+        ));
     }
     if template.is_empty() {
-        return Err(at(1, format!("skill {name:?} has no prompt after its frontmatter")));
+        return Err(at(
+            1,
+            format!("skill {name:?} has no prompt after its frontmatter"),
+        ));
     }
     for a in &arguments {
         if a.name.is_empty() {
@@ -366,8 +419,13 @@ mod tests {
         assert_eq!(s.arguments.len(), 2);
         assert!(s.arguments[0].required);
         let args = json!({"path": "src/auth.rs"});
-        let out = s.render(args.as_object().expect("object")).expect("renders");
-        assert_eq!(out, "Review src/auth.rs for security. Look at injection first.");
+        let out = s
+            .render(args.as_object().expect("object"))
+            .expect("renders");
+        assert_eq!(
+            out,
+            "Review src/auth.rs for security. Look at injection first."
+        );
     }
 
     #[test]
@@ -376,7 +434,9 @@ mod tests {
         let e = s.render(&Map::new()).expect_err("path is required");
         assert!(e.contains("needs the argument \"path\""), "{e}");
         let args = json!({"path": "a", "colour": "red"});
-        let e = s.render(args.as_object().expect("object")).expect_err("unknown");
+        let e = s
+            .render(args.as_object().expect("object"))
+            .expect_err("unknown");
         assert!(e.contains("no argument \"colour\""), "{e}");
         let args = json!({"path": ["a"]});
         assert!(s.render(args.as_object().expect("object")).is_err());
@@ -387,7 +447,10 @@ mod tests {
         let cases = [
             ("no frontmatter", "starts with a `---`"),
             ("---\nname: x\n", "not closed"),
-            ("---\nname: x\narguments:\n  - name: a\n    colour: red\n---\nbody", "s.md:5"),
+            (
+                "---\nname: x\narguments:\n  - name: a\n    colour: red\n---\nbody",
+                "s.md:5",
+            ),
             ("---\nname: bad name\n---\nbody", "must be letters"),
             ("---\nname: x\n---\n", "no prompt"),
         ];
@@ -408,7 +471,12 @@ mod tests {
         let out = s
             .render(json!({"path": "src/main.rs"}).as_object().expect("object"))
             .expect("renders");
-        assert!(out.starts_with("Review the code in src/main.rs. Focus on: bugs, style and clarity."));
-        assert_eq!(SkillRegistry::load(false, &[]).expect("none").names().len(), 0);
+        assert!(
+            out.starts_with("Review the code in src/main.rs. Focus on: bugs, style and clarity.")
+        );
+        assert_eq!(
+            SkillRegistry::load(false, &[]).expect("none").names().len(),
+            0
+        );
     }
 }

@@ -75,8 +75,11 @@ impl Worktrees {
             )
         })?;
         let repo = PathBuf::from(top);
-        let common = git(&repo, &["rev-parse", "--path-format=absolute", "--git-common-dir"])
-            .await?;
+        let common = git(
+            &repo,
+            &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+        )
+        .await?;
         git(&repo, &["rev-parse", "--verify", "--quiet", "HEAD"])
             .await
             .map_err(|_| {
@@ -161,14 +164,23 @@ impl Worktrees {
         let path_s = path.to_string_lossy().into_owned();
         let exists = git(
             &self.repo,
-            &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")],
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ],
         )
         .await
         .is_ok();
         if exists {
             git(&self.repo, &["worktree", "add", &path_s, &branch]).await?;
         } else {
-            git(&self.repo, &["worktree", "add", "-b", &branch, &path_s, "HEAD"]).await?;
+            git(
+                &self.repo,
+                &["worktree", "add", "-b", &branch, &path_s, "HEAD"],
+            )
+            .await?;
         }
         Ok(Worktree { path, branch })
     }

@@ -255,7 +255,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..PoolConfig::default()
     };
     tracing::info!(slots = config.slots, claude = %config.claude_bin.display(), "starting claude-pool");
-    let pool = Pool::start(config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pool = Pool::start(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (frontend, serving) = FrontendActor::start(pool.clone(), FrontendTransport::Stdio)
         .await
         .context("cannot start the MCP front-end")?;

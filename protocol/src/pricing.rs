@@ -30,9 +30,8 @@ pub fn resolve_alias(model: &str) -> &str {
 /// `model` without a trailing `-YYYYMMDD` date.
 fn strip_date(model: &str) -> &str {
     let b = model.as_bytes();
-    let dated = b.len() >= 9
-        && b[b.len() - 9] == b'-'
-        && b[b.len() - 8..].iter().all(u8::is_ascii_digit);
+    let dated =
+        b.len() >= 9 && b[b.len() - 9] == b'-' && b[b.len() - 8..].iter().all(u8::is_ascii_digit);
     if dated {
         &model[..model.len() - 9]
     } else {
@@ -66,7 +65,8 @@ pub fn rates(model: &str) -> (Rates, bool) {
 /// cheaper up to 100k input tokens).
 pub fn call_cost_usd(model: &str, usage: &Usage) -> f64 {
     let (mut r, _) = rates(model);
-    let input_side = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens;
+    let input_side =
+        usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens;
     if strip_date(resolve_alias(model)) == "claude-haiku-5-5" && input_side <= 100_000 {
         r = [0.1, 0.5, 0.01, 0.125];
     }
@@ -94,12 +94,32 @@ mod tests {
     fn calls_are_priced_like_the_cli() {
         // (model, usage, dollars computed by hand from the per-million rates)
         let cases = [
-            ("claude-sonnet-5-5", u(1000, 200, 0, 0), (1000.0 * 2.0 + 200.0 * 10.0) / 1e6),
+            (
+                "claude-sonnet-5-5",
+                u(1000, 200, 0, 0),
+                (1000.0 * 2.0 + 200.0 * 10.0) / 1e6,
+            ),
             ("sonnet", u(1000, 1, 0, 0), (1000.0 * 2.0 + 10.0) / 1e6),
-            ("opus", u(0, 0, 1000, 1000), (1000.0 * 0.2 + 1000.0 * 5.0) / 1e6),
-            ("claude-haiku-5-5", u(1000, 100, 0, 0), (1000.0 * 0.1 + 100.0 * 0.5) / 1e6),
-            ("claude-haiku-5-5", u(200_000, 0, 0, 0), 200_000.0 * 0.5 / 1e6),
-            ("claude-sonnet-4-20250514", u(1000, 0, 0, 0), 1000.0 * 3.0 / 1e6),
+            (
+                "opus",
+                u(0, 0, 1000, 1000),
+                (1000.0 * 0.2 + 1000.0 * 5.0) / 1e6,
+            ),
+            (
+                "claude-haiku-5-5",
+                u(1000, 100, 0, 0),
+                (1000.0 * 0.1 + 100.0 * 0.5) / 1e6,
+            ),
+            (
+                "claude-haiku-5-5",
+                u(200_000, 0, 0, 0),
+                200_000.0 * 0.5 / 1e6,
+            ),
+            (
+                "claude-sonnet-4-20250514",
+                u(1000, 0, 0, 0),
+                1000.0 * 3.0 / 1e6,
+            ),
             ("some-future-model", u(1000, 0, 0, 0), 1000.0 * 4.0 / 1e6),
         ];
         for (model, usage, want) in cases {

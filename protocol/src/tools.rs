@@ -37,7 +37,9 @@ impl Usd {
         if v.is_finite() && v > 0.0 {
             Ok(Usd(v))
         } else {
-            Err(format!("a dollar amount must be a positive number, not {v}"))
+            Err(format!(
+                "a dollar amount must be a positive number, not {v}"
+            ))
         }
     }
 }

@@ -45,11 +45,17 @@ async fn a_chain_runs_its_steps_in_order_and_fills_in_earlier_outputs() {
     let progress = server.drain_progress(&token).await;
     for name in ["plan", "step-2", "step-3"] {
         assert!(
-            progress.iter().any(|m| m.contains(&format!("step {name:?} completed"))),
+            progress
+                .iter()
+                .any(|m| m.contains(&format!("step {name:?} completed"))),
             "no progress for {name} in {progress:?}"
         );
     }
-    assert_eq!(server.max_concurrent_turns(), 1, "a plain list is sequential");
+    assert_eq!(
+        server.max_concurrent_turns(),
+        1,
+        "a plain list is sequential"
+    );
     server.close().await;
 }
 
@@ -93,13 +99,25 @@ async fn abort_stops_the_chain_and_later_steps_never_run() {
     assert_eq!(r.is_error, Some(true), "a failed chain is a tool error");
     let c = content(&r);
     assert_eq!(c["status"], "failed", "{c}");
-    let statuses: Vec<&str> = steps_of(&c).iter().map(|s| s["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = steps_of(&c)
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["completed", "failed", "cancelled"]);
     assert!(c["error"].as_str().unwrap().contains("step-2"), "{c}");
-    assert!(steps_of(&c)[2]["error"].as_str().unwrap().contains("not run"));
+    assert!(
+        steps_of(&c)[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not run")
+    );
     assert_eq!(c["current_step"]["name"], "step-2");
     assert_eq!(c["final_output"], Value::Null);
-    assert_eq!(server.turns_started(), 2, "the third step never reached Claude");
+    assert_eq!(
+        server.turns_started(),
+        2,
+        "the third step never reached Claude"
+    );
     server.close().await;
 }
 
@@ -119,10 +137,18 @@ async fn skip_goes_on_with_an_empty_output_and_retry_records_every_attempt() {
     assert_eq!(c["status"], "completed", "{c}");
     let steps = steps_of(&c);
     assert_eq!(steps[0]["status"], "skipped");
-    assert!(steps[0]["error"].as_str().unwrap().contains("API Error: 500"));
+    assert!(
+        steps[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("API Error: 500")
+    );
     assert_eq!(steps[1]["output"], "prompt=<<MOCK_ECHO_PROMPT after []>>");
     let attempts = steps[2]["attempts"].as_array().unwrap();
-    let statuses: Vec<&str> = attempts.iter().map(|a| a["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["failed", "completed"]);
     assert_ne!(attempts[0]["task_id"], attempts[1]["task_id"]);
     assert_eq!(steps[2]["output"], "finally");
@@ -171,7 +197,9 @@ async fn a_bad_chain_is_refused_before_anything_runs() {
     ];
     for tool in ["pool_chain", "pool_submit_chain"] {
         for (args, needle) in &cases {
-            server.expect_invalid_params(tool, args.clone(), needle).await;
+            server
+                .expect_invalid_params(tool, args.clone(), needle)
+                .await;
         }
     }
     assert_eq!(server.turns_started(), 0);
@@ -200,35 +228,73 @@ async fn cancelling_a_chain_cancels_its_running_step_and_the_rest() {
     assert!(id.starts_with("chain-"), "{id}");
     let uri = format!("pool://chains/{id}");
     server.subscribe(&uri).await.expect("subscribe");
-    // Wait, on the chain's own notifications, until its first step runs on the slot.
-    loop {
-        let c = server.call_ok("pool_chain_result", json!({ "chain_id": id })).await;
-        if c["running_steps"] == json!(["step-1"]) && server.turns_started() == 1 {
-            assert_eq!(c["current_step"], json!({ "name": "step-1", "status": "running" }));
-            break;
+    // Wait, on the chain's own notifications, until its first step runs ...
+    let task = loop {
+        let c = server
+            .call_ok("pool_chain_result", json!({ "chain_id": id }))
+            .await;
+        if c["running_steps"] == json!(["step-1"]) {
+            assert_eq!(
+                c["current_step"],
+                json!({ "name": "step-1", "status": "running" })
+            );
+            break steps_of(&c)[0]["task_id"].as_str().unwrap().to_owned();
         }
         server
-            .resource_note_until("an update of the chain", |n| *n == ResourceNote::Updated(uri.clone()))
+            .resource_note_until("an update of the chain", |n| {
+                *n == ResourceNote::Updated(uri.clone())
+            })
+            .await;
+    };
+    // ... and, on its task's, until the slot has written its prompt to Claude.
+    let task_uri = format!("pool://results/{task}");
+    server
+        .subscribe(&task_uri)
+        .await
+        .expect("subscribe to the step's task");
+    while server.read_resource(&task_uri).await.unwrap()["duration_ms"].is_null() {
+        server
+            .resource_note_until("the step's task to start", |n| {
+                *n == ResourceNote::Updated(task_uri.clone())
+            })
             .await;
     }
     let status = server.status().await;
     assert_eq!(status["chains"]["in_progress"], 1, "{status}");
-    let r = server.call_ok("pool_cancel", json!({ "chain_id": id })).await;
+    let r = server
+        .call_ok("pool_cancel", json!({ "chain_id": id }))
+        .await;
     assert_eq!(r["status"], "cancelled", "{r}");
     assert_eq!(r["cancelled"], true);
-    let c = server.call_ok("pool_chain_result", json!({ "chain_id": id })).await;
-    let statuses: Vec<&str> = steps_of(&c).iter().map(|s| s["status"].as_str().unwrap()).collect();
+    let c = server
+        .call_ok("pool_chain_result", json!({ "chain_id": id }))
+        .await;
+    let statuses: Vec<&str> = steps_of(&c)
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["cancelled", "cancelled"]);
-    let task = steps_of(&c)[0]["task_id"].as_str().unwrap().to_owned();
+    assert_eq!(steps_of(&c)[0]["task_id"], task.as_str());
     let t = server.wait_task(&task).await;
     assert_eq!(t["status"], "cancelled", "{t}");
-    claude_pool_tests::procs::assert_gone(pid, std::time::Duration::from_secs(10), "the cancelled step's process").await;
-    assert_eq!(server.turns_started(), 1, "the second step never ran");
+    claude_pool_tests::procs::assert_gone(
+        pid,
+        std::time::Duration::from_secs(10),
+        "the cancelled step's process",
+    )
+    .await;
+    assert!(server.turns_started() <= 1, "the second step never ran");
     // A chain id also works in task_id, and an unknown one is "not found".
-    let again = server.call_ok("pool_cancel", json!({ "task_id": id })).await;
+    let again = server
+        .call_ok("pool_cancel", json!({ "task_id": id }))
+        .await;
     assert_eq!(again["cancelled"], false);
     server
-        .expect_invalid_params("pool_cancel", json!({ "chain_id": "chain-nope" }), "not found")
+        .expect_invalid_params(
+            "pool_cancel",
+            json!({ "chain_id": "chain-nope" }),
+            "not found",
+        )
         .await;
     let status = server.status().await;
     assert_eq!(status["chains"]["cancelled"], 1, "{status}");

@@ -70,7 +70,13 @@ async fn server_reports_its_own_name_and_version_and_every_tool() {
         ]
     );
     let instructions = info.instructions.clone().unwrap_or_default();
-    for tool in ["pool_run", "pool_submit", "pool_fan_out", "pool_chain", "budget"] {
+    for tool in [
+        "pool_run",
+        "pool_submit",
+        "pool_fan_out",
+        "pool_chain",
+        "budget",
+    ] {
         assert!(
             instructions.contains(tool),
             "the instructions do not mention {tool}: {instructions}"
@@ -908,8 +914,14 @@ async fn a_cli_that_cannot_start_is_given_up_and_queued_tasks_fail_with_its_erro
         "{s}"
     );
     // While no slot can start, new work is refused with the CLI's own error.
-    let late = server.call("pool_submit", json!({ "prompt": "late" })).await;
-    assert_eq!(late.is_error, Some(true), "a halted pool accepted a task: {late:?}");
+    let late = server
+        .call("pool_submit", json!({ "prompt": "late" }))
+        .await;
+    assert_eq!(
+        late.is_error,
+        Some(true),
+        "a halted pool accepted a task: {late:?}"
+    );
     let text = first_text(&late);
     assert!(
         text.contains("no slot can start") && text.contains("broken install"),

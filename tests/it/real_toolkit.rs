@@ -30,10 +30,17 @@ async fn real_cli_fans_out_and_chains() {
         )
         .await;
     let results = f["results"].as_array().unwrap();
-    let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["completed", "failed", "completed"], "{f}");
     assert_eq!(results[0]["output"], "alpha");
-    assert!(results[1]["error"].as_str().unwrap().contains("500"), "{}", results[1]);
+    assert!(
+        results[1]["error"].as_str().unwrap().contains("500"),
+        "{}",
+        results[1]
+    );
     assert!((results[2]["spend_usd"].as_f64().unwrap() - sonnet_usd(1000, 10)).abs() < 1e-9);
 
     let c = p
@@ -61,7 +68,10 @@ async fn real_cli_tasks_carry_the_context_without_touching_claude_codes_system_p
     p.server
         .call_ok("context_set", json!({ "key": "language", "value": "rust" }))
         .await;
-    let r = p.server.call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: noted" })).await;
+    let r = p
+        .server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: noted" }))
+        .await;
     assert_eq!(r["output"], "noted");
     let request = p
         .mock
@@ -72,10 +82,19 @@ async fn real_cli_tasks_carry_the_context_without_touching_claude_codes_system_p
         .expect("a request reached the mock");
     let body = &request["full_body"];
     let user = body["messages"].to_string();
-    assert!(user.contains("- language: rust"), "the context reached Claude: {user}");
+    assert!(
+        user.contains("- language: rust"),
+        "the context reached Claude: {user}"
+    );
     let system = body["system"].to_string();
-    assert!(!system.contains("language: rust"), "the context is not in the system prompt");
-    assert!(system.contains("Claude Code"), "Claude Code's own system prompt is kept: {system}");
+    assert!(
+        !system.contains("language: rust"),
+        "the context is not in the system prompt"
+    );
+    assert!(
+        system.contains("Claude Code"),
+        "Claude Code's own system prompt is kept: {system}"
+    );
     p.server.close().await;
 }
 
@@ -87,14 +106,23 @@ async fn real_cli_budget_stops_running_turns_and_refuses_new_work() {
     };
     // Two turns of two API calls each (a tool loop), 3000 in / 100 out per call: after both
     // first calls 2 × 3000 × $2/M input is already over the cap.
-    let prompt = "MOCK_USAGE:3000,100 MOCK_SLEEP:1 MOCK_TOOL:true";
-    let a = p.server.call_ok("pool_submit", json!({ "prompt": prompt })).await;
-    let b = p.server.call_ok("pool_submit", json!({ "prompt": prompt })).await;
+    let prompt = "MOCK_USAGE:3000,100 MOCK_SLEEP:1.5 MOCK_TOOL:true";
+    let a = p
+        .server
+        .call_ok("pool_submit", json!({ "prompt": prompt }))
+        .await;
+    let b = p
+        .server
+        .call_ok("pool_submit", json!({ "prompt": prompt }))
+        .await;
     let mut spent = 0.0;
     for s in [&a, &b] {
         let r = p.server.wait_task(s["task_id"].as_str().unwrap()).await;
         assert_eq!(r["status"], "failed", "{r}");
-        assert!(r["error"].as_str().unwrap().contains("budget is exhausted"), "{r}");
+        assert!(
+            r["error"].as_str().unwrap().contains("budget is exhausted"),
+            "{r}"
+        );
         spent += r["spend_usd"].as_f64().unwrap();
     }
     let status = p.server.status().await;
@@ -102,12 +130,23 @@ async fn real_cli_budget_stops_running_turns_and_refuses_new_work() {
     assert!((pool - spent).abs() < 1e-9, "pool {pool} != tasks {spent}");
     assert!(pool >= cap, "{status}");
     // At most one API call in flight per running slot beyond the cap.
-    assert!(pool <= cap + 2.0 * sonnet_usd(3000, 100) + 1e-9, "overshoot: {pool}");
+    assert!(
+        pool <= cap + 2.0 * sonnet_usd(3000, 100) + 1e-9,
+        "overshoot: {pool}"
+    );
     let requests = p.mock.message_requests();
     let r = p.server.call("pool_run", json!({ "prompt": "more" })).await;
     assert_eq!(r.is_error, Some(true));
-    assert!(first_text(&r).contains("budget is exhausted"), "{}", first_text(&r));
-    assert_eq!(p.mock.message_requests(), requests, "refused work reached the API");
+    assert!(
+        first_text(&r).contains("budget is exhausted"),
+        "{}",
+        first_text(&r)
+    );
+    assert_eq!(
+        p.mock.message_requests(),
+        requests,
+        "refused work reached the API"
+    );
     p.server.close().await;
 }
 
@@ -125,20 +164,32 @@ async fn real_cli_drain_skills_and_resources() {
         .await;
     assert_eq!(r["output"], "summary done", "{r}");
     let id = r["task_id"].as_str().unwrap();
-    let res = p.server.read_resource(&format!("pool://results/{id}")).await.unwrap();
+    let res = p
+        .server
+        .read_resource(&format!("pool://results/{id}"))
+        .await
+        .unwrap();
     assert_eq!(res["output"], "summary done");
     let budget = p.server.read_resource("pool://budget").await.unwrap();
-    assert!((budget["spend_usd"].as_f64().unwrap() - r["spend_usd"].as_f64().unwrap()).abs() < 1e-12);
+    assert!(
+        (budget["spend_usd"].as_f64().unwrap() - r["spend_usd"].as_f64().unwrap()).abs() < 1e-12
+    );
 
     let (running, _, _) = p.server.start_run("MOCK_SLEEP:1 MOCK_TEXT: last one").await;
-    let queued = p.server.call_ok("pool_submit", json!({ "prompt": "never" })).await;
+    let queued = p
+        .server
+        .call_ok("pool_submit", json!({ "prompt": "never" }))
+        .await;
     let d = p.server.call_ok("pool_drain", json!({})).await;
     assert_eq!(d["total_tasks"], 3, "{d}");
     assert_eq!(d["completed"], 2, "{d}");
     assert_eq!(d["cancelled"], 1, "{d}");
     let done = claude_pool_tests::server::finish_call(running, "the running task").await;
     assert_eq!(content(&done)["output"], "last one");
-    let q = p.server.wait_task(queued["task_id"].as_str().unwrap()).await;
+    let q = p
+        .server
+        .wait_task(queued["task_id"].as_str().unwrap())
+        .await;
     assert_eq!(q["status"], "cancelled");
     let s = p.server.status().await;
     assert_eq!(s["slots"][0]["status"], "stopped", "{s}");
@@ -175,7 +226,11 @@ async fn real_claude_code_as_the_coordinator_drives_the_pool_over_mcp() {
     cmd.args(["-p", "--output-format", "json", "--mcp-config"])
         .arg(&config_path)
         .args(["--strict-mcp-config", "--allowedTools"])
-        .args(["mcp__pool__pool_run", "mcp__pool__pool_fan_out", "mcp__pool__pool_chain"])
+        .args([
+            "mcp__pool__pool_run",
+            "mcp__pool__pool_fan_out",
+            "mcp__pool__pool_chain",
+        ])
         .env_clear()
         .envs(hermetic_cli_env(&mock.url(), scratch.path()))
         .env("MCP_TIMEOUT", "60000")
@@ -189,9 +244,13 @@ async fn real_claude_code_as_the_coordinator_drives_the_pool_over_mcp() {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(prompt.as_bytes()).await.unwrap();
     }
-    let out = within(Duration::from_secs(180), "the coordinator's result", child.wait_with_output())
-        .await
-        .unwrap();
+    let out = within(
+        Duration::from_secs(180),
+        "the coordinator's result",
+        child.wait_with_output(),
+    )
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let log = std::fs::read_to_string(&server_log).unwrap_or_default();
     assert!(
@@ -202,10 +261,16 @@ async fn real_claude_code_as_the_coordinator_drives_the_pool_over_mcp() {
     let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON result");
     let text = result["result"].as_str().unwrap_or_default();
     for expected in ["hop-one", "fan-a", "fan-b", "after link-1"] {
-        assert!(text.contains(expected), "{expected:?} did not come back through both hops: {text}");
+        assert!(
+            text.contains(expected),
+            "{expected:?} did not come back through both hops: {text}"
+        );
     }
     // The three tools really ran on this server.
     for tool in ["pool_run", "pool_fan_out", "pool_chain"] {
-        assert!(log.contains(&format!("\"{tool}\"")), "the server never saw {tool}");
+        assert!(
+            log.contains(&format!("\"{tool}\"")),
+            "the server never saw {tool}"
+        );
     }
 }

@@ -24,14 +24,22 @@ async fn the_four_builtin_skills_are_listed_described_and_run() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["code_review", "refactor", "summarize", "write_tests"]);
+    assert_eq!(
+        names,
+        ["code_review", "refactor", "summarize", "write_tests"]
+    );
     let review = &list["skills"][0];
     assert_eq!(review["source"], "builtin");
     assert_eq!(review["arguments"][0]["name"], "path");
     assert_eq!(review["arguments"][0]["required"], true);
-    let got = server.call_ok("pool_skill_get", json!({ "skill": "code_review" })).await;
+    let got = server
+        .call_ok("pool_skill_get", json!({ "skill": "code_review" }))
+        .await;
     let template = got["template"].as_str().unwrap();
-    assert!(template.contains("{path}") && template.contains("{criteria}"), "{template}");
+    assert!(
+        template.contains("{path}") && template.contains("{criteria}"),
+        "{template}"
+    );
 
     let r = server
         .call_ok(
@@ -40,7 +48,9 @@ async fn the_four_builtin_skills_are_listed_described_and_run() {
         )
         .await;
     assert_eq!(r["status"], "completed");
-    let expected = template.replace("{path}", "src/main.rs").replace("{criteria}", "bugs");
+    let expected = template
+        .replace("{path}", "src/main.rs")
+        .replace("{criteria}", "bugs");
     let first40: String = expected.chars().take(40).collect();
     assert_eq!(r["output"], format!("MOCK: {first40}"));
     assert!(r["spend_usd"].as_f64().unwrap() > 0.0);
@@ -51,16 +61,44 @@ async fn the_four_builtin_skills_are_listed_described_and_run() {
 async fn skill_arguments_are_checked_before_anything_runs() {
     let server = Server::start(ServerOptions::fake(1)).await;
     server.wait_ready().await;
-    server.expect_invalid_params("pool_skill_run", json!({ "skill": "code_review" }), "needs the argument \"path\"").await;
-    server.expect_invalid_params("pool_skill_run",
-        json!({ "skill": "code_review", "arguments": { "path": "x", "colour": "red" } }),
-        "no argument \"colour\"",
-    )
-    .await;
-    server.expect_invalid_params("pool_skill_run", json!({ "skill": "nope" }), "skill not found").await;
-    server.expect_invalid_params("pool_skill_run", json!({ "skill": "code_review", "arguments": ["x"] }), "arguments").await;
-    server.expect_invalid_params("pool_skill_run", json!({}), "skill").await;
-    server.expect_invalid_params("pool_skill_get", json!({ "skill": "nope" }), "skill not found").await;
+    server
+        .expect_invalid_params(
+            "pool_skill_run",
+            json!({ "skill": "code_review" }),
+            "needs the argument \"path\"",
+        )
+        .await;
+    server
+        .expect_invalid_params(
+            "pool_skill_run",
+            json!({ "skill": "code_review", "arguments": { "path": "x", "colour": "red" } }),
+            "no argument \"colour\"",
+        )
+        .await;
+    server
+        .expect_invalid_params(
+            "pool_skill_run",
+            json!({ "skill": "nope" }),
+            "skill not found",
+        )
+        .await;
+    server
+        .expect_invalid_params(
+            "pool_skill_run",
+            json!({ "skill": "code_review", "arguments": ["x"] }),
+            "arguments",
+        )
+        .await;
+    server
+        .expect_invalid_params("pool_skill_run", json!({}), "skill")
+        .await;
+    server
+        .expect_invalid_params(
+            "pool_skill_get",
+            json!({ "skill": "nope" }),
+            "skill not found",
+        )
+        .await;
     assert_eq!(server.turns_started(), 0);
     server.close().await;
 }
@@ -68,15 +106,22 @@ async fn skill_arguments_are_checked_before_anything_runs() {
 #[tokio::test]
 async fn skills_load_from_a_directory_and_builtins_can_be_turned_off() {
     let dir = skill_dir();
-    let server = Server::start(
-        ServerOptions::fake(1).args(&["--no-builtins", "--skills-dir", &dir.path().to_string_lossy()]),
-    )
+    let server = Server::start(ServerOptions::fake(1).args(&[
+        "--no-builtins",
+        "--skills-dir",
+        &dir.path().to_string_lossy(),
+    ]))
     .await;
     let list = server.call_ok("pool_skill_list", json!({})).await;
     let skills = list["skills"].as_array().unwrap();
     assert_eq!(skills.len(), 1, "{list}");
     assert_eq!(skills[0]["name"], "security_review");
-    assert!(skills[0]["source"].as_str().unwrap().ends_with("security/SKILL.md"));
+    assert!(
+        skills[0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("security/SKILL.md")
+    );
     assert_eq!(skills[0]["arguments"][1]["default"], "injection");
     let r = server
         .call_ok(
@@ -102,7 +147,13 @@ async fn every_skill_is_an_mcp_prompt() {
     let names: Vec<String> = prompts.iter().map(|p| p.name.clone()).collect();
     assert_eq!(
         names,
-        ["code_review", "refactor", "security_review", "summarize", "write_tests"]
+        [
+            "code_review",
+            "refactor",
+            "security_review",
+            "summarize",
+            "write_tests"
+        ]
     );
     let review = prompts.iter().find(|p| p.name == "code_review").unwrap();
     let args = review.arguments.as_ref().unwrap();
@@ -119,7 +170,10 @@ async fn every_skill_is_an_mcp_prompt() {
         rmcp::model::ContentBlock::Text(t) => t.text.clone(),
         other => panic!("expected text, got {other:?}"),
     };
-    assert!(text.contains("pool_skill_run") && text.contains("Review the code in lib.rs"), "{text}");
+    assert!(
+        text.contains("pool_skill_run") && text.contains("Review the code in lib.rs"),
+        "{text}"
+    );
     match server
         .client()
         .get_prompt(rmcp::model::GetPromptRequestParams::new("code_review"))
@@ -143,7 +197,10 @@ async fn a_broken_skill_file_stops_the_server_with_its_file_and_line() {
     )
     .unwrap();
     let out = tokio::process::Command::new(claude_pool_tests::server_bin())
-        .args(["--claude-bin", &claude_pool_tests::fake_claude_bin().to_string_lossy()])
+        .args([
+            "--claude-bin",
+            &claude_pool_tests::fake_claude_bin().to_string_lossy(),
+        ])
         .args(["--skills-dir", &dir.path().to_string_lossy()])
         .stdin(std::process::Stdio::null())
         .output()
@@ -151,6 +208,9 @@ async fn a_broken_skill_file_stops_the_server_with_its_file_and_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.md:5") && stderr.contains("colour"), "{stderr}");
+    assert!(
+        stderr.contains("bad.md:5") && stderr.contains("colour"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty());
 }

@@ -17,7 +17,11 @@ fn flaky_cli(dir: &Scratch, flag: &Path, first_works: bool) -> std::path::PathBu
     let path = dir.join("flaky-claude");
     let lock = dir.join("first.lock");
     let first = if first_works {
-        format!("if mkdir {} 2>/dev/null; then exec {} \"$@\"; fi\n", lock.display(), fake_claude_bin().display())
+        format!(
+            "if mkdir {} 2>/dev/null; then exec {} \"$@\"; fi\n",
+            lock.display(),
+            fake_claude_bin().display()
+        )
     } else {
         String::new()
     };
@@ -76,26 +80,45 @@ async fn a_given_up_slot_is_probed_and_comes_back_once_its_cli_starts() {
         .unwrap();
     let mut events = pool.events();
     let given_up = event(&mut events, "a slot given up", |e| {
-        matches!(e, PoolEvent::SlotFailed { restarting: false, .. })
+        matches!(
+            e,
+            PoolEvent::SlotFailed {
+                restarting: false,
+                ..
+            }
+        )
     })
     .await;
-    let PoolEvent::SlotFailed { id: broken, reason, .. } = given_up else {
+    let PoolEvent::SlotFailed {
+        id: broken, reason, ..
+    } = given_up
+    else {
         unreachable!()
     };
-    assert!(reason.contains("restart limit") && reason.contains("broken install"), "{reason}");
+    assert!(
+        reason.contains("restart limit") && reason.contains("broken install"),
+        "{reason}"
+    );
     // The other slot works all along: the pool keeps serving.
-    let r = pool.run(TaskSpec::new("MOCK_TEXT: still serving")).await.unwrap();
+    let r = pool
+        .run(TaskSpec::new("MOCK_TEXT: still serving"))
+        .await
+        .unwrap();
     assert_eq!(r.status, TaskStatus::Completed, "{r:?}");
     assert_eq!(pool.health(), PoolHealth::Running);
     // A failed probe keeps it given up; once the CLI starts, it is back.
-    event(&mut events, "a failed probe", |e| {
-        matches!(e, PoolEvent::SlotFailed { id, restarting: false, .. } if *id == broken)
-    })
+    event(
+        &mut events,
+        "a failed probe",
+        |e| matches!(e, PoolEvent::SlotFailed { id, restarting: false, .. } if *id == broken),
+    )
     .await;
     std::fs::write(&flag, "").unwrap();
-    event(&mut events, "the given-up slot idle again", |e| {
-        matches!(e, PoolEvent::Slot { id, status: SlotStatus::Idle } if *id == broken)
-    })
+    event(
+        &mut events,
+        "the given-up slot idle again",
+        |e| matches!(e, PoolEvent::Slot { id, status: SlotStatus::Idle } if *id == broken),
+    )
     .await;
     let s = pool.slot(&broken).await.unwrap();
     assert_eq!(s.status, SlotStatus::Idle, "{s:?}");
@@ -122,7 +145,10 @@ async fn a_halted_pool_is_probed_and_accepts_work_again_once_the_cli_starts() {
         .build()
         .await
         .unwrap();
-    let queued = pool.submit(TaskSpec::new("MOCK_TEXT: queued")).await.unwrap();
+    let queued = pool
+        .submit(TaskSpec::new("MOCK_TEXT: queued"))
+        .await
+        .unwrap();
     let mut health = pool.health_changes();
     let halted = within(
         Duration::from_secs(60),
@@ -132,14 +158,19 @@ async fn a_halted_pool_is_probed_and_accepts_work_again_once_the_cli_starts() {
     .await
     .unwrap()
     .clone();
-    let PoolHealth::Halted(why) = halted else { unreachable!() };
+    let PoolHealth::Halted(why) = halted else {
+        unreachable!()
+    };
     assert!(why.contains("broken install"), "{why}");
     // Detected quickly: queued work fails with the CLI's own stderr; new work is refused.
     let r = pool.wait(&queued).await.unwrap();
     assert_eq!(r.status, TaskStatus::Failed);
     assert!(r.error.unwrap().contains("broken install"));
     let refused = pool.submit(TaskSpec::new("late")).await.unwrap_err();
-    assert!(refused.to_string().contains("no slot can start"), "{refused}");
+    assert!(
+        refused.to_string().contains("no slot can start"),
+        "{refused}"
+    );
     // Fixed: a probe finds the CLI working and the pool serves again by itself.
     std::fs::write(&flag, "").unwrap();
     within(
@@ -193,7 +224,9 @@ async fn sustained_random_kills_give_up_no_slot_and_lose_no_task() {
                 _ = &mut stop => return (restarts, given_up),
             };
             match e {
-                Ok(PoolEvent::SlotFailed { restarting, reason, .. }) => {
+                Ok(PoolEvent::SlotFailed {
+                    restarting, reason, ..
+                }) => {
                     restarts += 1;
                     if !restarting {
                         given_up.push(reason);
@@ -245,9 +278,13 @@ async fn sustained_random_kills_give_up_no_slot_and_lose_no_task() {
         kills += 1;
     }
     let last_kill = Instant::now();
-    within(Duration::from_secs(30), "every slot idle after the last kill", pool.wait_ready())
-        .await
-        .unwrap();
+    within(
+        Duration::from_secs(30),
+        "every slot idle after the last kill",
+        pool.wait_ready(),
+    )
+    .await
+    .unwrap();
     let back_to_idle = last_kill.elapsed();
     let status = pool.status().await.unwrap();
     assert!(
@@ -260,14 +297,22 @@ async fn sustained_random_kills_give_up_no_slot_and_lose_no_task() {
     let ids = submitter.await.unwrap();
     let mut by_state: BTreeMap<String, u32> = BTreeMap::new();
     for (i, id) in &ids {
-        let r = within(Duration::from_secs(60), "a task's terminal state", pool.wait(id))
-            .await
-            .unwrap();
+        let r = within(
+            Duration::from_secs(60),
+            "a task's terminal state",
+            pool.wait(id),
+        )
+        .await
+        .unwrap();
         assert!(r.status.is_terminal(), "task {i}: {r:?}");
         *by_state.entry(r.status.to_string()).or_default() += 1;
         match r.status {
             TaskStatus::Completed => {
-                assert_eq!(r.output.as_deref(), Some(format!("out-{i}").as_str()), "task {i}")
+                assert_eq!(
+                    r.output.as_deref(),
+                    Some(format!("out-{i}").as_str()),
+                    "task {i}"
+                )
             }
             _ => {
                 let e = r.error.unwrap_or_default();

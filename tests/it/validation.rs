@@ -12,20 +12,56 @@ async fn every_tool_refuses_bad_arguments_by_name_before_anything_runs() {
     let cases = [
         ("pool_run", json!({}), "prompt"),
         ("pool_run", json!({ "prompt": 7 }), "prompt"),
-        ("pool_run", json!({ "prompt": "x", "timeout": "soon" }), "timeout"),
-        ("pool_run", json!({ "prompt": "x", "timeout": 0 }), "timeout"),
-        ("pool_run", json!({ "prompt": "x", "max_budget_usd": -1 }), "max_budget_usd"),
-        ("pool_run", json!({ "prompt": "x", "effort": "huge" }), "effort"),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "timeout": "soon" }),
+            "timeout",
+        ),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "timeout": 0 }),
+            "timeout",
+        ),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "max_budget_usd": -1 }),
+            "max_budget_usd",
+        ),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "effort": "huge" }),
+            "effort",
+        ),
         ("pool_submit", json!({ "prompt": "x", "model": 3 }), "model"),
         ("pool_result", json!({}), "task_id"),
-        ("pool_result", json!({ "task_id": "task-1", "wait": -2 }), "wait"),
+        (
+            "pool_result",
+            json!({ "task_id": "task-1", "wait": -2 }),
+            "wait",
+        ),
         ("pool_cancel", json!({}), "task_id"),
         ("pool_fan_out", json!({ "prompts": "x" }), "prompts"),
-        ("pool_fan_out", json!({ "prompts": ["a"], "timeout": [] }), "timeout"),
+        (
+            "pool_fan_out",
+            json!({ "prompts": ["a"], "timeout": [] }),
+            "timeout",
+        ),
         ("pool_chain", json!({ "steps": {} }), "steps"),
-        ("pool_chain", json!({ "steps": [{ "prompt": 1 }] }), "steps[0].prompt"),
-        ("pool_chain", json!({ "steps": [{ "prompt": "a", "retries": -1 }] }), "steps[0].retries"),
-        ("pool_chain", json!({ "steps": [{ "prompt": "a", "retries": 1.5 }] }), "steps[0].retries"),
+        (
+            "pool_chain",
+            json!({ "steps": [{ "prompt": 1 }] }),
+            "steps[0].prompt",
+        ),
+        (
+            "pool_chain",
+            json!({ "steps": [{ "prompt": "a", "retries": -1 }] }),
+            "steps[0].retries",
+        ),
+        (
+            "pool_chain",
+            json!({ "steps": [{ "prompt": "a", "retries": 1.5 }] }),
+            "steps[0].retries",
+        ),
         ("pool_submit_chain", json!({}), "steps"),
         ("pool_chain_result", json!({ "chain_id": 5 }), "chain_id"),
         ("context_set", json!({ "key": "k" }), "value"),
@@ -38,8 +74,16 @@ async fn every_tool_refuses_bad_arguments_by_name_before_anything_runs() {
         ("pool_drain", json!({ "timeout": -1 }), "timeout"),
         ("pool_skill_run", json!({ "arguments": {} }), "skill"),
         ("pool_skill_get", json!({}), "skill"),
-        ("pool_status", json!({ "wait_ready": "later" }), "wait_ready"),
-        ("pool_run", json!({ "prompt": "x", "surprise": true }), "surprise"),
+        (
+            "pool_status",
+            json!({ "wait_ready": "later" }),
+            "wait_ready",
+        ),
+        (
+            "pool_run",
+            json!({ "prompt": "x", "surprise": true }),
+            "surprise",
+        ),
     ];
     for (tool, args, field) in cases {
         server.expect_invalid_params(tool, args, field).await;
@@ -53,7 +97,11 @@ async fn every_tool_refuses_bad_arguments_by_name_before_anything_runs() {
         server.expect_invalid_params(tool, args, "not found").await;
     }
     assert_eq!(server.turns_started(), 0, "a bad call reached Claude");
-    assert_eq!(server.processes_started(), processes, "a bad call started a process");
+    assert_eq!(
+        server.processes_started(),
+        processes,
+        "a bad call started a process"
+    );
     let s = server.status().await;
     assert_eq!(s["tasks"]["total"], 0, "{s}");
     assert_eq!(s["slots"].as_array().unwrap().len(), 1, "{s}");

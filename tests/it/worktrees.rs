@@ -23,7 +23,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .envs(IDENTITY)
         .output()
         .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -48,7 +52,10 @@ fn options(repo: &Path, slots: usize) -> ServerOptions {
 async fn outside_a_git_repository_the_server_refuses_to_start() {
     let dir = Scratch::new("not-a-repo");
     let out = tokio::process::Command::new(claude_pool_tests::server_bin())
-        .args(["--claude-bin", &claude_pool_tests::fake_claude_bin().to_string_lossy()])
+        .args([
+            "--claude-bin",
+            &claude_pool_tests::fake_claude_bin().to_string_lossy(),
+        ])
         .args(["--worktree", "--cwd", &dir.path().to_string_lossy()])
         .env("GIT_CEILING_DIRECTORIES", dir.path().parent().unwrap())
         .stdin(std::process::Stdio::null())
@@ -78,17 +85,27 @@ async fn each_slot_works_in_its_own_worktree_and_what_a_task_commits_outlives_th
         .start_run("MOCK_SLEEP:0.3 MOCK_SHELL: echo a > a.txt && git add a.txt && git commit -qm from-a && git rev-parse HEAD")
         .await;
     let b = server
-        .call_ok("pool_run", json!({ "prompt": "MOCK_SHELL: ls; git status --porcelain" }))
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_SHELL: ls; git status --porcelain" }),
+        )
         .await;
     let a = claude_pool_tests::server::content(&finish_call(a_call, "task A").await);
     assert_eq!(a["status"], "completed", "{a}");
     let b_out = b["output"].as_str().unwrap();
     assert!(!b_out.contains("a.txt"), "B saw A's file: {b_out}");
-    assert!(b_out.contains("README"), "B works in a checkout of the repository: {b_out}");
+    assert!(
+        b_out.contains("README"),
+        "B works in a checkout of the repository: {b_out}"
+    );
     assert_ne!(a["worktree"], b["worktree"]);
     let a_out = a["output"].as_str().unwrap();
     let sha = a_out.rsplit("out=").next().unwrap().trim();
-    assert_eq!(a["commit"].as_str(), Some(sha), "the result names the head commit: {a}");
+    assert_eq!(
+        a["commit"].as_str(),
+        Some(sha),
+        "the result names the head commit: {a}"
+    );
     let branch = a["branch"].as_str().unwrap().to_owned();
     assert!(branch.starts_with("claude-pool/slot-"), "{branch}");
     // The main checkout is untouched.
@@ -97,7 +114,10 @@ async fn each_slot_works_in_its_own_worktree_and_what_a_task_commits_outlives_th
     server.close().await;
     // The branch and its commit outlive the server.
     assert_eq!(git(repo.path(), &["rev-parse", &branch]), sha);
-    assert_eq!(git(repo.path(), &["log", "-1", "--format=%s", &branch]), "from-a");
+    assert_eq!(
+        git(repo.path(), &["log", "-1", "--format=%s", &branch]),
+        "from-a"
+    );
 }
 
 #[tokio::test]
@@ -112,13 +132,19 @@ async fn stale_worktrees_are_removed_on_start_only_when_they_hold_nothing_uncomm
     // A new server with one slot: slot-1's and slot-2's worktrees are stale.
     let server = Server::start(options(repo.path(), 1)).await;
     server.wait_ready().await;
-    assert!(!Path::new(&clean).exists(), "a clean stale worktree is removed");
+    assert!(
+        !Path::new(&clean).exists(),
+        "a clean stale worktree is removed"
+    );
     assert!(
         Path::new(&dirty).join("unsaved.txt").exists(),
         "a worktree with uncommitted changes is kept"
     );
     let listed = git(repo.path(), &["worktree", "list"]);
-    assert!(listed.contains(&dirty) && !listed.contains(&clean), "{listed}");
+    assert!(
+        listed.contains(&dirty) && !listed.contains(&clean),
+        "{listed}"
+    );
     let branches = git(repo.path(), &["branch", "--list", "claude-pool/*"]);
     for slot in ["slot-0", "slot-1", "slot-2"] {
         assert!(branches.contains(slot), "branch of {slot} kept: {branches}");

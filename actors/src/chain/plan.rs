@@ -124,7 +124,10 @@ pub fn plan(params: &ChainParams) -> Result<ChainPlan, String> {
                 let mut deps = Vec::with_capacity(list.len());
                 for d in list {
                     let j = index_of(d).ok_or_else(|| {
-                        format!("{} depends on {d:?}, which is not a step of this chain", label(i))
+                        format!(
+                            "{} depends on {d:?}, which is not a step of this chain",
+                            label(i)
+                        )
                     })?;
                     if j == i {
                         return Err(format!("{} depends on itself", label(i)));
@@ -292,7 +295,11 @@ mod tests {
             step("a", Some("plan"), None),
             step("b {previous_output}", None, None),
             step("c", Some("lint"), Some(&[])),
-            step("d {output:plan} {output:lint}", None, Some(&["step-2", "lint"])),
+            step(
+                "d {output:plan} {output:lint}",
+                None,
+                Some(&["step-2", "lint"]),
+            ),
         ]))
         .expect("valid");
         let deps: Vec<Vec<usize>> = p.steps.iter().map(|s| s.deps.clone()).collect();
@@ -320,7 +327,10 @@ mod tests {
                 ]),
                 "cycle among a, b",
             ),
-            (chain(vec![step("{previous_output}", None, None)]), "depends on no step"),
+            (
+                chain(vec![step("{previous_output}", None, None)]),
+                "depends on no step",
+            ),
             (
                 chain(vec![
                     step("a", Some("a"), None),
@@ -330,25 +340,47 @@ mod tests {
                 "does not depend on \"c\"",
             ),
             (
-                chain(vec![step("a", Some("a"), None), step("{output:zz}", None, None)]),
+                chain(vec![
+                    step("a", Some("a"), None),
+                    step("{output:zz}", None, None),
+                ]),
                 "no step is named \"zz\"",
             ),
-            (chain(vec![step("a", Some("self"), Some(&["self"]))]), "depends on itself"),
+            (
+                chain(vec![step("a", Some("self"), Some(&["self"]))]),
+                "depends on itself",
+            ),
         ];
         for (params, want) in cases {
             let e = plan(&params).expect_err(want);
             assert!(e.contains(want), "{e:?} should say {want:?}");
         }
-        let too_many = chain((0..101).map(|i| step(&format!("s{i}"), None, None)).collect());
-        assert!(plan(&too_many).expect_err("too many").contains("at most 100"));
+        let too_many = chain(
+            (0..101)
+                .map(|i| step(&format!("s{i}"), None, None))
+                .collect(),
+        );
+        assert!(
+            plan(&too_many)
+                .expect_err("too many")
+                .contains("at most 100")
+        );
     }
 
     #[test]
     fn placeholders_are_filled_and_other_braces_left_alone() {
         let p = plan(&chain(vec![
             step("plan it", Some("plan"), None),
-            step("code: {previous_output}; fn x() {{ }} {output:plan}", None, None),
-            step("{output:plan}+{previous_output}", None, Some(&["plan", "step-2"])),
+            step(
+                "code: {previous_output}; fn x() {{ }} {output:plan}",
+                None,
+                None,
+            ),
+            step(
+                "{output:plan}+{previous_output}",
+                None,
+                Some(&["plan", "step-2"]),
+            ),
         ]))
         .expect("valid");
         let outputs = vec![Some("P".to_owned()), Some("C".to_owned()), None];

@@ -139,7 +139,8 @@ mod tests {
             t.set(&format!("k{i}"), "v").expect("fits");
         }
         assert!(t.set("one-more", "v").expect_err("full").contains("full"));
-        t.set("language", "go").expect("replacing a key is not a new key");
+        t.set("language", "go")
+            .expect("replacing a key is not a new key");
     }
 
     #[test]

@@ -262,7 +262,10 @@ mod tests {
         assert!(b.live(&id(1), 0.4).is_empty());
         let e = b.live(&id(2), 0.6);
         assert!(matches!(e.as_slice(), [Effect::Exhausted(_)]), "{e:?}");
-        assert!(b.live(&id(2), 0.7).is_empty(), "reported once while it runs");
+        assert!(
+            b.live(&id(2), 0.7).is_empty(),
+            "reported once while it runs"
+        );
         // What the interrupted turns really cost: a little more than what was seen live.
         b.settle(&id(1), 0.45, true);
         b.settle(&id(2), 0.65, true);

@@ -94,6 +94,11 @@ impl PoolServer {
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
         let id = &params.chain_id;
-        long_poll(params.wait, self.pool.wait_chain(id), self.pool.chain_result(id)).await
+        long_poll(
+            params.wait,
+            self.pool.wait_chain(id),
+            self.pool.chain_result(id),
+        )
+        .await
     }
 }

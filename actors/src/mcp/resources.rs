@@ -37,7 +37,11 @@ const JSON: &str = "application/json";
 /// The four listed resources.
 pub(super) fn listed() -> Vec<Resource> {
     [
-        (STATUS, "status", "Pool state: slots, task and chain counts, spend and budget"),
+        (
+            STATUS,
+            "status",
+            "Pool state: slots, task and chain counts, spend and budget",
+        ),
         (SLOTS, "slots", "Every slot: status, task, pid, restarts"),
         (BUDGET, "budget", "Budget: cap, spend, remaining, in flight"),
         (CONTEXT, "context", "The shared context table"),
@@ -55,8 +59,16 @@ pub(super) fn listed() -> Vec<Resource> {
 pub(super) fn templates() -> Vec<ResourceTemplate> {
     [
         ("pool://slots/{id}", "slot", "One slot by id (slot-0, ...)"),
-        ("pool://results/{task_id}", "result", "A task's status and result"),
-        ("pool://chains/{chain_id}", "chain", "A chain's progress and results"),
+        (
+            "pool://results/{task_id}",
+            "result",
+            "A task's status and result",
+        ),
+        (
+            "pool://chains/{chain_id}",
+            "chain",
+            "A chain's progress and results",
+        ),
     ]
     .into_iter()
     .map(|(uri, name, description)| {
@@ -114,10 +126,10 @@ fn json<T: serde::Serialize>(uri: &str, value: &T) -> Result<ReadResourceResult,
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
     // The pool changes all the time: a client must not serve a read from its cache.
-    Ok(ReadResourceResult::new(vec![
-        ResourceContents::text(text, uri).with_mime_type(JSON),
-    ])
-    .with_ttl_ms(0))
+    Ok(
+        ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type(JSON)])
+            .with_ttl_ms(0),
+    )
 }
 
 /// Reads `uri`; an unknown URI, or an id nothing has, is a resource-not-found error.
@@ -141,11 +153,9 @@ pub(super) async fn read(pool: &Pool, uri: &str) -> Result<ReadResourceResult, E
 pub(super) fn uris_of(event: &PoolEvent) -> Vec<String> {
     match event {
         PoolEvent::Task { id, .. } => vec![format!("{RESULT_PREFIX}{id}"), STATUS.into()],
-        PoolEvent::Slot { id, .. } | PoolEvent::SlotFailed { id, .. } => vec![
-            format!("{SLOT_PREFIX}{id}"),
-            SLOTS.into(),
-            STATUS.into(),
-        ],
+        PoolEvent::Slot { id, .. } | PoolEvent::SlotFailed { id, .. } => {
+            vec![format!("{SLOT_PREFIX}{id}"), SLOTS.into(), STATUS.into()]
+        }
         PoolEvent::SlotsChanged => vec![SLOTS.into(), STATUS.into()],
         PoolEvent::Chain { id, .. } => vec![format!("{CHAIN_PREFIX}{id}"), STATUS.into()],
         PoolEvent::Budget => vec![BUDGET.into(), STATUS.into()],
@@ -185,7 +195,11 @@ impl Subscriptions {
     }
 
     /// Subscribes to `uri`, which must name something that exists.
-    pub(super) async fn subscribe(&self, uri: &str, peer: Peer<RoleServer>) -> Result<(), ErrorData> {
+    pub(super) async fn subscribe(
+        &self,
+        uri: &str,
+        peer: Peer<RoleServer>,
+    ) -> Result<(), ErrorData> {
         read(&self.pool, uri).await?;
         self.uris
             .lock()
@@ -255,12 +269,10 @@ pub(super) fn accepted(requested: &SubscriptionFilter) -> SubscriptionFilter {
     if requested.resources_list_changed == Some(true) {
         f.resources_list_changed = Some(true);
     }
-    f.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
-        uris.iter()
-            .filter(|u| parse(u).is_ok())
-            .cloned()
-            .collect()
-    });
+    f.resource_subscriptions = requested
+        .resource_subscriptions
+        .as_ref()
+        .map(|uris| uris.iter().filter(|u| parse(u).is_ok()).cloned().collect());
     f
 }
 
@@ -283,7 +295,10 @@ pub(super) async fn listen(pool: Pool, context: SubscriptionContext) {
         };
         let uris = match event {
             Ok(event) => {
-                if lists && event == PoolEvent::SlotsChanged && sink.send(list_changed()).await.is_err() {
+                if lists
+                    && event == PoolEvent::SlotsChanged
+                    && sink.send(list_changed()).await.is_err()
+                {
                     return;
                 }
                 uris_of(&event)

@@ -49,8 +49,10 @@ pub(super) fn get_prompt(
         "Run the claude-pool skill \"{name}\" on a pool slot: call the pool_skill_run tool with {call}, then report its output.\n\nThe task it runs:\n\n{}",
         task.prompt
     );
-    Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
-        .with_description(skill.description.clone()))
+    Ok(
+        GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
+            .with_description(skill.description.clone()),
+    )
 }
 
 #[tool_router(router = skill_tools, vis = "pub(super)")]

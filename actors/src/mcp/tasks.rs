@@ -75,7 +75,8 @@ impl Progress {
         message: String,
     ) {
         if let Some(token) = &self.token {
-            let mut p = ProgressNotificationParam::new(token.clone(), progress).with_message(message);
+            let mut p =
+                ProgressNotificationParam::new(token.clone(), progress).with_message(message);
             if let Some(t) = total {
                 p = p.with_total(t);
             }
@@ -269,9 +270,19 @@ impl PoolServer {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let wait = self.pool.wait_all(&ids, Some(tx));
         tokio::pin!(wait);
-        let say = async |progress: &mut Progress, (done, total, report): (usize, usize, claude_pool_protocol::tools::TaskReport)| {
-            let message = format!("{done} of {total} done ({} {})", report.task_id, report.status);
-            progress.send(&context, done as f64, Some(total as f64), message).await;
+        let say = async |progress: &mut Progress,
+                         (done, total, report): (
+            usize,
+            usize,
+            claude_pool_protocol::tools::TaskReport,
+        )| {
+            let message = format!(
+                "{done} of {total} done ({} {})",
+                report.task_id, report.status
+            );
+            progress
+                .send(&context, done as f64, Some(total as f64), message)
+                .await;
         };
         let reports = loop {
             tokio::select! {

@@ -228,7 +228,9 @@ impl SchedulerState {
         self.intake = Intake::Shutdown;
         self.end_open_tasks(TaskStatus::Cancelled, "the pool shut down");
         for w in self.scale_waiters.drain(..) {
-            let _ = w.reply.send(Err(PoolError::Stopped("the pool shut down".into())));
+            let _ = w
+                .reply
+                .send(Err(PoolError::Stopped("the pool shut down".into())));
         }
         self.check_drained();
         self.check_ready();

@@ -115,4 +115,3 @@ pub struct CancelReport {
     /// What happened, in words.
     pub message: String,
 }
-

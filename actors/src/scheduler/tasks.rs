@@ -1,0 +1,350 @@
+//! What happens to a task in the scheduler: accepted, queued, handed back, cancelled, timed
+//! out while queued, and finalized — once — with its outcome settled with the ledger.
+
+use std::sync::Arc;
+
+use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskReport};
+use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
+use ractor::RpcReplyPort;
+use tokio::time::Instant;
+
+use super::table::{self, TaskRecord, TaskState};
+use super::{SchedulerMsg, SchedulerState};
+use crate::config::ProcSettings;
+use crate::error::PoolError;
+use crate::events::PoolEvent;
+use crate::ledger::LedgerMsg;
+use crate::slot::SlotMsg;
+use crate::task::{Assignment, TaskOutcome, TaskSpec};
+
+fn new_task_id() -> TaskId {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    TaskId(format!("task-{}", &id[..12]))
+}
+
+impl SchedulerState {
+    /// Queues `specs` if every one is acceptable; none otherwise.
+    pub(super) fn accept(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, PoolError> {
+        if let Some(refusal) = self.intake.refusal() {
+            return Err(refusal);
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            if spec.prompt.trim().is_empty() {
+                let which = if specs.len() > 1 {
+                    format!("prompt {} of {} is empty", i + 1, specs.len())
+                } else {
+                    "the prompt is empty".into()
+                };
+                return Err(PoolError::InvalidTask(which));
+            }
+            if let Some(m) = spec.max_budget_usd
+                && !(m.is_finite() && m > 0.0)
+            {
+                return Err(PoolError::InvalidTask(format!(
+                    "max_budget_usd must be a positive amount, not {m}"
+                )));
+            }
+        }
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            ids.push(self.enqueue(spec));
+        }
+        Ok(ids)
+    }
+
+    pub(super) fn enqueue(&mut self, spec: TaskSpec) -> TaskId {
+        let id = new_task_id();
+        let timeout = spec.timeout.unwrap_or(self.config.default_timeout);
+        let defaults = &self.config.defaults;
+        let settings = ProcSettings {
+            model: spec.model.or_else(|| defaults.model.clone()),
+            permission_mode: spec.permission_mode.or(defaults.permission_mode),
+            effort: spec.effort.or(defaults.effort),
+        };
+        let queue_id = id.clone();
+        let queue_timer = self
+            .myself
+            .send_after(timeout, move || SchedulerMsg::QueueDeadline(queue_id));
+        self.tasks.insert(
+            id.clone(),
+            TaskRecord {
+                submitted_at: Instant::now(),
+                timeout,
+                settings,
+                max_budget_usd: spec.max_budget_usd,
+                payload: Some((Arc::from(spec.prompt), spec.progress)),
+                state: TaskState::Pending,
+                retries: 0,
+                waiters: Vec::new(),
+                cancel_waiters: Vec::new(),
+                queue_timer: Some(queue_timer),
+                stopping: false,
+            },
+        );
+        self.queue.push_back(id.clone());
+        self.events.publish(PoolEvent::Task {
+            id: id.clone(),
+            status: TaskStatus::Pending,
+        });
+        id
+    }
+
+    pub(super) fn on_wait(&mut self, id: TaskId, reply: RpcReplyPort<Option<TaskReport>>) {
+        match self.tasks.get_mut(&id) {
+            None => {
+                let _ = reply.send(None);
+            }
+            Some(r) if r.status().is_terminal() => {
+                let _ = reply.send(Some(r.report(&id)));
+            }
+            Some(r) => {
+                r.waiters.retain(|w| !w.is_closed());
+                r.waiters.push(reply);
+            }
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, id: TaskId, reply: RpcReplyPort<Option<CancelReport>>) {
+        let Some(r) = self.tasks.get_mut(&id) else {
+            let _ = reply.send(None);
+            return;
+        };
+        match &r.state {
+            TaskState::Done { outcome, .. } => {
+                let _ = reply.send(Some(CancelReport {
+                    task_id: id.clone(),
+                    status: outcome.status,
+                    cancelled: false,
+                    message: format!("the task had already ended: {}", outcome.status),
+                }));
+            }
+            TaskState::Pending => {
+                r.cancel_waiters.push(reply);
+                self.cancel_pending(&id, "cancelled while queued; it never started");
+            }
+            TaskState::Running { .. } => {
+                r.cancel_waiters.push(reply);
+                self.stop_running(&id, TaskStatus::Cancelled, "cancelled by request".into());
+            }
+        }
+    }
+
+    /// Ends a queued task as cancelled: it never reaches a slot.
+    pub(super) fn cancel_pending(&mut self, id: &TaskId, why: &str) {
+        self.queue.retain(|q| q != id);
+        let outcome = TaskOutcome::unbilled(TaskStatus::Cancelled, why);
+        self.finalize(id, outcome, None);
+    }
+
+    /// Asks the slot running `id` to stop it with `status` (once); a task whose slot is
+    /// gone ends at once.
+    pub(super) fn stop_running(&mut self, id: &TaskId, status: TaskStatus, reason: String) {
+        let Some(r) = self.tasks.get_mut(id) else {
+            return;
+        };
+        let TaskState::Running { slot, .. } = &r.state else {
+            return;
+        };
+        if r.stopping {
+            return;
+        }
+        r.stopping = true;
+        let slot = slot.clone();
+        let actor = self.slots.get(&slot).and_then(|e| e.actor.clone());
+        let sent = actor.is_some_and(|a| {
+            a.cast(SlotMsg::Cancel {
+                task: id.clone(),
+                status,
+                reason: reason.clone(),
+            })
+            .is_ok()
+        });
+        if !sent {
+            self.finalize(id, TaskOutcome::unbilled(status, reason), Some(slot));
+        }
+    }
+
+    pub(super) fn on_rejected(
+        &mut self,
+        slot: SlotId,
+        assignment: Assignment,
+        died: Option<String>,
+    ) {
+        if let Some(e) = self.slots.get_mut(&slot)
+            && e.task.as_ref() == Some(&assignment.task)
+        {
+            e.task = None;
+        }
+        let id = assignment.task.clone();
+        let _ = self.ledger.cast(LedgerMsg::Release(id.clone()));
+        let Some(r) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        if let Some(reason) = died {
+            if r.retries >= 1 {
+                let outcome = TaskOutcome::unbilled(
+                    TaskStatus::Failed,
+                    format!("{reason}; it had already been retried once after the same failure"),
+                );
+                self.finalize(&id, outcome, Some(slot));
+                return;
+            }
+            r.retries += 1;
+            tracing::info!(task = %id, %slot, %reason, "retrying a task whose turn never began");
+        }
+        if r.payload.is_none() {
+            r.payload = Some((assignment.prompt, assignment.progress));
+        }
+        if !r.cancel_waiters.is_empty() || r.stopping {
+            // A cancel reached the slot while it was handing the task back: honour it here.
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::Cancelled,
+                "cancelled by request before it started",
+            );
+            self.finalize(&id, outcome, None);
+            return;
+        }
+        if self.intake.refusal().is_some() {
+            let why = self.intake.describe();
+            let outcome =
+                TaskOutcome::unbilled(TaskStatus::Cancelled, format!("{why}; it never started"));
+            self.finalize(&id, outcome, None);
+            return;
+        }
+        self.requeue_front(&id);
+    }
+
+    /// Puts a task that has not started back at the head of the queue, with its deadline.
+    pub(super) fn requeue_front(&mut self, id: &TaskId) {
+        let Some(r) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if r.status().is_terminal() || r.payload.is_none() || matches!(r.state, TaskState::Pending)
+        {
+            return; // ended, started, or already queued
+        }
+        r.state = TaskState::Pending;
+        let remaining = (r.submitted_at + r.timeout).saturating_duration_since(Instant::now());
+        let again = id.clone();
+        if let Some(t) = r.queue_timer.take() {
+            t.abort();
+        }
+        r.queue_timer = Some(
+            self.myself
+                .send_after(remaining, move || SchedulerMsg::QueueDeadline(again)),
+        );
+        self.queue.push_front(id.clone());
+        self.events.publish(PoolEvent::Task {
+            id: id.clone(),
+            status: TaskStatus::Pending,
+        });
+    }
+
+    pub(super) fn on_queue_deadline(&mut self, id: TaskId) {
+        let Some(r) = self.tasks.get(&id) else { return };
+        if !matches!(r.state, TaskState::Pending) {
+            return;
+        }
+        let timeout = humantime::format_duration(r.timeout);
+        self.queue.retain(|q| q != &id);
+        let busy = self.slots.len();
+        let outcome = TaskOutcome::unbilled(
+            TaskStatus::TimedOut,
+            format!(
+                "timed out after {timeout} while waiting for a free slot ({busy} slots, none free); it never started"
+            ),
+        );
+        self.finalize(&id, outcome, None);
+    }
+
+    /// Records a terminal state (once), settles it with the ledger, and answers everyone
+    /// waiting for it.
+    pub(super) fn finalize(&mut self, id: &TaskId, outcome: TaskOutcome, slot: Option<SlotId>) {
+        let Some(r) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if let TaskState::Done { outcome: done, .. } = &mut r.state {
+            // Already terminal (shutdown or a slot failure got there first). The slot's own
+            // report may still carry what the turn cost: bill it, once.
+            if done.cost.usd == 0.0 && outcome.cost.usd > 0.0 {
+                done.cost = outcome.cost;
+                let _ = self.ledger.cast(LedgerMsg::Settle {
+                    task: id.clone(),
+                    usd: outcome.cost.usd,
+                    started: false,
+                });
+            }
+            return;
+        }
+        if let TaskState::Running {
+            slot: running_on, ..
+        } = &r.state
+            && let Some(e) = self.slots.get_mut(running_on)
+            && e.task.as_ref() == Some(id)
+        {
+            e.task = None;
+        }
+        if let Some(t) = r.queue_timer.take() {
+            t.abort();
+        }
+        r.payload = None;
+        let _ = self.ledger.cast(LedgerMsg::Settle {
+            task: id.clone(),
+            usd: outcome.cost.usd,
+            started: outcome.started_at.is_some(),
+        });
+        self.budget_wait = false;
+        let status = outcome.status;
+        r.state = TaskState::Done {
+            outcome,
+            slot,
+            finished_at: Instant::now(),
+        };
+        let report = r.report(id);
+        tracing::debug!(task = %id, %status, "task finished");
+        self.finished.push_back(id.clone());
+        for w in r.waiters.drain(..) {
+            let _ = w.send(Some(report.clone()));
+        }
+        for w in r.cancel_waiters.drain(..) {
+            let cancelled = status == TaskStatus::Cancelled;
+            let message = if cancelled {
+                report.error.clone().unwrap_or_else(|| "cancelled".into())
+            } else {
+                format!("the task ended as {status} before the cancel took effect")
+            };
+            let _ = w.send(Some(CancelReport {
+                task_id: id.clone(),
+                status,
+                cancelled,
+                message,
+            }));
+        }
+        self.events.publish(PoolEvent::Task {
+            id: id.clone(),
+            status,
+        });
+        self.check_drained();
+    }
+
+    /// Forgets the oldest finished tasks beyond `max_finished_tasks`, keeping their counts.
+    pub(super) fn forget_old_tasks(&mut self) {
+        while self.finished.len() > self.config.max_finished_tasks {
+            let Some(id) = self.finished.pop_front() else {
+                return;
+            };
+            if let Some(r) = self.tasks.remove(&id) {
+                table::count(&mut self.forgotten, r.status());
+            }
+        }
+    }
+
+    /// Every task's count by status.
+    pub(super) fn counts(&self) -> TaskCounts {
+        let mut counts = self.forgotten;
+        for r in self.tasks.values() {
+            table::count(&mut counts, r.status());
+        }
+        counts
+    }
+}
