@@ -138,7 +138,9 @@ impl Actor for ChainActor {
         msg: ChainMsg,
         state: &mut ChainState,
     ) -> Result<(), ActorProcessingErr> {
-        tracing::debug!(chain = %state.args.id, ?msg, "chain message");
+        if let ChainMsg::StepFinished { step, task, .. } = &msg {
+            tracing::debug!(chain = %state.args.id, step, %task, "chain step finished");
+        }
         match msg {
             ChainMsg::Start => {}
             ChainMsg::StepFinished { step, task, report } => {
@@ -159,8 +161,8 @@ impl Actor for ChainActor {
             .args
             .supervisor
             .cast(ChainSupervisorMsg::Update(report));
-        tracing::debug!(chain = %state.args.id, done, "chain handled");
         if done {
+            tracing::debug!(chain = %state.args.id, "chain ended");
             myself.stop(None);
         }
         Ok(())
