@@ -11,16 +11,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use claude_pool_tests::bench::{median, ms, pool_runs};
 use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
 use claude_pool_tests::server::{Server, ServerOptions};
 use claude_pool_tests::{Scratch, fake_claude_bin, real_claude_bin};
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn pct(v: &[Duration], p: f64) -> Duration {
     let mut s = v.to_vec();
@@ -28,17 +23,12 @@ fn pct(v: &[Duration], p: f64) -> Duration {
     s[((s.len() - 1) as f64 * p).round() as usize]
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn row(name: &str, v: &[Duration]) {
-    let mut s = v.to_vec();
     println!(
         "  {name:<44} median {:>8.3} ms   p90 {:>8.3} ms   min {:>8.3} ms   (n={})",
-        ms(median(&mut s)),
+        ms(median(v)),
         ms(pct(v, 0.9)),
-        ms(*s.first().unwrap()),
+        ms(*v.iter().min().unwrap()),
         v.len()
     );
 }
@@ -109,24 +99,6 @@ async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
     out
 }
 
-async fn pool_runs(server: &Server, iters: usize, prompt: &str) -> Vec<Duration> {
-    for _ in 0..3 {
-        server
-            .call_ok("pool_run", json!({ "prompt": prompt }))
-            .await;
-    }
-    let mut out = Vec::new();
-    for _ in 0..iters {
-        let t = Instant::now();
-        let r = server
-            .call_ok("pool_run", json!({ "prompt": prompt }))
-            .await;
-        out.push(t.elapsed());
-        assert_eq!(r["status"], "completed");
-    }
-    out
-}
-
 async fn cold_cli_runs(
     claude: &std::path::Path,
     env: &[(String, String)],
@@ -178,7 +150,7 @@ fn main() {
         server.close().await;
         row("baseline: one warm fake process, direct", &base);
         row("pool_run over MCP stdio", &pool);
-        let overhead = ms(median(&mut pool.clone())) - ms(median(&mut base.clone()));
+        let overhead = ms(median(&pool)) - ms(median(&base));
         println!("  => pool overhead (median pool_run - median fake turn): {overhead:.3} ms\n");
 
         println!("2. idle server RSS, children excluded");
@@ -216,7 +188,7 @@ fn main() {
         server.close().await;
         row("baseline: cold `claude -p --output-format json`", &cold);
         row("pool_run on a warm slot", &warm);
-        let ratio = ms(median(&mut warm.clone())) / ms(median(&mut cold.clone()));
+        let ratio = ms(median(&warm)) / ms(median(&cold));
         println!("  => warm / cold median ratio: {ratio:.3}");
     });
 }

@@ -15,20 +15,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use claude_pool_tests::bench::{median, ms, pool_runs};
 use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
 use claude_pool_tests::server::{Server, ServerOptions};
 use claude_pool_tests::{Scratch, fake_claude_bin, real_claude_bin};
 use serde_json::{Value, json};
-
-fn median(v: &[Duration]) -> Duration {
-    let mut s = v.to_vec();
-    s.sort();
-    s[s.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn quiet(opts: ServerOptions) -> ServerOptions {
     opts.args(&["--log-level", "warn", "--max-slots", "16"])
@@ -70,21 +61,6 @@ async fn bare_spawns(prompts: &[String], parallel: usize) -> Duration {
     }
     while all.join_next().await.is_some() {}
     t.elapsed()
-}
-
-async fn runs(server: &Server, iters: usize, prompt: &str) -> Vec<Duration> {
-    let mut out = Vec::new();
-    for i in 0..iters + 3 {
-        let t = Instant::now();
-        let r = server
-            .call_ok("pool_run", json!({ "prompt": prompt }))
-            .await;
-        if i >= 3 {
-            out.push(t.elapsed());
-        }
-        assert_eq!(r["status"], "completed");
-    }
-    out
 }
 
 async fn chains(server: &Server, iters: usize, steps: usize, prompt: &str) -> Vec<Duration> {
@@ -173,7 +149,7 @@ fn main() {
         println!("3. chain steps against lone pool_runs (fake CLI, 2 slots)");
         let server = Server::start(quiet(ServerOptions::fake(2))).await;
         server.wait_ready().await;
-        let lone = runs(&server, iters, "step").await;
+        let lone = pool_runs(&server, iters, "step").await;
         let one = chains(&server, iters, 1, "step").await;
         let five = chains(&server, iters / 2, 5, "step").await;
         println!("  baseline: pool_run                          median {:>8.3} ms", ms(median(&lone)));
@@ -229,13 +205,13 @@ fn main() {
         println!("4. budget reservation and shared context per pool_run (fake CLI, 1 slot)");
         let plain = Server::start(quiet(ServerOptions::fake(1))).await;
         plain.wait_ready().await;
-        let base = runs(&plain, iters, "plain").await;
+        let base = pool_runs(&plain, iters, "plain").await;
         set_context(&plain, 10).await;
-        let ctx = runs(&plain, iters, "plain").await;
+        let ctx = pool_runs(&plain, iters, "plain").await;
         plain.close().await;
         let capped = Server::start(quiet(ServerOptions::fake(1)).args(&["--budget-usd", "1000"])).await;
         capped.wait_ready().await;
-        let budget = runs(&capped, iters, "plain").await;
+        let budget = pool_runs(&capped, iters, "plain").await;
         capped.close().await;
         println!("  baseline: pool_run, no cap, empty context   median {:>8.3} ms", ms(median(&base)));
         println!("  with --budget-usd (a reservation per task)  median {:>8.3} ms  => {:+.3} ms", ms(median(&budget)), ms(median(&budget)) - ms(median(&base)));
@@ -261,10 +237,10 @@ fn main() {
         let n = iters.min(20);
         let tokens = |r: &Value| r["tokens_used"]["input"].as_u64().unwrap();
         let before = server.call_ok("pool_run", json!({ "prompt": "real" })).await;
-        let base = runs(&server, n, "real").await;
+        let base = pool_runs(&server, n, "real").await;
         set_context(&server, 10).await;
         let after = server.call_ok("pool_run", json!({ "prompt": "real" })).await;
-        let ctx = runs(&server, n, "real").await;
+        let ctx = pool_runs(&server, n, "real").await;
         server.close().await;
         println!("  real CLI: pool_run, empty context           median {:>8.3} ms, {} input tokens", ms(median(&base)), tokens(&before));
         println!(

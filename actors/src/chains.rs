@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use claude_pool_protocol::tools::{ChainCancelReport, ChainCounts, ChainParams, ChainReport};
-use claude_pool_protocol::{ChainId, ChainStatus, StepStatus, TaskStatus};
+use claude_pool_protocol::{ChainId, ChainStatus, StepStatus};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::chain::plan::{self, ChainPlan};
@@ -420,7 +420,7 @@ impl ChainSupervisorState {
             let Some(last) = s.attempts.last() else {
                 continue;
             };
-            if last.status.is_terminal() && last.status != TaskStatus::Pending {
+            if last.status.is_terminal() {
                 continue;
             }
             let task = last.task_id.clone();

@@ -52,8 +52,9 @@ pub fn child_exit(
     }
 }
 
-/// How a supervised process failed, for the restart decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a supervised process failed, for the restart decision. Ordered from the least to
+/// the most telling about the CLI, so a stronger finding is never replaced by a weaker one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FailureKind {
     /// It had become ready, then died or misbehaved: not a crash loop.
     AfterReady,

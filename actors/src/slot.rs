@@ -152,35 +152,7 @@ enum AfterExit {
     /// The slot is being removed: stop the actor.
     Retire,
     /// The slot failed: return this error so the supervisor decides about a restart.
-    Fail(String, FailureKindOrd),
-}
-
-/// [`FailureKind`] with an order, so `AfterExit` can be ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum FailureKindOrd {
-    AfterReady,
-    KilledBeforeReady,
-    StartFailed,
-}
-
-impl From<FailureKindOrd> for FailureKind {
-    fn from(k: FailureKindOrd) -> FailureKind {
-        match k {
-            FailureKindOrd::AfterReady => FailureKind::AfterReady,
-            FailureKindOrd::KilledBeforeReady => FailureKind::KilledBeforeReady,
-            FailureKindOrd::StartFailed => FailureKind::StartFailed,
-        }
-    }
-}
-
-impl From<FailureKind> for FailureKindOrd {
-    fn from(k: FailureKind) -> FailureKindOrd {
-        match k {
-            FailureKind::AfterReady => FailureKindOrd::AfterReady,
-            FailureKind::KilledBeforeReady => FailureKindOrd::KilledBeforeReady,
-            FailureKind::StartFailed => FailureKindOrd::StartFailed,
-        }
-    }
+    Fail(String, FailureKind),
 }
 
 /// A task on this slot.
@@ -443,9 +415,9 @@ impl SlotState {
     /// The failure of the live process, classified by whether it had become ready.
     fn failure(&self, reason: String) -> AfterExit {
         let kind = if self.process_ready {
-            FailureKindOrd::AfterReady
+            FailureKind::AfterReady
         } else {
-            FailureKindOrd::StartFailed
+            FailureKind::StartFailed
         };
         AfterExit::Fail(reason, kind)
     }

@@ -210,21 +210,7 @@ async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
         ),
     ];
     for (tool, args, needle) in cases {
-        match server.try_call(tool, args.clone()).await {
-            Err(rmcp::ServiceError::McpError(e)) => {
-                assert_eq!(
-                    e.code,
-                    rmcp::model::ErrorCode::INVALID_PARAMS,
-                    "{tool} {args}: {e:?}"
-                );
-                assert!(
-                    e.message.contains(needle),
-                    "{tool} {args}: message {:?} lacks {needle:?}",
-                    e.message
-                );
-            }
-            other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
-        }
+        server.expect_invalid_params(tool, args, needle).await;
     }
     // ...and the server keeps serving.
     let r = server
@@ -1035,19 +1021,11 @@ async fn invalid_flags_exit_nonzero_with_a_clear_message() {
         (&["--no-such-flag"], "--no-such-flag"),
     ];
     for (args, needle) in cases {
-        let out = tokio::process::Command::new(claude_pool_tests::server_bin())
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} was accepted");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = claude_pool_tests::server::start_refused(args, &[]).await;
         assert!(
             stderr.contains(needle),
             "{args:?}: stderr lacks {needle:?}: {stderr}"
         );
-        assert!(out.stdout.is_empty(), "{args:?}: stdout must stay empty");
     }
 }
 

@@ -196,21 +196,20 @@ async fn a_broken_skill_file_stops_the_server_with_its_file_and_line() {
         "---\nname: bad\narguments:\n  - name: a\n    colour: red\n---\nbody\n",
     )
     .unwrap();
-    let out = tokio::process::Command::new(claude_pool_tests::server_bin())
-        .args([
+    let fake = claude_pool_tests::fake_claude_bin();
+    let skills = dir.path().to_string_lossy().into_owned();
+    let stderr = claude_pool_tests::server::start_refused(
+        &[
             "--claude-bin",
-            &claude_pool_tests::fake_claude_bin().to_string_lossy(),
-        ])
-        .args(["--skills-dir", &dir.path().to_string_lossy()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+            &fake.to_string_lossy(),
+            "--skills-dir",
+            &skills,
+        ],
+        &[],
+    )
+    .await;
     assert!(
         stderr.contains("bad.md:5") && stderr.contains("colour"),
         "{stderr}"
     );
-    assert!(out.stdout.is_empty());
 }

@@ -51,21 +51,21 @@ fn options(repo: &Path, slots: usize) -> ServerOptions {
 #[tokio::test]
 async fn outside_a_git_repository_the_server_refuses_to_start() {
     let dir = Scratch::new("not-a-repo");
-    let out = tokio::process::Command::new(claude_pool_tests::server_bin())
-        .args([
+    let fake = claude_pool_tests::fake_claude_bin();
+    let cwd = dir.path().to_string_lossy().into_owned();
+    let ceiling = dir.path().parent().unwrap().to_string_lossy().into_owned();
+    let stderr = claude_pool_tests::server::start_refused(
+        &[
             "--claude-bin",
-            &claude_pool_tests::fake_claude_bin().to_string_lossy(),
-        ])
-        .args(["--worktree", "--cwd", &dir.path().to_string_lossy()])
-        .env("GIT_CEILING_DIRECTORIES", dir.path().parent().unwrap())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+            &fake.to_string_lossy(),
+            "--worktree",
+            "--cwd",
+            &cwd,
+        ],
+        &[("GIT_CEILING_DIRECTORIES", &ceiling)],
+    )
+    .await;
     assert!(stderr.contains("needs a git repository"), "{stderr}");
-    assert!(out.stdout.is_empty());
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 #![allow(unsafe_code)] // pidfd_open(2) has no safe std API.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+pub mod bench;
 pub mod procs;
 pub mod server;
 

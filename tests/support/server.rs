@@ -617,6 +617,21 @@ impl Server {
     }
 }
 
+/// Runs the server binary with `args` (and `env`) expecting it to refuse to start: it must
+/// exit non-zero with nothing on stdout. Returns its stderr, for the message.
+pub async fn start_refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(crate::server_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run claude-pool-server");
+    assert!(!out.status.success(), "{args:?} was accepted");
+    assert!(out.stdout.is_empty(), "{args:?}: stdout must stay empty");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The structured content of a tool result (success or tool error).
 pub fn content(r: &CallToolResult) -> Value {
     r.structured_content

@@ -116,26 +116,22 @@ impl Book {
                 return Reservation::Wait;
             }
         }
-        self.running.insert(
-            task.clone(),
-            Running {
-                reserved: estimate,
-                max,
-                ..Running::default()
-            },
-        );
+        self.follow(task, max, estimate);
         Reservation::Granted
     }
 
     /// Follows `task` without a reservation (a pool without a cap).
     pub fn start(&mut self, task: &TaskId, max: Option<f64>) {
-        self.running.insert(
-            task.clone(),
-            Running {
-                max,
-                ..Running::default()
-            },
-        );
+        self.follow(task, max, 0.0);
+    }
+
+    fn follow(&mut self, task: &TaskId, max: Option<f64>, reserved: f64) {
+        let entry = Running {
+            reserved,
+            max,
+            ..Running::default()
+        };
+        self.running.insert(task.clone(), entry);
     }
 
     /// What `task` has spent so far in its running turn.

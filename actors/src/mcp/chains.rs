@@ -8,7 +8,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use tokio::sync::mpsc;
 
-use super::tasks::{HEARTBEAT, Progress};
+use super::tasks::{Progress, follow};
 use super::{Checked, PoolServer, chain_result, fail, long_poll, structured};
 
 #[tool_router(router = chain_tools, vis = "pub(super)")]
@@ -24,40 +24,20 @@ impl PoolServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        let mut progress = Progress::new(&context);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sink = progress.wanted().then_some(tx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = Progress::new(&context).wanted().then_some(tx);
         let id = match self.pool.submit_chain(params, sink).await {
             Ok(id) => id,
             Err(e) => return fail(e),
         };
+        let what = format!("chain {id}");
+        let cancel = async {
+            let _ = self.pool.cancel_chain(&id).await;
+        };
         let wait = self.pool.wait_chain(&id);
-        tokio::pin!(wait);
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.tick().await;
-        let report = loop {
-            let message = tokio::select! {
-                report = &mut wait => match report {
-                    Ok(r) => {
-                        // The last steps' progress may still be queued.
-                        while let Ok(line) = rx.try_recv() {
-                            progress.say(&context, line).await;
-                        }
-                        break r;
-                    }
-                    Err(e) => return fail(e),
-                },
-                Some(line) = rx.recv() => line,
-                _ = heartbeat.tick() => format!("{id} is still running"),
-                () = context.ct.cancelled() => {
-                    let _ = self.pool.cancel_chain(&id).await;
-                    return Err(ErrorData::internal_error(
-                        format!("the request was cancelled; chain {id} was cancelled"),
-                        None,
-                    ));
-                }
-            };
-            progress.say(&context, message).await;
+        let report = match follow(&context, &what, wait, rx, |line| line, cancel).await? {
+            Ok(r) => r,
+            Err(e) => return fail(e),
         };
         chain_result(&report)
     }

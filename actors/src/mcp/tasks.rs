@@ -17,7 +17,7 @@ use crate::task::{TaskProgress, TaskSpec};
 
 /// How often a running call sends a progress notification when nothing else happens, so
 /// a client's tool watchdog sees activity.
-pub(super) const HEARTBEAT: Duration = Duration::from_secs(10);
+const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// One line a client can show for a running task's progress.
 fn describe_progress(id: &TaskId, event: TaskProgress) -> String {
@@ -85,6 +85,44 @@ impl Progress {
     }
 }
 
+/// Waits for `wait`, relaying `events` (through `describe`) and a heartbeat as progress.
+/// A client that cancels the request gets `cancel` run — nothing is left running for no
+/// one — and an error naming `what`.
+pub(super) async fn follow<T, M>(
+    context: &RequestContext<RoleServer>,
+    what: &str,
+    wait: impl std::future::Future<Output = Result<T, crate::PoolError>>,
+    mut events: mpsc::UnboundedReceiver<M>,
+    describe: impl Fn(M) -> String,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<Result<T, crate::PoolError>, ErrorData> {
+    let mut progress = Progress::new(context);
+    tokio::pin!(wait);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        let message = tokio::select! {
+            answer = &mut wait => {
+                // The last events may still be queued.
+                while let Ok(event) = events.try_recv() {
+                    progress.say(context, describe(event)).await;
+                }
+                return Ok(answer);
+            }
+            Some(event) = events.recv() => describe(event),
+            _ = heartbeat.tick() => format!("{what} is still running"),
+            () = context.ct.cancelled() => {
+                cancel.await;
+                return Err(ErrorData::internal_error(
+                    format!("the request was cancelled; {what} was cancelled"),
+                    None,
+                ));
+            }
+        };
+        progress.say(context, message).await;
+    }
+}
+
 impl PoolServer {
     /// Submits `spec` and waits for it, with progress and heartbeats; a client that cancels
     /// the request cancels the task.
@@ -93,37 +131,23 @@ impl PoolServer {
         mut spec: TaskSpec,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let mut progress = Progress::new(context);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        if progress.wanted() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if Progress::new(context).wanted() {
             spec.progress = Some(tx);
         }
         let id = match self.pool.submit(spec).await {
             Ok(id) => id,
             Err(e) => return fail(e),
         };
-        let wait = self.pool.wait(&id);
-        tokio::pin!(wait);
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        heartbeat.tick().await;
-        let report = loop {
-            let message = tokio::select! {
-                report = &mut wait => match report {
-                    Ok(r) => break r,
-                    Err(e) => return fail(e),
-                },
-                Some(event) = rx.recv() => describe_progress(&id, event),
-                _ = heartbeat.tick() => format!("{id} is still running"),
-                () = context.ct.cancelled() => {
-                    // The client gave up on the call: do not leave the task running for no one.
-                    let _ = self.pool.cancel(&id).await;
-                    return Err(ErrorData::internal_error(
-                        format!("the request was cancelled; task {id} was cancelled"),
-                        None,
-                    ));
-                }
-            };
-            progress.say(context, message).await;
+        let what = format!("task {id}");
+        let cancel = async {
+            let _ = self.pool.cancel(&id).await;
+        };
+        let describe = |event| describe_progress(&id, event);
+        let report = match follow(context, &what, self.pool.wait(&id), rx, describe, cancel).await?
+        {
+            Ok(r) => r,
+            Err(e) => return fail(e),
         };
         task_result(&report)
     }
@@ -205,8 +229,8 @@ impl PoolServer {
                     None,
                 ));
             }
-            (None, Some(c)) => Some(c),
-            (Some(t), None) if t.starts_with(ChainId::PREFIX) => Some(ChainId(t)),
+            (None, Some(c)) => c,
+            (Some(t), None) if t.starts_with(ChainId::PREFIX) => ChainId(t),
             (Some(t), None) => {
                 return match self.pool.cancel(&TaskId(t)).await {
                     Ok(r) => structured(&r),
@@ -214,12 +238,9 @@ impl PoolServer {
                 };
             }
         };
-        match chain {
-            Some(c) => match self.pool.cancel_chain(&c).await {
-                Ok(r) => structured(&r),
-                Err(e) => fail(e),
-            },
-            None => Err(ErrorData::invalid_params("missing argument: task_id", None)),
+        match self.pool.cancel_chain(&chain).await {
+            Ok(r) => structured(&r),
+            Err(e) => fail(e),
         }
     }
 

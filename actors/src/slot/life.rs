@@ -9,7 +9,7 @@ use claude_pool_protocol::{TaskId, TaskStatus};
 use ractor::ActorProcessingErr;
 
 use super::phase::{Input, Phase};
-use super::{ActiveTask, AfterExit, FailureKindOrd, SlotMsg, SlotState, Timer};
+use super::{ActiveTask, AfterExit, SlotMsg, SlotState, Timer};
 use crate::process::{ClaudeProcess, ExitInfo};
 use crate::restart::{FailureKind, SlotFailure};
 use crate::scheduler::SchedulerMsg;
@@ -149,7 +149,7 @@ impl SlotState {
                         Some((TaskStatus::Failed, format!("{}: {reason}", self.args.slot)));
                     self.finish(task);
                 }
-                self.plan_exit(AfterExit::Fail(reason, FailureKindOrd::StartFailed));
+                self.plan_exit(AfterExit::Fail(reason, FailureKind::StartFailed));
                 self.go(Input::StartupTimedOut);
                 self.begin_termination();
             }
@@ -266,7 +266,7 @@ impl SlotState {
                     task.verdict = Some((TaskStatus::Failed, format!("{reason} {when}")));
                 }
             }
-            let kind = FailureKind::of_exit(self.process_ready, info.signal).into();
+            let kind = FailureKind::of_exit(self.process_ready, info.signal);
             self.after_exit = AfterExit::Fail(reason, kind);
         }
         self.go(Input::ProcessExited);
@@ -288,11 +288,7 @@ impl SlotState {
                 if let Some(task) = self.task.take() {
                     self.finish(task);
                 }
-                Err(SlotFailure {
-                    reason,
-                    kind: kind.into(),
-                }
-                .into())
+                Err(SlotFailure { reason, kind }.into())
             }
         }
     }

@@ -1,0 +1,168 @@
+//! The pool's administration through [`Pool`]: the shared context table, budget and status,
+//! scaling, drain, and skills.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use claude_pool_protocol::SlotId;
+use claude_pool_protocol::tools::{
+    BudgetReport, ContextEntry, DrainReport, PoolStatusReport, ScaleReport, SlotReport,
+};
+use serde_json::{Map, Value};
+
+use super::Pool;
+use crate::chains::ChainSupervisorMsg;
+use crate::context::ContextMsg;
+use crate::error::PoolError;
+use crate::ledger::LedgerMsg;
+use crate::root::RootMsg;
+use crate::scheduler::{ScaleRequest, SchedulerMsg};
+use crate::skills::SkillRegistry;
+use crate::task::TaskSpec;
+
+impl Pool {
+    // ---- shared context
+
+    /// Sets a context key; every task that starts from now on sees it.
+    pub async fn context_set(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<ContextEntry, PoolError> {
+        let (key, value) = (key.into(), value.into());
+        self.ask(&self.refs.context, |reply| ContextMsg::Set {
+            key,
+            value,
+            reply,
+        })
+        .await?
+    }
+
+    /// One context key's value.
+    pub async fn context_get(&self, key: &str) -> Result<ContextEntry, PoolError> {
+        let k = key.to_owned();
+        let value = self
+            .ask(&self.refs.context, |reply| ContextMsg::Get(k, reply))
+            .await?;
+        value
+            .map(|value| ContextEntry {
+                key: key.to_owned(),
+                value,
+            })
+            .ok_or_else(|| PoolError::NotFound(format!("context key not found: {key:?}")))
+    }
+
+    /// Every context entry.
+    pub async fn context_list(&self) -> Result<BTreeMap<String, String>, PoolError> {
+        self.ask(&self.refs.context, ContextMsg::List).await
+    }
+
+    /// Removes a context key; true when it existed. No later task sees it.
+    pub async fn context_delete(&self, key: &str) -> Result<bool, PoolError> {
+        let k = key.to_owned();
+        self.ask(&self.refs.context, |reply| ContextMsg::Delete(k, reply))
+            .await
+    }
+
+    // ---- budget, status, scaling, drain
+
+    /// Spend, the cap and what is left.
+    pub async fn budget(&self) -> Result<BudgetReport, PoolError> {
+        self.ask(&self.refs.ledger, LedgerMsg::Report).await
+    }
+
+    /// Slots, task and chain counts, spend and budget.
+    pub async fn status(&self) -> Result<PoolStatusReport, PoolError> {
+        let mut status = self.ask(&self.refs.scheduler, SchedulerMsg::Status).await?;
+        let budget = self.budget().await?;
+        status.spend_usd = budget.spend_usd;
+        status.budget_usd = budget.budget_usd;
+        status.budget_remaining = budget.budget_remaining;
+        status.chains = self
+            .ask(&self.refs.chains, ChainSupervisorMsg::Counts)
+            .await?;
+        Ok(status)
+    }
+
+    /// One slot's report.
+    pub async fn slot(&self, id: &SlotId) -> Result<SlotReport, PoolError> {
+        let status = self.ask(&self.refs.scheduler, SchedulerMsg::Status).await?;
+        status
+            .slots
+            .into_iter()
+            .find(|s| &s.id == id)
+            .ok_or_else(|| PoolError::NotFound(format!("slot not found: {id}")))
+    }
+
+    /// Waits until every slot has warmed up once (or the pool stopped).
+    pub async fn wait_ready(&self) -> Result<(), PoolError> {
+        self.ask(&self.refs.scheduler, SchedulerMsg::WaitReady)
+            .await
+    }
+
+    /// Adds `count` slots (within the bounds; out of them, nothing changes).
+    pub async fn scale_up(&self, count: u32) -> Result<ScaleReport, PoolError> {
+        self.scale(ScaleRequest::Up(count)).await
+    }
+
+    /// Removes `count` slots, idle ones first; a busy slot gets the scale-down grace to
+    /// finish, then its task is cancelled. Returns once their process groups are gone.
+    pub async fn scale_down(&self, count: u32) -> Result<ScaleReport, PoolError> {
+        self.scale(ScaleRequest::Down(count)).await
+    }
+
+    /// Sizes the pool to exactly `target` slots.
+    pub async fn set_target_slots(&self, target: u32) -> Result<ScaleReport, PoolError> {
+        self.scale(ScaleRequest::Target(target)).await
+    }
+
+    async fn scale(&self, request: ScaleRequest) -> Result<ScaleReport, PoolError> {
+        self.ask(&self.refs.scheduler, |reply| {
+            SchedulerMsg::Scale(request, reply)
+        })
+        .await?
+    }
+
+    /// Drains the pool: pending tasks are cancelled, chains start nothing new, running
+    /// tasks finish (cancelled after `timeout`, if given), new work is refused from now on,
+    /// and the slots' processes are stopped. Returns the summary of every task.
+    pub async fn drain(&self, timeout: Option<Duration>) -> Result<DrainReport, PoolError> {
+        self.ask(&self.refs.chains, ChainSupervisorMsg::Drain)
+            .await?;
+        let mut report = self
+            .ask(&self.refs.scheduler, |reply| {
+                SchedulerMsg::Drain(timeout, reply)
+            })
+            .await?;
+        report.cancelled_chains = self
+            .ask(&self.refs.chains, ChainSupervisorMsg::WaitIdle)
+            .await?;
+        report.total_spend = self.budget().await?.spend_usd;
+        let _ = ractor::call!(self.root, RootMsg::StopSlots);
+        Ok(report)
+    }
+
+    // ---- skills
+
+    /// The pool's skills.
+    pub fn skills(&self) -> &SkillRegistry {
+        &self.skills
+    }
+
+    /// The task a skill run would submit: the skill's prompt for `arguments`, or what is
+    /// wrong with them (nothing runs).
+    pub fn skill_task(
+        &self,
+        skill: &str,
+        arguments: &Map<String, Value>,
+    ) -> Result<TaskSpec, PoolError> {
+        let s = self.skills.get(skill).ok_or_else(|| {
+            PoolError::NotFound(format!(
+                "skill not found: {skill:?} (known skills: {})",
+                self.skills.names().join(", ")
+            ))
+        })?;
+        let prompt = s.render(arguments).map_err(PoolError::InvalidTask)?;
+        Ok(TaskSpec::new(prompt))
+    }
+}
