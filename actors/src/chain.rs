@@ -213,7 +213,8 @@ impl ChainState {
         let outputs: Vec<Option<String>> = self.steps.iter().map(|s| s.output.clone()).collect();
         let prompt = self.args.plan.render(i, &outputs);
         let planned = &self.args.plan.steps[i];
-        let spec = TaskSpec::new(prompt).with_options(&planned.options);
+        let mut spec = TaskSpec::new(prompt).with_options(&planned.options);
+        spec.chain = Some(self.args.id.clone());
         let name = planned.name.clone();
         let answer = self
             .args

@@ -38,6 +38,8 @@ pub struct ChainSupervisorArgs {
     pub events: EventBus,
     /// Finished chains kept for `pool_chain_result`.
     pub max_finished: usize,
+    /// Where every chain's report is kept durable, if anywhere.
+    pub store: Option<crate::store::actor::StoreWriter>,
 }
 
 /// Messages the chain supervisor handles.
@@ -306,6 +308,7 @@ impl ChainSupervisorState {
             id: id.clone(),
             status: ChainStatus::InProgress,
         });
+        self.persist(&id);
         Ok(id)
     }
 
@@ -323,9 +326,26 @@ impl ChainSupervisorState {
             id: id.clone(),
             status,
         });
+        self.persist(&id);
         if status.is_terminal() {
             self.answer(&id);
         }
+    }
+
+    /// Writes the chain's report to the store.
+    fn persist(&self, id: &ChainId) {
+        let (Some(store), Some(e)) = (&self.args.store, self.chains.get(id)) else {
+            return;
+        };
+        let now = crate::scheduler::now_ms();
+        store.write(crate::store::db::Write::Chain(crate::store::db::ChainRow {
+            id: id.0.clone(),
+            status: e.report.status.as_str().to_owned(),
+            error: e.report.error.clone(),
+            report: serde_json::to_value(&e.report).unwrap_or_default(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        }));
     }
 
     /// Ends a chain from here (shutdown, or its actor gone).
@@ -349,6 +369,7 @@ impl ChainSupervisorState {
             id: id.clone(),
             status,
         });
+        self.persist(id);
         self.answer(id);
     }
 

@@ -15,6 +15,10 @@ use crate::restart::RestartPolicy;
 /// child refuse to start.
 pub const SCRUBBED_ENV: [&str; 2] = ["CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"];
 
+/// The recursion depth a Claude process runs at: the depth of the request it serves, plus
+/// one. A server reads its own depth from it; a nested call through the pool carries it.
+pub const DEPTH_ENV: &str = "CLAUDE_MCP_DEPTH";
+
 /// The settings one Claude process runs with. Model and permission mode can change inside a
 /// running process (control requests); effort is fixed per process.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,6 +29,14 @@ pub struct ProcSettings {
     pub permission_mode: Option<PermissionMode>,
     /// `--effort`, or the CLI's default.
     pub effort: Option<Effort>,
+    /// The working directory, when a task needs its own (a project's, a build's worktree);
+    /// `None`: the slot's worktree or the pool's directory.
+    pub cwd: Option<PathBuf>,
+    /// `--allowedTools`.
+    pub allowed_tools: Option<Vec<String>>,
+    /// The recursion depth of the requests the process serves: it runs with
+    /// `CLAUDE_MCP_DEPTH` one more than this.
+    pub depth: u32,
 }
 
 /// Everything a pool needs. Build one with [`crate::PoolBuilder`].
@@ -79,6 +91,60 @@ pub struct PoolConfig {
     pub kill_grace: Duration,
     /// How long a fresh process may take to answer its first `/clear`.
     pub startup_timeout: Duration,
+    /// Where tasks, chains, the context table and spend are kept; `None`: in memory only.
+    pub store: Option<StoreLocation>,
+    /// Per-task transcripts kept next to the store (oldest deleted first).
+    pub keep_transcripts: usize,
+    /// The projects file of the job API (`projects.json`).
+    pub projects_file: Option<PathBuf>,
+    /// Requests at this depth or deeper may not start work (`recursion_limit_exceeded`).
+    pub max_depth: u32,
+    /// The most a job's `allowedTools` may ask for; `None`: no limit.
+    pub max_allowed_tools: Option<Vec<String>>,
+}
+
+/// Where the durable store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file (created when absent), with transcripts in `<file stem>-transcripts/`
+    /// and build worktrees in `<file stem>-builds/` beside it.
+    File(PathBuf),
+    /// An in-memory database: the job API works, nothing survives the process.
+    Memory,
+}
+
+impl StoreLocation {
+    /// The store's default file: `$XDG_STATE_HOME/claude-pool/pool.db`, else
+    /// `~/.local/state/claude-pool/pool.db`, else `./claude-pool.db`.
+    pub fn default_file() -> PathBuf {
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local/state"))
+            });
+        match state {
+            Some(dir) => dir.join("claude-pool").join("pool.db"),
+            None => PathBuf::from("claude-pool.db"),
+        }
+    }
+
+    /// A directory beside the store file named `<stem>-<what>`; `None` in memory.
+    pub fn beside(&self, what: &str) -> Option<PathBuf> {
+        match self {
+            StoreLocation::File(f) => {
+                let stem = f
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "pool".into());
+                let dir = f.parent().unwrap_or_else(|| Path::new("."));
+                Some(dir.join(format!("{stem}-{what}")))
+            }
+            StoreLocation::Memory => None,
+        }
+    }
 }
 
 impl Default for PoolConfig {
@@ -97,6 +163,9 @@ impl Default for PoolConfig {
                 model: None,
                 permission_mode: Some(PermissionMode::Plan),
                 effort: None,
+                cwd: None,
+                allowed_tools: None,
+                depth: 0,
             },
             append_system_prompt: None,
             default_timeout: Duration::from_secs(30 * 60),
@@ -112,6 +181,11 @@ impl Default for PoolConfig {
             interrupt_grace: Duration::from_secs(2),
             kill_grace: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(60),
+            store: None,
+            keep_transcripts: 2000,
+            projects_file: None,
+            max_depth: 2,
+            max_allowed_tools: None,
         }
     }
 }
@@ -140,6 +214,9 @@ impl fmt::Debug for PoolConfig {
             .field("extra_args", &self.extra_args)
             .field("slot_restart", &self.slot_restart)
             .field("supervisor_restart", &self.supervisor_restart)
+            .field("store", &self.store)
+            .field("projects_file", &self.projects_file)
+            .field("max_depth", &self.max_depth)
             .finish_non_exhaustive()
     }
 }
@@ -170,10 +247,22 @@ impl PoolConfig {
         Ok(())
     }
 
-    /// The command line and environment for a process running with `settings`, in `cwd`
-    /// (a slot's worktree) or the pool's working directory.
-    pub fn spawn_spec(&self, settings: &ProcSettings, cwd: Option<&Path>) -> SpawnSpec {
+    /// The command line and environment for a process running with `settings`, in the
+    /// settings' own directory, else `cwd` (a slot's worktree), else the pool's directory;
+    /// `resume` continues that conversation.
+    pub fn spawn_spec(
+        &self,
+        settings: &ProcSettings,
+        cwd: Option<&Path>,
+        resume: Option<&str>,
+    ) -> SpawnSpec {
         let mut args: Vec<String> = PERSISTENT_ARGS.map(String::from).to_vec();
+        if let Some(session) = resume {
+            args.extend(["--resume".into(), session.to_owned()]);
+        }
+        if let Some(tools) = &settings.allowed_tools {
+            args.extend(["--allowedTools".into(), tools.join(",")]);
+        }
         if let Some(model) = &settings.model {
             args.extend(["--model".into(), model.clone()]);
         }
@@ -197,12 +286,18 @@ impl PoolConfig {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
-        env.retain(|(k, _)| !SCRUBBED_ENV.iter().any(|s| k == s));
+        env.retain(|(k, _)| !SCRUBBED_ENV.iter().any(|s| k == s) && k != DEPTH_ENV);
+        env.push((DEPTH_ENV.into(), (settings.depth + 1).to_string().into()));
         SpawnSpec {
             program: self.claude_bin.clone(),
             args,
             env,
-            cwd: cwd.map(Path::to_path_buf).or_else(|| self.cwd.clone()),
+            cwd: settings
+                .cwd
+                .clone()
+                .or_else(|| cwd.map(Path::to_path_buf))
+                .or_else(|| self.cwd.clone()),
+            keep_lines: false,
         }
     }
 }
@@ -222,13 +317,16 @@ mod tests {
             ],
             ..PoolConfig::default()
         };
-        let spec = cfg.spawn_spec(&cfg.defaults, None);
+        let spec = cfg.spawn_spec(&cfg.defaults, None, None);
         let names: Vec<_> = spec
             .env
             .iter()
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec!["ANTHROPIC_BASE_URL".to_owned()]);
+        assert_eq!(
+            names,
+            vec!["ANTHROPIC_BASE_URL".to_owned(), DEPTH_ENV.to_owned()]
+        );
     }
 
     #[test]
@@ -237,7 +335,7 @@ mod tests {
             append_system_prompt: Some("be brief".into()),
             ..PoolConfig::default()
         };
-        let args = cfg.spawn_spec(&cfg.defaults, None).args;
+        let args = cfg.spawn_spec(&cfg.defaults, None, None).args;
         let i = args
             .iter()
             .position(|a| a == "--append-system-prompt")

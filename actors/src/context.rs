@@ -20,6 +20,8 @@ use tokio::sync::watch;
 
 use crate::error::PoolError;
 use crate::events::{EventBus, PoolEvent};
+use crate::store::actor::StoreWriter;
+use crate::store::db::Write;
 use table::ContextTable;
 
 /// The preamble every task handed out now gets (`None` while the table is empty).
@@ -36,6 +38,10 @@ pub struct ContextArgs {
     pub preamble: watch::Sender<Preamble>,
     /// Where changes are announced.
     pub events: EventBus,
+    /// Where the table is kept durable, if anywhere.
+    pub store: Option<StoreWriter>,
+    /// The table as the store held it at start.
+    pub restored: Vec<(String, String)>,
 }
 
 /// Messages the context table handles.
@@ -64,6 +70,7 @@ pub struct ContextState {
     table: ContextTable,
     preamble: watch::Sender<Preamble>,
     events: EventBus,
+    store: Option<StoreWriter>,
 }
 
 impl Actor for ContextActor {
@@ -76,11 +83,22 @@ impl Actor for ContextActor {
         _myself: ActorRef<ContextMsg>,
         args: ContextArgs,
     ) -> Result<ContextState, ActorProcessingErr> {
-        Ok(ContextState {
-            table: ContextTable::default(),
+        let mut table = ContextTable::default();
+        for (key, value) in &args.restored {
+            if let Err(why) = table.set(key, value) {
+                tracing::warn!(%key, %why, "a stored context entry was dropped");
+            }
+        }
+        let state = ContextState {
+            table,
             preamble: args.preamble,
             events: args.events,
-        })
+            store: args.store,
+        };
+        if !args.restored.is_empty() {
+            state.preamble.send_replace(state.table.preamble());
+        }
+        Ok(state)
     }
 
     async fn handle(
@@ -94,6 +112,13 @@ impl Actor for ContextActor {
                 let answer = match state.table.set(&key, &value) {
                     Ok(()) => {
                         state.changed();
+                        if let Some(store) = &state.store {
+                            store.write(Write::ContextSet {
+                                key: key.clone(),
+                                value: value.clone(),
+                                at_ms: crate::scheduler::now_ms(),
+                            });
+                        }
                         Ok(ContextEntry { key, value })
                     }
                     Err(why) => Err(PoolError::InvalidArgument(why)),
@@ -110,6 +135,9 @@ impl Actor for ContextActor {
                 let deleted = state.table.delete(&key);
                 if deleted {
                     state.changed();
+                    if let Some(store) = &state.store {
+                        store.write(Write::ContextDelete { key });
+                    }
                 }
                 let _ = reply.send(deleted);
             }

@@ -28,4 +28,15 @@ pub enum PoolError {
     /// The pool no longer runs (it was shut down or an actor it cannot do without failed).
     #[error("the pool is stopped: {0}")]
     Stopped(String),
+    /// The request comes from too deep a chain of Claude processes calling the pool (each
+    /// process the pool starts runs one level deeper); nothing was started.
+    #[error(
+        "recursion_limit_exceeded: this request is at depth {depth} and the server refuses work at depth {max} or deeper (--max-depth); a Claude process started by the pool cannot start more work through it at this depth"
+    )]
+    RecursionLimit {
+        /// The request's depth.
+        depth: u32,
+        /// The server's limit.
+        max: u32,
+    },
 }

@@ -35,6 +35,8 @@ pub struct LedgerArgs {
     pub cap: Option<f64>,
     /// Where budget changes are published.
     pub events: EventBus,
+    /// What tasks of earlier servers on the same store spent.
+    pub spent: f64,
 }
 
 /// Messages the ledger handles.
@@ -113,7 +115,7 @@ impl Actor for LedgerActor {
         args: LedgerArgs,
     ) -> Result<LedgerState, ActorProcessingErr> {
         Ok(LedgerState {
-            book: Book::new(args.cap),
+            book: Book::resumed(args.cap, args.spent),
             scheduler: None,
             events: args.events,
         })

@@ -18,6 +18,7 @@
 //! Embed it with [`Pool`]; serve it over MCP with [`FrontendActor`] / [`PoolServer`].
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod chain;
 pub mod chains;
 pub mod config;
@@ -29,17 +30,19 @@ pub mod ledger;
 pub mod mcp;
 pub mod pool;
 pub mod process;
+pub mod projects;
 pub mod restart;
 pub mod root;
 pub mod scheduler;
 pub mod skills;
 pub mod slot;
 pub mod slot_supervisor;
+pub mod store;
 pub mod task;
 pub mod worktree;
 
 pub use claude_pool_protocol as protocol;
-pub use config::{PoolConfig, ProcSettings};
+pub use config::{PoolConfig, ProcSettings, StoreLocation};
 pub use error::PoolError;
 pub use events::PoolEvent;
 pub use frontend::{FrontendActor, FrontendTransport};

@@ -12,6 +12,7 @@
 
 mod admin;
 mod chains;
+mod jobs;
 mod resources;
 mod skills;
 mod tasks;
@@ -43,7 +44,8 @@ pub const INSTRUCTIONS: &str = "claude-pool runs your prompts on a pool of warm 
 - Notes for every task: context_set/context_delete; each task that starts afterwards sees the table.
 - Money: every result has spend_usd; pool_status shows spend_usd, budget_usd and budget_remaining. Give max_budget_usd to cap one task. Once the budget is spent, new work is refused.
 - Size: pool_scale_up / pool_scale_down / pool_set_target_slots; pool_drain finishes running work and stops the pool.
-- Reusable tasks: pool_skill_list, then pool_skill_run. Timeouts are seconds (90) or durations (\"5m\").";
+- Reusable tasks: pool_skill_list, then pool_skill_run. Timeouts are seconds (90) or durations (\"5m\").
+- Jobs in projects (claude_list_projects): claude_run (sessionId continues a conversation), claude_build (commits on a new branch), claude_job_status, claude_list_jobs, claude_cancel. pool_transcript reads any task's full transcript.";
 
 /// The MCP server: one per connection; all pool state lives in the pool's actors.
 #[derive(Clone, Debug)]
@@ -63,7 +65,8 @@ impl PoolServer {
             tool_router: Self::task_tools()
                 + Self::chain_tools()
                 + Self::admin_tools()
-                + Self::skill_tools(),
+                + Self::skill_tools()
+                + Self::job_tools(),
         }
     }
 }
@@ -114,6 +117,15 @@ pub fn fail(e: PoolError) -> Result<CallToolResult, ErrorData> {
             Ok(CallToolResult::error(vec![ContentBlock::text(
                 e.to_string(),
             )]))
+        }
+        PoolError::RecursionLimit { depth, max } => {
+            let mut r = CallToolResult::error(vec![ContentBlock::text(e.to_string())]);
+            r.structured_content = Some(serde_json::json!({
+                "error": "recursion_limit_exceeded",
+                "depth": depth,
+                "maxDepth": max,
+            }));
+            Ok(r)
         }
         _ => Err(to_error_data(e)),
     }

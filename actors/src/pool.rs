@@ -21,6 +21,7 @@
 
 mod admin;
 mod builder;
+mod jobs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use crate::events::{EventBus, PoolEvent};
 use crate::root::{PoolHealth, PoolRefs, RootActor, RootArgs, RootMsg};
 use crate::scheduler::SchedulerMsg;
 use crate::skills::SkillRegistry;
+use crate::store::durable::Durable;
 use crate::task::TaskSpec;
 use crate::worktree::Worktrees;
 
@@ -58,6 +60,7 @@ pub struct Pool {
     events: EventBus,
     health: watch::Receiver<PoolHealth>,
     worktrees: Option<Arc<Worktrees>>,
+    durable: Durable,
 }
 
 impl Pool {
@@ -94,6 +97,7 @@ impl Pool {
         } else {
             None
         };
+        let durable = Durable::open(&config).await?;
         let config = Arc::new(config);
         let events = EventBus::new();
         let (health_tx, health) = watch::channel(PoolHealth::Running);
@@ -102,6 +106,7 @@ impl Pool {
             health: Arc::new(health_tx),
             events: events.clone(),
             worktrees: worktrees.clone(),
+            durable: durable.clone(),
         };
         let (root, _join) = Actor::spawn(None, RootActor, args)
             .await
@@ -116,6 +121,7 @@ impl Pool {
             events,
             health,
             worktrees,
+            durable,
         })
     }
 
@@ -141,8 +147,9 @@ impl Pool {
 
     // ---- tasks
 
-    /// Queues a task and returns its id at once.
+    /// Queues a task and returns its id at once (with a store: once it is durable).
     pub async fn submit(&self, spec: TaskSpec) -> Result<TaskId, PoolError> {
+        let spec = self.admit(spec).await?;
         self.ask(&self.refs.scheduler, |reply| {
             SchedulerMsg::Submit(spec, reply)
         })
@@ -158,30 +165,50 @@ impl Pool {
     /// The task's report as it is now.
     pub async fn result(&self, id: &TaskId) -> Result<TaskReport, PoolError> {
         let task = id.clone();
-        self.ask(&self.refs.scheduler, |reply| SchedulerMsg::Get(task, reply))
+        match self
+            .ask(&self.refs.scheduler, |reply| SchedulerMsg::Get(task, reply))
             .await?
-            .ok_or_else(|| PoolError::UnknownTask(id.clone()))
+        {
+            Some(r) => Ok(r),
+            None => self.stored_report(id).await,
+        }
     }
 
     /// Waits until the task is terminal and returns its report.
     pub async fn wait(&self, id: &TaskId) -> Result<TaskReport, PoolError> {
         let task = id.clone();
-        self.ask(&self.refs.scheduler, |reply| {
-            SchedulerMsg::Wait(task, reply)
-        })
-        .await?
-        .ok_or_else(|| PoolError::UnknownTask(id.clone()))
+        match self
+            .ask(&self.refs.scheduler, |reply| {
+                SchedulerMsg::Wait(task, reply)
+            })
+            .await?
+        {
+            Some(r) => Ok(r),
+            None => self.stored_report(id).await,
+        }
     }
 
     /// Cancels a task. A queued task never starts; a running one has its process group
     /// stopped (interrupt, SIGTERM, SIGKILL). Returns once the task is terminal.
     pub async fn cancel(&self, id: &TaskId) -> Result<CancelReport, PoolError> {
         let task = id.clone();
-        self.ask(&self.refs.scheduler, |reply| {
-            SchedulerMsg::Cancel(task, reply)
-        })
-        .await?
-        .ok_or_else(|| PoolError::UnknownTask(id.clone()))
+        match self
+            .ask(&self.refs.scheduler, |reply| {
+                SchedulerMsg::Cancel(task, reply)
+            })
+            .await?
+        {
+            Some(r) => Ok(r),
+            None => {
+                let r = self.stored_report(id).await?;
+                Ok(CancelReport {
+                    task_id: id.clone(),
+                    status: r.status,
+                    cancelled: false,
+                    message: format!("the task had already ended: {}", r.status),
+                })
+            }
+        }
     }
 
     /// Queues every spec at once: all are accepted, or none (at most [`MAX_FAN_OUT`]).
@@ -197,6 +224,11 @@ impl Pool {
                 "a fan-out takes at most {MAX_FAN_OUT} prompts; this one has {n}"
             )));
         }
+        let mut admitted = Vec::with_capacity(specs.len());
+        for spec in specs {
+            admitted.push(self.admit(spec).await?);
+        }
+        let specs = admitted;
         self.ask(&self.refs.scheduler, |reply| {
             SchedulerMsg::SubmitMany(specs, reply)
         })
@@ -255,6 +287,7 @@ impl Pool {
         params: ChainParams,
         progress: Option<ChainProgressSink>,
     ) -> Result<ChainId, PoolError> {
+        self.check_depth(None)?;
         self.ask(&self.refs.chains, |reply| ChainSupervisorMsg::Submit {
             params,
             progress,
@@ -276,21 +309,29 @@ impl Pool {
     /// A chain's progress and results now.
     pub async fn chain_result(&self, id: &ChainId) -> Result<ChainReport, PoolError> {
         let chain = id.clone();
-        self.ask(&self.refs.chains, |reply| {
-            ChainSupervisorMsg::Get(chain, reply)
-        })
-        .await?
-        .ok_or_else(|| PoolError::UnknownChain(id.clone()))
+        match self
+            .ask(&self.refs.chains, |reply| {
+                ChainSupervisorMsg::Get(chain, reply)
+            })
+            .await?
+        {
+            Some(r) => Ok(r),
+            None => self.stored_chain(id).await,
+        }
     }
 
     /// Waits until the chain is terminal.
     pub async fn wait_chain(&self, id: &ChainId) -> Result<ChainReport, PoolError> {
         let chain = id.clone();
-        self.ask(&self.refs.chains, |reply| {
-            ChainSupervisorMsg::Wait(chain, reply)
-        })
-        .await?
-        .ok_or_else(|| PoolError::UnknownChain(id.clone()))
+        match self
+            .ask(&self.refs.chains, |reply| {
+                ChainSupervisorMsg::Wait(chain, reply)
+            })
+            .await?
+        {
+            Some(r) => Ok(r),
+            None => self.stored_chain(id).await,
+        }
     }
 
     /// Cancels a chain: its running steps are cancelled and the rest never run. Returns

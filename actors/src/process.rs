@@ -50,6 +50,8 @@ pub struct SpawnSpec {
     pub env: Vec<(OsString, OsString)>,
     /// Working directory, if not the server's.
     pub cwd: Option<PathBuf>,
+    /// Whether each event comes with its stdout line as printed (for transcripts).
+    pub keep_lines: bool,
 }
 
 impl fmt::Debug for SpawnSpec {
@@ -111,8 +113,8 @@ pub fn signal_name(sig: i32) -> String {
 /// What a process reports to its owner.
 #[derive(Debug)]
 pub enum ProcessEvent {
-    /// One stdout line, parsed.
-    Event(ClaudeEvent),
+    /// One stdout line, parsed, and the line itself when the spawn asked to keep lines.
+    Event(ClaudeEvent, Option<Vec<u8>>),
     /// A stdout line that is not stream-json.
     BadLine {
         /// The start of the line, lossily decoded.
@@ -173,7 +175,7 @@ impl ClaudeProcess {
         let stdout_task = child
             .stdout
             .take()
-            .map(|out| tokio::spawn(read_stdout(out, on_event.clone())));
+            .map(|out| tokio::spawn(read_stdout(out, spec.keep_lines, on_event.clone())));
         let stderr_task = child
             .stderr
             .take()
@@ -317,7 +319,7 @@ async fn write_stdin<F>(
     // Channel closed: dropping stdin sends EOF.
 }
 
-async fn read_stdout<F>(out: ChildStdout, on_event: Arc<F>)
+async fn read_stdout<F>(out: ChildStdout, keep_lines: bool, on_event: Arc<F>)
 where
     F: Fn(ProcessEvent) + Send + Sync + 'static,
 {
@@ -350,7 +352,7 @@ where
             return;
         }
         match parse_line(line) {
-            Ok(ev) => on_event(ProcessEvent::Event(ev)),
+            Ok(ev) => on_event(ProcessEvent::Event(ev, keep_lines.then(|| line.to_vec()))),
             Err(error) => on_event(ProcessEvent::BadLine {
                 line: preview(line),
                 error,

@@ -41,6 +41,8 @@ use crate::ledger::{LedgerActor, LedgerArgs, LedgerMsg};
 use crate::restart::{Decision, FailureKind, RestartTracker, child_exit};
 use crate::scheduler::{SchedulerActor, SchedulerArgs, SchedulerMsg};
 use crate::slot_supervisor::{SlotSupervisorActor, SlotSupervisorArgs, SlotSupervisorMsg};
+use crate::store::actor::{StoreActor, StoreMsg};
+use crate::store::durable::Durable;
 use crate::worktree::Worktrees;
 
 /// Whether a pool still runs tasks.
@@ -69,6 +71,8 @@ pub struct RootArgs {
     pub events: EventBus,
     /// With `--worktree`: the repository's slot worktrees.
     pub worktrees: Option<Arc<Worktrees>>,
+    /// The store, transcripts and projects.
+    pub durable: Durable,
 }
 
 impl fmt::Debug for RootArgs {
@@ -119,6 +123,8 @@ pub struct RootState {
     args: RootArgs,
     refs: PoolRefs,
     slot_supervisor: Option<ActorRef<SlotSupervisorMsg>>,
+    /// The store actor, stopped last (after a flush).
+    store: Option<ActorRef<StoreMsg>>,
     tracker: RestartTracker,
     /// Set while the pool is halted; counts the probes so far.
     probes: Option<u32>,
@@ -147,12 +153,22 @@ impl Actor for RootActor {
         args: RootArgs,
     ) -> Result<RootState, ActorProcessingErr> {
         let cell = myself.get_cell();
+        let store = match &args.durable.writer {
+            Some(w) => Some(
+                Actor::spawn_linked(None, StoreActor, w.clone(), cell.clone())
+                    .await?
+                    .0,
+            ),
+            None => None,
+        };
+        let restored = args.durable.restored.clone();
         let (ledger, _) = Actor::spawn_linked(
             None,
             LedgerActor,
             LedgerArgs {
                 cap: args.config.budget_usd,
                 events: args.events.clone(),
+                spent: restored.spend_usd,
             },
             cell.clone(),
         )
@@ -164,6 +180,8 @@ impl Actor for RootActor {
             ContextArgs {
                 preamble: preamble_tx,
                 events: args.events.clone(),
+                store: args.durable.writer.clone(),
+                restored: restored.context.clone(),
             },
             cell.clone(),
         )
@@ -177,6 +195,9 @@ impl Actor for RootActor {
                 ledger: ledger.clone(),
                 preamble: preamble_rx,
                 events: args.events.clone(),
+                store: args.durable.writer.clone(),
+                restored,
+                projects: args.durable.projects.clone(),
             },
             cell.clone(),
         )
@@ -189,6 +210,7 @@ impl Actor for RootActor {
                 scheduler: scheduler.clone(),
                 events: args.events.clone(),
                 max_finished: args.config.max_finished_tasks,
+                store: args.durable.writer.clone(),
             },
             cell,
         )
@@ -203,6 +225,7 @@ impl Actor for RootActor {
                 chains,
             },
             slot_supervisor: None,
+            store,
             probes: None,
             slots_stopped: false,
             stopping: false,
@@ -355,6 +378,7 @@ impl RootState {
             ledger: self.refs.ledger.clone(),
             worktrees: self.args.worktrees.clone(),
             events: self.args.events.clone(),
+            transcripts: self.args.durable.sink.clone(),
         };
         let (sup, _) =
             Actor::spawn_linked(None, SlotSupervisorActor, args, myself.get_cell()).await?;
@@ -417,5 +441,12 @@ impl RootState {
         self.refs.scheduler.stop(None);
         self.refs.ledger.stop(None);
         self.refs.context.stop(None);
+        if let Some(sink) = &self.args.durable.sink {
+            sink.flush();
+        }
+        if let Some(store) = self.store.take() {
+            let _ = ractor::call!(store, StoreMsg::Flush);
+            store.stop(None);
+        }
     }
 }

@@ -21,6 +21,7 @@
 //! (drain, budget stops, halts, shutdown) in [`intake`].
 
 mod intake;
+mod jobs;
 mod msg;
 mod scale;
 mod slots;
@@ -40,13 +41,17 @@ use crate::config::PoolConfig;
 use crate::context::Preamble;
 use crate::events::{EventBus, PoolEvent};
 use crate::ledger::LedgerMsg;
+use crate::projects::ProjectRegistry;
 use crate::root::RootMsg;
+use crate::store::actor::StoreWriter;
+use crate::store::db::{Recovered, Write};
 pub use intake::Intake;
-pub use msg::SchedulerMsg;
+pub use msg::{SchedulerMsg, SubmitReply};
 use scale::PendingScale;
 pub use scale::ScaleRequest;
 use slots::SlotEntry;
 use table::{TaskRecord, TaskState};
+pub(crate) use table::{now_ms, rfc3339};
 
 /// Behaviour of the scheduler.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,6 +70,13 @@ pub struct SchedulerArgs {
     pub preamble: watch::Receiver<Preamble>,
     /// Where task and slot changes are published.
     pub events: EventBus,
+    /// The durable store, if any.
+    pub store: Option<StoreWriter>,
+    /// What the store held at start: pending tasks to run again, and the counts of the
+    /// finished ones.
+    pub restored: Arc<Recovered>,
+    /// The job API's projects (their concurrency limits).
+    pub projects: Arc<ProjectRegistry>,
 }
 
 impl fmt::Debug for SchedulerArgs {
@@ -111,6 +123,10 @@ pub struct SchedulerState {
     budget_wait: bool,
     /// Callers of `WaitReady` not answered yet.
     ready_waiters: Vec<RpcReplyPort<()>>,
+    /// The durable store, if any.
+    store: Option<StoreWriter>,
+    /// The job API's projects.
+    projects: Arc<ProjectRegistry>,
 }
 
 impl fmt::Debug for SchedulerState {
@@ -133,7 +149,7 @@ impl Actor for SchedulerActor {
         myself: ActorRef<SchedulerMsg>,
         args: SchedulerArgs,
     ) -> Result<SchedulerState, ActorProcessingErr> {
-        Ok(SchedulerState {
+        let mut state = SchedulerState {
             next_slot_index: args.config.slots,
             config: args.config,
             myself,
@@ -152,7 +168,11 @@ impl Actor for SchedulerActor {
             drain: None,
             budget_wait: false,
             ready_waiters: Vec::new(),
-        })
+            store: args.store,
+            projects: args.projects,
+        };
+        state.restore(&args.restored);
+        Ok(state)
     }
 
     async fn handle(
@@ -162,13 +182,16 @@ impl Actor for SchedulerActor {
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SchedulerMsg::Submit(spec, reply) => {
-                let answer = state.accept(vec![spec]).map(|mut ids| ids.remove(0));
-                let _ = reply.send(answer);
-            }
+            SchedulerMsg::Submit(spec, reply) => state.accept(vec![spec], SubmitReply::One(reply)),
             SchedulerMsg::SubmitMany(specs, reply) => {
-                let _ = reply.send(state.accept(specs));
+                state.accept(specs, SubmitReply::Many(reply));
             }
+            SchedulerMsg::Persisted { ids, reply, result } => state.confirm(ids, reply, result),
+            SchedulerMsg::BuildChecked {
+                task,
+                slot,
+                outcome,
+            } => state.finalize(&task, outcome, Some(slot)),
             SchedulerMsg::Get(id, reply) => {
                 let _ = reply.send(state.tasks.get(&id).map(|r| r.report(&id)));
             }
@@ -196,7 +219,8 @@ impl Actor for SchedulerActor {
                 pid,
                 turns,
                 worktree,
-            } => state.on_slot_ready(slot, actor, pid, turns, worktree),
+                cwd,
+            } => state.on_slot_ready(slot, actor, pid, turns, worktree, cwd),
             SchedulerMsg::SlotChanged {
                 slot,
                 status,
@@ -219,6 +243,15 @@ impl Actor for SchedulerActor {
                     *at = Some(started_at);
                     // The prompt is on its way to Claude: the scheduler's copy is no longer needed.
                     r.payload = None;
+                    let at_ms = table::now_ms();
+                    r.meta.started_ms = Some(at_ms);
+                    if let Some(store) = &state.store {
+                        store.write(Write::Started {
+                            id: task.0.clone(),
+                            slot: slot.0.clone(),
+                            at_ms,
+                        });
+                    }
                     // Its report changed (it has a start now), though not its status.
                     state.events.publish(PoolEvent::Task {
                         id: task,
@@ -241,7 +274,7 @@ impl Actor for SchedulerActor {
                 {
                     e.task = None;
                 }
-                state.finalize(&task, outcome, Some(slot));
+                state.on_finished(task, slot, outcome);
             }
             SchedulerMsg::SlotDown {
                 slot,

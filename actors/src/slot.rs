@@ -54,6 +54,7 @@ use crate::process::{ClaudeProcess, ProcessEvent};
 use crate::restart::{FailureKind, SlotFailure};
 use crate::scheduler::SchedulerMsg;
 use crate::slot_supervisor::SlotSupervisorMsg;
+use crate::store::transcripts::TranscriptSink;
 use crate::task::{Assignment, TaskOutcome};
 use crate::worktree::{Worktree, Worktrees};
 use phase::{Input, Phase};
@@ -77,6 +78,8 @@ pub struct SlotArgs {
     pub supervisor: ActorRef<SlotSupervisorMsg>,
     /// With `--worktree`: the repository's worktrees, one per slot.
     pub worktrees: Option<Arc<Worktrees>>,
+    /// With a store: where every task's stream-json events are kept.
+    pub transcripts: Option<TranscriptSink>,
 }
 
 impl fmt::Debug for SlotArgs {
@@ -225,6 +228,9 @@ pub struct SlotState {
     stdin_broke: bool,
     /// With `--worktree`: the slot's worktree, the processes' working directory.
     worktree: Option<Worktree>,
+    /// Set while a process started with `--resume` has not begun its turn: an exit or a
+    /// result now means the session cannot be resumed.
+    resuming: Option<String>,
 }
 
 impl fmt::Debug for SlotState {
@@ -282,6 +288,7 @@ impl Actor for SlotActor {
             after_exit: AfterExit::Respawn,
             stdin_broke: false,
             worktree,
+            resuming: None,
         })
     }
 

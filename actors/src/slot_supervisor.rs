@@ -54,6 +54,8 @@ pub struct SlotSupervisorArgs {
     pub worktrees: Option<Arc<Worktrees>>,
     /// Where slot failures are published.
     pub events: EventBus,
+    /// Where every task's stream-json events are kept, with a store.
+    pub transcripts: Option<crate::store::transcripts::TranscriptSink>,
 }
 
 impl fmt::Debug for SlotSupervisorArgs {
@@ -249,6 +251,7 @@ impl SlotSupervisorState {
             ledger: self.args.ledger.clone(),
             supervisor: myself.clone(),
             worktrees: self.args.worktrees.clone(),
+            transcripts: self.args.transcripts.clone(),
         };
         match Actor::spawn_linked(None, SlotActor, args, myself.get_cell()).await {
             Ok((actor, _join)) => {

@@ -47,6 +47,8 @@ pub struct Assignment {
     pub timeout: std::time::Duration,
     /// Where progress goes, if anyone listens.
     pub progress: Option<ProgressSink>,
+    /// Continue this conversation: the process is started with `--resume` for the task.
+    pub resume: Option<String>,
 }
 
 impl fmt::Debug for Assignment {
@@ -56,6 +58,7 @@ impl fmt::Debug for Assignment {
             .field("prompt_bytes", &self.prompt.len())
             .field("preamble_bytes", &self.preamble.as_ref().map(|p| p.len()))
             .field("settings", &self.settings)
+            .field("resume", &self.resume)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -127,6 +130,23 @@ pub struct TaskSpec {
     pub max_budget_usd: Option<f64>,
     /// Where to send progress while it runs.
     pub progress: Option<ProgressSink>,
+    /// Continue this Claude conversation (`--resume`) instead of a fresh one.
+    pub session_id: Option<String>,
+    /// A job's project: its directory is the working directory, and the project's
+    /// concurrency limit applies.
+    pub project: Option<String>,
+    /// What started the task.
+    pub kind: claude_pool_protocol::tools::TaskKind,
+    /// Tools Claude may use without asking (`--allowedTools`).
+    pub allowed_tools: Option<Vec<String>>,
+    /// The recursion depth of the request that submitted it (the server's own when `None`).
+    pub depth: Option<u32>,
+    /// Set by the pool: the chain the task is a step of.
+    pub(crate) chain: Option<claude_pool_protocol::ChainId>,
+    /// Set by the pool: the working directory (a project's, or a build's worktree).
+    pub(crate) cwd: Option<std::path::PathBuf>,
+    /// Set by the pool: the worktree and branch of a build.
+    pub(crate) build: Option<crate::build::BuildPlan>,
 }
 
 impl TaskSpec {
@@ -175,6 +195,18 @@ impl TaskSpec {
         self.permission_mode = o.permission_mode.or(self.permission_mode);
         self.effort = o.effort.or(self.effort);
         self.max_budget_usd = o.max_budget_usd.map(|u| u.0).or(self.max_budget_usd);
+        self
+    }
+
+    /// Continues the conversation `session_id` (from an earlier result).
+    pub fn session(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Runs the task in a project's directory, under its concurrency limit.
+    pub fn project(mut self, name: impl Into<String>) -> Self {
+        self.project = Some(name.into());
         self
     }
 

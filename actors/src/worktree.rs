@@ -43,7 +43,9 @@ pub struct Sweep {
     pub kept: Vec<PathBuf>,
 }
 
-async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+/// Runs `git -C dir args…` without a terminal prompt or stdin; its stdout, trailing whitespace
+/// trimmed, or an error naming the command, the directory and git's stderr.
+pub(crate) async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use claude_pool::protocol::{Effort, PermissionMode};
 use claude_pool::{
-    FrontendActor, FrontendTransport, Pool, PoolConfig, ProcSettings, RestartPolicy,
+    FrontendActor, FrontendTransport, Pool, PoolConfig, ProcSettings, RestartPolicy, StoreLocation,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -69,7 +69,7 @@ struct Args {
     permission_mode: PermissionMode,
 
     /// The Claude Code CLI to run.
-    #[arg(long, env = "CLAUDE_POOL_CLAUDE_BIN", default_value = "claude")]
+    #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
     claude_bin: PathBuf,
 
     /// Deadline of a task that sets none, counted from submission: seconds ("90", "0.5") or "90s", "30m".
@@ -101,6 +101,34 @@ struct Args {
     /// again; it doubles up to 15 minutes.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     probe_interval: Duration,
+
+    /// The durable store (SQLite): tasks, jobs, chains, the context table and spend survive
+    /// restarts and crashes. Default: $XDG_STATE_HOME/claude-pool/pool.db (or
+    /// ~/.local/state/claude-pool/pool.db). Transcripts go beside it in <name>-transcripts/.
+    #[arg(long, env = "CLAUDE_MCP_DB_PATH", conflicts_with = "no_db")]
+    db: Option<PathBuf>,
+
+    /// Keep everything in memory only (nothing survives the process; the job API works).
+    #[arg(long)]
+    no_db: bool,
+
+    /// Task transcripts kept beside the store; the oldest are deleted first.
+    #[arg(long, default_value_t = 2000)]
+    keep_transcripts: usize,
+
+    /// The job API's projects file ({"name": {"path": "/abs", "defaultBranch": "main",
+    /// "maxConcurrent": 1}}); SIGHUP reads it again.
+    #[arg(long)]
+    projects: Option<PathBuf>,
+
+    /// Requests at this recursion depth or deeper may not start work (each Claude process
+    /// the pool starts runs one level deeper than the request that started it).
+    #[arg(long, env = "CLAUDE_MCP_MAX_DEPTH", default_value_t = 2)]
+    max_depth: u32,
+
+    /// The most a job's allowedTools may ask for (comma-separated); default: no limit.
+    #[arg(long, value_delimiter = ',')]
+    allowed_tools: Option<Vec<String>>,
 
     /// Log filter (error, warn, info, debug, trace, or tracing directives). The default also
     /// logs every stdin line that is not a JSON-RPC message and was dropped.
@@ -220,6 +248,17 @@ fn resolve_program(program: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The server's own recursion depth: `CLAUDE_MCP_DEPTH` of its environment (0 when unset).
+fn own_depth() -> anyhow::Result<u32> {
+    match std::env::var("CLAUDE_MCP_DEPTH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .with_context(|| format!("CLAUDE_MCP_DEPTH={v:?} is not a depth (0, 1, 2, ...)")),
+        _ => Ok(0),
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let claude_bin = resolve_program(&args.claude_bin)?;
     let config = PoolConfig {
@@ -241,7 +280,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             model: args.model,
             permission_mode: Some(args.permission_mode),
             effort: args.effort,
+            cwd: None,
+            allowed_tools: None,
+            depth: own_depth()?,
         },
+        store: Some(if args.no_db {
+            StoreLocation::Memory
+        } else {
+            StoreLocation::File(args.db.unwrap_or_else(StoreLocation::default_file))
+        }),
+        keep_transcripts: args.keep_transcripts,
+        projects_file: args.projects,
+        max_depth: args.max_depth,
+        max_allowed_tools: args.allowed_tools,
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,
@@ -265,11 +316,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let why = tokio::select! {
-        _ = serving => "stdin closed",
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
-        _ = sighup.recv() => "SIGHUP",
+    tokio::pin!(serving);
+    let why = loop {
+        tokio::select! {
+            _ = &mut serving => break "stdin closed",
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            _ = sighup.recv() => match pool.reload_projects() {
+                Ok(r) => tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, "reloaded the projects file"),
+                Err(e) => tracing::error!("the projects file was not reloaded (the old projects stay): {e}"),
+            },
+        }
     };
     tracing::info!(reason = why, "shutting down");
     frontend.stop(Some(why.into()));

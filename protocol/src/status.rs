@@ -22,6 +22,9 @@ pub enum TaskStatus {
     Cancelled,
     /// Its deadline passed before it completed.
     TimedOut,
+    /// It was running (or belonged to a chain that was) when the server stopped without a
+    /// graceful shutdown; found so by the store's crash rule on the next start.
+    Interrupted,
 }
 
 impl TaskStatus {
@@ -39,7 +42,24 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Cancelled => "cancelled",
             TaskStatus::TimedOut => "timed_out",
+            TaskStatus::Interrupted => "interrupted",
         }
+    }
+
+    /// Every status, in lifecycle order.
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+        TaskStatus::TimedOut,
+        TaskStatus::Interrupted,
+    ];
+
+    /// The status of a wire name.
+    pub fn parse(name: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 

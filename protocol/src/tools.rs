@@ -11,6 +11,7 @@ mod admin;
 mod chain;
 mod context;
 mod fanout;
+mod job;
 mod skill;
 mod task;
 
@@ -18,6 +19,7 @@ pub use admin::*;
 pub use chain::*;
 pub use context::*;
 pub use fanout::*;
+pub use job::*;
 pub use skill::*;
 pub use task::*;
 

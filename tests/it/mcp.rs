@@ -47,6 +47,12 @@ async fn server_reports_its_own_name_and_version_and_every_tool() {
     assert_eq!(
         names,
         [
+            "claude_build",
+            "claude_cancel",
+            "claude_job_status",
+            "claude_list_jobs",
+            "claude_list_projects",
+            "claude_run",
             "context_delete",
             "context_get",
             "context_list",
@@ -67,6 +73,7 @@ async fn server_reports_its_own_name_and_version_and_every_tool() {
             "pool_status",
             "pool_submit",
             "pool_submit_chain",
+            "pool_transcript",
         ]
     );
     let instructions = info.instructions.clone().unwrap_or_default();

@@ -62,6 +62,14 @@ pub struct Book {
 }
 
 impl Book {
+    /// A book with `cap` that has already spent `spent` (an earlier server's tasks, read
+    /// from the store).
+    pub fn resumed(cap: Option<f64>, spent: f64) -> Self {
+        let mut book = Book::new(cap);
+        book.spent = spent.max(0.0);
+        book
+    }
+
     /// A book with `cap` (none for no cap) and nothing spent.
     pub fn new(cap: Option<f64>) -> Self {
         Book {

@@ -158,7 +158,7 @@ impl PoolServer {
     /// Runs a task and waits for it.
     #[tool(
         name = "pool_run",
-        description = "Run a task on a warm Claude slot and wait for the answer. Returns output, spend_usd, tokens_used, session_id and duration_ms. Sends progress notifications while it runs. A task that fails, is cancelled or times out comes back as a tool error with the reason."
+        description = "Run a task on a warm Claude slot and wait for the answer. Returns output, spend_usd, tokens_used, session_id and duration_ms; pass session_id back to continue that conversation. Sends progress notifications while it runs. A task that fails, is cancelled or times out comes back as a tool error with the reason."
     )]
     async fn pool_run(
         &self,
@@ -167,7 +167,8 @@ impl PoolServer {
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
         let options = params.task_options();
-        let spec = spec_from(params.prompt, &options)?;
+        let mut spec = spec_from(params.prompt, &options)?;
+        spec.session_id = params.session_id;
         self.run_task(spec, &context).await
     }
 
@@ -182,7 +183,8 @@ impl PoolServer {
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
         let options = params.task_options();
-        let spec = spec_from(params.prompt, &options)?;
+        let mut spec = spec_from(params.prompt, &options)?;
+        spec.session_id = params.session_id;
         match self.pool.submit(spec).await {
             Ok(id) => structured(&SubmitReport {
                 task_id: id,

@@ -164,6 +164,33 @@ impl PoolBuilder {
         self
     }
 
+    /// Keeps tasks, chains, the context table and spend in a SQLite store at `path`
+    /// (created when absent); transcripts go beside it.
+    pub fn store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.store = Some(crate::config::StoreLocation::File(path.into()));
+        self
+    }
+
+    /// Keeps the store in memory (the job API works; nothing survives the process).
+    pub fn memory_store(mut self) -> Self {
+        self.config.store = Some(crate::config::StoreLocation::Memory);
+        self
+    }
+
+    /// The job API's projects file.
+    pub fn projects_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.projects_file = Some(path.into());
+        self
+    }
+
+    /// The recursion depth of requests made through this pool (default 0), and the depth
+    /// at which work is refused (default 2).
+    pub fn depth(mut self, depth: u32, max_depth: u32) -> Self {
+        self.config.defaults.depth = depth;
+        self.config.max_depth = max_depth;
+        self
+    }
+
     /// The configuration as built so far.
     pub fn config(&self) -> &PoolConfig {
         &self.config

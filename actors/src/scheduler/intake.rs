@@ -226,7 +226,32 @@ impl SchedulerState {
 
     pub(super) fn on_shutdown(&mut self) {
         self.intake = Intake::Shutdown;
-        self.end_open_tasks(TaskStatus::Cancelled, "the pool shut down");
+        if self.store.as_ref().is_some_and(|s| s.path().is_some()) {
+            // A durable store keeps queued tasks for the next server on it; what runs now
+            // reads as interrupted, as after a crash.
+            for r in self.tasks.values_mut() {
+                if matches!(r.state, TaskState::Pending) && r.meta.chain.is_none() {
+                    r.meta.keep_queued = true;
+                }
+            }
+            let running: Vec<TaskId> = self
+                .tasks
+                .iter()
+                .filter(|(_, r)| r.is_running())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in running {
+                let outcome = TaskOutcome::unbilled(
+                    TaskStatus::Interrupted,
+                    "interrupted: the server shut down while the task was running",
+                );
+                self.finalize(&id, outcome, None);
+            }
+        }
+        self.end_open_tasks(
+            TaskStatus::Cancelled,
+            "the pool shut down (a task kept in the store runs when a server starts on it again)",
+        );
         for w in self.scale_waiters.drain(..) {
             let _ = w
                 .reply

@@ -22,6 +22,24 @@ pub enum SchedulerMsg {
     Submit(TaskSpec, RpcReplyPort<Result<TaskId, PoolError>>),
     /// Queue several tasks at once: all are accepted, or none.
     SubmitMany(Vec<TaskSpec>, RpcReplyPort<Result<Vec<TaskId>, PoolError>>),
+    /// The store committed new tasks (or could not): queue them and answer their caller.
+    Persisted {
+        /// The tasks.
+        ids: Vec<TaskId>,
+        /// Their submitter.
+        reply: SubmitReply,
+        /// Whether they are durable.
+        result: Result<(), String>,
+    },
+    /// A build's branch was checked after its turn: the task ends with this outcome.
+    BuildChecked {
+        /// The task.
+        task: TaskId,
+        /// The slot that ran it.
+        slot: SlotId,
+        /// Its outcome, with the commit (or why the build failed).
+        outcome: TaskOutcome,
+    },
     /// A task's report now.
     Get(TaskId, RpcReplyPort<Option<TaskReport>>),
     /// A task's report once it is terminal.
@@ -60,6 +78,8 @@ pub enum SchedulerMsg {
         turns: u64,
         /// Its worktree, with `--worktree`.
         worktree: Option<PathBuf>,
+        /// The directory its process runs in, when a task asked for its own.
+        cwd: Option<PathBuf>,
     },
     /// A slot's visible status changed.
     SlotChanged {
@@ -145,11 +165,39 @@ pub enum SchedulerMsg {
     Shutdown(RpcReplyPort<()>),
 }
 
+/// Who waits for a submission's answer.
+#[derive(Debug)]
+pub enum SubmitReply {
+    /// One task.
+    One(RpcReplyPort<Result<TaskId, PoolError>>),
+    /// A fan-out.
+    Many(RpcReplyPort<Result<Vec<TaskId>, PoolError>>),
+}
+
+impl SubmitReply {
+    /// Answers with the ids (or why not).
+    pub fn send(self, answer: Result<Vec<TaskId>, PoolError>) {
+        match self {
+            SubmitReply::One(r) => {
+                let _ = r.send(answer.and_then(|mut ids| {
+                    ids.pop()
+                        .ok_or_else(|| PoolError::InvalidTask("nothing was submitted".into()))
+                }));
+            }
+            SubmitReply::Many(r) => {
+                let _ = r.send(answer);
+            }
+        }
+    }
+}
+
 impl fmt::Debug for SchedulerMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
             SchedulerMsg::Submit(..) => "Submit",
             SchedulerMsg::SubmitMany(..) => "SubmitMany",
+            SchedulerMsg::Persisted { .. } => "Persisted",
+            SchedulerMsg::BuildChecked { .. } => "BuildChecked",
             SchedulerMsg::Get(..) => "Get",
             SchedulerMsg::Wait(..) => "Wait",
             SchedulerMsg::Cancel(..) => "Cancel",

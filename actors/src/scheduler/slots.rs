@@ -37,6 +37,8 @@ pub(super) struct SlotEntry {
     pub retiring: bool,
     /// Its worktree, with `--worktree`.
     pub worktree: Option<PathBuf>,
+    /// The directory its process runs in when a task asked for one (a project's).
+    pub cwd: Option<PathBuf>,
 }
 
 impl SchedulerState {
@@ -56,6 +58,7 @@ impl SchedulerState {
                 last_error: old.as_ref().and_then(|e| e.last_error.clone()),
                 retiring: false,
                 worktree: old.and_then(|e| e.worktree),
+                cwd: None,
             },
         );
         self.events.publish(PoolEvent::Slot {
@@ -71,11 +74,13 @@ impl SchedulerState {
         pid: u32,
         turns: u64,
         worktree: Option<PathBuf>,
+        cwd: Option<PathBuf>,
     ) {
         let Some(e) = self.slots.get_mut(&slot) else {
             return;
         };
         e.status = SlotStatus::Idle;
+        e.cwd = cwd;
         e.actor = Some(actor);
         e.pid = Some(pid);
         e.turns = turns;
@@ -222,9 +227,12 @@ impl SchedulerState {
     /// queue to wait.
     pub(super) async fn dispatch(&mut self) {
         while !self.queue.is_empty() && !self.budget_wait {
-            let Some(slot) = self.pop_idle() else { return };
-            let Some(id) = self.queue.pop_front() else {
-                self.idle.push_front(slot);
+            if !self.has_idle() {
+                return;
+            }
+            let Some(id) = self.take_next() else { return };
+            let Some(slot) = self.pick_slot(&id) else {
+                self.queue.push_front(id);
                 return;
             };
             let Some(r) = self
@@ -260,6 +268,7 @@ impl SchedulerState {
                 deadline: r.submitted_at + r.timeout,
                 timeout: r.timeout,
                 progress,
+                resume: r.meta.resume.clone(),
             };
             match actor.cast(SlotMsg::Run(assignment)) {
                 Ok(()) => {
@@ -323,7 +332,18 @@ impl SchedulerState {
         }
     }
 
-    fn pop_idle(&mut self) -> Option<SlotId> {
+    /// Whether some slot is idle and usable (dropping stale entries from the front).
+    fn has_idle(&mut self) -> bool {
+        match self.pop_idle() {
+            Some(slot) => {
+                self.idle.push_front(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn pop_idle(&mut self) -> Option<SlotId> {
         while let Some(slot) = self.idle.pop_front() {
             let usable = self.slots.get(&slot).is_some_and(|e| {
                 e.status == SlotStatus::Idle && e.actor.is_some() && e.task.is_none() && !e.retiring

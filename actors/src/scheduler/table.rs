@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskReport, TokensUsed};
+use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskKind, TaskReport, TokensUsed};
 use claude_pool_protocol::{SlotId, TaskStatus};
 use ractor::{MessagingErr, RpcReplyPort};
 use tokio::task::JoinHandle;
@@ -11,6 +11,8 @@ use tokio::time::Instant;
 
 use super::SchedulerMsg;
 use crate::config::ProcSettings;
+use crate::store::convert::StoredOptions;
+use crate::store::db::TaskRow;
 use crate::task::{ProgressSink, TaskOutcome};
 
 /// Where a task is.
@@ -51,6 +53,43 @@ pub(super) struct TaskRecord {
     pub queue_timer: Option<JoinHandle<Result<(), MessagingErr<SchedulerMsg>>>>,
     /// Set once a stop (cancel, budget) was sent to its slot, so it is sent once.
     pub stopping: bool,
+    /// What the task is beyond its prompt: kind, project, session, chain, build, times.
+    pub meta: TaskMeta,
+}
+
+/// What a task is beyond its prompt and settings.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskMeta {
+    /// Pool task or job.
+    pub kind: TaskKind,
+    /// A job's project.
+    pub project: Option<String>,
+    /// The conversation it continues.
+    pub resume: Option<String>,
+    /// The chain it is a step of.
+    pub chain: Option<claude_pool_protocol::ChainId>,
+    /// A build's worktree and branch.
+    pub build: Option<crate::build::BuildPlan>,
+    /// Wall-clock submission, start and end (unix ms).
+    pub enqueued_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    /// Shut down while queued with a durable store: the store keeps it pending.
+    pub keep_queued: bool,
+}
+
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `ms` (unix) as RFC 3339 with milliseconds, UTC.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 impl TaskRecord {
@@ -76,6 +115,44 @@ impl TaskRecord {
                     ..
                 }
             )
+    }
+
+    /// The store's row of this (new) task.
+    pub fn row(&self, id: &claude_pool_protocol::TaskId) -> TaskRow {
+        let options = StoredOptions::of(
+            &self.settings,
+            self.timeout,
+            self.max_budget_usd,
+            self.meta.build.as_ref(),
+        );
+        TaskRow {
+            id: id.0.clone(),
+            kind: self.meta.kind.as_str().to_owned(),
+            project: self.meta.project.clone(),
+            chain_id: self.meta.chain.as_ref().map(|c| c.0.clone()),
+            prompt: self
+                .payload
+                .as_ref()
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_default(),
+            options: serde_json::to_value(options).unwrap_or_default(),
+            state: self.status().as_str().to_owned(),
+            enqueued_at_ms: self.meta.enqueued_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            slot: None,
+            output: None,
+            output_bytes: None,
+            error: None,
+            session_id: None,
+            resume_session: self.meta.resume.clone(),
+            spend_usd: 0.0,
+            tokens: [0; 4],
+            model: None,
+            branch: self.meta.build.as_ref().map(|b| b.branch.clone()),
+            commit_sha: None,
+            worktree: None,
+        }
     }
 
     pub fn report(&self, id: &claude_pool_protocol::TaskId) -> TaskReport {
@@ -120,6 +197,12 @@ impl TaskRecord {
             worktree: worktree.map(|w| w.path.display().to_string()),
             branch: worktree.map(|w| w.branch.clone()),
             commit: worktree.and_then(|w| w.commit.clone()),
+            project: self.meta.project.clone(),
+            kind: self.meta.kind,
+            enqueued_at: Some(rfc3339(self.meta.enqueued_ms)),
+            started_at: self.meta.started_ms.map(rfc3339),
+            finished_at: self.meta.finished_ms.map(rfc3339),
+            output_truncated: false,
         }
     }
 }
@@ -134,5 +217,6 @@ pub(super) fn count(counts: &mut TaskCounts, status: TaskStatus) {
         TaskStatus::Failed => counts.failed += 1,
         TaskStatus::Cancelled => counts.cancelled += 1,
         TaskStatus::TimedOut => counts.timed_out += 1,
+        TaskStatus::Interrupted => counts.interrupted += 1,
     }
 }

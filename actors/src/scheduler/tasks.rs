@@ -8,13 +8,15 @@ use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
 use ractor::RpcReplyPort;
 use tokio::time::Instant;
 
-use super::table::{self, TaskRecord, TaskState};
+use super::msg::SubmitReply;
+use super::table::{self, TaskMeta, TaskRecord, TaskState};
 use super::{SchedulerMsg, SchedulerState};
 use crate::config::ProcSettings;
 use crate::error::PoolError;
 use crate::events::PoolEvent;
 use crate::ledger::LedgerMsg;
 use crate::slot::SlotMsg;
+use crate::store::db::Write;
 use crate::task::{Assignment, TaskOutcome, TaskSpec};
 
 fn new_task_id() -> TaskId {
@@ -23,10 +25,39 @@ fn new_task_id() -> TaskId {
 }
 
 impl SchedulerState {
-    /// Queues `specs` if every one is acceptable; none otherwise.
-    pub(super) fn accept(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, PoolError> {
+    /// Queues `specs` if every one is acceptable; none otherwise. With a store the answer
+    /// waits until the tasks are durable (the scheduler does not: it goes on meanwhile).
+    pub(super) fn accept(&mut self, specs: Vec<TaskSpec>, reply: SubmitReply) {
+        if let Err(e) = self.check(&specs) {
+            reply.send(Err(e));
+            return;
+        }
+        let ids: Vec<TaskId> = specs.into_iter().map(|spec| self.enqueue(spec)).collect();
+        let Some(store) = self.store.clone() else {
+            self.confirm(ids, reply, Ok(()));
+            return;
+        };
+        let rows = ids
+            .iter()
+            .filter_map(|id| self.tasks.get(id).map(|r| Write::InsertTask(r.row(id))))
+            .collect();
+        let me = self.myself.clone();
+        store.write_then(
+            rows,
+            Box::new(move |result| {
+                let _ = me.cast(SchedulerMsg::Persisted { ids, reply, result });
+            }),
+        );
+    }
+
+    fn check(&self, specs: &[TaskSpec]) -> Result<(), PoolError> {
         if let Some(refusal) = self.intake.refusal() {
             return Err(refusal);
+        }
+        if let Some(store) = &self.store
+            && let Some(e) = store.health()
+        {
+            return Err(PoolError::Refused(e));
         }
         for (i, spec) in specs.iter().enumerate() {
             if spec.prompt.trim().is_empty() {
@@ -45,13 +76,45 @@ impl SchedulerState {
                 )));
             }
         }
-        let mut ids = Vec::with_capacity(specs.len());
-        for spec in specs {
-            ids.push(self.enqueue(spec));
-        }
-        Ok(ids)
+        Ok(())
     }
 
+    /// The tasks are durable (or could not be made so): queue them and answer the caller,
+    /// or forget them and refuse.
+    pub(super) fn confirm(
+        &mut self,
+        ids: Vec<TaskId>,
+        reply: SubmitReply,
+        result: Result<(), String>,
+    ) {
+        if let Err(e) = result {
+            for id in &ids {
+                if let Some(r) = self.tasks.remove(id)
+                    && let Some(t) = r.queue_timer
+                {
+                    t.abort();
+                }
+            }
+            reply.send(Err(PoolError::Refused(e)));
+            return;
+        }
+        for id in &ids {
+            let Some(r) = self.tasks.get(id) else {
+                continue;
+            };
+            if !matches!(r.state, TaskState::Pending) {
+                continue; // timed out meanwhile
+            }
+            self.queue.push_back(id.clone());
+            self.events.publish(PoolEvent::Task {
+                id: id.clone(),
+                status: TaskStatus::Pending,
+            });
+        }
+        reply.send(Ok(ids));
+    }
+
+    /// Creates the record of a new task; it is queued once [`Self::confirm`]ed.
     pub(super) fn enqueue(&mut self, spec: TaskSpec) -> TaskId {
         let id = new_task_id();
         let timeout = spec.timeout.unwrap_or(self.config.default_timeout);
@@ -60,33 +123,67 @@ impl SchedulerState {
             model: spec.model.or_else(|| defaults.model.clone()),
             permission_mode: spec.permission_mode.or(defaults.permission_mode),
             effort: spec.effort.or(defaults.effort),
+            cwd: spec.cwd,
+            allowed_tools: spec.allowed_tools,
+            depth: spec.depth.unwrap_or(defaults.depth),
         };
+        let meta = TaskMeta {
+            kind: spec.kind,
+            project: spec.project,
+            resume: spec.session_id,
+            chain: spec.chain,
+            build: spec.build,
+            enqueued_ms: table::now_ms(),
+            started_ms: None,
+            finished_ms: None,
+            keep_queued: false,
+        };
+        self.insert_record(
+            id.clone(),
+            Instant::now(),
+            timeout,
+            settings,
+            spec.max_budget_usd,
+            (Arc::from(spec.prompt), spec.progress),
+            meta,
+        );
+        id
+    }
+
+    /// Adds a pending record (not yet queued) with its queue deadline.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_record(
+        &mut self,
+        id: TaskId,
+        submitted_at: Instant,
+        timeout: std::time::Duration,
+        settings: ProcSettings,
+        max_budget_usd: Option<f64>,
+        payload: (Arc<str>, Option<crate::task::ProgressSink>),
+        meta: TaskMeta,
+    ) {
+        let remaining = (submitted_at + timeout).saturating_duration_since(Instant::now());
         let queue_id = id.clone();
         let queue_timer = self
             .myself
-            .send_after(timeout, move || SchedulerMsg::QueueDeadline(queue_id));
+            .send_after(remaining, move || SchedulerMsg::QueueDeadline(queue_id));
         self.tasks.insert(
-            id.clone(),
+            id,
             TaskRecord {
-                submitted_at: Instant::now(),
+                submitted_at,
                 timeout,
                 settings,
-                max_budget_usd: spec.max_budget_usd,
-                payload: Some((Arc::from(spec.prompt), spec.progress)),
+                max_budget_usd,
+                payload: Some(payload),
                 state: TaskState::Pending,
                 retries: 0,
                 waiters: Vec::new(),
                 cancel_waiters: Vec::new(),
                 queue_timer: Some(queue_timer),
                 stopping: false,
+                meta,
             },
         );
-        self.queue.push_back(id.clone());
-        self.events.publish(PoolEvent::Task {
-            id: id.clone(),
-            status: TaskStatus::Pending,
-        });
-        id
     }
 
     pub(super) fn on_wait(&mut self, id: TaskId, reply: RpcReplyPort<Option<TaskReport>>) {
@@ -224,6 +321,10 @@ impl SchedulerState {
             return; // ended, started, or already queued
         }
         r.state = TaskState::Pending;
+        r.meta.started_ms = None;
+        if let Some(store) = &self.store {
+            store.write(Write::Requeued { id: id.0.clone() });
+        }
         let remaining = (r.submitted_at + r.timeout).saturating_duration_since(Instant::now());
         let again = id.clone();
         if let Some(t) = r.queue_timer.take() {
@@ -300,6 +401,7 @@ impl SchedulerState {
             slot,
             finished_at: Instant::now(),
         };
+        r.meta.finished_ms = Some(table::now_ms());
         let report = r.report(id);
         tracing::debug!(task = %id, %status, "task finished");
         self.finished.push_back(id.clone());
@@ -324,6 +426,7 @@ impl SchedulerState {
             id: id.clone(),
             status,
         });
+        self.persist_end(id);
         self.check_drained();
     }
 
@@ -335,6 +438,11 @@ impl SchedulerState {
             };
             if let Some(r) = self.tasks.remove(&id) {
                 table::count(&mut self.forgotten, r.status());
+                if self.forgotten.total % 1024 == 0
+                    && let Some(store) = &self.store
+                {
+                    store.prune_memory(self.config.max_finished_tasks);
+                }
             }
         }
     }

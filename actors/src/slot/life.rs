@@ -30,7 +30,13 @@ impl SlotState {
             None => self.args.config.defaults.clone(),
         };
         let cwd = self.worktree.as_ref().map(|w| w.path.as_path());
-        let spec = self.args.config.spawn_spec(&settings, cwd);
+        // A task that continues a conversation gets a process started on it.
+        let resume = self.task.as_ref().and_then(|t| t.assignment.resume.clone());
+        let mut spec = self
+            .args
+            .config
+            .spawn_spec(&settings, cwd, resume.as_deref());
+        spec.keep_lines = self.args.transcripts.is_some();
         let me = self.myself.clone();
         let process = ClaudeProcess::spawn(&spec, move |event| {
             let _ = me.cast(SlotMsg::ProcessReported { generation, event });
@@ -64,6 +70,15 @@ impl SlotState {
         self.stdin_broke = false;
         self.after_exit = AfterExit::Respawn;
         self.go(Input::Respawn);
+        if let Some(session) = resume {
+            // No warm-up: a `/clear` would leave the conversation. The prompt goes first,
+            // and the turn's init event shows the session was resumed.
+            self.resuming = Some(session);
+            self.go(Input::Resumed);
+            self.start_turn();
+            return Ok(());
+        }
+        self.resuming = None;
         self.send(user_message_line("/clear"));
         if self.phase == Phase::Spawning {
             self.arm_phase_timer(self.args.config.startup_timeout, Timer::Startup);
@@ -222,10 +237,22 @@ impl SlotState {
             .as_ref()
             .map(ClaudeProcess::pid)
             .unwrap_or_default();
-        let planned = self.phase == Phase::Terminating && !self.stdin_broke;
+        let mut planned = self.phase == Phase::Terminating && !self.stdin_broke;
         let was = self.phase;
         if let Some(t) = self.phase_timer.take() {
             t.abort();
+        }
+        if !planned && let Some(session) = self.resuming.take() {
+            // The CLI could not resume the conversation: the task's failure, not the slot's.
+            if let Some(task) = self.task.as_mut()
+                && task.verdict.is_none()
+            {
+                task.verdict = Some((
+                    TaskStatus::Failed,
+                    format!("session {session} cannot be resumed: claude process {pid} {info}"),
+                ));
+            }
+            planned = true;
         }
         if !planned {
             let reason = format!("claude process {pid} {info}");
@@ -325,6 +352,7 @@ impl SlotState {
             pid,
             turns: self.turns,
             worktree: self.worktree.as_ref().map(|w| w.path.clone()),
+            cwd: self.current.cwd.clone(),
         });
     }
 
@@ -358,6 +386,9 @@ impl SlotState {
     }
 
     pub(super) fn report_finished(&self, task: TaskId, outcome: TaskOutcome) {
+        if let Some(sink) = &self.args.transcripts {
+            sink.close(&task.0);
+        }
         let _ = self.args.scheduler.cast(SchedulerMsg::TaskFinished {
             task,
             slot: self.args.slot.clone(),

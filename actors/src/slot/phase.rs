@@ -33,6 +33,9 @@ pub enum Phase {
 pub enum Input {
     /// The warm-up `/clear` answered.
     Handshaken,
+    /// The process was started to continue a conversation (`--resume`): no warm-up, the
+    /// task's prompt was written at once.
+    Resumed,
     /// A task arrived that the process can run as it is.
     Assigned,
     /// A task arrived that needs a model or permission-mode change first.
@@ -88,8 +91,9 @@ impl Phase {
 
 impl Input {
     /// Every input.
-    pub const ALL: [Input; 17] = [
+    pub const ALL: [Input; 18] = [
         Input::Handshaken,
+        Input::Resumed,
         Input::Assigned,
         Input::AssignedNeedsControl,
         Input::AssignedNeedsRespawn,
@@ -116,6 +120,7 @@ pub fn next(phase: Phase, input: Input) -> Option<Phase> {
     use Phase as P;
     let to = match (phase, input) {
         (P::Spawning, I::Handshaken) => P::Idle,
+        (P::Spawning, I::Resumed) => P::Running,
         // A task held for a respawn is finished on the spot; the warm-up goes on.
         (P::Spawning, I::Cancel | I::Deadline) => P::Spawning,
         (P::Spawning, I::StartupTimedOut) => P::Terminating,

@@ -69,6 +69,10 @@ impl SlotState {
         // The CLI refuses to switch into bypassPermissions unless it was started in it.
         let bypass = Some(PermissionMode::BypassPermissions);
         let needs_respawn = want.effort != self.current.effort
+            || want.cwd != self.current.cwd
+            || want.depth != self.current.depth
+            || want.allowed_tools != self.current.allowed_tools
+            || task.assignment.resume.is_some()
             || (want.model.is_none() && self.current.model.is_some())
             || (want.permission_mode.is_none() && self.current.permission_mode.is_some())
             || (want.permission_mode == bypass && self.current.permission_mode != bypass);
@@ -105,7 +109,7 @@ impl SlotState {
         self.go(Input::AssignedNeedsControl);
     }
 
-    fn start_turn(&mut self) {
+    pub(super) fn start_turn(&mut self) {
         let Some(task) = self.task.as_mut() else {
             return;
         };
@@ -121,6 +125,9 @@ impl SlotState {
         let started_at = Instant::now();
         task.started_at = Some(started_at);
         let id = task.assignment.task.clone();
+        if let Some(sink) = &self.args.transcripts {
+            sink.line(&id.0, line.trim_end().as_bytes().to_vec());
+        }
         if let Some(sink) = &task.assignment.progress {
             let _ = sink.send(TaskProgress::Started {
                 slot: self.args.slot.clone(),
@@ -208,7 +215,14 @@ impl SlotState {
             return Ok(()); // an earlier process of this slot
         }
         match event {
-            ProcessEvent::Event(ev) => self.on_claude_event(ev),
+            ProcessEvent::Event(ev, raw) => {
+                if let (Some(sink), Some(raw)) = (&self.args.transcripts, raw)
+                    && let Some(task) = self.task.as_ref().filter(|t| t.started_at.is_some())
+                {
+                    sink.line(&task.assignment.task.0, raw);
+                }
+                self.on_claude_event(ev)
+            }
             ProcessEvent::BadLine { line, error } => {
                 self.on_broken(format!(
                     "claude printed a line that is not stream-json ({error}): {line:?}"
@@ -235,6 +249,10 @@ impl SlotState {
             } => {
                 if session_id.is_some() {
                     self.session_id = session_id;
+                }
+                if self.resuming.take().is_some() {
+                    // The conversation was resumed: this process works.
+                    self.on_ready();
                 }
                 if let Some(task) = self.task.as_mut()
                     && task.started_at.is_some()
@@ -323,6 +341,20 @@ impl SlotState {
                 }
                 self.go(input);
                 self.became_idle();
+            }
+            Phase::Running if self.resuming.is_some() => {
+                // A result before the resumed turn's init: the CLI refused the session.
+                let session = self.resuming.take().unwrap_or_default();
+                if let Some(mut task) = self.task.take() {
+                    task.verdict = Some((
+                        TaskStatus::Failed,
+                        format!("session {session} cannot be resumed: {}", r.error_text()),
+                    ));
+                    self.finish(task);
+                }
+                self.go(Input::TurnEndedRecycle);
+                self.plan_exit(AfterExit::Respawn);
+                self.begin_termination();
             }
             Phase::Running => {
                 let cost = turn_cost(&r, self.session_total);

@@ -58,6 +58,9 @@ pub struct TaskCounts {
     pub cancelled: u64,
     /// Timed out.
     pub timed_out: u64,
+    /// Interrupted: running when an earlier server stopped without a graceful shutdown.
+    #[serde(default)]
+    pub interrupted: u64,
 }
 
 /// What `pool_status` returns.

@@ -16,6 +16,10 @@ with_task_options! {
         /// The task to execute: one user message to Claude. Any size; it travels on the CLI's
         /// stdin, never on a command line.
         pub prompt: String,
+        /// Continue this Claude conversation (a `session_id` from an earlier result) instead
+        /// of starting fresh. Tasks on one session run one at a time, in submission order.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub session_id: Option<String>,
     }
 }
 
@@ -63,7 +67,7 @@ pub struct TokensUsed {
 pub struct TaskReport {
     /// The task's id.
     pub task_id: TaskId,
-    /// pending, running, completed, failed, cancelled or timed_out.
+    /// pending, running, completed, failed, cancelled, timed_out or interrupted.
     pub status: TaskStatus,
     /// Claude's answer, once completed.
     pub output: Option<String>,
@@ -92,6 +96,56 @@ pub struct TaskReport {
     /// With --worktree: the branch's head commit when the task ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// A job's project (claude_run, claude_build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// What started it: a pool task, or a job (`run`, `build`).
+    #[serde(default)]
+    pub kind: TaskKind,
+    /// When it was submitted (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at: Option<String>,
+    /// When a slot wrote its prompt to Claude (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it reached its terminal state (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Set when `output` holds only the end of the answer (the store keeps the last 50 KiB);
+    /// the full answer is in the task's transcript.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub output_truncated: bool,
+}
+
+/// What kind of work a task is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// A pool task (pool_run, pool_submit, fan-outs, chains, skills).
+    #[default]
+    Task,
+    /// A job of claude_run.
+    Run,
+    /// A job of claude_build.
+    Build,
+}
+
+impl TaskKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Task => "task",
+            TaskKind::Run => "run",
+            TaskKind::Build => "build",
+        }
+    }
+
+    /// The kind of a wire name.
+    pub fn parse(name: &str) -> Option<TaskKind> {
+        [TaskKind::Task, TaskKind::Run, TaskKind::Build]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
 }
 
 /// What `pool_submit` returns.

@@ -1,0 +1,381 @@
+//! The job API on the embedding handle (`claude_run`, `claude_build`, job status, lists,
+//! cancel, projects), what a task must pass before it is queued (the recursion guard, its
+//! project, its session), and what the store answers once the scheduler has forgotten a
+//! task or chain.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claude_pool_protocol::tools::{
+    BuildJobParams, ChainReport, DEFAULT_BUILD_TIMEOUT_MS, DEFAULT_RUN_TIMEOUT_MS, JobAccepted,
+    JobCancelled, JobReport, JobState, MAX_JOB_TIMEOUT_MS, ProjectInfo, RunJobParams, TaskKind,
+    TaskReport, TranscriptReport,
+};
+use claude_pool_protocol::{ChainId, PermissionMode, TaskId};
+
+use super::Pool;
+use crate::error::PoolError;
+use crate::projects::{Projects, Reload};
+use crate::store::convert::report_of;
+use crate::store::db::TaskFilter;
+use crate::store::transcripts::TranscriptPage;
+use crate::task::TaskSpec;
+
+/// The largest transcript page one call returns.
+const MAX_TRANSCRIPT_PAGE: usize = 4 * 1024 * 1024;
+
+impl Pool {
+    /// The depth of requests made through this handle: the server's own
+    /// (`CLAUDE_MCP_DEPTH` of its environment, or the builder's).
+    pub fn depth(&self) -> u32 {
+        self.config.defaults.depth
+    }
+
+    /// Refuses work at `--max-depth` or deeper (`recursion_limit_exceeded`).
+    pub fn check_depth(&self, depth: Option<u32>) -> Result<(), PoolError> {
+        let depth = depth.unwrap_or(self.config.defaults.depth);
+        if depth >= self.config.max_depth {
+            return Err(PoolError::RecursionLimit {
+                depth,
+                max: self.config.max_depth,
+            });
+        }
+        Ok(())
+    }
+
+    /// What a task must pass before it is queued: the recursion guard, a known project
+    /// (whose directory it then runs in), a session that exists.
+    pub(super) async fn admit(&self, mut spec: TaskSpec) -> Result<TaskSpec, PoolError> {
+        self.check_depth(spec.depth)?;
+        if let Some(name) = &spec.project
+            && spec.cwd.is_none()
+        {
+            let projects = self.durable.projects.current();
+            let project = known_project(&projects, name)?;
+            spec.cwd = Some(project.path.clone());
+        }
+        if let Some(session) = &spec.session_id {
+            self.check_session(session).await?;
+        }
+        Ok(spec)
+    }
+
+    /// A session can be resumed when a task of this store reported it, or when the CLI's
+    /// own transcript of it exists.
+    async fn check_session(&self, session: &str) -> Result<(), PoolError> {
+        let valid = !session.is_empty()
+            && session.len() <= 128
+            && session
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(PoolError::NotFound(format!(
+                "unknown session \"{session}\": not a Claude session id"
+            )));
+        }
+        if let Some(store) = &self.durable.writer {
+            let s = session.to_owned();
+            let known = store
+                .read(move |db| db.session_known(&s))
+                .await
+                .map_err(PoolError::Stopped)?
+                .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
+            if known {
+                return Ok(());
+            }
+        }
+        if cli_transcript_exists(session) {
+            return Ok(());
+        }
+        Err(PoolError::NotFound(format!(
+            "unknown session \"{session}\": no task of this pool reported it and Claude Code has no conversation with that id; start a fresh one without a session id"
+        )))
+    }
+
+    /// A task's report from the store, for tasks the scheduler no longer holds (finished
+    /// long ago, or by an earlier server).
+    pub(super) async fn stored_report(&self, id: &TaskId) -> Result<TaskReport, PoolError> {
+        let Some(store) = &self.durable.writer else {
+            return Err(PoolError::UnknownTask(id.clone()));
+        };
+        let key = id.0.clone();
+        let row = store
+            .read(move |db| db.task(&key))
+            .await
+            .map_err(PoolError::Stopped)?
+            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
+        row.map(|r| report_of(&r))
+            .ok_or_else(|| PoolError::UnknownTask(id.clone()))
+    }
+
+    /// A chain's report from the store.
+    pub(super) async fn stored_chain(&self, id: &ChainId) -> Result<ChainReport, PoolError> {
+        let Some(store) = &self.durable.writer else {
+            return Err(PoolError::UnknownChain(id.clone()));
+        };
+        let key = id.0.clone();
+        let row = store
+            .read(move |db| db.chain(&key))
+            .await
+            .map_err(PoolError::Stopped)?
+            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
+        row.and_then(|r| serde_json::from_value(r.report).ok())
+            .ok_or_else(|| PoolError::UnknownChain(id.clone()))
+    }
+
+    // ---- jobs
+
+    /// `claude_run`: a prompt in a project's directory, optionally continuing a session.
+    pub async fn run_job(&self, p: RunJobParams) -> Result<JobAccepted, PoolError> {
+        let timeout = job_timeout(p.timeout_ms, DEFAULT_RUN_TIMEOUT_MS)?;
+        let mut spec = TaskSpec::new(p.prompt).timeout(timeout).project(p.project);
+        spec.kind = TaskKind::Run;
+        spec.session_id = p.session_id;
+        spec.allowed_tools = p.allowed_tools.map(|t| self.allowed_tools(t));
+        self.accepted(self.submit(spec).await?)
+    }
+
+    /// `claude_build`: a spec implemented and committed on a new branch of the project,
+    /// in a worktree of its own (the project's checkout is never touched).
+    pub async fn build_job(&self, p: BuildJobParams) -> Result<JobAccepted, PoolError> {
+        self.check_depth(None)?;
+        let timeout = job_timeout(p.timeout_ms, DEFAULT_BUILD_TIMEOUT_MS)?;
+        let projects = self.durable.projects.current();
+        let project = known_project(&projects, &p.project)?;
+        if p.spec.trim().is_empty() {
+            return Err(PoolError::InvalidTask("the spec is empty".into()));
+        }
+        let base = p
+            .base_branch
+            .clone()
+            .unwrap_or_else(|| project.default_branch.clone());
+        let dir = self
+            .build_dir()
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let plan = crate::build::prepare(&project.path, &p.branch, &base, &dir)
+            .await
+            .map_err(PoolError::InvalidArgument)?;
+        let prompt = crate::build::prompt(&p.spec, &p.branch, &base, p.run_tests.unwrap_or(true));
+        let mut spec = TaskSpec::new(prompt)
+            .timeout(timeout)
+            .project(p.project)
+            .permission_mode(PermissionMode::BypassPermissions);
+        spec.kind = TaskKind::Build;
+        spec.cwd = Some(plan.worktree.clone());
+        spec.build = Some(plan.clone());
+        match self.submit(spec).await {
+            Ok(id) => self.accepted(id),
+            Err(e) => {
+                crate::build::cleanup(&plan, false).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `claude_job_status`.
+    pub async fn job(&self, id: &str) -> Result<JobReport, PoolError> {
+        let report = self
+            .result(&TaskId(id.to_owned()))
+            .await
+            .map_err(|e| match e {
+                PoolError::UnknownTask(_) => {
+                    PoolError::NotFound(format!("unknown job \"{id}\": no job has this id"))
+                }
+                other => other,
+            })?;
+        Ok(JobReport::of(&report))
+    }
+
+    /// `claude_list_jobs`: newest first, filtered exactly (the store answers; without one,
+    /// nothing is listed).
+    pub async fn list_jobs(
+        &self,
+        project: Option<String>,
+        state: Option<JobState>,
+        limit: Option<usize>,
+    ) -> Result<Vec<JobReport>, PoolError> {
+        let Some(store) = &self.durable.writer else {
+            return Ok(Vec::new());
+        };
+        let limit = limit.unwrap_or(50).clamp(1, 1000);
+        let states: Vec<String> = match state {
+            Some(s) => s.statuses().iter().map(|t| t.as_str().to_owned()).collect(),
+            None => Vec::new(),
+        };
+        let rows = store
+            .read(move |db| -> rusqlite::Result<Vec<_>> {
+                let mut out = Vec::new();
+                for st in if states.is_empty() {
+                    vec![None]
+                } else {
+                    states.into_iter().map(Some).collect()
+                } {
+                    out.extend(db.list(&TaskFilter {
+                        project: project.clone(),
+                        state: st,
+                        kind: None,
+                        limit: Some(limit),
+                    })?);
+                }
+                out.sort_by(|a, b| b.enqueued_at_ms.cmp(&a.enqueued_at_ms));
+                out.truncate(limit);
+                Ok(out)
+            })
+            .await
+            .map_err(PoolError::Stopped)?
+            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
+        // Rows are written behind the scheduler: its live view of a task wins.
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = TaskId(row.id.clone());
+            let live = self.result(&id).await.ok();
+            jobs.push(JobReport::of(&live.unwrap_or_else(|| report_of(&row))));
+        }
+        Ok(jobs)
+    }
+
+    /// `claude_cancel`: a queued job never starts; a running one has its process group
+    /// stopped (interrupt, SIGTERM, SIGKILL).
+    pub async fn cancel_job(&self, id: &str) -> Result<JobCancelled, PoolError> {
+        let r = self
+            .cancel(&TaskId(id.to_owned()))
+            .await
+            .map_err(|e| match e {
+                PoolError::UnknownTask(_) => {
+                    PoolError::NotFound(format!("unknown job \"{id}\": no job has this id"))
+                }
+                other => other,
+            })?;
+        let state = JobState::of(r.status);
+        Ok(JobCancelled {
+            ok: state == JobState::Cancelled,
+            state,
+            message: r.message,
+        })
+    }
+
+    /// `claude_list_projects`.
+    pub fn projects(&self) -> Vec<ProjectInfo> {
+        self.durable
+            .projects
+            .current()
+            .list()
+            .map(|p| ProjectInfo {
+                name: p.name.clone(),
+                default_branch: p.default_branch.clone(),
+                path: p.path.display().to_string(),
+                max_concurrent: p.max_concurrent,
+            })
+            .collect()
+    }
+
+    /// Reads the projects file again (SIGHUP): new projects appear, removed ones refuse
+    /// new jobs, running jobs are untouched; a broken file keeps the old contents.
+    pub fn reload_projects(&self) -> Result<Reload, String> {
+        self.durable.projects.reload()
+    }
+
+    /// A page of a task's transcript: the prompt as sent, then every stream-json event.
+    pub async fn transcript(
+        &self,
+        id: &str,
+        offset: u64,
+        max_bytes: Option<usize>,
+    ) -> Result<TranscriptReport, PoolError> {
+        let Some(t) = self.durable.transcripts.clone() else {
+            return Err(PoolError::NotFound(
+                "transcripts are kept only with a store file (--db)".into(),
+            ));
+        };
+        if let Some(sink) = &self.durable.sink {
+            sink.flush();
+        }
+        let max = max_bytes
+            .unwrap_or(256 * 1024)
+            .clamp(1024, MAX_TRANSCRIPT_PAGE);
+        let key = id.to_owned();
+        let page: Option<TranscriptPage> =
+            tokio::task::spawn_blocking(move || t.read(&key, offset, max))
+                .await
+                .map_err(|e| PoolError::Stopped(e.to_string()))?
+                .map_err(|e| PoolError::Stopped(format!("cannot read the transcript: {e}")))?;
+        let page = page.ok_or_else(|| {
+            PoolError::NotFound(format!(
+                "no transcript for \"{id}\": no such task, it never started, or its transcript was deleted by the retention policy"
+            ))
+        })?;
+        Ok(TranscriptReport {
+            task_id: id.to_owned(),
+            offset: page.offset,
+            next_offset: page.next_offset,
+            total_bytes: page.total_bytes,
+            ndjson: page.text,
+        })
+    }
+
+    fn accepted(&self, id: TaskId) -> Result<JobAccepted, PoolError> {
+        Ok(JobAccepted {
+            job_id: id.0,
+            state: JobState::Queued,
+        })
+    }
+
+    /// A job's tools, within the server's `--allowed-tools`.
+    fn allowed_tools(&self, asked: Vec<String>) -> Vec<String> {
+        match &self.config.max_allowed_tools {
+            Some(max) => asked.into_iter().filter(|t| max.contains(t)).collect(),
+            None => asked,
+        }
+    }
+
+    /// Where build worktrees are made: beside the store file, else in the temp directory.
+    fn build_dir(&self) -> PathBuf {
+        self.config
+            .store
+            .as_ref()
+            .and_then(|s| s.beside("builds"))
+            .unwrap_or_else(|| std::env::temp_dir().join("claude-pool-builds"))
+    }
+}
+
+fn known_project<'a>(
+    projects: &'a Projects,
+    name: &str,
+) -> Result<&'a crate::projects::Project, PoolError> {
+    projects.get(name).ok_or_else(|| {
+        let known: Vec<&str> = projects.list().map(|p| p.name.as_str()).collect();
+        PoolError::NotFound(if known.is_empty() {
+            format!("unknown project \"{name}\": the server has no projects (--projects FILE)")
+        } else {
+            format!(
+                "unknown project \"{name}\": the projects are {}",
+                known.join(", ")
+            )
+        })
+    })
+}
+
+fn job_timeout(ms: Option<u64>, default_ms: u64) -> Result<Duration, PoolError> {
+    let ms = ms.unwrap_or(default_ms);
+    if ms == 0 || ms > MAX_JOB_TIMEOUT_MS {
+        return Err(PoolError::InvalidArgument(format!(
+            "timeoutMs must be between 1 and {MAX_JOB_TIMEOUT_MS} (6 h), not {ms}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Whether Claude Code keeps a conversation with this id (`~/.claude/projects/*/<id>.jsonl`).
+fn cli_transcript_exists(session: &str) -> bool {
+    let Some(home) = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".claude")))
+    else {
+        return false;
+    };
+    let Ok(dirs) = std::fs::read_dir(home.join("projects")) else {
+        return false;
+    };
+    let file = format!("{session}.jsonl");
+    dirs.flatten().any(|d| d.path().join(&file).is_file())
+}

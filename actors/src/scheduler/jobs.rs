@@ -1,0 +1,190 @@
+//! What the store and the job API add to the scheduler: tasks restored at start, the
+//! gates a queued task waits behind (its project's concurrency limit, its session's one
+//! running turn), and a build's branch checked before its task ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
+use tokio::time::Instant;
+
+use super::table::{self, TaskMeta, TaskState};
+use super::{SchedulerMsg, SchedulerState};
+use crate::store::convert::{StoredOptions, finish_of};
+use crate::store::db::{Recovered, Write};
+use crate::task::{TaskOutcome, WorktreeState};
+
+impl SchedulerState {
+    /// Queues again what the store held as pending (oldest first, with their ids and their
+    /// deadlines counted from their first submission), and carries the finished tasks'
+    /// counts.
+    pub(super) fn restore(&mut self, restored: &Recovered) {
+        let now_ms = table::now_ms();
+        for row in &restored.pending {
+            let options = StoredOptions::parse(row);
+            let elapsed =
+                Duration::from_millis(u64::try_from(now_ms - row.enqueued_at_ms).unwrap_or(0));
+            let submitted_at = Instant::now()
+                .checked_sub(elapsed)
+                .unwrap_or_else(Instant::now);
+            let id = TaskId(row.id.clone());
+            let meta = TaskMeta {
+                kind: claude_pool_protocol::tools::TaskKind::parse(&row.kind).unwrap_or_default(),
+                project: row.project.clone(),
+                resume: row.resume_session.clone(),
+                chain: None,
+                build: options.build.clone(),
+                enqueued_ms: row.enqueued_at_ms,
+                started_ms: None,
+                finished_ms: None,
+                keep_queued: false,
+            };
+            self.insert_record(
+                id.clone(),
+                submitted_at,
+                Duration::from_millis(options.timeout_ms),
+                options.settings(),
+                options.max_budget_usd,
+                (Arc::from(row.prompt.as_str()), None),
+                meta,
+            );
+            self.queue.push_back(id);
+        }
+        for (state, n) in &restored.counts {
+            let Some(status) = TaskStatus::parse(state) else {
+                continue;
+            };
+            if status.is_terminal() {
+                for _ in 0..*n {
+                    table::count(&mut self.forgotten, status);
+                }
+            }
+        }
+        if !restored.pending.is_empty() {
+            tracing::info!(
+                pending = restored.pending.len(),
+                "queued again the tasks an earlier server left pending"
+            );
+        }
+    }
+
+    /// A slot reported a task's end. A completed build has its branch checked first (off
+    /// the scheduler, by git); everything else ends now.
+    pub(super) fn on_finished(&mut self, task: TaskId, slot: SlotId, outcome: TaskOutcome) {
+        let plan = self
+            .tasks
+            .get(&task)
+            .filter(|r| !r.status().is_terminal())
+            .and_then(|r| r.meta.build.clone());
+        let Some(plan) = plan.filter(|_| outcome.status == TaskStatus::Completed) else {
+            self.finalize(&task, outcome, Some(slot));
+            return;
+        };
+        let me = self.myself.clone();
+        tokio::spawn(async move {
+            let verified = crate::build::verify(&plan, outcome.output.as_deref()).await;
+            let mut outcome = outcome;
+            outcome.worktree = Some(WorktreeState {
+                path: plan.worktree.clone(),
+                branch: plan.branch.clone(),
+                commit: verified.head,
+            });
+            if let Some(error) = verified.error {
+                outcome.status = TaskStatus::Failed;
+                outcome.error = Some(error);
+            }
+            let _ = me.cast(SchedulerMsg::BuildChecked {
+                task,
+                slot,
+                outcome,
+            });
+        });
+    }
+
+    /// After a task's end: the store's record, and a build's worktree removed.
+    pub(super) fn persist_end(&mut self, id: &TaskId) {
+        let Some(r) = self.tasks.get_mut(id) else {
+            return;
+        };
+        if r.meta.keep_queued {
+            return; // still queued in the store, worktree and all
+        }
+        let finished_ms = *r.meta.finished_ms.get_or_insert_with(table::now_ms);
+        let TaskState::Done { outcome, slot, .. } = &r.state else {
+            return;
+        };
+        if let Some(store) = &self.store {
+            store.write(Write::Finished(finish_of(
+                id,
+                outcome,
+                slot.as_ref(),
+                r.meta.started_ms,
+                finished_ms,
+            )));
+        }
+        if let Some(plan) = r.meta.build.clone() {
+            let started = outcome.started_at.is_some();
+            tokio::spawn(async move { crate::build::cleanup(&plan, started).await });
+        }
+    }
+
+    /// Takes the first queued task no gate holds back: its project below its limit of
+    /// running jobs, its session not running already.
+    pub(super) fn take_next(&mut self) -> Option<TaskId> {
+        let gated = self.tasks.values().any(|r| {
+            matches!(r.state, TaskState::Pending)
+                && (r.meta.project.is_some() || r.meta.resume.is_some())
+        });
+        if !gated {
+            return self.queue.pop_front();
+        }
+        let projects = self.projects.current();
+        let mut running_projects: std::collections::HashMap<&str, usize> = Default::default();
+        let mut running_sessions: std::collections::HashSet<&str> = Default::default();
+        for r in self.tasks.values().filter(|r| r.is_running()) {
+            if let Some(p) = &r.meta.project {
+                *running_projects.entry(p.as_str()).or_default() += 1;
+            }
+            if let Some(s) = &r.meta.resume {
+                running_sessions.insert(s.as_str());
+            }
+        }
+        let pos = self.queue.iter().position(|id| {
+            let Some(r) = self.tasks.get(id) else {
+                return true; // forgotten: let dispatch drop it
+            };
+            let project_free = r.meta.project.as_deref().is_none_or(|p| {
+                let limit = projects.get(p).map_or(1, |p| p.max_concurrent);
+                running_projects.get(p).copied().unwrap_or(0) < limit
+            });
+            let session_free = r
+                .meta
+                .resume
+                .as_deref()
+                .is_none_or(|s| !running_sessions.contains(s));
+            project_free && session_free
+        })?;
+        self.queue.remove(pos)
+    }
+
+    /// Picks the idle slot for `id`: one whose process already runs in the task's
+    /// directory when there is one (no respawn), else the first.
+    pub(super) fn pick_slot(&mut self, id: &TaskId) -> Option<SlotId> {
+        let want = self.tasks.get(id).map(|r| r.settings.cwd.clone());
+        if let Some(want) = want {
+            let pos = self.idle.iter().position(|s| {
+                self.slots.get(s).is_some_and(|e| {
+                    e.status == claude_pool_protocol::SlotStatus::Idle
+                        && e.actor.is_some()
+                        && e.task.is_none()
+                        && !e.retiring
+                        && e.cwd == want
+                })
+            });
+            if let Some(pos) = pos {
+                return self.idle.remove(pos);
+            }
+        }
+        self.pop_idle()
+    }
+}

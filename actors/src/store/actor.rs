@@ -1,0 +1,273 @@
+//! The store actor and its writer thread.
+//!
+//! **Place in the tree.** Child of the root supervisor, started before the scheduler. It is
+//! not restarted: it holds the store's lock, and the file is opened (and checked) once, by
+//! [`crate::Pool::start`], before any actor exists.
+//!
+//! **Owns** the SQLite connection, on a thread of its own: SQLite is blocking, and the
+//! scheduler must never wait on a disk. Writers hold a [`StoreWriter`] (a queue into that
+//! thread) and never block: the thread takes whatever has queued up and commits it in one
+//! transaction (group commit), then runs each write's completion. A task's insert completes
+//! the caller's submit, so a task is durable before its id is returned, while the
+//! scheduler goes on dispatching others. Reads run on the same thread, after the writes
+//! queued before them, so a read sees every write that came before it.
+//!
+//! **Failure rule.** A batch that fails to commit is retried three times (50 ms, 200 ms,
+//! 1 s); then its writes are dropped with an error in the log, their completions get the
+//! error (a submit is refused, and nothing of it runs), and the store reads as failing in
+//! [`StoreWriter::health`] until a later batch commits.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+
+use super::db::{Db, Write};
+
+/// What runs after a batch commits: `Ok` once durable, or why it could not be written.
+pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+enum Op {
+    Write(Write, Option<Completion>),
+    Read(Box<dyn FnOnce(&mut Db) + Send>),
+}
+
+/// The most operations one transaction takes.
+const MAX_BATCH: usize = 512;
+
+/// A queue into the store's thread. Cheap to clone; sending never blocks.
+#[derive(Clone)]
+pub struct StoreWriter {
+    tx: mpsc::Sender<Op>,
+    failure: Arc<Mutex<Option<String>>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreWriter {
+    /// Queues a write.
+    pub fn write(&self, w: Write) {
+        let _ = self.tx.send(Op::Write(w, None));
+    }
+
+    /// Queues writes; `then` runs (on the store's thread) once they are committed, or
+    /// could not be.
+    pub fn write_then(&self, writes: Vec<Write>, then: Completion) {
+        let n = writes.len();
+        let mut then = Some(then);
+        for (i, w) in writes.into_iter().enumerate() {
+            let done = if i + 1 == n { then.take() } else { None };
+            if self.tx.send(Op::Write(w, done)).is_err() {
+                break;
+            }
+        }
+        if let Some(then) = then {
+            then(Err("the store is closed".into()));
+        }
+    }
+
+    /// Runs `f` on the store's thread after every write queued before it.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, String>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Db) -> R + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let op = Op::Read(Box::new(move |db| {
+            let _ = tx.send(f(db));
+        }));
+        self.tx
+            .send(op)
+            .map_err(|_| "the store is closed".to_owned())?;
+        rx.await.map_err(|_| "the store is closed".to_owned())
+    }
+
+    /// In memory only: deletes the oldest finished tasks beyond `keep` (a file store
+    /// keeps everything).
+    pub fn prune_memory(&self, keep: usize) {
+        if self.path.is_some() {
+            return;
+        }
+        let _ = self.tx.send(Op::Read(Box::new(move |db| {
+            if let Err(e) = db.prune_finished(keep) {
+                tracing::warn!(error = %e, "cannot prune the in-memory store");
+            }
+        })));
+    }
+
+    /// Returns once every write queued before it is committed (or given up).
+    pub async fn flush(&self) {
+        let _ = self.read(|_| ()).await;
+    }
+
+    /// `None` while the store writes; the last error while it cannot.
+    pub fn health(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// The store's file; `None` in memory.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+}
+
+/// Starts the store's thread on an opened database.
+pub fn start(db: Db) -> std::io::Result<(StoreWriter, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let failure = Arc::new(Mutex::new(None));
+    let path = db.path().map(std::path::Path::to_path_buf);
+    let thread_failure = failure.clone();
+    let join = std::thread::Builder::new()
+        .name("claude-pool-store".into())
+        .spawn(move || run(db, rx, &thread_failure))?;
+    Ok((StoreWriter { tx, failure, path }, join))
+}
+
+fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>) {
+    let mut writes: Vec<Write> = Vec::new();
+    let mut thens: Vec<Completion> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                Op::Write(w, then) => {
+                    writes.push(w);
+                    thens.extend(then);
+                }
+                Op::Read(f) => {
+                    commit(&mut db, &mut writes, &mut thens, failure);
+                    f(&mut db);
+                }
+            }
+            if writes.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        commit(&mut db, &mut writes, &mut thens, failure);
+    }
+    commit(&mut db, &mut writes, &mut thens, failure);
+}
+
+fn commit(
+    db: &mut Db,
+    writes: &mut Vec<Write>,
+    thens: &mut Vec<Completion>,
+    failure: &Mutex<Option<String>>,
+) {
+    if writes.is_empty() {
+        for then in thens.drain(..) {
+            then(Ok(()));
+        }
+        return;
+    }
+    let mut result = db.apply(writes);
+    for pause in [50, 200, 1000] {
+        let Err(e) = &result else { break };
+        tracing::warn!(error = %e, writes = writes.len(), "the store could not commit; retrying");
+        std::thread::sleep(Duration::from_millis(pause));
+        result = db.apply(writes);
+    }
+    let outcome = match result {
+        Ok(()) => {
+            if let Ok(mut f) = failure.lock() {
+                *f = None;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let what = match db.path() {
+                Some(p) => format!("the store {} cannot be written: {e}", p.display()),
+                None => format!("the store cannot be written: {e}"),
+            };
+            tracing::error!(writes = writes.len(), "{what}; these writes are lost");
+            if let Ok(mut f) = failure.lock() {
+                *f = Some(what.clone());
+            }
+            Err(what)
+        }
+    };
+    writes.clear();
+    for then in thens.drain(..) {
+        then(outcome.clone());
+    }
+}
+
+/// The store actor: the tree's handle on the store's thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreActor;
+
+/// Messages the store actor handles.
+#[derive(Debug)]
+pub enum StoreMsg {
+    /// Answered once everything written so far is committed.
+    Flush(RpcReplyPort<()>),
+    /// `None` while the store writes, else why it cannot.
+    Health(RpcReplyPort<Option<String>>),
+}
+
+/// The store actor's state: the writer.
+pub struct StoreState {
+    writer: StoreWriter,
+}
+
+impl std::fmt::Debug for StoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreState")
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = StoreState;
+    type Arguments = StoreWriter;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        writer: StoreWriter,
+    ) -> Result<StoreState, ActorProcessingErr> {
+        Ok(StoreState { writer })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        msg: StoreMsg,
+        state: &mut StoreState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StoreMsg::Flush(reply) => {
+                state.writer.flush().await;
+                let _ = reply.send(());
+            }
+            StoreMsg::Health(reply) => {
+                let _ = reply.send(state.writer.health());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<StoreMsg>,
+        state: &mut StoreState,
+    ) -> Result<(), ActorProcessingErr> {
+        // The thread ends once every writer is dropped; every write queued so far is
+        // committed first.
+        state.writer.flush().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,271 @@
+//! Opening a store file: the checks that refuse a wrong file without touching it, and the
+//! lock that keeps a second server away.
+//!
+//! The order is what keeps the file untouched on every refusal:
+//!
+//! 1. the path: not a directory; its parent directory is created if missing;
+//! 2. an existing non-empty file is read through a **read-only** connection (SQLite cannot
+//!    write through it): it must be SQLite, pass `PRAGMA quick_check`, and be ours (or
+//!    empty) at a schema version we understand;
+//! 3. `<path>.lock` is locked (exclusive, non-blocking) and our pid written into it;
+//! 4. only then the read-write connection: inspected once more (another process may have
+//!    changed the file between 2 and 3), configured, migrated, and the crash rule applied.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use super::schema::{Found, SCHEMA_VERSION, inspect, quick_check};
+
+/// Why a store could not be opened. Every message names the file and says what to do; in
+/// every case the store file was left as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The path cannot hold a store: its directory cannot be created, it is a directory, or
+    /// it cannot be read or written.
+    #[error(
+        "cannot use {} as the claude-pool store: {reason}; fix the path or its permissions, \
+         or give this server another --db",
+        .path.display()
+    )]
+    Unusable {
+        /// The store path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Another server holds the store's lock file.
+    #[error(
+        "the store {} is in use by another claude-pool server ({}); stop it, or give this \
+         server another --db",
+        .path.display(),
+        pid_text(*.pid)
+    )]
+    InUse {
+        /// The store path.
+        path: PathBuf,
+        /// The pid written in the lock file, when it could be read.
+        pid: Option<u32>,
+    },
+    /// The file is not a sound SQLite database.
+    #[error(
+        "{} is not a claude-pool store ({reason}); it was left untouched: move it aside, or \
+         give this server another --db",
+        .path.display()
+    )]
+    Corrupt {
+        /// The store path.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// The file is another program's SQLite database.
+    #[error(
+        "{} is not a claude-pool store but another program's SQLite database (application_id \
+         {application_id:#x}, tables: {}); it was left untouched: give this server another --db",
+        .path.display(),
+        table_text(.tables)
+    )]
+    Foreign {
+        /// The store path.
+        path: PathBuf,
+        /// Its `PRAGMA application_id`.
+        application_id: i32,
+        /// Its tables.
+        tables: Vec<String>,
+    },
+    /// The store was written by a newer claude-pool.
+    #[error(
+        "the store {} has schema version {version}, newer than this claude-pool understands \
+         ({SCHEMA_VERSION}); it was left untouched: upgrade claude-pool, or give this server \
+         another --db",
+        .path.display()
+    )]
+    TooNew {
+        /// The store path.
+        path: PathBuf,
+        /// Its `PRAGMA user_version`.
+        version: i32,
+    },
+}
+
+fn pid_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "pid unknown".to_owned(),
+    }
+}
+
+fn table_text(tables: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = tables
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if tables.len() > SHOWN {
+        text.push_str(&format!(" and {} more", tables.len() - SHOWN));
+    }
+    if text.is_empty() {
+        text.push_str("none");
+    }
+    text
+}
+
+/// An open, locked, validated (not yet configured) read-write connection to `path`, and the
+/// version found there.
+pub(crate) struct Opened {
+    pub(crate) conn: Connection,
+    pub(crate) lock: File,
+    pub(crate) version: i32,
+}
+
+/// Steps 1–4 of the module doc, up to a validated read-write connection.
+pub(crate) fn open_checked(path: &Path, pid: u32) -> Result<Opened, OpenError> {
+    let unusable = |reason: String| OpenError::Unusable {
+        path: path.to_owned(),
+        reason,
+    };
+    if path.is_dir() {
+        return Err(unusable("it is a directory".into()));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            unusable(format!(
+                "cannot create its directory {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let existing = match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err(unusable("it is not a regular file".into())),
+        Ok(meta) => meta.len() > 0,
+        Err(e) if e.kind() == ErrorKind::NotFound => false,
+        Err(e) => return Err(unusable(e.to_string())),
+    };
+    if existing {
+        validate_read_only(path)?;
+    }
+    let lock = lock(path, pid)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, &e))?;
+    let found = inspect(&conn).map_err(|e| classify(path, &e))?;
+    let version = accept(path, found)?;
+    Ok(Opened {
+        conn,
+        lock,
+        version,
+    })
+}
+
+/// Reads an existing file without any way to write it.
+fn validate_read_only(path: &Path) -> Result<(), OpenError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, &e))?;
+    conn.busy_timeout(std::time::Duration::from_millis(5000))
+        .map_err(|e| classify(path, &e))?;
+    // The first read: a file that is not SQLite fails here with SQLITE_NOTADB.
+    let found = inspect(&conn).map_err(|e| classify(path, &e))?;
+    accept(path, found)?;
+    let problems = quick_check(&conn).map_err(|e| classify(path, &e))?;
+    if !problems.is_empty() {
+        let shown = problems
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(OpenError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("a damaged SQLite database: quick_check found {shown}"),
+        });
+    }
+    Ok(())
+}
+
+/// The schema version to migrate from, or why this database is not to be opened.
+fn accept(path: &Path, found: Found) -> Result<i32, OpenError> {
+    match found {
+        Found::New => Ok(0),
+        Found::Ours { version } if version > SCHEMA_VERSION => Err(OpenError::TooNew {
+            path: path.to_owned(),
+            version,
+        }),
+        Found::Ours { version } => Ok(version),
+        Found::Foreign {
+            application_id,
+            tables,
+        } => Err(OpenError::Foreign {
+            path: path.to_owned(),
+            application_id,
+            tables,
+        }),
+    }
+}
+
+/// Maps a SQLite failure while opening to the error the operator needs.
+fn classify(path: &Path, err: &rusqlite::Error) -> OpenError {
+    let path = path.to_owned();
+    match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => OpenError::Corrupt {
+            path,
+            reason: format!("not a SQLite database: {err}"),
+        },
+        Some(ErrorCode::DatabaseCorrupt) => OpenError::Corrupt {
+            path,
+            reason: format!("a damaged SQLite database: {err}"),
+        },
+        _ => OpenError::Unusable {
+            path,
+            reason: err.to_string(),
+        },
+    }
+}
+
+/// `<path>.lock`.
+pub(crate) fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the store's lock file and writes `pid` into it; the lock lasts as long as the
+/// returned handle (the OS drops it when the process dies, however it dies).
+fn lock(path: &Path, pid: u32) -> Result<File, OpenError> {
+    let lock_path = lock_path(path);
+    let unusable = |e: std::io::Error| OpenError::Unusable {
+        path: path.to_owned(),
+        reason: format!("cannot use its lock file {}: {e}", lock_path.display()),
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(unusable)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err(OpenError::InUse {
+                path: path.to_owned(),
+                pid,
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(unusable(e)),
+    }
+    file.set_len(0).map_err(unusable)?;
+    file.seek(SeekFrom::Start(0)).map_err(unusable)?;
+    writeln!(file, "{pid}").map_err(unusable)?;
+    Ok(file)
+}

@@ -1,0 +1,189 @@
+//! Per-task transcripts: every stream-json line a task's Claude process printed, appended to
+//! `<dir>/<task_id>.ndjson`.
+//!
+//! Writing happens on a thread of its own ([`Transcripts::writer`]) so that a slow disk never
+//! holds up the slot reading Claude's output: [`TranscriptSink::line`] only sends on an
+//! unbounded channel. The thread keeps a buffered file per open task (at most
+//! [`MAX_OPEN`], least recently used closed first), and every [`PRUNE_EVERY`] closes deletes
+//! the oldest transcripts beyond `keep`. An I/O error is logged once per task and the lines
+//! it affects are lost; the thread never panics. It ends when every sink is dropped.
+
+mod writer;
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use writer::{Cmd, Writer};
+
+/// Most transcript files the writer keeps open at once.
+pub const MAX_OPEN: usize = 64;
+/// The writer prunes old transcripts after this many closes.
+pub const PRUNE_EVERY: u64 = 64;
+
+/// The transcript directory and how many transcripts it keeps.
+#[derive(Debug, Clone)]
+pub struct Transcripts {
+    /// Where the `.ndjson` files live.
+    dir: PathBuf,
+    /// How many transcripts survive a prune (the newest).
+    keep: usize,
+}
+
+/// A slice of one transcript, as [`Transcripts::read`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscriptPage {
+    /// The bytes read, as text (invalid UTF-8 in the file is replaced).
+    pub text: String,
+    /// Where in the file `text` starts.
+    pub offset: u64,
+    /// Where the next page starts; `None` when this page reaches the end of the file.
+    pub next_offset: Option<u64>,
+    /// The file's size when it was read.
+    pub total_bytes: u64,
+}
+
+/// Sends lines to a writer thread; clone it freely. The thread ends when the last clone is
+/// dropped.
+#[derive(Debug, Clone)]
+pub struct TranscriptSink {
+    /// To the writer thread.
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl Transcripts {
+    /// Creates `dir` if needed and deletes the oldest transcripts (by modification time,
+    /// then name) beyond `keep`.
+    pub fn open(dir: &Path, keep: usize) -> std::io::Result<Transcripts> {
+        std::fs::create_dir_all(dir)?;
+        writer::prune(dir, keep, |_| false)?;
+        Ok(Transcripts {
+            dir: dir.to_owned(),
+            keep,
+        })
+    }
+
+    /// The transcript directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<dir>/<task_id>.ndjson`; None for an id that is not [A-Za-z0-9_-]{1,64}.
+    pub fn path(&self, task_id: &str) -> Option<PathBuf> {
+        transcript_path(&self.dir, task_id)
+    }
+
+    /// Starts the writer thread.
+    ///
+    /// If the thread cannot be spawned, that is logged and the sink's lines are dropped.
+    pub fn writer(&self) -> TranscriptSink {
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(self.dir.clone(), self.keep);
+        let spawned = std::thread::Builder::new()
+            .name("transcripts".into())
+            .spawn(move || writer.run(rx));
+        if let Err(e) = spawned {
+            tracing::warn!(dir = %self.dir.display(), "cannot start the transcript writer: {e}");
+        }
+        TranscriptSink { tx }
+    }
+
+    /// Up to `max_bytes` from byte `offset` of the task's transcript (cut back to a line end
+    /// when possible, never splitting UTF-8), with the file's total size; None when there is
+    /// none.
+    ///
+    /// A page always makes progress: `max_bytes` below 4 counts as 4, and a page that holds
+    /// no line end is cut at the last whole character instead.
+    pub fn read(
+        &self,
+        task_id: &str,
+        offset: u64,
+        max_bytes: usize,
+    ) -> std::io::Result<Option<TranscriptPage>> {
+        let Some(path) = self.path(task_id) else {
+            return Ok(None);
+        };
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let total_bytes = file.metadata()?.len();
+        let mut buf = Vec::new();
+        if offset < total_bytes {
+            file.seek(SeekFrom::Start(offset))?;
+            let max = u64::try_from(max_bytes.max(4)).unwrap_or(u64::MAX);
+            file.take(max).read_to_end(&mut buf)?;
+        }
+        let end_of_file = offset.saturating_add(buf.len() as u64) >= total_bytes;
+        if !end_of_file {
+            buf.truncate(page_cut(&buf));
+        }
+        let read = buf.len() as u64;
+        let next = offset.saturating_add(read);
+        Ok(Some(TranscriptPage {
+            text: String::from_utf8(buf)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            offset,
+            next_offset: (next < total_bytes).then_some(next),
+            total_bytes,
+        }))
+    }
+}
+
+impl TranscriptSink {
+    /// Appends one line (a newline is added) to the task's transcript; never blocks on disk.
+    pub fn line(&self, task_id: &str, line: Vec<u8>) {
+        // A send fails only when the writer thread is gone; the line is lost, as documented.
+        let _ = self.tx.send(Cmd::Line {
+            task: task_id.to_owned(),
+            line,
+        });
+    }
+
+    /// Flushes and closes the task's file.
+    pub fn close(&self, task_id: &str) {
+        let _ = self.tx.send(Cmd::Close {
+            task: task_id.to_owned(),
+        });
+    }
+
+    /// Returns once everything sent before it is on disk (for shutdown and tests).
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.tx.send(Cmd::Flush(done)).is_ok() {
+            // An error means the thread ended, which also flushed everything.
+            let _ = wait.recv();
+        }
+    }
+}
+
+/// Whether `id` is [A-Za-z0-9_-]{1,64}: safe as a file name, whatever a client sends.
+pub fn valid_task_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `<dir>/<task_id>.ndjson` for a valid id.
+fn transcript_path(dir: &Path, task_id: &str) -> Option<PathBuf> {
+    valid_task_id(task_id).then(|| dir.join(format!("{task_id}.ndjson")))
+}
+
+/// Where a page that does not reach the end of the file stops: after its last newline, or
+/// else at its last whole character, or else (no whole character at all) where it is.
+fn page_cut(buf: &[u8]) -> usize {
+    if let Some(newline) = buf.iter().rposition(|&b| b == b'\n') {
+        return newline + 1;
+    }
+    match std::str::from_utf8(buf) {
+        Ok(_) => buf.len(),
+        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+        Err(_) => buf.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
