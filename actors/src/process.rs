@@ -156,6 +156,17 @@ impl ClaudeProcess {
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent. With
+        // it the kernel SIGKILLs the child if the server dies without stopping it (kill -9),
+        // so a crashed server leaves no Claude process working behind it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| {
             io::Error::new(
                 e.kind(),

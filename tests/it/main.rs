@@ -21,6 +21,7 @@ mod real_toolkit;
 mod resources;
 mod scaling;
 mod skills;
+mod store;
 mod supervision;
 mod tree_doc;
 mod validation;

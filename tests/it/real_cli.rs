@@ -47,6 +47,7 @@ pub(crate) async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
         slots,
         args: Vec::new(),
         env: Vec::new(),
+        state: None,
     }
     .args(args);
     for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {

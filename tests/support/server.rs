@@ -35,6 +35,10 @@ pub struct ServerOptions {
     pub args: Vec<String>,
     /// More environment for the server (and so for its slots).
     pub env: Vec<(String, String)>,
+    /// Where HOME (and so the default store) and the fake CLI's sessions live; a later
+    /// server given the same directory restarts on the same store. Default: the server's
+    /// own scratch directory.
+    pub state: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -45,7 +49,14 @@ impl ServerOptions {
             slots,
             args: Vec::new(),
             env: Vec::new(),
+            state: None,
         }
+    }
+
+    /// Keeps HOME, the store and the fake CLI's sessions in `dir`.
+    pub fn state(mut self, dir: &Path) -> Self {
+        self.state = Some(dir.to_path_buf());
+        self
     }
 
     pub fn arg(mut self, a: &str) -> Self {
@@ -116,6 +127,7 @@ pub struct Server {
     /// The fake CLI's event log.
     pub fake_log: PathBuf,
     scratch: Scratch,
+    home: PathBuf,
 }
 
 impl std::fmt::Debug for Server {
@@ -130,7 +142,8 @@ impl Server {
     /// Starts the server and completes the MCP handshake.
     pub async fn start(opts: ServerOptions) -> Server {
         let scratch = Scratch::new("server");
-        let home = scratch.join("home");
+        let base = opts.state.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+        let home = base.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let stderr_path = scratch.join("server.log");
         let fake_log = scratch.join("fake.log");
@@ -144,7 +157,10 @@ impl Server {
             .args(&opts.args)
             .env("HOME", &home)
             .env("FAKE_CLAUDE_LOG", &fake_log)
-            .env("FAKE_CLAUDE_STATE", scratch.join("fake-state"))
+            .env("FAKE_CLAUDE_STATE", base.join("fake-state"))
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("CLAUDE_MCP_DEPTH")
+            .env_remove("CLAUDE_MCP_DB_PATH")
             .env("FAKE_CLAUDE_TURN_MS", "5")
             .env_remove("CLAUDE_POOL_LOG")
             .stdin(Stdio::piped())
@@ -211,7 +227,18 @@ impl Server {
             stderr_path,
             fake_log,
             scratch,
+            home,
         }
+    }
+
+    /// The store a server started with these options uses by default.
+    pub fn default_db(state: &Path) -> PathBuf {
+        state.join("home/.local/state/claude-pool/pool.db")
+    }
+
+    /// This server's HOME.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// The connected client.
@@ -501,6 +528,21 @@ impl Server {
             "task {task_id} did not end within 60 s: {v}"
         );
         v
+    }
+
+    /// Waits (on resource updates, read after subscribing) until the task's status
+    /// satisfies `pred`; returns its report.
+    pub async fn wait_status(&self, task_id: &str, what: &str, pred: impl Fn(&str) -> bool) -> Value {
+        let uri = format!("pool://results/{task_id}");
+        self.subscribe(&uri).await.expect("subscribe to the task");
+        loop {
+            let r = self.read_resource(&uri).await.expect("read the task");
+            if pred(r["status"].as_str().unwrap_or_default()) {
+                return r;
+            }
+            let want = ResourceNote::Updated(uri.clone());
+            self.resource_note_until(what, |n| *n == want).await;
+        }
     }
 
     /// The scratch directory of this server.

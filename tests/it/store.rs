@@ -1,0 +1,344 @@
+//! The durable store over stdio with the fake CLI: a server killed mid-job and restarted on
+//! the same store, a graceful restart, startup errors for files that cannot be a store, a
+//! second server on one store, and transcripts.
+
+use std::path::Path;
+
+use claude_pool_tests::Scratch;
+use claude_pool_tests::server::{Server, ServerOptions, start_refused};
+use serde_json::{Value, json};
+
+/// Dollars of one API call at the fake's default model ($4 / $20 per million tokens).
+fn call_usd(input: u64, output: u64) -> f64 {
+    (input as f64 * 4.0 + output as f64 * 20.0) / 1e6
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// A projects file with one project `p` in `dir`.
+fn projects_file(scratch: &Scratch, dir: &Path) -> String {
+    let file = scratch.join("projects.json");
+    std::fs::write(
+        &file,
+        json!({ "p": { "path": dir, "defaultBranch": "main" } }).to_string(),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+async fn start(state: &Path, slots: usize, args: &[&str]) -> Server {
+    Server::start(ServerOptions::fake(slots).state(state).args(args)).await
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_job_reads_interrupted_after_a_restart_and_the_queued_job_runs() {
+    let scratch = Scratch::new("store-kill");
+    let state = scratch.join("state");
+    let work = scratch.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let projects = projects_file(&scratch, &work);
+    let args = ["--projects", projects.as_str(), "--budget-usd", "10"];
+
+    let server = start(&state, 2, &args).await;
+    let done = server
+        .call_ok(
+            "claude_run",
+            json!({ "project": "p", "prompt": "MOCK_USAGE:1000,100 MOCK_TEXT: kept" }),
+        )
+        .await;
+    let done_id = done["jobId"].as_str().unwrap().to_owned();
+    let finished = server.wait_task(&done_id).await;
+    assert_eq!(finished["status"], "completed", "{finished}");
+    let long = server
+        .call_ok(
+            "claude_run",
+            json!({ "project": "p", "prompt": "MOCK_SLEEP:60" }),
+        )
+        .await["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queued = server
+        .call_ok(
+            "claude_run",
+            json!({ "project": "p", "prompt": "MOCK_TEXT: after the crash" }),
+        )
+        .await["jobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .wait_status(&long, "the long job running", |s| s == "running")
+        .await;
+    // One job per project: the second waits behind the first.
+    let q = server
+        .call_ok("claude_job_status", json!({ "jobId": queued }))
+        .await;
+    assert_eq!(q["state"], "queued", "{q}");
+    server.signal_and_wait(libc::SIGKILL).await;
+
+    let server = start(&state, 2, &args).await;
+    let interrupted = server
+        .call_ok("claude_job_status", json!({ "jobId": long }))
+        .await;
+    assert_eq!(interrupted["state"], "interrupted", "{interrupted}");
+    assert!(
+        interrupted["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server stopped while the task was running"),
+        "{interrupted}"
+    );
+    let kept = server
+        .call_ok("claude_job_status", json!({ "jobId": done_id }))
+        .await;
+    assert_eq!(kept["state"], "done");
+    assert_eq!(kept["output"], "kept");
+    let after = server.wait_task(&queued).await;
+    assert_eq!(after["status"], "completed", "{after}");
+    assert_eq!(after["output"], "after the crash");
+    let spend = server.status().await["spend_usd"].as_f64().unwrap();
+    let first = call_usd(1000, 100);
+    let last = after["spend_usd"].as_f64().unwrap();
+    assert!(close(spend, first + last), "ledger {spend} != {first} + {last}");
+    let budget = server
+        .read_resource("pool://budget")
+        .await
+        .expect("pool://budget");
+    assert!(
+        close(budget["budget_remaining"].as_f64().unwrap(), 10.0 - spend),
+        "{budget}"
+    );
+    server.close().await;
+}
+
+#[tokio::test]
+async fn results_spend_and_context_read_the_same_after_a_graceful_restart() {
+    let scratch = Scratch::new("store-restart");
+    let state = scratch.join("state");
+    let server = start(&state, 1, &["--budget-usd", "5"]).await;
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_USAGE:3000,200 MOCK_TEXT: before the restart" }),
+        )
+        .await;
+    let id = r["task_id"].as_str().unwrap().to_owned();
+    server
+        .call_ok("context_set", json!({ "key": "lang", "value": "rust" }))
+        .await;
+    let chain = server
+        .call_ok(
+            "pool_chain",
+            json!({ "steps": [{ "prompt": "MOCK_TEXT: one" }, { "prompt": "MOCK_ECHO_PROMPT {previous_output}" }] }),
+        )
+        .await;
+    let chain_id = chain["chain_id"].as_str().unwrap().to_owned();
+    let chain_spend = chain["total_spend"].as_f64().unwrap();
+    server.close().await;
+
+    let server = start(&state, 1, &["--budget-usd", "5"]).await;
+    let again = server
+        .call_ok("pool_result", json!({ "task_id": id }))
+        .await;
+    assert_eq!(again["status"], "completed");
+    assert_eq!(again["output"], "before the restart");
+    assert!(close(again["spend_usd"].as_f64().unwrap(), call_usd(3000, 200)));
+    assert_eq!(again["tokens_used"]["input"], 3000);
+    let status = server.status().await;
+    let spend = status["spend_usd"].as_f64().unwrap();
+    assert!(
+        close(spend, call_usd(3000, 200) + chain_spend),
+        "spend after the restart: {status}"
+    );
+    assert!(close(status["budget_remaining"].as_f64().unwrap(), 5.0 - spend));
+    assert_eq!(status["tasks"]["completed"], 3, "{status}");
+    let ctx = server
+        .call_ok("context_get", json!({ "key": "lang" }))
+        .await;
+    assert_eq!(ctx["value"], "rust");
+    let c = server
+        .call_ok("pool_chain_result", json!({ "chain_id": chain_id }))
+        .await;
+    assert_eq!(c["status"], chain["status"], "{c}");
+    assert_eq!(c["final_output"], chain["final_output"]);
+    // The context table reaches new tasks after the restart too.
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_ECHO_PROMPT" }))
+        .await;
+    assert!(r["output"].as_str().unwrap().contains("rust"), "{r}");
+    server.close().await;
+}
+
+#[tokio::test]
+async fn queued_tasks_survive_a_graceful_restart_and_run_on_the_next_server() {
+    let scratch = Scratch::new("store-queued");
+    let state = scratch.join("state");
+    let server = start(&state, 1, &[]).await;
+    let (call, _token, running) = server.start_run("MOCK_SLEEP:60").await;
+    let waiting = server
+        .call_ok("pool_submit", json!({ "prompt": "MOCK_TEXT: my turn" }))
+        .await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(call);
+    server.close().await;
+
+    let server = start(&state, 1, &[]).await;
+    let was_running = server
+        .call_ok("pool_result", json!({ "task_id": running }))
+        .await;
+    assert_eq!(was_running["status"], "interrupted", "{was_running}");
+    let r = server.wait_task(&waiting).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["output"], "my turn");
+    server.close().await;
+}
+
+#[tokio::test]
+async fn a_second_server_on_one_store_is_refused_naming_the_first() {
+    let scratch = Scratch::new("store-twice");
+    let state = scratch.join("state");
+    let server = start(&state, 1, &[]).await;
+    let db = Server::default_db(&state);
+    let home = state.join("home");
+    let err = start_refused(
+        &[
+            "--claude-bin",
+            claude_pool_tests::fake_claude_bin().to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[("HOME", home.to_str().unwrap())],
+    )
+    .await;
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains(&format!("pid {}", server.pid)), "{err}");
+    // The first server is unharmed.
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: still here" }))
+        .await;
+    assert_eq!(r["output"], "still here");
+    server.close().await;
+}
+
+async fn refused_store(contents: Option<&[u8]>, needle: &str) {
+    let scratch = Scratch::new("store-bad");
+    let db = scratch.join("pool.db");
+    if let Some(bytes) = contents {
+        std::fs::write(&db, bytes).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let err = start_refused(
+        &[
+            "--claude-bin",
+            claude_pool_tests::fake_claude_bin().to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains(&db.display().to_string()), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    if let Some(bytes) = contents {
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "the file was changed");
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_store_file_is_refused_and_left_untouched() {
+    let junk: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    refused_store(Some(&junk), "not a claude-pool store").await;
+}
+
+#[tokio::test]
+async fn a_foreign_sqlite_file_is_refused_and_left_untouched() {
+    // Another program's database, e.g. a ClaudeMCP jobs.db.
+    let scratch = Scratch::new("store-foreign");
+    let path = scratch.join("jobs.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT); INSERT INTO jobs VALUES ('a', 'done');")
+            .unwrap();
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    refused_store(Some(&bytes), "jobs").await;
+}
+
+#[tokio::test]
+async fn a_store_path_that_is_a_directory_is_refused() {
+    let scratch = Scratch::new("store-dir");
+    let dir = scratch.join("pool.db");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = start_refused(
+        &[
+            "--claude-bin",
+            claude_pool_tests::fake_claude_bin().to_str().unwrap(),
+            "--db",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test]
+async fn a_tasks_transcript_holds_every_event_and_the_whole_output() {
+    let server = Server::start(ServerOptions::fake(1)).await;
+    // An answer longer than the 50 KiB the store's column keeps.
+    let big = "x".repeat(60 * 1024);
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": format!("MOCK_TEXT: {big}\nend") }),
+        )
+        .await;
+    let id = r["task_id"].as_str().unwrap().to_owned();
+    let mut text = String::new();
+    let mut offset = 0u64;
+    loop {
+        let page = server
+            .call_ok(
+                "pool_transcript",
+                json!({ "task_id": id, "offset": offset, "max_bytes": 32768 }),
+            )
+            .await;
+        text.push_str(page["ndjson"].as_str().unwrap());
+        match page["next_offset"].as_u64() {
+            Some(n) => offset = n,
+            None => break,
+        }
+    }
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:.200}")))
+        .collect();
+    assert_eq!(events.first().unwrap()["type"], "user", "the prompt comes first");
+    assert!(events.iter().any(|e| e["type"] == "system" && e["subtype"] == "init"));
+    let result = events.last().unwrap();
+    assert_eq!(result["type"], "result");
+    assert_eq!(result["result"].as_str().unwrap(), big);
+    // The stored answer is the last 50 KiB, marked as truncated, once the scheduler has
+    // forgotten the task; the live one is whole.
+    assert_eq!(r["output"].as_str().unwrap(), big);
+    server
+        .expect_invalid_params(
+            "pool_transcript",
+            json!({ "task_id": "task-000000000000" }),
+            "no transcript for \"task-000000000000\"",
+        )
+        .await;
+    server.close().await;
+}
