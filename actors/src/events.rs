@@ -52,6 +52,8 @@ pub enum PoolEvent {
     Budget,
     /// The context table changed.
     Context,
+    /// The projects file was read again (SIGHUP), whether or not it could be used.
+    Projects,
 }
 
 /// Where a pool's events are published.

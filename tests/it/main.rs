@@ -9,12 +9,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod budget;
+mod builds;
 mod chains;
 mod chaos;
 mod context;
 mod drain;
 mod embedding;
 mod fanout;
+mod jobs;
 mod mcp;
 mod real_cli;
 mod real_toolkit;

@@ -102,7 +102,10 @@ async fn a_server_killed_mid_job_reads_interrupted_after_a_restart_and_the_queue
     let spend = server.status().await["spend_usd"].as_f64().unwrap();
     let first = call_usd(1000, 100);
     let last = after["spend_usd"].as_f64().unwrap();
-    assert!(close(spend, first + last), "ledger {spend} != {first} + {last}");
+    assert!(
+        close(spend, first + last),
+        "ledger {spend} != {first} + {last}"
+    );
     let budget = server
         .read_resource("pool://budget")
         .await
@@ -145,7 +148,10 @@ async fn results_spend_and_context_read_the_same_after_a_graceful_restart() {
         .await;
     assert_eq!(again["status"], "completed");
     assert_eq!(again["output"], "before the restart");
-    assert!(close(again["spend_usd"].as_f64().unwrap(), call_usd(3000, 200)));
+    assert!(close(
+        again["spend_usd"].as_f64().unwrap(),
+        call_usd(3000, 200)
+    ));
     assert_eq!(again["tokens_used"]["input"], 3000);
     let status = server.status().await;
     let spend = status["spend_usd"].as_f64().unwrap();
@@ -153,7 +159,10 @@ async fn results_spend_and_context_read_the_same_after_a_graceful_restart() {
         close(spend, call_usd(3000, 200) + chain_spend),
         "spend after the restart: {status}"
     );
-    assert!(close(status["budget_remaining"].as_f64().unwrap(), 5.0 - spend));
+    assert!(close(
+        status["budget_remaining"].as_f64().unwrap(),
+        5.0 - spend
+    ));
     assert_eq!(status["tasks"]["completed"], 3, "{status}");
     let ctx = server
         .call_ok("context_get", json!({ "key": "lang" }))
@@ -249,7 +258,10 @@ async fn refused_store(contents: Option<&[u8]>, needle: &str) {
     );
     assert!(err.contains(&db.display().to_string()), "{err}");
     assert!(err.contains(needle), "{needle:?} not in {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
     if let Some(bytes) = contents {
         assert_eq!(std::fs::read(&db).unwrap(), bytes, "the file was changed");
     }
@@ -325,8 +337,16 @@ async fn a_tasks_transcript_holds_every_event_and_the_whole_output() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:.200}")))
         .collect();
-    assert_eq!(events.first().unwrap()["type"], "user", "the prompt comes first");
-    assert!(events.iter().any(|e| e["type"] == "system" && e["subtype"] == "init"));
+    assert_eq!(
+        events.first().unwrap()["type"],
+        "user",
+        "the prompt comes first"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "system" && e["subtype"] == "init")
+    );
     let result = events.last().unwrap();
     assert_eq!(result["type"], "result");
     assert_eq!(result["result"].as_str().unwrap(), big);

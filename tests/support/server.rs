@@ -142,7 +142,10 @@ impl Server {
     /// Starts the server and completes the MCP handshake.
     pub async fn start(opts: ServerOptions) -> Server {
         let scratch = Scratch::new("server");
-        let base = opts.state.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+        let base = opts
+            .state
+            .clone()
+            .unwrap_or_else(|| scratch.path().to_path_buf());
         let home = base.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let stderr_path = scratch.join("server.log");
@@ -532,7 +535,12 @@ impl Server {
 
     /// Waits (on resource updates, read after subscribing) until the task's status
     /// satisfies `pred`; returns its report.
-    pub async fn wait_status(&self, task_id: &str, what: &str, pred: impl Fn(&str) -> bool) -> Value {
+    pub async fn wait_status(
+        &self,
+        task_id: &str,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> Value {
         let uri = format!("pool://results/{task_id}");
         self.subscribe(&uri).await.expect("subscribe to the task");
         loop {

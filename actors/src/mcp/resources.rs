@@ -29,12 +29,15 @@ const STATUS: &str = "pool://status";
 const SLOTS: &str = "pool://slots";
 const BUDGET: &str = "pool://budget";
 const CONTEXT: &str = "pool://context";
+const PROJECTS: &str = "pool://projects";
+const TRANSCRIPT_PREFIX: &str = "pool://transcripts/";
 const SLOT_PREFIX: &str = "pool://slots/";
 const RESULT_PREFIX: &str = "pool://results/";
 const CHAIN_PREFIX: &str = "pool://chains/";
 const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
 
-/// The four listed resources.
+/// The listed resources.
 pub(super) fn listed() -> Vec<Resource> {
     [
         (
@@ -45,6 +48,11 @@ pub(super) fn listed() -> Vec<Resource> {
         (SLOTS, "slots", "Every slot: status, task, pid, restarts"),
         (BUDGET, "budget", "Budget: cap, spend, remaining, in flight"),
         (CONTEXT, "context", "The shared context table"),
+        (
+            PROJECTS,
+            "projects",
+            "The job API's projects, their file, and why its last reload was refused",
+        ),
     ]
     .into_iter()
     .map(|(uri, name, description)| {
@@ -55,7 +63,7 @@ pub(super) fn listed() -> Vec<Resource> {
     .collect()
 }
 
-/// The three templates.
+/// The templates.
 pub(super) fn templates() -> Vec<ResourceTemplate> {
     [
         ("pool://slots/{id}", "slot", "One slot by id (slot-0, ...)"),
@@ -69,12 +77,22 @@ pub(super) fn templates() -> Vec<ResourceTemplate> {
             "chain",
             "A chain's progress and results",
         ),
+        (
+            "pool://transcripts/{task_id}",
+            "transcript",
+            "A task's transcript: its prompt and every stream-json event, as NDJSON (the first 4 MiB; pool_transcript pages)",
+        ),
     ]
     .into_iter()
     .map(|(uri, name, description)| {
+        let mime = if uri.starts_with(TRANSCRIPT_PREFIX) {
+            NDJSON
+        } else {
+            JSON
+        };
         ResourceTemplate::new(uri, name)
             .with_description(description)
-            .with_mime_type(JSON)
+            .with_mime_type(mime)
     })
     .collect()
 }
@@ -88,6 +106,8 @@ enum Target {
     Slot(SlotId),
     Result(TaskId),
     Chain(ChainId),
+    Projects,
+    Transcript(String),
 }
 
 fn parse(uri: &str) -> Result<Target, ErrorData> {
@@ -97,6 +117,7 @@ fn parse(uri: &str) -> Result<Target, ErrorData> {
         SLOTS => Some(Target::Slots),
         BUDGET => Some(Target::Budget),
         CONTEXT => Some(Target::Context),
+        PROJECTS => Some(Target::Projects),
         _ => uri
             .strip_prefix(SLOT_PREFIX)
             .and_then(nonempty)
@@ -110,12 +131,17 @@ fn parse(uri: &str) -> Result<Target, ErrorData> {
                 uri.strip_prefix(CHAIN_PREFIX)
                     .and_then(nonempty)
                     .map(|c| Target::Chain(ChainId(c)))
+            })
+            .or_else(|| {
+                uri.strip_prefix(TRANSCRIPT_PREFIX)
+                    .and_then(nonempty)
+                    .map(Target::Transcript)
             }),
     };
     target.ok_or_else(|| {
         ErrorData::resource_not_found(
             format!(
-                "unknown resource {uri:?}: the pool serves pool://status, pool://slots, pool://budget, pool://context, pool://slots/{{id}}, pool://results/{{task_id}} and pool://chains/{{chain_id}}"
+                "unknown resource {uri:?}: the pool serves pool://status, pool://slots, pool://budget, pool://context, pool://projects, pool://slots/{{id}}, pool://results/{{task_id}}, pool://chains/{{chain_id}} and pool://transcripts/{{task_id}}"
             ),
             None,
         )
@@ -146,6 +172,17 @@ pub(super) async fn read(pool: &Pool, uri: &str) -> Result<ReadResourceResult, E
         Target::Slot(id) => json(uri, &pool.slot(&id).await.map_err(not_found)?),
         Target::Result(id) => json(uri, &pool.result(&id).await.map_err(not_found)?),
         Target::Chain(id) => json(uri, &pool.chain_result(&id).await.map_err(not_found)?),
+        Target::Projects => json(uri, &pool.projects_report()),
+        Target::Transcript(id) => {
+            let page = pool
+                .transcript(&id, 0, Some(4 * 1024 * 1024))
+                .await
+                .map_err(not_found)?;
+            Ok(ReadResourceResult::new(vec![
+                ResourceContents::text(page.ndjson, uri).with_mime_type(NDJSON),
+            ])
+            .with_ttl_ms(0))
+        }
     }
 }
 
@@ -160,6 +197,7 @@ pub(super) fn uris_of(event: &PoolEvent) -> Vec<String> {
         PoolEvent::Chain { id, .. } => vec![format!("{CHAIN_PREFIX}{id}"), STATUS.into()],
         PoolEvent::Budget => vec![BUDGET.into(), STATUS.into()],
         PoolEvent::Context => vec![CONTEXT.into()],
+        PoolEvent::Projects => vec![PROJECTS.into()],
     }
 }
 

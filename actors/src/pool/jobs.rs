@@ -204,20 +204,24 @@ impl Pool {
         };
         let rows = store
             .read(move |db| -> rusqlite::Result<Vec<_>> {
-                let mut out = Vec::new();
-                for st in if states.is_empty() {
+                // Jobs only (runs and builds), not pool tasks.
+                let states: Vec<Option<String>> = if states.is_empty() {
                     vec![None]
                 } else {
                     states.into_iter().map(Some).collect()
-                } {
-                    out.extend(db.list(&TaskFilter {
-                        project: project.clone(),
-                        state: st,
-                        kind: None,
-                        limit: Some(limit),
-                    })?);
+                };
+                let mut out = Vec::new();
+                for kind in [TaskKind::Run, TaskKind::Build] {
+                    for st in &states {
+                        out.extend(db.list(&TaskFilter {
+                            project: project.clone(),
+                            state: st.clone(),
+                            kind: Some(kind.as_str().to_owned()),
+                            limit: Some(limit),
+                        })?);
+                    }
                 }
-                out.sort_by(|a, b| b.enqueued_at_ms.cmp(&a.enqueued_at_ms));
+                out.sort_by_key(|r| std::cmp::Reverse(r.enqueued_at_ms));
                 out.truncate(limit);
                 Ok(out)
             })
@@ -272,7 +276,27 @@ impl Pool {
     /// Reads the projects file again (SIGHUP): new projects appear, removed ones refuse
     /// new jobs, running jobs are untouched; a broken file keeps the old contents.
     pub fn reload_projects(&self) -> Result<Reload, String> {
-        self.durable.projects.reload()
+        let result = self.durable.projects.reload();
+        if let Ok(mut last) = self.durable.projects_error.lock() {
+            *last = result.as_ref().err().cloned();
+        }
+        self.events.publish(crate::events::PoolEvent::Projects);
+        result
+    }
+
+    /// The projects, their file, and why its last reload was refused (if it was).
+    pub fn projects_report(&self) -> serde_json::Value {
+        let error = self
+            .durable
+            .projects_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone());
+        serde_json::json!({
+            "projects": self.projects(),
+            "file": self.durable.projects.file().map(|f| f.display().to_string()),
+            "last_reload_error": error,
+        })
     }
 
     /// A page of a task's transcript: the prompt as sent, then every stream-json event.

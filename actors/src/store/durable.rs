@@ -23,6 +23,8 @@ pub struct Durable {
     pub sink: Option<TranscriptSink>,
     /// The job API's projects.
     pub projects: Arc<ProjectRegistry>,
+    /// Why the last reload of the projects file was refused, if it was.
+    pub projects_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -72,6 +74,7 @@ impl Durable {
                 transcripts: None,
                 sink: None,
                 projects: Arc::new(projects),
+                projects_error: Arc::default(),
             });
         };
         if !recovered.interrupted.is_empty() {
@@ -91,6 +94,7 @@ impl Durable {
             transcripts: transcripts.map(Arc::new),
             sink,
             projects: Arc::new(projects),
+            projects_error: Arc::default(),
         })
     }
 }
