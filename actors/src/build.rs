@@ -175,8 +175,10 @@ pub fn prompt(spec: &str, branch: &str, base: &str, run_tests: bool) -> String {
 /// label is case-sensitive and must start the line.
 pub fn parse_final_commit(output: &str) -> Option<String> {
     let decoration = |c: char| c.is_whitespace() || c == '`' || c == '*';
+    // The label may follow other words on its line ("Done. FINAL COMMIT: …"); the sha must
+    // end the line.
     output.lines().rev().find_map(|line| {
-        let rest = line.trim_matches(decoration).strip_prefix(FINAL_COMMIT)?;
+        let (_, rest) = line.rsplit_once(FINAL_COMMIT)?;
         let sha = rest.trim_matches(decoration);
         let hex = (7..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit());
         hex.then(|| sha.to_ascii_lowercase())

@@ -19,6 +19,7 @@ mod fanout;
 mod jobs;
 mod mcp;
 mod real_cli;
+mod real_jobs;
 mod real_toolkit;
 mod resources;
 mod scaling;

@@ -4,7 +4,7 @@ use claude_pool_tests::server::{ResourceNote, Server, ServerOptions};
 use serde_json::json;
 
 #[tokio::test]
-async fn four_resources_and_three_templates_are_listed_and_read_as_json() {
+async fn the_resources_and_templates_are_listed_and_read() {
     let server = Server::start(ServerOptions::fake(2)).await;
     server.wait_ready().await;
     let listed = server.client().list_all_resources().await.unwrap();
@@ -15,6 +15,7 @@ async fn four_resources_and_three_templates_are_listed_and_read_as_json() {
         [
             "pool://budget",
             "pool://context",
+            "pool://projects",
             "pool://slots",
             "pool://status"
         ]
@@ -32,7 +33,8 @@ async fn four_resources_and_three_templates_are_listed_and_read_as_json() {
         [
             "pool://chains/{chain_id}",
             "pool://results/{task_id}",
-            "pool://slots/{id}"
+            "pool://slots/{id}",
+            "pool://transcripts/{task_id}"
         ]
     );
 

@@ -69,9 +69,7 @@ async fn a_server_killed_mid_job_reads_interrupted_after_a_restart_and_the_queue
         .as_str()
         .unwrap()
         .to_owned();
-    server
-        .wait_status(&long, "the long job running", |s| s == "running")
-        .await;
+    server.wait_started(&long).await;
     // One job per project: the second waits behind the first.
     let q = server
         .call_ok("claude_job_status", json!({ "jobId": queued }))
@@ -187,6 +185,7 @@ async fn queued_tasks_survive_a_graceful_restart_and_run_on_the_next_server() {
     let state = scratch.join("state");
     let server = start(&state, 1, &[]).await;
     let (call, _token, running) = server.start_run("MOCK_SLEEP:60").await;
+    server.wait_started(&running).await;
     let waiting = server
         .call_ok("pool_submit", json!({ "prompt": "MOCK_TEXT: my turn" }))
         .await["task_id"]

@@ -541,11 +541,36 @@ impl Server {
         what: &str,
         pred: impl Fn(&str) -> bool,
     ) -> Value {
+        self.wait_report(task_id, what, |r| {
+            pred(r["status"].as_str().unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Waits until the task's prompt was written to Claude and the store has recorded it
+    /// (a job list reads through the store after every write queued before it).
+    pub async fn wait_started(&self, task_id: &str) -> Value {
+        let r = self
+            .wait_report(task_id, "the task's start", |r| r["started_at"].is_string())
+            .await;
+        self.call_ok("claude_list_jobs", json!({ "limit": 1 }))
+            .await;
+        r
+    }
+
+    /// Waits (on resource updates, read after subscribing) until the task's report
+    /// satisfies `pred`.
+    pub async fn wait_report(
+        &self,
+        task_id: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let uri = format!("pool://results/{task_id}");
         self.subscribe(&uri).await.expect("subscribe to the task");
         loop {
             let r = self.read_resource(&uri).await.expect("read the task");
-            if pred(r["status"].as_str().unwrap_or_default()) {
+            if pred(&r) {
                 return r;
             }
             let want = ResourceNote::Updated(uri.clone());

@@ -240,7 +240,7 @@ fn parse_final_commit_takes_the_last_well_formed_line() {
         (format!("FINAL COMMIT: {sha40}"), Some(sha40)),
         ("FINAL COMMIT: abc123".into(), None),
         ("final commit: abc1234".into(), None),
-        ("I will print FINAL COMMIT: abc1234".into(), None),
+        ("Done. FINAL COMMIT: abc1234".into(), Some("abc1234")),
         ("FINAL COMMIT: abc1234 done".into(), None),
         (String::new(), None),
     ];

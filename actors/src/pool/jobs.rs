@@ -21,6 +21,10 @@ use crate::store::db::TaskFilter;
 use crate::store::transcripts::TranscriptPage;
 use crate::task::TaskSpec;
 
+/// The tools a build may use without asking: besides edits (accepted by its permission
+/// mode), the shell, for the tests and git.
+const BUILD_TOOLS: [&str; 1] = ["Bash"];
+
 /// The largest transcript page one call returns.
 const MAX_TRANSCRIPT_PAGE: usize = 4 * 1024 * 1024;
 
@@ -156,10 +160,13 @@ impl Pool {
             .await
             .map_err(PoolError::InvalidArgument)?;
         let prompt = crate::build::prompt(&p.spec, &p.branch, &base, p.run_tests.unwrap_or(true));
+        // Edits are accepted and Bash (tests, git) runs without asking; bypassPermissions
+        // would be simpler, but the CLI refuses it to root.
         let mut spec = TaskSpec::new(prompt)
             .timeout(timeout)
             .project(p.project)
-            .permission_mode(PermissionMode::BypassPermissions);
+            .permission_mode(PermissionMode::AcceptEdits);
+        spec.allowed_tools = Some(BUILD_TOOLS.iter().map(|t| (*t).to_owned()).collect());
         spec.kind = TaskKind::Build;
         spec.cwd = Some(plan.worktree.clone());
         spec.build = Some(plan.clone());
