@@ -11,37 +11,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use claude_pool_tests::bench::{median, ms, pool_runs};
+use claude_pool_tests::bench::{median, ms, pool_runs, row, rss_kib};
 use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
 use claude_pool_tests::server::{Server, ServerOptions};
 use claude_pool_tests::{Scratch, fake_claude_bin, real_claude_bin};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-fn pct(v: &[Duration], p: f64) -> Duration {
-    let mut s = v.to_vec();
-    s.sort();
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
-
-fn row(name: &str, v: &[Duration]) {
-    println!(
-        "  {name:<44} median {:>8.3} ms   p90 {:>8.3} ms   min {:>8.3} ms   (n={})",
-        ms(median(v)),
-        ms(pct(v, 0.9)),
-        ms(*v.iter().min().unwrap()),
-        v.len()
-    );
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap()
-}
 
 fn quiet(opts: ServerOptions) -> ServerOptions {
     opts.args(&["--log-level", "warn"])
@@ -178,6 +152,7 @@ fn main() {
             slots: 2,
             args: vec!["--log-level".into(), "warn".into()],
             env: vec![],
+            state: None,
         };
         for (k, v) in &env {
             opts = opts.env(k, v);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Latency, memory and throughput measurements (benches/latency.rs, benches/toolkit.rs) on
+# Latency, memory, throughput and durability measurements (benches/latency.rs,
+# benches/toolkit.rs, benches/durability.rs) on
 # release builds, each beside its baseline. BENCH_ITERS sets the sample count (default 40).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -7,3 +8,4 @@ export CLAUDE_POOL_REAL_CLI="${CLAUDE_POOL_REAL_CLI:-$(scripts/install-claude.sh
 cargo build --release --workspace --bins
 cargo bench --bench latency
 cargo bench --bench toolkit
+cargo bench --bench durability

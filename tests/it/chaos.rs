@@ -138,3 +138,19 @@ async fn killing_slot_processes_at_random_loses_no_task_and_leaks_no_process() {
         assert_gone(pid, Duration::from_secs(10), "a process the pool started").await;
     }
 }
+
+#[tokio::test]
+async fn a_server_killed_again_and_again_on_one_store_loses_no_task_and_bills_none_twice() {
+    let scratch = claude_pool_tests::Scratch::new("crash-run");
+    let plan = claude_pool_tests::crash::CrashPlan {
+        tasks: 80,
+        kills: 3,
+        slots: 3,
+        seed: 0x5eed,
+    };
+    let report = claude_pool_tests::crash::crash_run(plan, scratch.path()).await;
+    assert!(report.violations.is_empty(), "{:#?}", report);
+    assert_eq!(report.submitted, 80);
+    assert_eq!(report.states.values().sum::<usize>(), 80, "{:?}", report.states);
+    assert!(report.states.get("completed").copied().unwrap_or(0) > 0, "{:?}", report.states);
+}

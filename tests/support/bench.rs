@@ -13,6 +13,35 @@ pub fn median(v: &[Duration]) -> Duration {
     s[s.len() / 2]
 }
 
+/// The sample at quantile `p` (0.0..=1.0).
+pub fn pct(v: &[Duration], p: f64) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Prints one line of figures: median, p90, min.
+pub fn row(name: &str, v: &[Duration]) {
+    println!(
+        "  {name:<44} median {:>8.3} ms   p90 {:>8.3} ms   min {:>8.3} ms   (n={})",
+        ms(median(v)),
+        ms(pct(v, 0.9)),
+        ms(*v.iter().min().unwrap()),
+        v.len()
+    );
+}
+
+/// Resident memory of a process, in KiB (children excluded).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
 /// Milliseconds, for printing.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0

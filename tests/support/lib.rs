@@ -8,6 +8,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 pub mod bench;
+pub mod crash;
 pub mod procs;
 pub mod server;
 

@@ -1,0 +1,268 @@
+//! What the durable store costs and what it survives, each figure beside its baseline in
+//! the same run. Run with `scripts/bench.sh` (release build).
+//!
+//! 1. `pool_submit` latency over MCP stdio, p50/p99, with a store file, beside the same
+//!    server keeping its store in memory (`--no-db`); and `Pool::submit` embedded with a
+//!    store file beside a pool without any store.
+//! 2. Server RSS after 10,000 tasks ran (all kept, in memory and in the store), beside the
+//!    same server idle before them; and after a restart on that store.
+//! 3. Start to serving (spawn to the first answered `pool_status`) on a store holding
+//!    100,000 finished tasks, beside an empty store.
+//! 4. A crash run: 500 tasks, the server SIGKILLed 10 times at random moments and restarted
+//!    on the same store; every invariant checked.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use claude_pool::store::db::{Db, Finish, TaskRow, Write};
+use claude_pool::{Pool, TaskSpec};
+use claude_pool_tests::bench::{median, ms, pct, rss_kib};
+use claude_pool_tests::crash::{CrashPlan, crash_run};
+use claude_pool_tests::server::{Server, ServerOptions};
+use claude_pool_tests::{Scratch, fake_claude_bin};
+use serde_json::json;
+
+const SUBMITS: usize = 2000;
+
+fn quiet(opts: ServerOptions) -> ServerOptions {
+    opts.args(&["--log-level", "warn"])
+        .env("FAKE_CLAUDE_TURN_MS", "0")
+}
+
+fn p50_p99(name: &str, v: &[Duration]) {
+    println!(
+        "  {name:<52} p50 {:>7.3} ms   p99 {:>7.3} ms   max {:>7.3} ms   (n={})",
+        ms(median(v)),
+        ms(pct(v, 0.99)),
+        ms(*v.iter().max().unwrap()),
+        v.len()
+    );
+}
+
+async fn mcp_submits(server: &Server) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(SUBMITS);
+    for i in 0..SUBMITS + 50 {
+        let t = Instant::now();
+        let r = server
+            .call_ok("pool_submit", json!({ "prompt": format!("MOCK_TEXT: {i}") }))
+            .await;
+        if i >= 50 {
+            out.push(t.elapsed());
+        }
+        assert!(r["task_id"].is_string());
+    }
+    out
+}
+
+async fn embedded_submits(pool: &Pool) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(SUBMITS);
+    for i in 0..SUBMITS + 50 {
+        let t = Instant::now();
+        pool.submit(TaskSpec::new(format!("MOCK_TEXT: {i}")))
+            .await
+            .unwrap();
+        if i >= 50 {
+            out.push(t.elapsed());
+        }
+    }
+    out
+}
+
+async fn embedded(scratch: &Scratch, store: bool) -> Pool {
+    let mut b = Pool::builder()
+        .slots(2)
+        .claude_bin(fake_claude_bin())
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_TURN_MS", "0");
+    if store {
+        b = b.store(scratch.join("embedded.db"));
+    }
+    let pool = b.build().await.unwrap();
+    pool.wait_ready().await.unwrap();
+    pool
+}
+
+async fn latency() {
+    println!("1. pool_submit latency, store file vs store in memory (MCP) and vs no store (embedded)");
+    let file_state = Scratch::new("bench-store-file");
+    let server = Server::start(quiet(ServerOptions::fake(2)).state(file_state.path())).await;
+    server.wait_ready().await;
+    let with_file = mcp_submits(&server).await;
+    server.close().await;
+    let server = Server::start(quiet(ServerOptions::fake(2)).arg("--no-db")).await;
+    server.wait_ready().await;
+    let in_memory = mcp_submits(&server).await;
+    server.close().await;
+    p50_p99("MCP pool_submit, store file (WAL, group commit)", &with_file);
+    p50_p99("MCP pool_submit, store in memory (--no-db)", &in_memory);
+    println!(
+        "  ratio p99 file / memory: {:.2}",
+        ms(pct(&with_file, 0.99)) / ms(pct(&in_memory, 0.99))
+    );
+
+    let scratch = Scratch::new("bench-embedded");
+    let pool = embedded(&scratch, true).await;
+    let e_file = embedded_submits(&pool).await;
+    pool.shutdown().await;
+    let pool = embedded(&scratch, false).await;
+    let e_none = embedded_submits(&pool).await;
+    pool.shutdown().await;
+    p50_p99("Pool::submit, store file", &e_file);
+    p50_p99("Pool::submit, no store at all", &e_none);
+    println!(
+        "  ratio p99 file / none: {:.2}",
+        ms(pct(&e_file, 0.99)) / ms(pct(&e_none, 0.99))
+    );
+}
+
+async fn memory() {
+    println!("2. server RSS with 10,000 finished tasks");
+    let state = Scratch::new("bench-rss");
+    let server = Server::start(quiet(ServerOptions::fake(4)).state(state.path())).await;
+    server.wait_ready().await;
+    let idle = rss_kib(server.pid);
+    for batch in 0..10 {
+        let prompts: Vec<String> = (0..1000)
+            .map(|i| format!("MOCK_TEXT: result {batch}-{i} {}", "x".repeat(200)))
+            .collect();
+        let r = server
+            .call_ok("pool_fan_out", json!({ "prompts": prompts }))
+            .await;
+        assert_eq!(r["results"].as_array().unwrap().len(), 1000);
+    }
+    let after = rss_kib(server.pid);
+    server.close().await;
+    let server = Server::start(quiet(ServerOptions::fake(4)).state(state.path())).await;
+    server.wait_ready().await;
+    let restarted = rss_kib(server.pid);
+    let s = server.status().await;
+    assert_eq!(s["tasks"]["completed"], 10_000);
+    server.close().await;
+    println!("  idle, empty store                       {:>8.2} MiB", idle as f64 / 1024.0);
+    println!("  after 10,000 tasks (kept in memory too) {:>8.2} MiB", after as f64 / 1024.0);
+    println!("  restarted on that store                 {:>8.2} MiB", restarted as f64 / 1024.0);
+}
+
+/// Fills a store with `n` finished tasks through the store's own writer.
+fn fill(path: &std::path::Path, n: usize) {
+    let (mut db, _) = Db::open(path, std::process::id()).unwrap();
+    let now = 1_780_000_000_000i64;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let mut batch = Vec::new();
+        for &i in chunk {
+            let id = format!("task-{i:012x}");
+            batch.push(Write::InsertTask(TaskRow {
+                id: id.clone(),
+                kind: "task".into(),
+                project: None,
+                chain_id: None,
+                prompt: format!("prompt {i}"),
+                options: json!({ "timeout_ms": 1_800_000 }),
+                state: "pending".into(),
+                enqueued_at_ms: now + i as i64,
+                started_at_ms: None,
+                finished_at_ms: None,
+                slot: None,
+                output: None,
+                output_bytes: None,
+                error: None,
+                session_id: None,
+                resume_session: None,
+                spend_usd: 0.0,
+                tokens: [0; 4],
+                model: None,
+                branch: None,
+                commit_sha: None,
+                worktree: None,
+            }));
+            batch.push(Write::Finished(Finish {
+                id,
+                state: "completed".into(),
+                finished_at_ms: now + i as i64 + 50,
+                output: Some(format!("answer {i} {}", "y".repeat(200))),
+                error: None,
+                session_id: Some(format!("session-{i}")),
+                spend_usd: 0.001,
+                tokens: [1000, 100, 0, 0],
+                model: Some("claude-opus-5-5".into()),
+                branch: None,
+                commit_sha: None,
+                worktree: None,
+                started_at_ms: Some(now + i as i64 + 1),
+                slot: Some("slot-0".into()),
+            }));
+        }
+        db.apply(&batch).unwrap();
+    }
+}
+
+async fn startup() {
+    println!("3. start to serving, store with 100,000 finished tasks vs empty");
+    let big = Scratch::new("bench-startup-big");
+    let db = Server::default_db(big.path());
+    let t = Instant::now();
+    fill(&db, 100_000);
+    println!("  (filled 100,000 rows in {:.1} s)", t.elapsed().as_secs_f64());
+    let mut figures = Vec::new();
+    for (name, state) in [("empty store", None), ("100,000 finished tasks", Some(big.path()))] {
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            let empty = Scratch::new("bench-startup-empty");
+            let dir = state.unwrap_or(empty.path());
+            let t = Instant::now();
+            let server = Server::start(quiet(ServerOptions::fake(1)).state(dir)).await;
+            server.status().await;
+            samples.push(t.elapsed());
+            server.close().await;
+        }
+        figures.push((name, samples));
+    }
+    for (name, samples) in &figures {
+        println!(
+            "  {name:<26} median {:>7.1} ms   max {:>7.1} ms",
+            ms(median(samples)),
+            ms(*samples.iter().max().unwrap())
+        );
+    }
+}
+
+async fn crashes() {
+    println!("4. crash run: 500 tasks, 10 SIGKILLs of the server, restarted on the same store");
+    let scratch = Scratch::new("bench-crash");
+    let report = crash_run(
+        CrashPlan {
+            tasks: 500,
+            kills: 10,
+            slots: 4,
+            seed: 0xC0FFEE,
+        },
+        scratch.path(),
+    )
+    .await;
+    let mut restarts = report.restart_ms.clone();
+    restarts.sort_by(f64::total_cmp);
+    println!(
+        "  submitted {}   final states {:?}   servers {}",
+        report.submitted, report.states, report.servers
+    );
+    println!(
+        "  ledger ${:.6} vs sum of task spends ${:.6}   restart to serving p50 {:.0} ms max {:.0} ms   wall {:.1} s",
+        report.ledger_usd,
+        report.sum_usd,
+        restarts[restarts.len() / 2],
+        restarts.last().copied().unwrap_or(0.0),
+        report.wall.as_secs_f64()
+    );
+    println!("  violations: {}", report.violations.len());
+    for v in &report.violations {
+        println!("    {v}");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    latency().await;
+    memory().await;
+    startup().await;
+    crashes().await;
+}
