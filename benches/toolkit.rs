@@ -228,6 +228,7 @@ fn main() {
             slots: 1,
             args: vec!["--log-level".into(), "warn".into()],
             env: vec![],
+            state: None,
         };
         for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
             opts = opts.env(&k, &v);
