@@ -44,7 +44,10 @@ async fn mcp_submits(server: &Server) -> Vec<Duration> {
     for i in 0..SUBMITS + 50 {
         let t = Instant::now();
         let r = server
-            .call_ok("pool_submit", json!({ "prompt": format!("MOCK_TEXT: {i}") }))
+            .call_ok(
+                "pool_submit",
+                json!({ "prompt": format!("MOCK_TEXT: {i}") }),
+            )
             .await;
         if i >= 50 {
             out.push(t.elapsed());
@@ -83,7 +86,9 @@ async fn embedded(scratch: &Scratch, store: bool) -> Pool {
 }
 
 async fn latency() {
-    println!("1. pool_submit latency, store file vs store in memory (MCP) and vs no store (embedded)");
+    println!(
+        "1. pool_submit latency, store file vs store in memory (MCP) and vs no store (embedded)"
+    );
     let file_state = Scratch::new("bench-store-file");
     let server = Server::start(quiet(ServerOptions::fake(2)).state(file_state.path())).await;
     server.wait_ready().await;
@@ -93,7 +98,10 @@ async fn latency() {
     server.wait_ready().await;
     let in_memory = mcp_submits(&server).await;
     server.close().await;
-    p50_p99("MCP pool_submit, store file (WAL, group commit)", &with_file);
+    p50_p99(
+        "MCP pool_submit, store file (WAL, group commit)",
+        &with_file,
+    );
     p50_p99("MCP pool_submit, store in memory (--no-db)", &in_memory);
     println!(
         "  ratio p99 file / memory: {:.2}",
@@ -138,9 +146,18 @@ async fn memory() {
     let s = server.status().await;
     assert_eq!(s["tasks"]["completed"], 10_000);
     server.close().await;
-    println!("  idle, empty store                       {:>8.2} MiB", idle as f64 / 1024.0);
-    println!("  after 10,000 tasks (kept in memory too) {:>8.2} MiB", after as f64 / 1024.0);
-    println!("  restarted on that store                 {:>8.2} MiB", restarted as f64 / 1024.0);
+    println!(
+        "  idle, empty store                       {:>8.2} MiB",
+        idle as f64 / 1024.0
+    );
+    println!(
+        "  after 10,000 tasks (kept in memory too) {:>8.2} MiB",
+        after as f64 / 1024.0
+    );
+    println!(
+        "  restarted on that store                 {:>8.2} MiB",
+        restarted as f64 / 1024.0
+    );
 }
 
 /// Fills a store with `n` finished tasks through the store's own writer.
@@ -202,9 +219,15 @@ async fn startup() {
     let db = Server::default_db(big.path());
     let t = Instant::now();
     fill(&db, 100_000);
-    println!("  (filled 100,000 rows in {:.1} s)", t.elapsed().as_secs_f64());
+    println!(
+        "  (filled 100,000 rows in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
     let mut figures = Vec::new();
-    for (name, state) in [("empty store", None), ("100,000 finished tasks", Some(big.path()))] {
+    for (name, state) in [
+        ("empty store", None),
+        ("100,000 finished tasks", Some(big.path())),
+    ] {
         let mut samples = Vec::new();
         for _ in 0..5 {
             let empty = Scratch::new("bench-startup-empty");

@@ -151,6 +151,15 @@ async fn a_server_killed_again_and_again_on_one_store_loses_no_task_and_bills_no
     let report = claude_pool_tests::crash::crash_run(plan, scratch.path()).await;
     assert!(report.violations.is_empty(), "{:#?}", report);
     assert_eq!(report.submitted, 80);
-    assert_eq!(report.states.values().sum::<usize>(), 80, "{:?}", report.states);
-    assert!(report.states.get("completed").copied().unwrap_or(0) > 0, "{:?}", report.states);
+    assert_eq!(
+        report.states.values().sum::<usize>(),
+        80,
+        "{:?}",
+        report.states
+    );
+    assert!(
+        report.states.get("completed").copied().unwrap_or(0) > 0,
+        "{:?}",
+        report.states
+    );
 }

@@ -160,7 +160,9 @@ async fn check(
         {
             Ok(r) => r.structured_content.unwrap_or_default(),
             Err(e) => {
-                report.violations.push(format!("{id} (task-{n}) was lost: {e}"));
+                report
+                    .violations
+                    .push(format!("{id} (task-{n}) was lost: {e}"));
                 continue;
             }
         };

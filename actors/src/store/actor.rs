@@ -271,3 +271,46 @@ impl Actor for StoreActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::Write;
+
+    #[tokio::test]
+    async fn a_batch_the_store_cannot_commit_fails_its_writers_until_one_commits() {
+        let (db, _) = Db::open_memory().expect("memory store");
+        let (writer, _thread) = start(db).expect("store thread");
+        // Break the store: every write of a context entry now fails to commit.
+        writer
+            .read(|db| db.execute_for_test("DROP TABLE context"))
+            .await
+            .expect("store thread")
+            .expect("drop");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        writer.write_then(
+            vec![Write::ContextSet {
+                key: "k".into(),
+                value: "v".into(),
+                at_ms: 0,
+            }],
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let result = rx.await.expect("completion ran");
+        let err = result.expect_err("the write cannot commit");
+        assert!(err.contains("cannot be written"), "{err}");
+        assert_eq!(writer.health().as_deref(), Some(err.as_str()));
+        // A later batch that commits clears the failure.
+        writer.write(Write::ContextDelete { key: "k".into() });
+        writer
+            .read(|db| db.execute_for_test("CREATE TABLE context (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at_ms INTEGER NOT NULL)"))
+            .await
+            .expect("store thread")
+            .expect("create");
+        writer.write(Write::ContextClear);
+        writer.flush().await;
+        assert_eq!(writer.health(), None);
+    }
+}

@@ -57,6 +57,12 @@ pub struct Db {
 }
 
 impl Db {
+    /// Runs raw SQL on the connection (tests that break the store on purpose).
+    #[cfg(test)]
+    pub(crate) fn execute_for_test(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.execute_batch(sql)
+    }
+
     /// Opens (creating if absent) the store at `path` and applies the crash rule.
     ///
     /// `pid` is written into the lock file so that a second server can say who holds it.
