@@ -1,4 +1,5 @@
 //! Tests of [`super`]: real git in temporary repositories.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use super::*;
 

@@ -1,4 +1,5 @@
 //! Tests of [`super`]: parsing, validation and reload of projects files.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use super::*;
 

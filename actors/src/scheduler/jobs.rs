@@ -131,17 +131,24 @@ impl SchedulerState {
     /// Takes the first queued task no gate holds back: its project below its limit of
     /// running jobs, its session not running already.
     pub(super) fn take_next(&mut self) -> Option<TaskId> {
-        let gated = self.tasks.values().any(|r| {
-            matches!(r.state, TaskState::Pending)
-                && (r.meta.project.is_some() || r.meta.resume.is_some())
-        });
-        if !gated {
+        // The common case costs nothing: the head of the queue has no gate.
+        let head_free = self
+            .queue
+            .front()
+            .and_then(|id| self.tasks.get(id))
+            .is_none_or(|r| r.meta.project.is_none() && r.meta.resume.is_none());
+        if head_free {
             return self.queue.pop_front();
         }
         let projects = self.projects.current();
         let mut running_projects: std::collections::HashMap<&str, usize> = Default::default();
         let mut running_sessions: std::collections::HashSet<&str> = Default::default();
-        for r in self.tasks.values().filter(|r| r.is_running()) {
+        let running = self
+            .slots
+            .values()
+            .filter_map(|e| e.task.as_ref())
+            .filter_map(|id| self.tasks.get(id));
+        for r in running {
             if let Some(p) = &r.meta.project {
                 *running_projects.entry(p.as_str()).or_default() += 1;
             }

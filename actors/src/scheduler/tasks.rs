@@ -438,7 +438,7 @@ impl SchedulerState {
             };
             if let Some(r) = self.tasks.remove(&id) {
                 table::count(&mut self.forgotten, r.status());
-                if self.forgotten.total % 1024 == 0
+                if self.forgotten.total.is_multiple_of(1024)
                     && let Some(store) = &self.store
                 {
                     store.prune_memory(self.config.max_finished_tasks);

@@ -32,7 +32,7 @@ use super::db::{Db, Write};
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 enum Op {
-    Write(Write, Option<Completion>),
+    Write(Box<Write>, Option<Completion>),
     Read(Box<dyn FnOnce(&mut Db) + Send>),
 }
 
@@ -58,7 +58,7 @@ impl std::fmt::Debug for StoreWriter {
 impl StoreWriter {
     /// Queues a write.
     pub fn write(&self, w: Write) {
-        let _ = self.tx.send(Op::Write(w, None));
+        let _ = self.tx.send(Op::Write(Box::new(w), None));
     }
 
     /// Queues writes; `then` runs (on the store's thread) once they are committed, or
@@ -68,7 +68,7 @@ impl StoreWriter {
         let mut then = Some(then);
         for (i, w) in writes.into_iter().enumerate() {
             let done = if i + 1 == n { then.take() } else { None };
-            if self.tx.send(Op::Write(w, done)).is_err() {
+            if self.tx.send(Op::Write(Box::new(w), done)).is_err() {
                 break;
             }
         }
@@ -142,7 +142,7 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>) {
         while let Some(op) = next.take() {
             match op {
                 Op::Write(w, then) => {
-                    writes.push(w);
+                    writes.push(*w);
                     thens.extend(then);
                 }
                 Op::Read(f) => {
