@@ -141,6 +141,14 @@ pub fn to_error_data(e: PoolError) -> ErrorData {
     }
 }
 
+/// `Ok(value)` as structured content, an error through [`fail`].
+fn answer<T: Serialize>(r: Result<T, PoolError>) -> Result<CallToolResult, ErrorData> {
+    match r {
+        Ok(v) => structured(&v),
+        Err(e) => fail(e),
+    }
+}
+
 fn structured<T: Serialize>(value: &T) -> Result<CallToolResult, ErrorData> {
     let json =
         serde_json::to_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;

@@ -3,38 +3,16 @@
 //! own checkout untouched, and the clear errors.
 
 use std::path::Path;
-use std::process::Command;
 
 use claude_pool_tests::Scratch;
+use claude_pool_tests::git::{git, init_repo};
 use claude_pool_tests::server::{Server, ServerOptions};
 use serde_json::{Value, json};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A repository on `main` with one commit and an uncommitted change of the user's own.
 fn repo(scratch: &Scratch) -> std::path::PathBuf {
     let dir = scratch.join("repo");
-    std::fs::create_dir_all(&dir).unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    git(&dir, &["config", "user.name", "Test"]);
-    git(&dir, &["config", "user.email", "test@example.com"]);
-    git(&dir, &["config", "commit.gpgsign", "false"]);
-    std::fs::write(dir.join("README"), "hello\n").unwrap();
-    git(&dir, &["add", "README"]);
-    git(&dir, &["commit", "-q", "-m", "first"]);
+    init_repo(&dir);
     std::fs::write(dir.join("README"), "the user's own edit\n").unwrap();
     dir
 }

@@ -2,26 +2,14 @@
 //! the Messages API: run, status, resume by session id, a build committed by Claude's own
 //! Bash tool, cancel, and a server killed mid-job then restarted on the same store.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use claude_pool_tests::git::{git, init_repo};
 use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
 use claude_pool_tests::procs::assert_group_gone;
 use claude_pool_tests::server::{Server, ServerOptions};
 use claude_pool_tests::{Scratch, real_claude_bin};
 use serde_json::{Value, json};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 struct Real {
     claude: std::path::PathBuf,
@@ -38,14 +26,7 @@ impl Real {
         let mock = MockServer::start().expect("mock API");
         let scratch = Scratch::new("real-jobs");
         let repo = scratch.join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(&repo, &["config", "user.name", "Test"]);
-        git(&repo, &["config", "user.email", "test@example.com"]);
-        git(&repo, &["config", "commit.gpgsign", "false"]);
-        std::fs::write(repo.join("README"), "hello\n").unwrap();
-        git(&repo, &["add", "README"]);
-        git(&repo, &["commit", "-q", "-m", "first"]);
+        init_repo(&repo);
         let projects = scratch.join("projects.json");
         std::fs::write(
             &projects,

@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod crash;
+pub mod git;
 pub mod procs;
 pub mod server;
 

@@ -8,17 +8,7 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 
-use super::{Checked, PoolServer, fail, structured};
-
-/// `Ok(value)` as structured content, an error through [`fail`].
-fn answer<T: serde::Serialize>(
-    r: Result<T, crate::PoolError>,
-) -> Result<CallToolResult, ErrorData> {
-    match r {
-        Ok(v) => structured(&v),
-        Err(e) => fail(e),
-    }
-}
+use super::{Checked, PoolServer, answer};
 
 #[tool_router(router = admin_tools, vis = "pub(super)")]
 impl PoolServer {

@@ -9,16 +9,7 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 
-use super::{Checked, PoolServer, fail, structured};
-
-fn answer<T: serde::Serialize>(
-    r: Result<T, crate::PoolError>,
-) -> Result<CallToolResult, ErrorData> {
-    match r {
-        Ok(v) => structured(&v),
-        Err(e) => fail(e),
-    }
-}
+use super::{Checked, PoolServer, answer, structured};
 
 #[tool_router(router = job_tools, vis = "pub(super)")]
 impl PoolServer {

@@ -184,12 +184,7 @@ impl Pool {
         let report = self
             .result(&TaskId(id.to_owned()))
             .await
-            .map_err(|e| match e {
-                PoolError::UnknownTask(_) => {
-                    PoolError::NotFound(format!("unknown job \"{id}\": no job has this id"))
-                }
-                other => other,
-            })?;
+            .map_err(|e| unknown_job(e, id))?;
         Ok(JobReport::of(&report))
     }
 
@@ -251,12 +246,7 @@ impl Pool {
         let r = self
             .cancel(&TaskId(id.to_owned()))
             .await
-            .map_err(|e| match e {
-                PoolError::UnknownTask(_) => {
-                    PoolError::NotFound(format!("unknown job \"{id}\": no job has this id"))
-                }
-                other => other,
-            })?;
+            .map_err(|e| unknown_job(e, id))?;
         let state = JobState::of(r.status);
         Ok(JobCancelled {
             ok: state == JobState::Cancelled,
@@ -384,6 +374,16 @@ fn known_project<'a>(
             )
         })
     })
+}
+
+/// A job id nothing has, in the job API's words.
+fn unknown_job(e: PoolError, id: &str) -> PoolError {
+    match e {
+        PoolError::UnknownTask(_) => {
+            PoolError::NotFound(format!("unknown job \"{id}\": no job has this id"))
+        }
+        other => other,
+    }
 }
 
 fn job_timeout(ms: Option<u64>, default_ms: u64) -> Result<Duration, PoolError> {
