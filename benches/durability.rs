@@ -10,6 +10,7 @@
 //!    100,000 finished tasks, beside an empty store.
 //! 4. A crash run: 500 tasks, the server SIGKILLed 10 times at random moments and restarted
 //!    on the same store; every invariant checked.
+//! 5. `pool_fan_out` throughput with a store file beside the same server in memory.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -85,22 +86,30 @@ async fn embedded(scratch: &Scratch, store: bool) -> Pool {
     pool
 }
 
+async fn mcp_server(args: &[&str]) -> (Server, Scratch) {
+    let state = Scratch::new("bench-store");
+    let server = Server::start(quiet(ServerOptions::fake(2)).state(state.path()).args(args)).await;
+    server.wait_ready().await;
+    (server, state)
+}
+
 async fn latency() {
     println!(
         "1. pool_submit latency, store file vs store in memory (MCP) and vs no store (embedded)"
     );
-    let file_state = Scratch::new("bench-store-file");
-    let server = Server::start(quiet(ServerOptions::fake(2)).state(file_state.path())).await;
-    server.wait_ready().await;
+    let (server, _s) = mcp_server(&[]).await;
     let with_file = mcp_submits(&server).await;
     server.close().await;
-    let server = Server::start(quiet(ServerOptions::fake(2)).arg("--no-db")).await;
-    server.wait_ready().await;
+    let (server, _s) = mcp_server(&["--keep-transcripts", "0"]).await;
+    let no_transcripts = mcp_submits(&server).await;
+    server.close().await;
+    let (server, _s) = mcp_server(&["--no-db"]).await;
     let in_memory = mcp_submits(&server).await;
     server.close().await;
+    p50_p99("MCP pool_submit, store file + transcripts", &with_file);
     p50_p99(
-        "MCP pool_submit, store file (WAL, group commit)",
-        &with_file,
+        "MCP pool_submit, store file, no transcripts",
+        &no_transcripts,
     );
     p50_p99("MCP pool_submit, store in memory (--no-db)", &in_memory);
     println!(
@@ -282,10 +291,63 @@ async fn crashes() {
     }
 }
 
+async fn fan_out() {
+    println!("5. pool_fan_out of 128 instant prompts on 16 slots: store file vs in memory");
+    let runs: [(&str, &[&str]); 2] = [
+        ("store file + transcripts", &[]),
+        ("store in memory (--no-db)", &["--no-db"]),
+    ];
+    for (name, args) in runs {
+        let state = Scratch::new("bench-fanout");
+        let server = Server::start(
+            quiet(ServerOptions::fake(16))
+                .state(state.path())
+                .args(args),
+        )
+        .await;
+        server.wait_ready().await;
+        let mut walls = Vec::new();
+        for round in 0..12 {
+            let prompts: Vec<String> = (0..128)
+                .map(|i| format!("MOCK_TEXT: {round}-{i}"))
+                .collect();
+            let t = Instant::now();
+            let r = server
+                .call_ok("pool_fan_out", json!({ "prompts": prompts }))
+                .await;
+            if round >= 2 {
+                walls.push(t.elapsed());
+            }
+            assert_eq!(r["completed"], 128);
+        }
+        server.close().await;
+        let m = median(&walls);
+        println!(
+            "  {name:<28} median {:>7.1} ms = {:>6.0} tasks/s",
+            ms(m),
+            128.0 / m.as_secs_f64()
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    latency().await;
-    memory().await;
-    startup().await;
-    crashes().await;
+    // DURABILITY_PARTS=1,5 runs only those parts.
+    let parts = std::env::var("DURABILITY_PARTS").unwrap_or_else(|_| "1,2,3,4,5".into());
+    let on = |n: &str| parts.split(',').any(|p| p.trim() == n);
+    if on("1") {
+        latency().await;
+    }
+    if on("2") {
+        memory().await;
+    }
+    if on("3") {
+        startup().await;
+    }
+    if on("4") {
+        crashes().await;
+    }
+    if on("5") {
+        fan_out().await;
+    }
 }

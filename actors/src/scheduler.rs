@@ -186,7 +186,7 @@ impl Actor for SchedulerActor {
             SchedulerMsg::SubmitMany(specs, reply) => {
                 state.accept(specs, SubmitReply::Many(reply));
             }
-            SchedulerMsg::Persisted { ids, reply, result } => state.confirm(ids, reply, result),
+            SchedulerMsg::NotPersisted { ids, reason } => state.on_not_persisted(ids, &reason),
             SchedulerMsg::BuildChecked {
                 task,
                 slot,

@@ -112,7 +112,7 @@ struct Args {
     #[arg(long)]
     no_db: bool,
 
-    /// Task transcripts kept beside the store; the oldest are deleted first.
+    /// Task transcripts kept beside the store; the oldest are deleted first (0: none kept).
     #[arg(long, default_value_t = 2000)]
     keep_transcripts: usize,
 

@@ -22,14 +22,12 @@ pub enum SchedulerMsg {
     Submit(TaskSpec, RpcReplyPort<Result<TaskId, PoolError>>),
     /// Queue several tasks at once: all are accepted, or none.
     SubmitMany(Vec<TaskSpec>, RpcReplyPort<Result<Vec<TaskId>, PoolError>>),
-    /// The store committed new tasks (or could not): queue them and answer their caller.
-    Persisted {
+    /// The store could not record new tasks (their caller was refused): end them.
+    NotPersisted {
         /// The tasks.
         ids: Vec<TaskId>,
-        /// Their submitter.
-        reply: SubmitReply,
-        /// Whether they are durable.
-        result: Result<(), String>,
+        /// Why.
+        reason: String,
     },
     /// A build's branch was checked after its turn: the task ends with this outcome.
     BuildChecked {
@@ -196,7 +194,7 @@ impl fmt::Debug for SchedulerMsg {
         let name = match self {
             SchedulerMsg::Submit(..) => "Submit",
             SchedulerMsg::SubmitMany(..) => "SubmitMany",
-            SchedulerMsg::Persisted { .. } => "Persisted",
+            SchedulerMsg::NotPersisted { .. } => "NotPersisted",
             SchedulerMsg::BuildChecked { .. } => "BuildChecked",
             SchedulerMsg::Get(..) => "Get",
             SchedulerMsg::Wait(..) => "Wait",

@@ -25,16 +25,26 @@ fn new_task_id() -> TaskId {
 }
 
 impl SchedulerState {
-    /// Queues `specs` if every one is acceptable; none otherwise. With a store the answer
-    /// waits until the tasks are durable (the scheduler does not: it goes on meanwhile).
+    /// Queues `specs` if every one is acceptable; none otherwise. With a store the caller
+    /// is answered by the store's thread once the tasks are committed, so an id is never
+    /// returned before its task is durable; the scheduler does not wait for that, and the
+    /// tasks may start meanwhile. Should the commit fail, the caller gets the error and the
+    /// tasks are stopped ([`SchedulerMsg::NotPersisted`]).
     pub(super) fn accept(&mut self, specs: Vec<TaskSpec>, reply: SubmitReply) {
         if let Err(e) = self.check(&specs) {
             reply.send(Err(e));
             return;
         }
         let ids: Vec<TaskId> = specs.into_iter().map(|spec| self.enqueue(spec)).collect();
+        for id in &ids {
+            self.queue.push_back(id.clone());
+            self.events.publish(PoolEvent::Task {
+                id: id.clone(),
+                status: TaskStatus::Pending,
+            });
+        }
         let Some(store) = self.store.clone() else {
-            self.confirm(ids, reply, Ok(()));
+            reply.send(Ok(ids));
             return;
         };
         let rows = ids
@@ -44,10 +54,34 @@ impl SchedulerState {
         let me = self.myself.clone();
         store.write_then(
             rows,
-            Box::new(move |result| {
-                let _ = me.cast(SchedulerMsg::Persisted { ids, reply, result });
+            Box::new(move |result| match result {
+                Ok(()) => reply.send(Ok(ids)),
+                Err(e) => {
+                    reply.send(Err(PoolError::Refused(e.clone())));
+                    let _ = me.cast(SchedulerMsg::NotPersisted { ids, reason: e });
+                }
             }),
         );
+    }
+
+    /// The store could not record these tasks, whose caller was refused: they end at once
+    /// (a running one is stopped like a cancel).
+    pub(super) fn on_not_persisted(&mut self, ids: Vec<TaskId>, reason: &str) {
+        let why = format!("the store could not record the task: {reason}");
+        for id in ids {
+            match self.tasks.get(&id).map(|r| r.is_running()) {
+                Some(true) => self.stop_running(&id, TaskStatus::Failed, why.clone()),
+                Some(false) => {
+                    self.queue.retain(|q| q != &id);
+                    self.finalize(
+                        &id,
+                        TaskOutcome::unbilled(TaskStatus::Failed, why.clone()),
+                        None,
+                    );
+                }
+                None => {}
+            }
+        }
     }
 
     fn check(&self, specs: &[TaskSpec]) -> Result<(), PoolError> {
@@ -79,42 +113,7 @@ impl SchedulerState {
         Ok(())
     }
 
-    /// The tasks are durable (or could not be made so): queue them and answer the caller,
-    /// or forget them and refuse.
-    pub(super) fn confirm(
-        &mut self,
-        ids: Vec<TaskId>,
-        reply: SubmitReply,
-        result: Result<(), String>,
-    ) {
-        if let Err(e) = result {
-            for id in &ids {
-                if let Some(r) = self.tasks.remove(id)
-                    && let Some(t) = r.queue_timer
-                {
-                    t.abort();
-                }
-            }
-            reply.send(Err(PoolError::Refused(e)));
-            return;
-        }
-        for id in &ids {
-            let Some(r) = self.tasks.get(id) else {
-                continue;
-            };
-            if !matches!(r.state, TaskState::Pending) {
-                continue; // timed out meanwhile
-            }
-            self.queue.push_back(id.clone());
-            self.events.publish(PoolEvent::Task {
-                id: id.clone(),
-                status: TaskStatus::Pending,
-            });
-        }
-        reply.send(Ok(ids));
-    }
-
-    /// Creates the record of a new task; it is queued once [`Self::confirm`]ed.
+    /// Creates the record of a new task (not queued yet).
     pub(super) fn enqueue(&mut self, spec: TaskSpec) -> TaskId {
         let id = new_task_id();
         let timeout = spec.timeout.unwrap_or(self.config.default_timeout);

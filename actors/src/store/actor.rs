@@ -134,7 +134,44 @@ pub fn start(db: Db) -> std::io::Result<(StoreWriter, JoinHandle<()>)> {
     Ok((StoreWriter { tx, failure, path }, join))
 }
 
+/// Committed writes between two checkpoints.
+const CHECKPOINT_EVERY: usize = 1000;
+
+/// The checkpointer: copies the WAL into the database when the writer says enough was
+/// committed, on a connection and thread of its own, so the writer's commits never wait on
+/// the fsync a checkpoint does. Ends with the writer.
+fn start_checkpointer(db: &Db) -> Option<mpsc::SyncSender<()>> {
+    let conn = match db.split_checkpoints() {
+        Ok(Some(c)) => c,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoints stay on the store's writer");
+            return None;
+        }
+    };
+    let (tx, rx) = mpsc::sync_channel::<()>(1);
+    let spawned = std::thread::Builder::new()
+        .name("claude-pool-checkpoint".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                if let Err(e) = super::db::checkpoint(&conn) {
+                    tracing::warn!(error = %e, "a store checkpoint failed; the next one retries");
+                }
+            }
+            let _ = super::db::checkpoint(&conn);
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the checkpointer");
+            None
+        }
+    }
+}
+
 fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>) {
+    let checkpointer = start_checkpointer(&db);
+    let mut since_checkpoint = 0usize;
     let mut writes: Vec<Write> = Vec::new();
     let mut thens: Vec<Completion> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -154,7 +191,15 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>) {
                 next = rx.try_recv().ok();
             }
         }
+        since_checkpoint += writes.len();
         commit(&mut db, &mut writes, &mut thens, failure);
+        if since_checkpoint >= CHECKPOINT_EVERY
+            && let Some(c) = &checkpointer
+        {
+            // A checkpoint already asked for covers this one too.
+            let _ = c.try_send(());
+            since_checkpoint = 0;
+        }
     }
     commit(&mut db, &mut writes, &mut thens, failure);
 }

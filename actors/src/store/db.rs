@@ -63,6 +63,19 @@ impl Db {
         self.conn.execute_batch(sql)
     }
 
+    /// Hands checkpoints to another connection: this one no longer copies the WAL into
+    /// the database (and fsyncs it) when the WAL grows, so its commits never wait on that.
+    /// The returned connection is for [`checkpoint`]; `None` in memory.
+    pub fn split_checkpoints(&self) -> rusqlite::Result<Option<Connection>> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let other = Connection::open(path)?;
+        other.busy_timeout(std::time::Duration::from_millis(5000))?;
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(Some(other))
+    }
+
     /// Opens (creating if absent) the store at `path` and applies the crash rule.
     ///
     /// `pid` is written into the lock file so that a second server can say who holds it.
@@ -207,4 +220,10 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Copies what the WAL holds into the database without blocking writers (a passive
+/// checkpoint); run on the connection [`Db::split_checkpoints`] returned.
+pub fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }

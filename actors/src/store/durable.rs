@@ -53,7 +53,7 @@ impl Durable {
                 StoreLocation::Memory => Db::open_memory(),
             }
             .map_err(|e| e.to_string())?;
-            let transcripts = match location.beside("transcripts") {
+            let transcripts = match location.beside("transcripts").filter(|_| keep > 0) {
                 Some(dir) => Some(Transcripts::open(&dir, keep).map_err(|e| {
                     format!(
                         "cannot use the transcripts directory {}: {e}",
