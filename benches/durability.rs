@@ -41,14 +41,26 @@ fn p50_p99(name: &str, v: &[Duration]) {
 }
 
 async fn mcp_submits(server: &Server) -> Vec<Duration> {
+    submits(server, "MOCK_TEXT:").await
+}
+
+/// Submissions that only queue: both slots are busy for the whole measurement, so nothing
+/// but the submission itself (and its insert) is measured.
+async fn mcp_queued_submits(server: &Server) -> Vec<Duration> {
+    for _ in 0..2 {
+        server
+            .call_ok("pool_submit", json!({ "prompt": "MOCK_SLEEP:600" }))
+            .await;
+    }
+    submits(server, "MOCK_SLEEP:600").await
+}
+
+async fn submits(server: &Server, prompt: &str) -> Vec<Duration> {
     let mut out = Vec::with_capacity(SUBMITS);
     for i in 0..SUBMITS + 50 {
         let t = Instant::now();
         let r = server
-            .call_ok(
-                "pool_submit",
-                json!({ "prompt": format!("MOCK_TEXT: {i}") }),
-            )
+            .call_ok("pool_submit", json!({ "prompt": format!("{prompt} {i}") }))
             .await;
         if i >= 50 {
             out.push(t.elapsed());
@@ -106,6 +118,18 @@ async fn latency() {
     let (server, _s) = mcp_server(&["--no-db"]).await;
     let in_memory = mcp_submits(&server).await;
     server.close().await;
+    let (server, _s) = mcp_server(&[]).await;
+    let queued_file = mcp_queued_submits(&server).await;
+    server.close().await;
+    let (server, _s) = mcp_server(&["--no-db"]).await;
+    let queued_memory = mcp_queued_submits(&server).await;
+    server.close().await;
+    p50_p99("MCP pool_submit into busy slots, store file", &queued_file);
+    p50_p99("MCP pool_submit into busy slots, in memory", &queued_memory);
+    println!(
+        "  ratio p99 file / memory (queued): {:.2}",
+        ms(pct(&queued_file, 0.99)) / ms(pct(&queued_memory, 0.99))
+    );
     p50_p99("MCP pool_submit, store file + transcripts", &with_file);
     p50_p99(
         "MCP pool_submit, store file, no transcripts",

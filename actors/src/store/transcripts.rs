@@ -3,32 +3,55 @@
 //!
 //! Writing happens on a thread of its own ([`Transcripts::writer`]) so that a slow disk never
 //! holds up the slot reading Claude's output: [`TranscriptSink::line`] only sends on an
-//! unbounded channel. The thread keeps a buffered file per open task (at most
-//! [`MAX_OPEN`], least recently used closed first), and every [`PRUNE_EVERY`] closes deletes
-//! the oldest transcripts beyond `keep`. An I/O error is logged once per task and the lines
-//! it affects are lost; the thread never panics. It ends when every sink is dropped.
+//! unbounded channel (a valid task id travels inline, so a line costs no allocation beyond its
+//! own bytes). The thread keeps a buffered file per open task (at most [`MAX_OPEN`], least
+//! recently used closed first). An I/O error is logged once per task and the lines it affects
+//! are lost; the thread never panics. It ends when every sink is dropped.
+//!
+//! Retention is incremental. [`Transcripts::open`] lists the directory once, deletes the
+//! oldest transcripts (by modification time, then name) beyond `keep`, and remembers the rest,
+//! oldest first. The writer starts from that list and never lists the directory again: a
+//! task's first line creates its file and counts it (a task known already, say one written to
+//! again after its close, reopens its file and is not counted twice), each close of a file
+//! makes that transcript the newest, and whenever more than `keep` are known the oldest closed
+//! ones are deleted, one `remove_file` each. A file that is open is never deleted (one the LRU
+//! closed is closed, as before). Files put in the directory by anything else after `open` are
+//! not counted.
 
 mod writer;
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
-use writer::{Cmd, Writer};
+use writer::{Cmd, TaskId, Writer};
 
 /// Most transcript files the writer keeps open at once.
 pub const MAX_OPEN: usize = 64;
-/// The writer prunes old transcripts after this many closes.
-pub const PRUNE_EVERY: u64 = 64;
+/// Longest valid task id, in bytes.
+const MAX_ID_LEN: usize = 64;
 
 /// The transcript directory and how many transcripts it keeps.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Transcripts {
     /// Where the `.ndjson` files live.
     dir: PathBuf,
-    /// How many transcripts survive a prune (the newest).
+    /// How many transcripts are kept (the newest).
     keep: usize,
+    /// The task ids of the transcripts [`Transcripts::open`] kept, oldest first: where a
+    /// writer's retention list starts.
+    found: Arc<[Arc<str>]>,
+}
+
+impl std::fmt::Debug for Transcripts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcripts")
+            .field("dir", &self.dir)
+            .field("keep", &self.keep)
+            .field("found", &self.found.len())
+            .finish()
+    }
 }
 
 /// A slice of one transcript, as [`Transcripts::read`] returns it.
@@ -54,13 +77,14 @@ pub struct TranscriptSink {
 
 impl Transcripts {
     /// Creates `dir` if needed and deletes the oldest transcripts (by modification time,
-    /// then name) beyond `keep`.
+    /// then name) beyond `keep`. This is the only time the directory is listed.
     pub fn open(dir: &Path, keep: usize) -> std::io::Result<Transcripts> {
         std::fs::create_dir_all(dir)?;
-        writer::prune(dir, keep, |_| false)?;
+        let found = writer::scan(dir, keep)?;
         Ok(Transcripts {
             dir: dir.to_owned(),
             keep,
+            found: found.into(),
         })
     }
 
@@ -74,12 +98,16 @@ impl Transcripts {
         transcript_path(&self.dir, task_id)
     }
 
-    /// Starts the writer thread.
+    /// Starts the writer thread, its retention list seeded with what [`Transcripts::open`]
+    /// kept.
+    ///
+    /// Start one writer per `open`: a second one would not know the files the first created,
+    /// and the two would not spare each other's open files.
     ///
     /// If the thread cannot be spawned, that is logged and the sink's lines are dropped.
     pub fn writer(&self) -> TranscriptSink {
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(self.dir.clone(), self.keep);
+        let writer = Writer::new(self.dir.clone(), self.keep, &self.found);
         let spawned = std::thread::Builder::new()
             .name("transcripts".into())
             .spawn(move || writer.run(rx));
@@ -137,7 +165,7 @@ impl TranscriptSink {
     pub fn line(&self, task_id: &str, line: Vec<u8>) {
         // A send fails only when the writer thread is gone; the line is lost, as documented.
         let _ = self.tx.send(Cmd::Line {
-            task: task_id.to_owned(),
+            task: TaskId::new(task_id),
             line,
         });
     }
@@ -145,7 +173,7 @@ impl TranscriptSink {
     /// Flushes and closes the task's file.
     pub fn close(&self, task_id: &str) {
         let _ = self.tx.send(Cmd::Close {
-            task: task_id.to_owned(),
+            task: TaskId::new(task_id),
         });
     }
 
@@ -161,7 +189,7 @@ impl TranscriptSink {
 
 /// Whether `id` is [A-Za-z0-9_-]{1,64}: safe as a file name, whatever a client sends.
 pub fn valid_task_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
+    (1..=MAX_ID_LEN).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

@@ -211,8 +211,10 @@ pub fn run(mut runner: Runner) -> i32 {
         }
         let r = runner.run_turn(&prompt);
         rc = i32::from(r.get("is_error") == Some(&Value::Bool(true)));
-        runner.emit(r);
+        // The conversation is on disk before its result is printed, as the real CLI's
+        // transcript is: a caller that read the result can resume it at once.
         runner.st.save();
+        runner.emit(r);
         if sh.ended() {
             break;
         }

@@ -106,24 +106,104 @@ fn open_keeps_exactly_the_newest_transcripts() {
     assert_eq!(names(dir.path()), ["notes.txt"]);
 }
 
+/// Writes `<name>.ndjson` in `dir`, `age` old.
+fn old_transcript(dir: &Path, name: &str, age: Duration) {
+    let path = dir.join(format!("{name}.ndjson"));
+    std::fs::write(&path, b"{}\n").expect("write");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    file.set_modified(SystemTime::now() - age)
+        .expect("set mtime");
+}
+
+fn ndjson(names: &[&str]) -> Vec<String> {
+    let mut files: Vec<String> = names.iter().map(|n| format!("{n}.ndjson")).collect();
+    files.sort();
+    files
+}
+
 #[test]
-fn writer_prunes_beyond_keep_after_64_closes() {
+fn writer_keeps_exactly_the_newest_transcripts_after_each_new_one() {
     let dir = TempDir::new("writer-prune");
+    // Found by open, oldest first: "z" then "y" (name order would say otherwise).
+    old_transcript(dir.path(), "z", Duration::from_secs(7200));
+    old_transcript(dir.path(), "y", Duration::from_secs(3600));
     let transcripts = Transcripts::open(dir.path(), 5).expect("open");
+    // Not there at open: the writer never lists the directory, so never counts it.
+    std::fs::write(dir.path().join("later.ndjson"), b"{}\n").expect("write");
     let sink = transcripts.writer();
-    for i in 0..PRUNE_EVERY {
+    let mut all = vec!["z".to_owned(), "y".to_owned()];
+    for i in 0..20 {
         let id = format!("t{i:03}");
         sink.line(&id, b"{}".to_vec());
         sink.close(&id);
+        sink.flush();
+        all.push(id.clone());
+        let newest: Vec<&str> = all.iter().rev().take(5).map(String::as_str).collect();
+        let mut expected = ndjson(&newest);
+        expected.push("later.ndjson".to_owned());
+        expected.sort();
+        assert_eq!(names(dir.path()), expected, "after {id}");
+    }
+}
+
+#[test]
+fn writer_counts_a_task_reopened_after_its_close_once() {
+    let dir = TempDir::new("writer-reopen");
+    let transcripts = Transcripts::open(dir.path(), 3).expect("open");
+    let sink = transcripts.writer();
+    for id in ["a", "b", "c", "a"] {
+        sink.line(id, format!("{id} line").into_bytes());
+        sink.close(id);
     }
     sink.flush();
-    assert_eq!(names(dir.path()).len(), 5);
+    // Counted twice, "a" would have pushed the oldest out.
+    assert_eq!(names(dir.path()), ndjson(&["a", "b", "c"]));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a.ndjson")).expect("read"),
+        "a line\na line\n"
+    );
+    // Its second close made "a" the newest closed transcript: "b" goes first.
+    sink.line("d", b"d line".to_vec());
+    sink.close("d");
+    sink.flush();
+    assert_eq!(names(dir.path()), ndjson(&["a", "c", "d"]));
+}
+
+#[test]
+fn writer_never_deletes_an_open_transcript() {
+    let dir = TempDir::new("writer-open");
+    let transcripts = Transcripts::open(dir.path(), 1).expect("open");
+    let sink = transcripts.writer();
+    sink.line("long", b"first".to_vec());
+    for i in 0..5 {
+        let id = format!("t{i}");
+        sink.line(&id, b"{}".to_vec());
+        sink.close(&id);
+        sink.flush();
+        // "long" is open and fills the one place: each short one goes as it closes.
+        assert_eq!(names(dir.path()), ndjson(&["long"]), "after {id}");
+    }
+    sink.line("long", b"last".to_vec());
+    sink.close("long");
+    sink.flush();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("long.ndjson")).expect("read"),
+        "first\nlast\n"
+    );
+    sink.line("next", b"{}".to_vec());
+    sink.flush();
+    assert_eq!(names(dir.path()), ndjson(&["next"]));
 }
 
 #[test]
 fn writer_keeps_at_most_64_files_open_and_loses_no_line() {
     let dir = TempDir::new("lru");
-    let transcripts = Transcripts::open(dir.path(), 1000).expect("open");
+    // Exactly as many as are written: a file reopened after the LRU closed it must not be
+    // counted again (it would be deleted, and its lines lost).
+    let transcripts = Transcripts::open(dir.path(), MAX_OPEN + 6).expect("open");
     let sink = transcripts.writer();
     for round in 0..3 {
         for i in 0..(MAX_OPEN + 6) {

@@ -1,23 +1,66 @@
-//! The transcript writer thread: owns every open transcript file.
+//! The transcript writer thread: owns every open transcript file, and the retention list.
+//!
+//! Retention is incremental: [`scan`] lists the directory once (at [`super::Transcripts::open`]),
+//! and from then on the writer keeps the list of transcripts itself, oldest first, and deletes
+//! the oldest with one `remove_file` each whenever it knows of more than `keep`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::SystemTime;
 
-use super::{MAX_OPEN, PRUNE_EVERY, transcript_path, valid_task_id};
+use super::{MAX_ID_LEN, MAX_OPEN, transcript_path, valid_task_id};
 
 /// What a [`super::TranscriptSink`] asks of the writer thread.
 #[derive(Debug)]
 pub(super) enum Cmd {
     /// Append `line` and a newline to the task's transcript.
-    Line { task: String, line: Vec<u8> },
+    Line { task: TaskId, line: Vec<u8> },
     /// Flush and close the task's transcript.
-    Close { task: String },
+    Close { task: TaskId },
     /// Flush every open transcript, then answer.
     Flush(mpsc::SyncSender<()>),
+}
+
+/// A task id as a [`Cmd`] carries it: inline when it is no longer than a valid id can be, so
+/// sending a line allocates nothing.
+pub(super) enum TaskId {
+    /// The first `len` bytes of `bytes` are the id (whole UTF-8: copied from a `&str`).
+    Inline { len: u8, bytes: [u8; MAX_ID_LEN] },
+    /// A longer id (never a valid one; kept to name it in the log).
+    Heap(Box<str>),
+}
+
+impl TaskId {
+    pub(super) fn new(id: &str) -> TaskId {
+        match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= MAX_ID_LEN => {
+                let mut bytes = [0; MAX_ID_LEN];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                TaskId::Inline { len, bytes }
+            }
+            _ => TaskId::Heap(id.into()),
+        }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            // Never fails: the bytes are a whole `&str`.
+            TaskId::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            TaskId::Heap(id) => id,
+        }
+    }
+}
+
+impl fmt::Debug for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TaskId").field(&self.as_str()).finish()
+    }
 }
 
 /// One open transcript.
@@ -27,29 +70,61 @@ struct Open {
     used: u64,
 }
 
+impl Open {
+    fn write(&mut self, line: &[u8], tick: u64) -> std::io::Result<()> {
+        self.used = tick;
+        self.out.write_all(line)?;
+        self.out.write_all(b"\n")
+    }
+}
+
 /// The writer thread's state.
+///
+/// Every transcript the writer knows (found by [`scan`], or created since) is a key of
+/// `known`; `known.len()` is the count held against `keep`. A transcript's age is when its
+/// file was last closed (which is about its modification time, the order [`scan`] uses): each
+/// close pushes a `(name, stamp)` entry on `order` and records the stamp in `known`, so an
+/// older entry of the same name is stale and skipped when it comes up. An open file has no
+/// entry that counts (it gets one when it closes) and is never deleted.
 pub(super) struct Writer {
     dir: PathBuf,
     keep: usize,
-    open: HashMap<String, Open>,
+    /// Keyed by the same `Arc` as `known`, so a task costs one name allocation.
+    open: HashMap<Arc<str>, Open>,
     /// Counts commands; the LRU clock.
     tick: u64,
-    /// Closes since the last prune.
-    closes: u64,
+    /// Every transcript on disk this writer knows -> the stamp of its live `order` entry
+    /// (0: none yet, it is open and was never closed).
+    known: HashMap<Arc<str>, u64>,
+    /// Closed transcripts, oldest first; an entry whose stamp is not its name's in `known`
+    /// is stale.
+    order: VecDeque<(Arc<str>, u64)>,
+    /// The last stamp handed out.
+    stamp: u64,
     /// Tasks whose I/O error was already logged (cleared on close).
     warned: HashSet<String>,
 }
 
 impl Writer {
-    pub(super) fn new(dir: PathBuf, keep: usize) -> Writer {
-        Writer {
+    /// A writer for `dir` that knows `found` (oldest first), as [`scan`] returned it.
+    pub(super) fn new(dir: PathBuf, keep: usize, found: &[Arc<str>]) -> Writer {
+        let mut writer = Writer {
             dir,
             keep,
             open: HashMap::new(),
             tick: 0,
-            closes: 0,
+            known: HashMap::with_capacity(found.len()),
+            order: VecDeque::with_capacity(found.len()),
+            stamp: 0,
             warned: HashSet::new(),
+        };
+        for name in found {
+            writer.stamp += 1;
+            writer.known.insert(Arc::clone(name), writer.stamp);
+            writer.order.push_back((Arc::clone(name), writer.stamp));
         }
+        writer.enforce_keep();
+        writer
     }
 
     /// Serves commands until every sender is gone, then flushes what is open.
@@ -57,8 +132,8 @@ impl Writer {
         while let Ok(cmd) = rx.recv() {
             self.tick += 1;
             match cmd {
-                Cmd::Line { task, line } => self.on_line(task, &line),
-                Cmd::Close { task } => self.on_close(&task),
+                Cmd::Line { task, line } => self.on_line(task.as_str(), &line),
+                Cmd::Close { task } => self.on_close(task.as_str()),
                 Cmd::Flush(done) => {
                     self.flush_all();
                     let _ = done.send(());
@@ -68,60 +143,29 @@ impl Writer {
         self.flush_all();
     }
 
-    fn on_line(&mut self, task: String, line: &[u8]) {
-        if !self.open.contains_key(&task) {
-            let Some(file) = self.create(&task) else {
-                return;
-            };
-            if self.open.len() >= MAX_OPEN {
-                self.close_least_recent();
-            }
-            self.open.insert(
-                task.clone(),
-                Open {
-                    out: BufWriter::new(file),
-                    used: 0,
-                },
-            );
-        }
+    fn on_line(&mut self, task: &str, line: &[u8]) {
         let tick = self.tick;
-        let Some(open) = self.open.get_mut(&task) else {
-            return;
+        let written = match self.open.get_mut(task) {
+            Some(open) => open.write(line, tick),
+            None => match self.open_file(task) {
+                Some(open) => open.write(line, tick),
+                None => return,
+            },
         };
-        open.used = tick;
-        let written = open
-            .out
-            .write_all(line)
-            .and_then(|()| open.out.write_all(b"\n"));
         if let Err(e) = written {
-            self.open.remove(&task);
-            self.warn(&task, "cannot write", &e);
+            self.warn(task, "cannot write", &e);
+            self.close_file(task);
         }
     }
 
     fn on_close(&mut self, task: &str) {
-        if let Some(mut open) = self.open.remove(task)
-            && let Err(e) = open.out.flush()
-        {
-            self.warn(task, "cannot write", &e);
-        }
+        self.close_file(task);
         self.warned.remove(task);
-        self.closes += 1;
-        if self.closes >= PRUNE_EVERY {
-            self.closes = 0;
-            let open = &self.open;
-            let protected = |name: &str| {
-                name.strip_suffix(".ndjson")
-                    .is_some_and(|id| open.contains_key(id))
-            };
-            if let Err(e) = prune(&self.dir, self.keep, protected) {
-                tracing::warn!(dir = %self.dir.display(), "cannot prune transcripts: {e}");
-            }
-        }
     }
 
-    /// Opens the task's file for appending, or logs why not.
-    fn create(&mut self, task: &str) -> Option<File> {
+    /// Opens the task's file for appending (creating it, and counting it, when the task is
+    /// not known yet), or logs why not.
+    fn open_file(&mut self, task: &str) -> Option<&mut Open> {
         let Some(path) = transcript_path(&self.dir, task) else {
             if self.warned.insert(task.to_owned()) {
                 tracing::warn!(
@@ -131,11 +175,83 @@ impl Writer {
             }
             return None;
         };
-        match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(file) => Some(file),
+        let file = match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(file) => file,
             Err(e) => {
                 self.warn(task, "cannot open", &e);
-                None
+                return None;
+            }
+        };
+        let (name, created) = match self.known.get_key_value(task) {
+            Some((name, _)) => (Arc::clone(name), false),
+            None => (Arc::<str>::from(task), true),
+        };
+        // In `open` (and the most recently used) before anything else is closed or deleted,
+        // so that neither can pick this file.
+        self.open.insert(
+            Arc::clone(&name),
+            Open {
+                out: BufWriter::new(file),
+                used: self.tick,
+            },
+        );
+        if self.open.len() > MAX_OPEN {
+            self.close_least_recent();
+        }
+        if created {
+            self.known.insert(name, 0);
+            self.enforce_keep();
+        }
+        self.open.get_mut(task)
+    }
+
+    /// Flushes and closes the task's file, if it is open; it becomes the newest closed
+    /// transcript.
+    fn close_file(&mut self, task: &str) {
+        let Some((name, mut open)) = self.open.remove_entry(task) else {
+            return;
+        };
+        let flushed = open.out.flush();
+        drop(open);
+        if let Err(e) = flushed {
+            self.warn(task, "cannot write", &e);
+        }
+        self.stamp += 1;
+        let stamp = self.stamp;
+        self.known.insert(Arc::clone(&name), stamp);
+        self.order.push_back((name, stamp));
+        // Stale entries pile up as files close more than once (LRU); drop them before they
+        // outnumber the live ones (amortised O(1) a close).
+        if self.order.len() > 2 * self.known.len() + MAX_OPEN {
+            let known = &self.known;
+            self.order
+                .retain(|(name, stamp)| known.get(&**name) == Some(stamp));
+        }
+        self.enforce_keep();
+    }
+
+    /// Deletes the oldest closed transcripts while more than `keep` are known.
+    ///
+    /// Every entry is popped at most once: a stale one is dropped, so is the entry of a file
+    /// that is open again (it is spared, and gets a new entry when it closes).
+    fn enforce_keep(&mut self) {
+        while self.known.len() > self.keep {
+            let Some((name, stamp)) = self.order.pop_front() else {
+                return;
+            };
+            if self.known.get(&*name) != Some(&stamp) || self.open.contains_key(&*name) {
+                continue;
+            }
+            self.known.remove(&*name);
+            if let Some(path) = transcript_path(&self.dir, &name) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        file = %path.display(),
+                        "cannot delete an old transcript (no longer counted): {e}"
+                    ),
+                }
             }
         }
     }
@@ -145,12 +261,9 @@ impl Writer {
             .open
             .iter()
             .min_by_key(|(_, open)| open.used)
-            .map(|(t, _)| t.clone());
-        if let Some(task) = oldest
-            && let Some(mut open) = self.open.remove(&task)
-            && let Err(e) = open.out.flush()
-        {
-            self.warn(&task, "cannot write", &e);
+            .map(|(task, _)| Arc::clone(task));
+        if let Some(task) = oldest {
+            self.close_file(&task);
         }
     }
 
@@ -158,12 +271,12 @@ impl Writer {
         let mut failed = Vec::new();
         for (task, open) in &mut self.open {
             if let Err(e) = open.out.flush() {
-                failed.push((task.clone(), e));
+                failed.push((Arc::clone(task), e));
             }
         }
         for (task, e) in failed {
-            self.open.remove(&task);
             self.warn(&task, "cannot write", &e);
+            self.close_file(&task);
         }
     }
 
@@ -179,14 +292,10 @@ impl Writer {
     }
 }
 
-/// Deletes the oldest transcripts in `dir` (by modification time, then name) beyond `keep`,
-/// sparing files `protected` names (they are being written). Only `<valid id>.ndjson` files
-/// count; a file that cannot be deleted is logged and skipped.
-pub(super) fn prune(
-    dir: &Path,
-    keep: usize,
-    protected: impl Fn(&str) -> bool,
-) -> std::io::Result<()> {
+/// Lists `dir` once: deletes the oldest transcripts (by modification time, then name) beyond
+/// `keep` and returns the task ids of the others, oldest first. Only `<valid id>.ndjson`
+/// files count; a file that cannot be deleted is logged and no longer counted.
+pub(super) fn scan(dir: &Path, keep: usize) -> std::io::Result<Vec<Arc<str>>> {
     let mut found: Vec<(SystemTime, String)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -203,19 +312,21 @@ pub(super) fn prune(
             found.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), name));
         }
     }
-    if found.len() <= keep {
-        return Ok(());
-    }
+    // By file name on a tie, as before; the ids are the names without ".ndjson".
     found.sort();
-    let excess = found.len() - keep;
-    for (_, name) in found.into_iter().take(excess) {
-        if protected(&name) {
+    let excess = found.len().saturating_sub(keep);
+    let mut kept = Vec::with_capacity(found.len() - excess);
+    for (i, (_, name)) in found.into_iter().enumerate() {
+        if i >= excess {
+            kept.push(Arc::from(name.strip_suffix(".ndjson").unwrap_or(&name)));
             continue;
         }
         let path = dir.join(&name);
-        if let Err(e) = std::fs::remove_file(&path) {
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != ErrorKind::NotFound
+        {
             tracing::warn!(file = %path.display(), "cannot delete an old transcript: {e}");
         }
     }
-    Ok(())
+    Ok(kept)
 }
