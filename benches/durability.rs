@@ -316,11 +316,13 @@ async fn crashes() {
 }
 
 async fn fan_out() {
-    println!("5. pool_fan_out of 128 instant prompts on 16 slots: store file vs in memory");
-    let runs: [(&str, &[&str]); 2] = [
+    println!("5. pool_fan_out of 128 instant prompts on 16 slots, the three servers taking turns");
+    let runs: [(&str, &[&str]); 3] = [
         ("store file + transcripts", &[]),
+        ("store file, no transcripts", &["--keep-transcripts", "0"]),
         ("store in memory (--no-db)", &["--no-db"]),
     ];
+    let mut servers = Vec::new();
     for (name, args) in runs {
         let state = Scratch::new("bench-fanout");
         let server = Server::start(
@@ -330,8 +332,10 @@ async fn fan_out() {
         )
         .await;
         server.wait_ready().await;
-        let mut walls = Vec::new();
-        for round in 0..12 {
+        servers.push((name, server, state, Vec::new()));
+    }
+    for round in 0..12 {
+        for (_, server, _, walls) in servers.iter_mut() {
             let prompts: Vec<String> = (0..128)
                 .map(|i| format!("MOCK_TEXT: {round}-{i}"))
                 .collect();
@@ -344,6 +348,8 @@ async fn fan_out() {
             }
             assert_eq!(r["completed"], 128);
         }
+    }
+    for (name, server, _state, walls) in servers {
         server.close().await;
         let m = median(&walls);
         println!(
