@@ -26,6 +26,8 @@ pub enum FrontendTransport {
     Stdio,
     /// An in-memory stream, for tests and embedding.
     Duplex(tokio::io::DuplexStream),
+    /// Streamable HTTP at `/mcp` (and `/health`) on a bound listener, many clients at once.
+    Http(crate::http::HttpOptions),
 }
 
 /// What the front-end starts with.
@@ -73,13 +75,25 @@ impl Actor for FrontendActor {
         args: FrontendArgs,
     ) -> Result<FrontendState, ActorProcessingErr> {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = PoolServer::new(args.pool);
+        let pool = args.pool;
         let serving = tokio::spawn(async move {
             let served = match args.transport {
                 FrontendTransport::Stdio => {
+                    let server = PoolServer::new(pool);
                     serve(server, rmcp::transport::stdio_pipes(), stop_rx).await
                 }
-                FrontendTransport::Duplex(stream) => serve(server, stream, stop_rx).await,
+                FrontendTransport::Duplex(stream) => {
+                    serve(PoolServer::new(pool), stream, stop_rx).await
+                }
+                FrontendTransport::Http(options) => {
+                    let token = tokio_util::sync::CancellationToken::new();
+                    let stop_http = token.clone();
+                    tokio::spawn(async move {
+                        let _ = stop_rx.await;
+                        stop_http.cancel();
+                    });
+                    crate::http::serve(pool, options, token).await
+                }
             };
             let _ = myself.cast(FrontendMsg::TransportClosed(served));
         });

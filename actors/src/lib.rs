@@ -26,6 +26,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod frontend;
+pub mod http;
 pub mod ledger;
 pub mod mcp;
 pub mod pool;

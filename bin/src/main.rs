@@ -130,6 +130,32 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     allowed_tools: Option<Vec<String>>,
 
+    /// Serve MCP over Streamable HTTP at /mcp (and GET /health) instead of stdio; many
+    /// clients share the pool.
+    #[arg(long)]
+    http: bool,
+
+    /// The HTTP port (0: any free one; the log says which).
+    #[arg(long, env = "CLAUDE_MCP_PORT", default_value_t = 3101)]
+    port: u16,
+
+    /// The address to listen on; anything but loopback needs --http-token.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+
+    /// Require `Authorization: Bearer <token>` on every HTTP request.
+    #[arg(long, env = "CLAUDE_POOL_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
+
+    /// Read the HTTP token from this file (its first line).
+    #[arg(long, conflicts_with = "http_token")]
+    http_token_file: Option<PathBuf>,
+
+    /// A host name HTTP clients may use besides the loopback ones (repeatable), for a
+    /// non-loopback --bind.
+    #[arg(long = "allowed-host")]
+    allowed_hosts: Vec<String>,
+
     /// Log filter (error, warn, info, debug, trace, or tracing directives). The default also
     /// logs every stdin line that is not a JSON-RPC message and was dropped.
     #[arg(
@@ -248,6 +274,42 @@ fn resolve_program(program: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// With `--http`: the bound listener and its rules. A non-loopback address needs a token.
+fn http_options(args: &Args) -> anyhow::Result<Option<claude_pool::http::HttpOptions>> {
+    if !args.http {
+        return Ok(None);
+    }
+    let token = match &args.http_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read --http-token-file {}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        ),
+        None => args.http_token.clone(),
+    };
+    if token.as_deref().is_some_and(str::is_empty) {
+        bail!("the HTTP token is empty");
+    }
+    if !args.bind.is_loopback() && token.is_none() {
+        bail!(
+            "--bind {} is reachable from other machines: give --http-token (or --http-token-file) so that only your clients can use the pool",
+            args.bind
+        );
+    }
+    let addr = std::net::SocketAddr::new(args.bind, args.port);
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(Some(claude_pool::http::HttpOptions {
+        listener: std::sync::Arc::new(listener),
+        token,
+        allowed_hosts: args.allowed_hosts.clone(),
+    }))
+}
+
 /// The server's own recursion depth: `CLAUDE_MCP_DEPTH` of its environment (0 when unset).
 fn own_depth() -> anyhow::Result<u32> {
     match std::env::var("CLAUDE_MCP_DEPTH") {
@@ -261,6 +323,10 @@ fn own_depth() -> anyhow::Result<u32> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let claude_bin = resolve_program(&args.claude_bin)?;
+    let transport = match http_options(&args)? {
+        Some(options) => FrontendTransport::Http(options),
+        None => FrontendTransport::Stdio,
+    };
     let config = PoolConfig {
         slots: usize::from(args.slots),
         min_slots: usize::from(args.min_slots),
@@ -309,7 +375,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let pool = Pool::start(config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (frontend, serving) = FrontendActor::start(pool.clone(), FrontendTransport::Stdio)
+    if let FrontendTransport::Http(o) = &transport
+        && let Ok(addr) = o.listener.local_addr()
+    {
+        tracing::info!("listening on http://{addr}/mcp");
+    }
+    let (frontend, serving) = FrontendActor::start(pool.clone(), transport)
         .await
         .context("cannot start the MCP front-end")?;
 

@@ -16,6 +16,7 @@ mod context;
 mod drain;
 mod embedding;
 mod fanout;
+mod http;
 mod jobs;
 mod mcp;
 mod real_cli;

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod crash;
 pub mod git;
+pub mod http;
 pub mod procs;
 pub mod server;
 

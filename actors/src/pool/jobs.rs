@@ -334,6 +334,18 @@ impl Pool {
         })
     }
 
+    /// The store as `/health` shows it: where it is, and whether it writes.
+    pub fn store_health(&self) -> serde_json::Value {
+        match &self.durable.writer {
+            None => serde_json::json!({ "open": false }),
+            Some(w) => serde_json::json!({
+                "open": true,
+                "path": w.path().map(|p| p.display().to_string()),
+                "error": w.health(),
+            }),
+        }
+    }
+
     fn accepted(&self, id: TaskId) -> Result<JobAccepted, PoolError> {
         Ok(JobAccepted {
             job_id: id.0,

@@ -1,0 +1,304 @@
+//! MCP over Streamable HTTP, through rmcp's own server (`/mcp`), and `GET /health`.
+//!
+//! Safe by default: the listener is whatever the binary bound (loopback unless told
+//! otherwise, and a non-loopback bind needs a token); every request's `Host` must be a
+//! loopback name or one of the configured hosts, and a present `Origin` must match one of
+//! them, else 403 before any MCP processing; with a token, every request needs
+//! `Authorization: Bearer <token>` (compared in constant time, never logged), else 401.
+//! Bodies are bounded (413). Each client gets its own MCP session; they all share the pool,
+//! and one client's long `pool_run` never delays another's calls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::mcp::PoolServer;
+use crate::pool::Pool;
+
+/// The largest request body accepted (a 1.5 MB prompt fits several times).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// How the HTTP front-end serves.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// The bound listener.
+    pub listener: Arc<std::net::TcpListener>,
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
+    /// Host names accepted besides the loopback ones (for a non-loopback bind).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: say only whether there is one.
+        f.debug_struct("HttpOptions")
+            .field("listener", &self.listener.local_addr().ok())
+            .field("token", &self.token.is_some())
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+struct Guard {
+    token: Option<Arc<[u8]>>,
+    hosts: Arc<Vec<String>>,
+    port: u16,
+}
+
+/// The hosts every server answers to, with and without its port.
+fn loopback_hosts(port: u16, extra: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]", "::1"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    hosts.extend(extra.iter().cloned());
+    let with_port: Vec<String> = hosts.iter().map(|h| format!("{h}:{port}")).collect();
+    hosts.extend(with_port);
+    hosts
+}
+
+/// Equal without revealing where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+fn refuse(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+impl Guard {
+    fn host_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+            return false;
+        };
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    fn origin_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true; // not a browser
+        };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let Some(rest) = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+        else {
+            return false;
+        };
+        let host = rest.trim_end_matches('/');
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) && {
+            // An origin on another port of this host is another site.
+            host.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().ok() == Some(self.port))
+        }
+    }
+
+    fn token_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(want) = &self.token else {
+            return true;
+        };
+        let Some(got) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+        else {
+            return false;
+        };
+        match got.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                same(token.trim().as_bytes(), want)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// DNS-rebinding protection and authentication, before anything else sees the request.
+async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    if !g.host_ok(req.headers()) {
+        tracing::warn!("refused a request with a foreign Host (403)");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Forbidden: the Host header is not allowed\n",
+        );
+    }
+    if !g.origin_ok(req.headers()) {
+        tracing::warn!("refused a request with a foreign Origin (403)");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Forbidden: the Origin is not allowed\n",
+        );
+    }
+    if !g.token_ok(req.headers()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [
+                (header::WWW_AUTHENTICATE, "Bearer"),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            ],
+            "Unauthorized: send Authorization: Bearer <token>\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        "Not found: the pool serves /mcp and /health\n",
+    )
+}
+
+/// `GET /health`: liveness and readiness, 200 when the pool can take work, else 503.
+async fn health(State(pool): State<Pool>) -> Response {
+    let status = match pool.status().await {
+        Ok(s) => s,
+        Err(e) => {
+            let body = serde_json::json!({ "ok": false, "ready": false, "error": e.to_string() });
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        }
+    };
+    let ready_slots = status
+        .slots
+        .iter()
+        .filter(|s| s.status == claude_pool_protocol::SlotStatus::Idle || s.active_tasks > 0)
+        .count();
+    let store = pool.store_health();
+    let ready = status.running && status.refusing.is_none() && ready_slots > 0;
+    let body = serde_json::json!({
+        "ok": status.running,
+        "ready": ready,
+        "slots_ready": ready_slots,
+        "slots_total": status.slots.len(),
+        "store": store,
+        "budget_usd": status.budget_usd,
+        "spend_usd": status.spend_usd,
+        "budget_remaining": status.budget_remaining,
+        "refusing": status.refusing,
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+/// Serves `pool` on the options' listener until `stop` is cancelled; returns why it ended.
+pub async fn serve(pool: Pool, options: HttpOptions, stop: CancellationToken) -> String {
+    let listener = match options
+        .listener
+        .try_clone()
+        .and_then(|l| {
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+        .and_then(tokio::net::TcpListener::from_std)
+    {
+        Ok(l) => l,
+        Err(e) => return format!("cannot use the HTTP listener: {e}"),
+    };
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let port = addr.map_or(0, |a| a.port());
+    let hosts = loopback_hosts(port, &options.allowed_hosts);
+    let mcp_pool = pool.clone();
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts.clone())
+        .with_cancellation_token(stop.child_token())
+        .with_max_request_body_bytes(MAX_BODY_BYTES);
+    let mcp = StreamableHttpService::new(
+        move || Ok(PoolServer::new(mcp_pool.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let g = Guard {
+        token: options.token.map(|t| Arc::from(t.into_bytes())),
+        hosts: Arc::new(hosts),
+        port,
+    };
+    let app = Router::new()
+        .nest_service("/mcp", mcp)
+        .route("/health", axum::routing::get(health))
+        .fallback(not_found)
+        .with_state(pool)
+        .layer(middleware::from_fn_with_state(g, guard))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    tracing::info!(addr = ?addr, "serving MCP over HTTP at /mcp");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    match served {
+        Ok(()) => "stopped".into(),
+        Err(e) => format!("the HTTP server ended: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(token: Option<&str>) -> Guard {
+        Guard {
+            token: token.map(|t| Arc::from(t.as_bytes())),
+            hosts: Arc::new(loopback_hosts(3101, &[])),
+            port: 3101,
+        }
+    }
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn only_loopback_hosts_and_their_origins_pass() {
+        let g = guard(None);
+        assert!(g.host_ok(&headers(&[(header::HOST, "127.0.0.1:3101")])));
+        assert!(g.host_ok(&headers(&[(header::HOST, "localhost")])));
+        assert!(!g.host_ok(&headers(&[(header::HOST, "evil.example")])));
+        assert!(!g.host_ok(&headers(&[(header::HOST, "evil.example:3101")])));
+        assert!(!g.host_ok(&HeaderMap::new()));
+        assert!(g.origin_ok(&HeaderMap::new()));
+        assert!(g.origin_ok(&headers(&[(header::ORIGIN, "http://localhost:3101")])));
+        assert!(!g.origin_ok(&headers(&[(header::ORIGIN, "http://evil.example")])));
+        assert!(!g.origin_ok(&headers(&[(header::ORIGIN, "http://localhost:8080")])));
+        assert!(!g.origin_ok(&headers(&[(header::ORIGIN, "null")])));
+    }
+
+    #[test]
+    fn a_token_is_required_with_the_bearer_scheme_and_compared_whole() {
+        let g = guard(Some("s3cret"));
+        assert!(g.token_ok(&headers(&[(header::AUTHORIZATION, "Bearer s3cret")])));
+        assert!(g.token_ok(&headers(&[(header::AUTHORIZATION, "bearer s3cret")])));
+        assert!(!g.token_ok(&HeaderMap::new()));
+        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "Bearer s3cre")])));
+        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "Bearer s3cretX")])));
+        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "s3cret")])));
+        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "Basic s3cret")])));
+        assert!(guard(None).token_ok(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,166 @@
+//! The server over Streamable HTTP: DNS-rebinding protection, the bearer token, loopback by
+//! default, `/health`, and MCP sessions of several clients on one pool.
+
+use claude_pool_tests::http::HttpServer;
+use claude_pool_tests::server::start_refused;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_foreign_host_or_origin_is_refused_and_a_loopback_host_is_served() {
+    let server = HttpServer::start(1, &[]).await;
+    let health = server.request("GET", "/health", &[], "").await;
+    assert_eq!(health.status, 200, "{health:?}");
+    let h: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(h["ok"], true);
+    assert_eq!(h["slots_total"], 1);
+    assert_eq!(h["store"]["open"], true);
+    let local = server
+        .request("GET", "/health", &[("Host", "localhost")], "")
+        .await;
+    assert_eq!(local.status, 200);
+    let evil = server
+        .request("GET", "/health", &[("Host", "evil.example")], "")
+        .await;
+    assert_eq!(evil.status, 403, "{evil:?}");
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": { "name": "t", "version": "1" } } });
+    let r = server.post(None, &[("Host", "evil.example")], &init).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let r = server
+        .post(None, &[("Origin", "http://evil.example")], &init)
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let own = format!("http://{}", server.addr);
+    let r = server.post(None, &[("Origin", own.as_str())], &init).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_listener_is_bound_to_loopback_by_default() {
+    let server = HttpServer::start(1, &[]).await;
+    let port = format!("{:04X}", server.port());
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    // Listening sockets (state 0A) on our port: the local address must be 127.0.0.1.
+    let ours: Vec<&str> = tcp
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&format!(":{port}")) && f[3] == "0A"
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert!(
+        ours[0]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .starts_with("0100007F:"),
+        "{ours:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_non_loopback_bind_without_a_token_is_refused() {
+    let err = start_refused(
+        &[
+            "--http",
+            "--bind",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--claude-bin",
+            claude_pool_tests::fake_claude_bin().to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(err.contains("--http-token"), "{err}");
+}
+
+#[tokio::test]
+async fn with_a_token_every_request_needs_it_as_a_bearer() {
+    let server = HttpServer::start(1, &["--http-token", "s3cret-token"]).await;
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": { "name": "t", "version": "1" } } });
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret-token"),
+        Some("Basic s3cret-token"),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        let r = server.post(None, &headers, &init).await;
+        assert_eq!(r.status, 401, "{auth:?}: {r:?}");
+        assert!(
+            !server_log_has(&server, "s3cret-token"),
+            "the token was logged"
+        );
+    }
+    let health = server.request("GET", "/health", &[], "").await;
+    assert_eq!(health.status, 401);
+    let auth = [("Authorization", "Bearer s3cret-token")];
+    let session = server.session(&auth).await;
+    let r = server
+        .call(
+            &session,
+            &auth,
+            "pool_run",
+            json!({ "prompt": "MOCK_TEXT: over http" }),
+        )
+        .await;
+    assert_eq!(
+        r["result"]["structuredContent"]["output"], "over http",
+        "{r}"
+    );
+    server.stop().await;
+}
+
+fn server_log_has(server: &HttpServer, needle: &str) -> bool {
+    std::fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .contains(needle)
+}
+
+#[tokio::test]
+async fn clients_get_their_own_sessions_on_one_pool_and_a_long_call_delays_no_other() {
+    let server = HttpServer::start(2, &[]).await;
+    let a = server.session(&[]).await;
+    let b = server.session(&[]).await;
+    assert_ne!(a, b);
+    // A's long task runs while B runs, asks and reads.
+    let submitted = server
+        .call(&a, &[], "pool_submit", json!({ "prompt": "MOCK_SLEEP:30" }))
+        .await;
+    let long_id = submitted["result"]["structuredContent"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = server
+        .call(
+            &b,
+            &[],
+            "pool_run",
+            json!({ "prompt": "MOCK_TEXT: b's answer" }),
+        )
+        .await;
+    assert_eq!(r["result"]["structuredContent"]["output"], "b's answer");
+    // B sees A's task: one pool.
+    let seen = server
+        .call(&b, &[], "pool_result", json!({ "task_id": long_id }))
+        .await;
+    assert_eq!(
+        seen["result"]["structuredContent"]["status"], "running",
+        "{seen}"
+    );
+    let c = server
+        .call(&a, &[], "pool_cancel", json!({ "task_id": long_id }))
+        .await;
+    assert_eq!(c["result"]["structuredContent"]["status"], "cancelled");
+    let status = server.stop().await;
+    assert!(status.success(), "{status:?}");
+}
