@@ -141,6 +141,23 @@ pub fn to_error_data(e: PoolError) -> ErrorData {
     }
 }
 
+/// The header a nested Claude's MCP client sets with its own recursion depth.
+pub const DEPTH_HEADER: &str = "x-mcp-depth";
+
+impl PoolServer {
+    /// The recursion depth of a request: over HTTP the larger of its `x-mcp-depth` header
+    /// and the server's own depth; otherwise the server's own (`None`).
+    fn request_depth(&self, context: &RequestContext<RoleServer>) -> Option<u32> {
+        let header = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.headers.get(DEPTH_HEADER))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())?;
+        Some(header.max(self.pool.depth()))
+    }
+}
+
 /// `Ok(value)` as structured content, an error through [`fail`].
 fn answer<T: Serialize>(r: Result<T, PoolError>) -> Result<CallToolResult, ErrorData> {
     match r {

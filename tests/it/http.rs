@@ -8,6 +8,11 @@ use serde_json::json;
 #[tokio::test]
 async fn a_foreign_host_or_origin_is_refused_and_a_loopback_host_is_served() {
     let server = HttpServer::start(1, &[]).await;
+    // Ready (200) once a slot is warm; until then /health answers 503.
+    let session = server.session(&[]).await;
+    server
+        .call(&session, &[], "pool_status", json!({ "wait_ready": 30 }))
+        .await;
     let health = server.request("GET", "/health", &[], "").await;
     assert_eq!(health.status, 200, "{health:?}");
     let h: serde_json::Value = serde_json::from_str(&health.body).unwrap();
@@ -163,4 +168,54 @@ async fn clients_get_their_own_sessions_on_one_pool_and_a_long_call_delays_no_ot
     assert_eq!(c["result"]["structuredContent"]["status"], "cancelled");
     let status = server.stop().await;
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_depth_header_sets_the_requests_depth_for_the_recursion_guard() {
+    let server = HttpServer::start(1, &[]).await;
+    let deep = [("x-mcp-depth", "2")];
+    let session = server.session(&deep).await;
+    for (tool, args) in [
+        ("pool_run", json!({ "prompt": "MOCK_TEXT: x" })),
+        ("pool_submit", json!({ "prompt": "MOCK_TEXT: x" })),
+        ("pool_fan_out", json!({ "prompts": ["a"] })),
+        ("pool_submit_chain", json!({ "steps": [{ "prompt": "a" }] })),
+    ] {
+        let r = server.call(&session, &deep, tool, args).await;
+        assert_eq!(r["result"]["isError"], true, "{tool}: {r}");
+        assert_eq!(
+            r["result"]["structuredContent"]["error"], "recursion_limit_exceeded",
+            "{tool}: {r}"
+        );
+    }
+    // One level up: allowed, and the child runs one deeper than the request.
+    let one = [("x-mcp-depth", "1")];
+    let session = server.session(&one).await;
+    let r = server
+        .call(
+            &session,
+            &one,
+            "pool_run",
+            json!({ "prompt": "MOCK_SHELL:echo depth=$CLAUDE_MCP_DEPTH" }),
+        )
+        .await;
+    assert_eq!(
+        r["result"]["structuredContent"]["output"], "shell rc=0 out=depth=2",
+        "{r}"
+    );
+    // Without the header the server's own depth (0) holds.
+    let plain = server.session(&[]).await;
+    let r = server
+        .call(
+            &plain,
+            &[],
+            "pool_run",
+            json!({ "prompt": "MOCK_SHELL:echo depth=$CLAUDE_MCP_DEPTH" }),
+        )
+        .await;
+    assert_eq!(
+        r["result"]["structuredContent"]["output"], "shell rc=0 out=depth=1",
+        "{r}"
+    );
+    server.stop().await;
 }

@@ -24,6 +24,9 @@ impl PoolServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
+        if let Err(e) = self.pool.check_depth(self.request_depth(&context)) {
+            return fail(e);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = Progress::new(&context).wanted().then_some(tx);
         let id = match self.pool.submit_chain(params, sink).await {
@@ -50,8 +53,12 @@ impl PoolServer {
     async fn pool_submit_chain(
         &self,
         Parameters(params): Parameters<Checked<ChainParams>>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
+        if let Err(e) = self.pool.check_depth(self.request_depth(&context)) {
+            return fail(e);
+        }
         let total_steps = params.steps.len();
         match self.pool.submit_chain(params, None).await {
             Ok(chain_id) => structured(&ChainSubmitReport {

@@ -7,7 +7,8 @@ use claude_pool_protocol::tools::{
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
 
 use super::{Checked, PoolServer, answer, structured};
 
@@ -21,8 +22,10 @@ impl PoolServer {
     async fn claude_run(
         &self,
         Parameters(params): Parameters<Checked<RunJobParams>>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        answer(self.pool.run_job(params.get()?).await)
+        let depth = self.request_depth(&context);
+        answer(self.pool.run_job(params.get()?, depth).await)
     }
 
     /// Queues a build on a new branch.
@@ -33,8 +36,10 @@ impl PoolServer {
     async fn claude_build(
         &self,
         Parameters(params): Parameters<Checked<BuildJobParams>>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        answer(self.pool.build_job(params.get()?).await)
+        let depth = self.request_depth(&context);
+        answer(self.pool.build_job(params.get()?, depth).await)
     }
 
     /// A job's state and result.

@@ -135,6 +135,7 @@ impl PoolServer {
         if Progress::new(context).wanted() {
             spec.progress = Some(tx);
         }
+        spec.depth = spec.depth.or(self.request_depth(context));
         let id = match self.pool.submit(spec).await {
             Ok(id) => id,
             Err(e) => return fail(e),
@@ -180,11 +181,13 @@ impl PoolServer {
     async fn pool_submit(
         &self,
         Parameters(params): Parameters<Checked<TaskParams>>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
         let options = params.task_options();
         let mut spec = spec_from(params.prompt, &options)?;
         spec.session_id = params.session_id;
+        spec.depth = self.request_depth(&context);
         match self.pool.submit(spec).await {
             Ok(id) => structured(&SubmitReport {
                 task_id: id,
@@ -283,7 +286,11 @@ impl PoolServer {
         let specs: Vec<TaskSpec> = params
             .prompts
             .into_iter()
-            .map(|p| TaskSpec::new(p).with_options(&options))
+            .map(|p| {
+                let mut spec = TaskSpec::new(p).with_options(&options);
+                spec.depth = self.request_depth(&context);
+                spec
+            })
             .collect();
         let ids = match self.pool.submit_many(specs).await {
             Ok(ids) => ids,

@@ -129,20 +129,30 @@ impl Pool {
 
     // ---- jobs
 
-    /// `claude_run`: a prompt in a project's directory, optionally continuing a session.
-    pub async fn run_job(&self, p: RunJobParams) -> Result<JobAccepted, PoolError> {
+    /// `claude_run`: a prompt in a project's directory, optionally continuing a session;
+    /// `depth` is the request's recursion depth (the server's own when `None`).
+    pub async fn run_job(
+        &self,
+        p: RunJobParams,
+        depth: Option<u32>,
+    ) -> Result<JobAccepted, PoolError> {
         let timeout = job_timeout(p.timeout_ms, DEFAULT_RUN_TIMEOUT_MS)?;
         let mut spec = TaskSpec::new(p.prompt).timeout(timeout).project(p.project);
         spec.kind = TaskKind::Run;
         spec.session_id = p.session_id;
         spec.allowed_tools = p.allowed_tools.map(|t| self.allowed_tools(t));
+        spec.depth = depth;
         self.accepted(self.submit(spec).await?)
     }
 
     /// `claude_build`: a spec implemented and committed on a new branch of the project,
     /// in a worktree of its own (the project's checkout is never touched).
-    pub async fn build_job(&self, p: BuildJobParams) -> Result<JobAccepted, PoolError> {
-        self.check_depth(None)?;
+    pub async fn build_job(
+        &self,
+        p: BuildJobParams,
+        depth: Option<u32>,
+    ) -> Result<JobAccepted, PoolError> {
+        self.check_depth(depth)?;
         let timeout = job_timeout(p.timeout_ms, DEFAULT_BUILD_TIMEOUT_MS)?;
         let projects = self.durable.projects.current();
         let project = known_project(&projects, &p.project)?;
@@ -168,6 +178,7 @@ impl Pool {
             .permission_mode(PermissionMode::AcceptEdits);
         spec.allowed_tools = Some(BUILD_TOOLS.iter().map(|t| (*t).to_owned()).collect());
         spec.kind = TaskKind::Build;
+        spec.depth = depth;
         spec.cwd = Some(plan.worktree.clone());
         spec.build = Some(plan.clone());
         match self.submit(spec).await {
