@@ -5,7 +5,8 @@
 //! loopback name or one of the configured hosts, and a present `Origin` must match one of
 //! them, else 403 before any MCP processing; with a token, every request needs
 //! `Authorization: Bearer <token>` (compared in constant time, never logged), else 401.
-//! Bodies are bounded (413). Each client gets its own MCP session; they all share the pool,
+//! Bodies are bounded (413), and so are open sessions (503); idle sessions expire after 5
+//! minutes (rmcp's session keep-alive). Each client gets its own MCP session; they all share the pool,
 //! and one client's long `pool_run` never delays another's calls.
 
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct HttpOptions {
     pub token: Option<String>,
     /// Host names accepted besides the loopback ones (for a non-loopback bind).
     pub allowed_hosts: Vec<String>,
+    /// The most MCP sessions open at once; a client opening one more gets 503.
+    pub max_sessions: usize,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("listener", &self.listener.local_addr().ok())
             .field("token", &self.token.is_some())
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_sessions", &self.max_sessions)
             .finish()
     }
 }
@@ -53,6 +57,7 @@ struct Guard {
     token: Option<Arc<[u8]>>,
     hosts: Arc<Vec<String>>,
     port: u16,
+    sessions: Option<(Arc<LocalSessionManager>, usize)>,
 }
 
 /// The hosts every server answers to, with and without its port.
@@ -149,6 +154,16 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
             "Forbidden: the Origin is not allowed\n",
         );
     }
+    if let Some((manager, max)) = &g.sessions
+        && req.method() == axum::http::Method::POST
+        && !req.headers().contains_key("mcp-session-id")
+        && manager.sessions.read().await.len() >= *max
+    {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: too many MCP sessions are open (--http-max-sessions); close one or retry later\n",
+        );
+    }
     if !g.token_ok(req.headers()) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -227,15 +242,17 @@ pub async fn serve(pool: Pool, options: HttpOptions, stop: CancellationToken) ->
         .with_allowed_hosts(hosts.clone())
         .with_cancellation_token(stop.child_token())
         .with_max_request_body_bytes(MAX_BODY_BYTES);
+    let manager = Arc::new(LocalSessionManager::default());
     let mcp = StreamableHttpService::new(
         move || Ok(PoolServer::new(mcp_pool.clone())),
-        Arc::new(LocalSessionManager::default()),
+        manager.clone(),
         config,
     );
     let g = Guard {
         token: options.token.map(|t| Arc::from(t.into_bytes())),
         hosts: Arc::new(hosts),
         port,
+        sessions: Some((manager, options.max_sessions.max(1))),
     };
     let app = Router::new()
         .nest_service("/mcp", mcp)
@@ -263,6 +280,7 @@ mod tests {
             token: token.map(|t| Arc::from(t.as_bytes())),
             hosts: Arc::new(loopback_hosts(3101, &[])),
             port: 3101,
+            sessions: None,
         }
     }
 

@@ -151,6 +151,10 @@ struct Args {
     #[arg(long, conflicts_with = "http_token")]
     http_token_file: Option<PathBuf>,
 
+    /// The most MCP sessions open at once over HTTP; one more gets 503.
+    #[arg(long, default_value_t = 256)]
+    http_max_sessions: usize,
+
     /// A host name HTTP clients may use besides the loopback ones (repeatable), for a
     /// non-loopback --bind.
     #[arg(long = "allowed-host")]
@@ -307,6 +311,7 @@ fn http_options(args: &Args) -> anyhow::Result<Option<claude_pool::http::HttpOpt
         listener: std::sync::Arc::new(listener),
         token,
         allowed_hosts: args.allowed_hosts.clone(),
+        max_sessions: args.http_max_sessions,
     }))
 }
 

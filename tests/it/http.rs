@@ -219,3 +219,20 @@ async fn the_depth_header_sets_the_requests_depth_for_the_recursion_guard() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_are_bounded_and_one_more_gets_503() {
+    let server = HttpServer::start(1, &["--http-max-sessions", "2"]).await;
+    let a = server.session(&[]).await;
+    let _b = server.session(&[]).await;
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": { "name": "t", "version": "1" } } });
+    let r = server.post(None, &[], &init).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("too many MCP sessions"), "{r:?}");
+    // The open sessions keep working.
+    let s = server.call(&a, &[], "pool_status", json!({})).await;
+    assert!(s["result"]["structuredContent"]["slots"].is_array(), "{s}");
+    server.stop().await;
+}
