@@ -13,17 +13,32 @@ use tokio::process::{Child, Command};
 
 use crate::{Scratch, within};
 
-/// A server started with `--http --port 0`.
+/// A server started with `--http --port 0`. Derefs to a client of it.
 #[derive(Debug)]
 pub struct HttpServer {
     child: Child,
     /// Its pid.
     pub pid: u32,
-    /// `127.0.0.1:<port>`.
-    pub addr: String,
+    /// A client of it.
+    pub client: HttpClient,
     /// Where its log goes.
     pub log: PathBuf,
     _scratch: Scratch,
+}
+
+/// A client of an HTTP server: cheap to clone into other tasks.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+}
+
+impl std::ops::Deref for HttpServer {
+    type Target = HttpClient;
+
+    fn deref(&self) -> &HttpClient {
+        &self.client
+    }
 }
 
 /// One HTTP response.
@@ -113,12 +128,26 @@ impl HttpServer {
         HttpServer {
             child,
             pid,
-            addr,
+            client: HttpClient { addr },
             log,
             _scratch: scratch,
         }
     }
 
+    /// SIGTERMs the server and waits for its exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        crate::procs::kill(self.pid, libc::SIGTERM);
+        within(
+            Duration::from_secs(20),
+            "the server's exit",
+            self.child.wait(),
+        )
+        .await
+        .expect("wait")
+    }
+}
+
+impl HttpClient {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr
@@ -201,18 +230,6 @@ impl HttpServer {
             .into_iter()
             .find(|m| m.get("id") == Some(&json!(2)))
             .unwrap_or_else(|| panic!("{tool}: no answer in {r:?}"))
-    }
-
-    /// SIGTERMs the server and waits for its exit.
-    pub async fn stop(mut self) -> std::process::ExitStatus {
-        crate::procs::kill(self.pid, libc::SIGTERM);
-        within(
-            Duration::from_secs(20),
-            "the server's exit",
-            self.child.wait(),
-        )
-        .await
-        .expect("wait")
     }
 }
 
