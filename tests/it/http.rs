@@ -236,3 +236,124 @@ async fn sessions_are_bounded_and_one_more_gets_503() {
     assert!(s["result"]["structuredContent"]["slots"].is_array(), "{s}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn three_clients_under_slot_kills_each_get_every_task_resolved_once() {
+    let server = HttpServer::start(3, &[]).await;
+    let admin = server.session(&[]).await;
+    server
+        .call(&admin, &[], "pool_status", json!({ "wait_ready": 30 }))
+        .await;
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let client = server.client.clone();
+        clients.push(tokio::spawn(async move {
+            let session = client.session(&[]).await;
+            let mut ids = Vec::new();
+            for i in 0..12 {
+                let r = client
+                    .call(
+                        &session,
+                        &[],
+                        "pool_submit",
+                        json!({ "prompt": format!("MOCK_SLEEP:0.2 MOCK_TEXT: c{c}-{i}") }),
+                    )
+                    .await;
+                ids.push((
+                    i,
+                    r["result"]["structuredContent"]["task_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                ));
+            }
+            let mut out = Vec::new();
+            for (i, id) in ids {
+                let r = client
+                    .call(
+                        &session,
+                        &[],
+                        "pool_result",
+                        json!({ "task_id": id, "wait": 60 }),
+                    )
+                    .await;
+                out.push((c, i, r["result"]["structuredContent"].clone()));
+            }
+            out
+        }));
+    }
+    // Kill a busy slot's process a few times while the clients work.
+    let mut killed = Vec::new();
+    for _ in 0..2000 {
+        if killed.len() == 4 {
+            break;
+        }
+        let status = server.call(&admin, &[], "pool_status", json!({})).await;
+        let busy = status["result"]["structuredContent"]["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["status"] == "busy" && s["pid"].is_u64())
+            .and_then(|s| s["pid"].as_u64());
+        if let Some(pid) = busy {
+            claude_pool_tests::procs::kill(pid as u32, libc::SIGKILL);
+            claude_pool_tests::procs::wait_exit(
+                pid as u32,
+                std::time::Duration::from_secs(10),
+                "a killed slot process",
+            )
+            .await;
+            killed.push(pid as u32);
+        }
+    }
+    assert_eq!(killed.len(), 4, "no busy slot to kill");
+    let mut completed = 0;
+    for c in clients {
+        for (client, i, r) in c.await.unwrap() {
+            let status = r["status"].as_str().unwrap_or("missing");
+            assert!(
+                matches!(status, "completed" | "failed"),
+                "c{client}-{i} did not resolve: {r}"
+            );
+            if status == "completed" {
+                assert_eq!(r["output"], format!("c{client}-{i}"));
+                completed += 1;
+            } else {
+                assert!(r["error"].as_str().unwrap().contains("SIGKILL"), "{r}");
+            }
+        }
+    }
+    assert!(
+        completed >= 36 - killed.len(),
+        "{completed} completed, {} kills",
+        killed.len()
+    );
+    // The pool recovers: every slot idle again.
+    let s = server
+        .call(&admin, &[], "pool_status", json!({ "wait_ready": 30 }))
+        .await;
+    let slots = s["result"]["structuredContent"]["slots"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(slots.iter().all(|x| x["status"] == "idle"), "{s}");
+    let pids: Vec<u32> = slots
+        .iter()
+        .filter_map(|x| x["pid"].as_u64().map(|p| p as u32))
+        .collect();
+    assert!(server.stop().await.success());
+    for pid in pids.into_iter().chain(killed) {
+        claude_pool_tests::procs::assert_gone(
+            pid,
+            std::time::Duration::from_secs(10),
+            "a slot process",
+        )
+        .await;
+        claude_pool_tests::procs::assert_group_gone(
+            pid,
+            std::time::Duration::from_secs(10),
+            "a slot's group",
+        )
+        .await;
+    }
+}
