@@ -1,4 +1,5 @@
-//! MCP over Streamable HTTP, through rmcp's own server (`/mcp`), and `GET /health`.
+//! MCP over Streamable HTTP, through rmcp's own server (`/mcp`), `GET /health` and
+//! `GET /metrics` ([`crate::metrics`]).
 //!
 //! Safe by default: the listener is whatever the binary bound (loopback unless told
 //! otherwise, and a non-loopback bind needs a token); every request's `Host` must be a
@@ -22,6 +23,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use crate::mcp::PoolServer;
+use crate::metrics::Metrics;
 use crate::pool::Pool;
 
 /// The largest request body accepted (a 1.5 MB prompt fits several times).
@@ -181,12 +183,43 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
 async fn not_found() -> Response {
     refuse(
         StatusCode::NOT_FOUND,
-        "Not found: the pool serves /mcp and /health\n",
+        "Not found: the pool serves /mcp, /health and /metrics\n",
     )
 }
 
+#[derive(Clone)]
+struct App {
+    pool: Pool,
+    metrics: Arc<Metrics>,
+}
+
+/// Counts every response by status (refusals included).
+async fn count(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    m.http_response(r.status().as_u16());
+    r
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics(State(app): State<App>) -> Response {
+    match app.pool.status().await {
+        Ok(status) => {
+            app.metrics.caught_up(&status).await;
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                app.metrics.render(&status),
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
 /// `GET /health`: liveness and readiness, 200 when the pool can take work, else 503.
-async fn health(State(pool): State<Pool>) -> Response {
+async fn health(State(App { pool, .. }): State<App>) -> Response {
     let status = match pool.status().await {
         Ok(s) => s,
         Err(e) => {
@@ -254,13 +287,19 @@ pub async fn serve(pool: Pool, options: HttpOptions, stop: CancellationToken) ->
         port,
         sessions: Some((manager, options.max_sessions.max(1))),
     };
+    let metrics = Arc::new(Metrics::start(&pool).await);
     let app = Router::new()
         .nest_service("/mcp", mcp)
         .route("/health", axum::routing::get(health))
+        .route("/metrics", axum::routing::get(self::metrics))
         .fallback(not_found)
-        .with_state(pool)
+        .with_state(App {
+            pool,
+            metrics: metrics.clone(),
+        })
         .layer(middleware::from_fn_with_state(g, guard))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(metrics, count));
     tracing::info!(addr = ?addr, "serving MCP over HTTP at /mcp");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })

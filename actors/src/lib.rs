@@ -29,6 +29,7 @@ pub mod frontend;
 pub mod http;
 pub mod ledger;
 pub mod mcp;
+pub mod metrics;
 pub mod pool;
 pub mod process;
 pub mod projects;

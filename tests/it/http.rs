@@ -357,3 +357,101 @@ async fn three_clients_under_slot_kills_each_get_every_task_resolved_once() {
         .await;
     }
 }
+
+/// The value of one sample of a Prometheus text exposition.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_agree_with_pool_status_and_the_tasks_own_numbers() {
+    let server = HttpServer::start(1, &[]).await;
+    let s = server.session(&[]).await;
+    server
+        .call(
+            &s,
+            &[],
+            "pool_run",
+            json!({ "prompt": "MOCK_USAGE:1000,100 MOCK_TEXT: ok" }),
+        )
+        .await;
+    server
+        .call(
+            &s,
+            &[],
+            "pool_run",
+            json!({ "prompt": "MOCK_USAGE:2000,10 MOCK_TEXT: ok" }),
+        )
+        .await;
+    server
+        .call(&s, &[], "pool_run", json!({ "prompt": "MOCK_STATUS:500" }))
+        .await;
+    let forbidden = server
+        .request("GET", "/metrics", &[("Host", "evil.example")], "")
+        .await;
+    assert_eq!(forbidden.status, 403);
+    let status =
+        server.call(&s, &[], "pool_status", json!({})).await["result"]["structuredContent"].clone();
+    let m = server.request("GET", "/metrics", &[], "").await;
+    assert_eq!(m.status, 200, "{m:?}");
+    let text = &m.body;
+    for state in [
+        "completed",
+        "failed",
+        "cancelled",
+        "timed_out",
+        "interrupted",
+    ] {
+        assert_eq!(
+            sample(
+                text,
+                &format!("claude_pool_tasks_total{{state=\"{state}\"}}")
+            ),
+            status["tasks"][state].as_f64(),
+            "{state}: {text}"
+        );
+    }
+    assert_eq!(
+        sample(text, "claude_pool_queue_length"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, "claude_pool_slots{status=\"idle\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    // $4 / $20 per million tokens at the fake's default model.
+    let usd = (1000.0 * 4.0 + 100.0 * 20.0 + 2000.0 * 4.0 + 10.0 * 20.0) / 1e6;
+    let spend = sample(
+        text,
+        "claude_pool_spend_usd_total{model=\"claude-opus-5-5\",project=\"\"}",
+    )
+    .unwrap_or_else(|| panic!("no spend in {text}"));
+    assert!((spend - usd).abs() < 1e-9, "{spend} vs {usd}");
+    assert_eq!(
+        sample(
+            text,
+            "claude_pool_tokens_total{model=\"claude-opus-5-5\",project=\"\",type=\"output\"}"
+        ),
+        Some(110.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, "claude_pool_api_errors_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, "claude_pool_http_requests_total{status=\"403\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(text, "claude_pool_task_duration_seconds_count") >= Some(2.0),
+        "{text}"
+    );
+    server.stop().await;
+}
