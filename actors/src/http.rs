@@ -1,5 +1,5 @@
 //! MCP over Streamable HTTP, through rmcp's own server (`/mcp`), `GET /health` and
-//! `GET /metrics` ([`crate::metrics`]).
+//! `GET /metrics` ([`crate::metrics`]), and the live status page `GET /` ([`page`]).
 //!
 //! Safe by default: the listener is whatever the binary bound (loopback unless told
 //! otherwise, and a non-loopback bind needs a token); every request's `Host` must be a
@@ -21,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
+
+mod page;
 
 use crate::mcp::PoolServer;
 use crate::metrics::Metrics;
@@ -183,7 +185,7 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
 async fn not_found() -> Response {
     refuse(
         StatusCode::NOT_FOUND,
-        "Not found: the pool serves /mcp, /health and /metrics\n",
+        "Not found: the pool serves /, /mcp, /health and /metrics\n",
     )
 }
 
@@ -292,6 +294,9 @@ pub async fn serve(pool: Pool, options: HttpOptions, stop: CancellationToken) ->
         .nest_service("/mcp", mcp)
         .route("/health", axum::routing::get(health))
         .route("/metrics", axum::routing::get(self::metrics))
+        .route("/", axum::routing::get(page::index))
+        .route("/status.json", axum::routing::get(page::status))
+        .route("/transcripts/{id}", axum::routing::get(page::transcript))
         .fallback(not_found)
         .with_state(App {
             pool,

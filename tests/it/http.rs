@@ -455,3 +455,69 @@ async fn metrics_agree_with_pool_status_and_the_tasks_own_numbers() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_status_page_is_self_contained_and_shows_tasks_with_their_transcripts() {
+    let server = HttpServer::start(1, &[]).await;
+    let page = server.request("GET", "/", &[], "").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    for external in ["http://", "https://", "//cdn", "<link"] {
+        assert!(
+            !page.body.contains(external),
+            "the page loads {external}: an external asset"
+        );
+    }
+    assert!(page.body.contains("aria-live"));
+    assert!(page.body.contains("<caption>"));
+    let s = server.session(&[]).await;
+    let r = server
+        .call(
+            &s,
+            &[],
+            "pool_run",
+            json!({ "prompt": "MOCK_USAGE:1000,100 MOCK_TEXT: shown" }),
+        )
+        .await;
+    let id = r["result"]["structuredContent"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = server.request("GET", "/status.json", &[], "").await;
+    assert_eq!(data.status, 200, "{data:?}");
+    let d: serde_json::Value = serde_json::from_str(&data.body).unwrap();
+    assert_eq!(d["status"]["slots"].as_array().unwrap().len(), 1);
+    let task = d["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {d}"))
+        .clone();
+    assert_eq!(task["status"], "completed");
+    let usd = (1000.0 * 4.0 + 100.0 * 20.0) / 1e6;
+    assert!(
+        (task["spend_usd"].as_f64().unwrap() - usd).abs() < 1e-9,
+        "{task}"
+    );
+    let t = server
+        .request("GET", &format!("/transcripts/{id}"), &[], "")
+        .await;
+    assert_eq!(t.status, 200, "{t:?}");
+    assert!(
+        t.body
+            .lines()
+            .any(|l| l.contains("\"type\":\"result\"") && l.contains("shown")),
+        "{}",
+        t.body
+    );
+    let evil = server
+        .request("GET", "/", &[("Host", "evil.example")], "")
+        .await;
+    assert_eq!(evil.status, 403);
+    server.stop().await;
+}

@@ -241,14 +241,41 @@ impl Pool {
             .await
             .map_err(PoolError::Stopped)?
             .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
-        // Rows are written behind the scheduler: its live view of a task wins.
-        let mut jobs = Vec::with_capacity(rows.len());
+        Ok(self
+            .live_reports(rows)
+            .await
+            .iter()
+            .map(JobReport::of)
+            .collect())
+    }
+
+    /// The newest tasks of every kind, as the status page lists them (the store answers;
+    /// without one, nothing is listed).
+    pub async fn recent_tasks(&self, limit: usize) -> Result<Vec<TaskReport>, PoolError> {
+        let Some(store) = &self.durable.writer else {
+            return Ok(Vec::new());
+        };
+        let filter = TaskFilter {
+            limit: Some(limit),
+            ..TaskFilter::default()
+        };
+        let rows = store
+            .read(move |db| db.list(&filter))
+            .await
+            .map_err(PoolError::Stopped)?
+            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
+        Ok(self.live_reports(rows).await)
+    }
+
+    /// Reports of stored rows; rows are written behind the scheduler, so its live view of a
+    /// task wins.
+    async fn live_reports(&self, rows: Vec<crate::store::db::TaskRow>) -> Vec<TaskReport> {
+        let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let id = TaskId(row.id.clone());
-            let live = self.result(&id).await.ok();
-            jobs.push(JobReport::of(&live.unwrap_or_else(|| report_of(&row))));
+            let live = self.result(&TaskId(row.id.clone())).await.ok();
+            out.push(live.unwrap_or_else(|| report_of(&row)));
         }
-        Ok(jobs)
+        out
     }
 
     /// `claude_cancel`: a queued job never starts; a running one has its process group
