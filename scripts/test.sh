@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs the pinned Claude CLI into the checkout's
 # cache, builds every binary the tests drive, and runs the whole test suite. With CI=true the
-# end-to-end tests against the real CLI must run: a missing CLI fails them.
+# end-to-end tests against the real CLI must run: a missing CLI fails them. Debian's
+# Chromium is installed when missing, for the status page's browser test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 claude="$(scripts/install-claude.sh)"
 echo "real Claude CLI: $claude ($("$claude" --version 2>/dev/null || echo 'version unknown'))" >&2
 export CLAUDE_POOL_REAL_CLI="$claude"
+
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's chromium for the status page's browser test" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+fi
 
 cargo build --workspace --bins --tests --examples
 cargo test --workspace --no-fail-fast

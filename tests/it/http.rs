@@ -521,3 +521,90 @@ async fn the_status_page_is_self_contained_and_shows_tasks_with_their_transcript
     assert_eq!(evil.status, 403);
     server.stop().await;
 }
+
+/// Debian's Chromium, as the test command installs it; `None` (a skip) only outside CI.
+fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from("/usr/bin/chromium");
+    if path.is_file() {
+        return Some(path);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !ci,
+        "CI=true but Chromium is not installed: scripts/test.sh installs it"
+    );
+    eprintln!("skipping: no /usr/bin/chromium (scripts/test.sh installs it)");
+    None
+}
+
+/// The page as headless Chromium renders it, after its script has run and polled.
+async fn rendered(browser: &std::path::Path, url: &str, profile: &std::path::Path) -> String {
+    let out = claude_pool_tests::within(
+        std::time::Duration::from_secs(60),
+        "headless Chromium rendering the status page",
+        tokio::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=2500",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_status_page_in_a_real_browser_shows_slots_a_running_task_then_its_spend() {
+    let Some(browser) = chromium() else { return };
+    let server = HttpServer::start(2, &[]).await;
+    let s = server.session(&[]).await;
+    server
+        .call(&s, &[], "pool_status", json!({ "wait_ready": 30 }))
+        .await;
+    let r = server
+        .call(
+            &s,
+            &[],
+            "pool_submit",
+            json!({ "prompt": "MOCK_SLEEP:4 MOCK_USAGE:2500,120 MOCK_TEXT: slow one" }),
+        )
+        .await;
+    let id = r["result"]["structuredContent"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let profile = claude_pool_tests::Scratch::new("chromium");
+    let url = format!("http://{}/", server.addr);
+    let dom = rendered(&browser, &url, profile.path()).await;
+    for slot in ["slot-0", "slot-1"] {
+        assert!(dom.contains(slot), "{slot} not shown: {dom}");
+    }
+    assert!(dom.contains(&id), "the task is not shown: {dom}");
+    assert!(dom.contains(">running<"), "no running task shown: {dom}");
+    let done = server
+        .call(&s, &[], "pool_result", json!({ "task_id": id, "wait": 30 }))
+        .await;
+    assert_eq!(done["result"]["structuredContent"]["status"], "completed");
+    let dom = rendered(&browser, &url, profile.path()).await;
+    // $4 / $20 per million tokens: 2500 in, 120 out.
+    let spend = format!("${:.4}", (2500.0 * 4.0 + 120.0 * 20.0) / 1e6);
+    assert!(
+        dom.contains(">completed<"),
+        "the completion is not shown: {dom}"
+    );
+    assert!(dom.contains(&spend), "{spend} not shown: {dom}");
+    server.stop().await;
+}
