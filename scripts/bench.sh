@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Latency, memory, throughput and durability measurements (benches/latency.rs,
-# benches/toolkit.rs, benches/durability.rs) on
+# benches/toolkit.rs, benches/durability.rs, benches/http.rs) on
 # release builds, each beside its baseline. BENCH_ITERS sets the sample count (default 40).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,3 +9,4 @@ cargo build --release --workspace --bins
 cargo bench --bench latency
 cargo bench --bench toolkit
 cargo bench --bench durability
+cargo bench --bench http
