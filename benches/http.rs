@@ -74,7 +74,7 @@ async fn main() {
     println!("claude-pool over HTTP");
     println!("1. latency: tool calls beside a bare /health round trip (fresh connection each)");
     // Both slots stay busy so submissions only queue, and the store is in memory.
-    let server = HttpServer::start(2, &["--no-db", "--log-level", "warn"]).await;
+    let server = HttpServer::start(2, &["--no-db"]).await;
     let s = server.session(&[]).await;
     server
         .call(&s, &[], "pool_status", json!({ "wait_ready": 30 }))
