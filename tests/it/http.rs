@@ -608,3 +608,148 @@ async fn the_status_page_in_a_real_browser_shows_slots_a_running_task_then_its_s
     assert!(dom.contains(&spend), "{spend} not shown: {dom}");
     server.stop().await;
 }
+
+/// A small deterministic generator for the fuzz run.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_malformed_http_requests_crash_nothing_and_the_server_keeps_serving() {
+    let server = HttpServer::start(1, &[]).await;
+    let session = server.session(&[]).await;
+    let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+    let bodies = [
+        "",
+        "{",
+        "not json at all",
+        "[]",
+        "null",
+        "{\"jsonrpc\":\"2.0\"}",
+        "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"tools/list\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"pool_run\",\"arguments\":{\"prompt\":7}}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"initialize\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"no/such/method\"}",
+        "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+    ];
+    let content_types = [
+        "application/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "",
+        "application/json; charset=latin1",
+    ];
+    let accepts = [
+        "application/json, text/event-stream",
+        "text/html",
+        "",
+        "*/*",
+    ];
+    let sessions = [
+        "",
+        "nope",
+        "00000000-0000-0000-0000-000000000000",
+        session.as_str(),
+    ];
+    let paths = [
+        "/mcp",
+        "/mcp/",
+        "/mcp?x=1",
+        "/health",
+        "/metrics",
+        "/",
+        "/nope",
+        "/transcripts/..%2f..%2fetc",
+        "/status.json",
+    ];
+    let methods = ["POST", "GET", "DELETE", "PUT", "PATCH", "OPTIONS"];
+    let mut codes = std::collections::BTreeMap::new();
+    for i in 0..1000u32 {
+        let code = match i % 10 {
+            // Not HTTP at all, or broken HTTP.
+            0 => {
+                let junk: Vec<u8> = (0..(g.next() % 300))
+                    .map(|_| (g.next() % 256) as u8)
+                    .collect();
+                server.raw(&junk).await
+            }
+            1 => {
+                server
+                    .raw(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999\r\n\r\n{")
+                    .await
+            }
+            2 => {
+                let big = format!(
+                    "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    server.addr,
+                    17 * 1024 * 1024
+                );
+                server.raw(big.as_bytes()).await
+            }
+            _ => {
+                let mut headers = Vec::new();
+                let ct = g.pick(&content_types);
+                if !ct.is_empty() {
+                    headers.push(("Content-Type", ct));
+                }
+                let ac = g.pick(&accepts);
+                if !ac.is_empty() {
+                    headers.push(("Accept", ac));
+                }
+                let sid = g.pick(&sessions);
+                if !sid.is_empty() {
+                    headers.push(("Mcp-Session-Id", sid));
+                }
+                if g.next() % 5 == 0 {
+                    headers.push((
+                        "MCP-Protocol-Version",
+                        g.pick(&["1999-01-01", "2025-06-18", "garbage"]),
+                    ));
+                }
+                if g.next() % 7 == 0 {
+                    headers.push(("x-mcp-depth", g.pick(&["-1", "99999999999", "1", "abc"])));
+                }
+                let r = server
+                    .request(g.pick(&methods), g.pick(&paths), &headers, g.pick(&bodies))
+                    .await;
+                Some(r.status)
+            }
+        };
+        *codes.entry(code).or_insert(0u32) += 1;
+        if let Some(c) = code {
+            assert!(c < 500 || c == 503, "request {i}: a server error {c}");
+        }
+    }
+    eprintln!("status codes of 1000 malformed requests: {codes:?}");
+    assert!(
+        claude_pool_tests::procs::exists(server.pid),
+        "the server died"
+    );
+    // Still serving. (The run may have closed the session it was given — a DELETE with its
+    // id is a valid request — so a new one is opened.)
+    let again = server.session(&[]).await;
+    let r = server
+        .call(
+            &again,
+            &[],
+            "pool_run",
+            json!({ "prompt": "MOCK_TEXT: still here" }),
+        )
+        .await;
+    assert_eq!(
+        r["result"]["structuredContent"]["output"], "still here",
+        "{r}"
+    );
+    assert!(server.stop().await.success());
+}

@@ -183,6 +183,25 @@ impl HttpClient {
         .await
     }
 
+    /// Sends raw bytes (anything, HTTP or not) and reads until the server closes; `None`
+    /// when it closed without a status line.
+    pub async fn raw(&self, bytes: &[u8]) -> Option<u16> {
+        within(
+            Duration::from_secs(60),
+            "the server's answer to raw bytes",
+            async {
+                let mut s = TcpStream::connect(&self.addr).await.expect("connect");
+                let _ = s.write_all(bytes).await;
+                let _ = s.shutdown().await;
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out).await;
+                let r = parse(&out);
+                (r.status != 0).then_some(r.status)
+            },
+        )
+        .await
+    }
+
     /// Posts a JSON-RPC message to `/mcp` with the MCP headers (and `extra`).
     pub async fn post(&self, session: Option<&str>, extra: &[(&str, &str)], msg: &Value) -> Reply {
         let mut headers = vec![
