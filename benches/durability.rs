@@ -201,30 +201,13 @@ fn fill(path: &std::path::Path, n: usize) {
         let mut batch = Vec::new();
         for &i in chunk {
             let id = format!("task-{i:012x}");
-            batch.push(Write::InsertTask(TaskRow {
-                id: id.clone(),
-                kind: "task".into(),
-                project: None,
-                chain_id: None,
-                prompt: format!("prompt {i}"),
-                options: json!({ "timeout_ms": 1_800_000 }),
-                state: "pending".into(),
-                enqueued_at_ms: now + i as i64,
-                started_at_ms: None,
-                finished_at_ms: None,
-                slot: None,
-                output: None,
-                output_bytes: None,
-                error: None,
-                session_id: None,
-                resume_session: None,
-                spend_usd: 0.0,
-                tokens: [0; 4],
-                model: None,
-                branch: None,
-                commit_sha: None,
-                worktree: None,
-            }));
+            batch.push(Write::InsertTask(TaskRow::pending(
+                id.clone(),
+                "task",
+                format!("prompt {i}"),
+                json!({ "timeout_ms": 1_800_000 }),
+                now + i as i64,
+            )));
             batch.push(Write::Finished(Finish {
                 id,
                 state: "completed".into(),

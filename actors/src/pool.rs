@@ -22,6 +22,7 @@
 mod admin;
 mod builder;
 mod jobs;
+mod stored;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,132 +1,28 @@
-//! The job API on the embedding handle (`claude_run`, `claude_build`, job status, lists,
-//! cancel, projects), what a task must pass before it is queued (the recursion guard, its
-//! project, its session), and what the store answers once the scheduler has forgotten a
-//! task or chain.
+//! The job API on the embedding handle: `claude_run`, `claude_build`, job status, lists,
+//! cancel, projects. What a task must pass before it is queued and what the store answers
+//! are in [`super::stored`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use claude_pool_protocol::tools::{
-    BuildJobParams, ChainReport, DEFAULT_BUILD_TIMEOUT_MS, DEFAULT_RUN_TIMEOUT_MS, JobAccepted,
-    JobCancelled, JobReport, JobState, MAX_JOB_TIMEOUT_MS, ProjectInfo, RunJobParams, TaskKind,
-    TaskReport, TranscriptReport,
+    BuildJobParams, DEFAULT_BUILD_TIMEOUT_MS, DEFAULT_RUN_TIMEOUT_MS, JobAccepted, JobCancelled,
+    JobReport, JobState, MAX_JOB_TIMEOUT_MS, ProjectInfo, RunJobParams, TaskKind,
 };
-use claude_pool_protocol::{ChainId, PermissionMode, TaskId};
+use claude_pool_protocol::{PermissionMode, TaskId};
 
 use super::Pool;
+use super::stored::query;
 use crate::error::PoolError;
 use crate::projects::{Projects, Reload};
-use crate::store::convert::report_of;
 use crate::store::db::TaskFilter;
-use crate::store::transcripts::TranscriptPage;
 use crate::task::TaskSpec;
 
 /// The tools a build may use without asking: besides edits (accepted by its permission
 /// mode), the shell, for the tests and git.
 const BUILD_TOOLS: [&str; 1] = ["Bash"];
 
-/// The largest transcript page one call returns.
-const MAX_TRANSCRIPT_PAGE: usize = 4 * 1024 * 1024;
-
 impl Pool {
-    /// The depth of requests made through this handle: the server's own
-    /// (`CLAUDE_MCP_DEPTH` of its environment, or the builder's).
-    pub fn depth(&self) -> u32 {
-        self.config.defaults.depth
-    }
-
-    /// Refuses work at `--max-depth` or deeper (`recursion_limit_exceeded`).
-    pub fn check_depth(&self, depth: Option<u32>) -> Result<(), PoolError> {
-        let depth = depth.unwrap_or(self.config.defaults.depth);
-        if depth >= self.config.max_depth {
-            return Err(PoolError::RecursionLimit {
-                depth,
-                max: self.config.max_depth,
-            });
-        }
-        Ok(())
-    }
-
-    /// What a task must pass before it is queued: the recursion guard, a known project
-    /// (whose directory it then runs in), a session that exists.
-    pub(super) async fn admit(&self, mut spec: TaskSpec) -> Result<TaskSpec, PoolError> {
-        self.check_depth(spec.depth)?;
-        if let Some(name) = &spec.project
-            && spec.cwd.is_none()
-        {
-            let projects = self.durable.projects.current();
-            let project = known_project(&projects, name)?;
-            spec.cwd = Some(project.path.clone());
-        }
-        if let Some(session) = &spec.session_id {
-            self.check_session(session).await?;
-        }
-        Ok(spec)
-    }
-
-    /// A session can be resumed when a task of this store reported it, or when the CLI's
-    /// own transcript of it exists.
-    async fn check_session(&self, session: &str) -> Result<(), PoolError> {
-        let valid = !session.is_empty()
-            && session.len() <= 128
-            && session
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
-            return Err(PoolError::NotFound(format!(
-                "unknown session \"{session}\": not a Claude session id"
-            )));
-        }
-        if let Some(store) = &self.durable.writer {
-            let s = session.to_owned();
-            let known = store
-                .read(move |db| db.session_known(&s))
-                .await
-                .map_err(PoolError::Stopped)?
-                .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
-            if known {
-                return Ok(());
-            }
-        }
-        if cli_transcript_exists(session) {
-            return Ok(());
-        }
-        Err(PoolError::NotFound(format!(
-            "unknown session \"{session}\": no task of this pool reported it and Claude Code has no conversation with that id; start a fresh one without a session id"
-        )))
-    }
-
-    /// A task's report from the store, for tasks the scheduler no longer holds (finished
-    /// long ago, or by an earlier server).
-    pub(super) async fn stored_report(&self, id: &TaskId) -> Result<TaskReport, PoolError> {
-        let Some(store) = &self.durable.writer else {
-            return Err(PoolError::UnknownTask(id.clone()));
-        };
-        let key = id.0.clone();
-        let row = store
-            .read(move |db| db.task(&key))
-            .await
-            .map_err(PoolError::Stopped)?
-            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
-        row.map(|r| report_of(&r))
-            .ok_or_else(|| PoolError::UnknownTask(id.clone()))
-    }
-
-    /// A chain's report from the store.
-    pub(super) async fn stored_chain(&self, id: &ChainId) -> Result<ChainReport, PoolError> {
-        let Some(store) = &self.durable.writer else {
-            return Err(PoolError::UnknownChain(id.clone()));
-        };
-        let key = id.0.clone();
-        let row = store
-            .read(move |db| db.chain(&key))
-            .await
-            .map_err(PoolError::Stopped)?
-            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
-        row.and_then(|r| serde_json::from_value(r.report).ok())
-            .ok_or_else(|| PoolError::UnknownChain(id.clone()))
-    }
-
     // ---- jobs
 
     /// `claude_run`: a prompt in a project's directory, optionally continuing a session;
@@ -215,67 +111,35 @@ impl Pool {
             Some(s) => s.statuses().iter().map(|t| t.as_str().to_owned()).collect(),
             None => Vec::new(),
         };
-        let rows = store
-            .read(move |db| -> rusqlite::Result<Vec<_>> {
-                // Jobs only (runs and builds), not pool tasks.
-                let states: Vec<Option<String>> = if states.is_empty() {
-                    vec![None]
-                } else {
-                    states.into_iter().map(Some).collect()
-                };
-                let mut out = Vec::new();
-                for kind in [TaskKind::Run, TaskKind::Build] {
-                    for st in &states {
-                        out.extend(db.list(&TaskFilter {
-                            project: project.clone(),
-                            state: st.clone(),
-                            kind: Some(kind.as_str().to_owned()),
-                            limit: Some(limit),
-                        })?);
-                    }
+        let rows = query(store, move |db| -> rusqlite::Result<Vec<_>> {
+            // Jobs only (runs and builds), not pool tasks.
+            let states: Vec<Option<String>> = if states.is_empty() {
+                vec![None]
+            } else {
+                states.into_iter().map(Some).collect()
+            };
+            let mut out = Vec::new();
+            for kind in [TaskKind::Run, TaskKind::Build] {
+                for st in &states {
+                    out.extend(db.list(&TaskFilter {
+                        project: project.clone(),
+                        state: st.clone(),
+                        kind: Some(kind.as_str().to_owned()),
+                        limit: Some(limit),
+                    })?);
                 }
-                out.sort_by_key(|r| std::cmp::Reverse(r.enqueued_at_ms));
-                out.truncate(limit);
-                Ok(out)
-            })
-            .await
-            .map_err(PoolError::Stopped)?
-            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
+            }
+            out.sort_by_key(|r| std::cmp::Reverse(r.enqueued_at_ms));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await?;
         Ok(self
             .live_reports(rows)
             .await
             .iter()
             .map(JobReport::of)
             .collect())
-    }
-
-    /// The newest tasks of every kind, as the status page lists them (the store answers;
-    /// without one, nothing is listed).
-    pub async fn recent_tasks(&self, limit: usize) -> Result<Vec<TaskReport>, PoolError> {
-        let Some(store) = &self.durable.writer else {
-            return Ok(Vec::new());
-        };
-        let filter = TaskFilter {
-            limit: Some(limit),
-            ..TaskFilter::default()
-        };
-        let rows = store
-            .read(move |db| db.list(&filter))
-            .await
-            .map_err(PoolError::Stopped)?
-            .map_err(|e| PoolError::Stopped(format!("the store could not be read: {e}")))?;
-        Ok(self.live_reports(rows).await)
-    }
-
-    /// Reports of stored rows; rows are written behind the scheduler, so its live view of a
-    /// task wins.
-    async fn live_reports(&self, rows: Vec<crate::store::db::TaskRow>) -> Vec<TaskReport> {
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let live = self.result(&TaskId(row.id.clone())).await.ok();
-            out.push(live.unwrap_or_else(|| report_of(&row)));
-        }
-        out
     }
 
     /// `claude_cancel`: a queued job never starts; a running one has its process group
@@ -334,56 +198,6 @@ impl Pool {
         })
     }
 
-    /// A page of a task's transcript: the prompt as sent, then every stream-json event.
-    pub async fn transcript(
-        &self,
-        id: &str,
-        offset: u64,
-        max_bytes: Option<usize>,
-    ) -> Result<TranscriptReport, PoolError> {
-        let Some(t) = self.durable.transcripts.clone() else {
-            return Err(PoolError::NotFound(
-                "transcripts are kept only with a store file (--db)".into(),
-            ));
-        };
-        if let Some(sink) = &self.durable.sink {
-            sink.flush();
-        }
-        let max = max_bytes
-            .unwrap_or(256 * 1024)
-            .clamp(1024, MAX_TRANSCRIPT_PAGE);
-        let key = id.to_owned();
-        let page: Option<TranscriptPage> =
-            tokio::task::spawn_blocking(move || t.read(&key, offset, max))
-                .await
-                .map_err(|e| PoolError::Stopped(e.to_string()))?
-                .map_err(|e| PoolError::Stopped(format!("cannot read the transcript: {e}")))?;
-        let page = page.ok_or_else(|| {
-            PoolError::NotFound(format!(
-                "no transcript for \"{id}\": no such task, it never started, or its transcript was deleted by the retention policy"
-            ))
-        })?;
-        Ok(TranscriptReport {
-            task_id: id.to_owned(),
-            offset: page.offset,
-            next_offset: page.next_offset,
-            total_bytes: page.total_bytes,
-            ndjson: page.text,
-        })
-    }
-
-    /// The store as `/health` shows it: where it is, and whether it writes.
-    pub fn store_health(&self) -> serde_json::Value {
-        match &self.durable.writer {
-            None => serde_json::json!({ "open": false }),
-            Some(w) => serde_json::json!({
-                "open": true,
-                "path": w.path().map(|p| p.display().to_string()),
-                "error": w.health(),
-            }),
-        }
-    }
-
     fn accepted(&self, id: TaskId) -> Result<JobAccepted, PoolError> {
         Ok(JobAccepted {
             job_id: id.0,
@@ -409,7 +223,7 @@ impl Pool {
     }
 }
 
-fn known_project<'a>(
+pub(super) fn known_project<'a>(
     projects: &'a Projects,
     name: &str,
 ) -> Result<&'a crate::projects::Project, PoolError> {
@@ -444,19 +258,4 @@ fn job_timeout(ms: Option<u64>, default_ms: u64) -> Result<Duration, PoolError> 
         )));
     }
     Ok(Duration::from_millis(ms))
-}
-
-/// Whether Claude Code keeps a conversation with this id (`~/.claude/projects/*/<id>.jsonl`).
-fn cli_transcript_exists(session: &str) -> bool {
-    let Some(home) = std::env::var_os("CLAUDE_CONFIG_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".claude")))
-    else {
-        return false;
-    };
-    let Ok(dirs) = std::fs::read_dir(home.join("projects")) else {
-        return false;
-    };
-    let file = format!("{session}.jsonl");
-    dirs.flatten().any(|d| d.path().join(&file).is_file())
 }

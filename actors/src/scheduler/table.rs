@@ -125,33 +125,24 @@ impl TaskRecord {
             self.max_budget_usd,
             self.meta.build.as_ref(),
         );
+        let prompt = self
+            .payload
+            .as_ref()
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
         TaskRow {
-            id: id.0.clone(),
-            kind: self.meta.kind.as_str().to_owned(),
             project: self.meta.project.clone(),
             chain_id: self.meta.chain.as_ref().map(|c| c.0.clone()),
-            prompt: self
-                .payload
-                .as_ref()
-                .map(|(p, _)| p.to_string())
-                .unwrap_or_default(),
-            options: serde_json::to_value(options).unwrap_or_default(),
             state: self.status().as_str().to_owned(),
-            enqueued_at_ms: self.meta.enqueued_ms,
-            started_at_ms: None,
-            finished_at_ms: None,
-            slot: None,
-            output: None,
-            output_bytes: None,
-            error: None,
-            session_id: None,
             resume_session: self.meta.resume.clone(),
-            spend_usd: 0.0,
-            tokens: [0; 4],
-            model: None,
             branch: self.meta.build.as_ref().map(|b| b.branch.clone()),
-            commit_sha: None,
-            worktree: None,
+            ..TaskRow::pending(
+                id.0.clone(),
+                self.meta.kind.as_str(),
+                prompt,
+                serde_json::to_value(options).unwrap_or_default(),
+                self.meta.enqueued_ms,
+            )
         }
     }
 

@@ -64,6 +64,40 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
+    /// A pending task as first written: nothing started, nothing spent.
+    pub fn pending(
+        id: String,
+        kind: &str,
+        prompt: String,
+        options: serde_json::Value,
+        enqueued_at_ms: i64,
+    ) -> TaskRow {
+        TaskRow {
+            id,
+            kind: kind.to_owned(),
+            project: None,
+            chain_id: None,
+            prompt,
+            options,
+            state: "pending".to_owned(),
+            enqueued_at_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            slot: None,
+            output: None,
+            output_bytes: None,
+            error: None,
+            session_id: None,
+            resume_session: None,
+            spend_usd: 0.0,
+            tokens: [0; 4],
+            model: None,
+            branch: None,
+            commit_sha: None,
+            worktree: None,
+        }
+    }
+
     /// Whether the stored output is shorter than what the task produced.
     pub fn output_truncated(&self) -> bool {
         match (self.output_bytes, &self.output) {
