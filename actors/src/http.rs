@@ -7,7 +7,8 @@
 //! them, else 403 before any MCP processing; with a token, every request needs
 //! `Authorization: Bearer <token>` (compared in constant time, never logged), else 401.
 //! Bodies are bounded (413), and so are open sessions (503); idle sessions expire after 5
-//! minutes (rmcp's session keep-alive). Each client gets its own MCP session; they all share the pool,
+//! minutes (rmcp's session keep-alive). A call that answers at once gets its answer as one
+//! JSON body rather than an event stream ([`oneshot`]). Each client gets its own MCP session; they all share the pool,
 //! and one client's long `pool_run` never delays another's calls.
 
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+mod oneshot;
 mod page;
 
 use crate::mcp::PoolServer;
@@ -256,7 +258,34 @@ async fn health(State(App { pool, .. }): State<App>) -> Response {
 }
 
 /// Serves `pool` on the options' listener until `stop` is cancelled; returns why it ended.
+///
+/// The front-end runs on a thread of its own with a single-threaded runtime: a call crosses
+/// several tasks inside rmcp (the session's worker, its service loop, the handler), and on
+/// one thread each of those hand-offs is a queue push rather than a wake-up of another
+/// thread, which made a quick call cost twice a bare round trip. The pool's actors stay on
+/// the main runtime; a call reaches them by message, as from stdio.
 pub async fn serve(pool: Pool, options: HttpOptions, stop: CancellationToken) -> String {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("claude-pool-http".into())
+        .spawn(move || {
+            let out = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(serve_here(pool, options, stop)),
+                Err(e) => format!("cannot start the HTTP front-end's runtime: {e}"),
+            };
+            let _ = tx.send(out);
+        });
+    if let Err(e) = started {
+        return format!("cannot start the HTTP front-end's thread: {e}");
+    }
+    rx.await
+        .unwrap_or_else(|_| "the HTTP front-end's thread panicked".into())
+}
+
+async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -> String {
     let listener = match options
         .listener
         .try_clone()
@@ -276,7 +305,8 @@ pub async fn serve(pool: Pool, options: HttpOptions, stop: CancellationToken) ->
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts.clone())
         .with_cancellation_token(stop.child_token())
-        .with_max_request_body_bytes(MAX_BODY_BYTES);
+        .with_max_request_body_bytes(MAX_BODY_BYTES)
+        .with_json_response(true);
     let manager = Arc::new(LocalSessionManager::default());
     let mcp = StreamableHttpService::new(
         move || Ok(PoolServer::new(mcp_pool.clone())),
@@ -290,8 +320,11 @@ pub async fn serve(pool: Pool, options: HttpOptions, stop: CancellationToken) ->
         sessions: Some((manager, options.max_sessions.max(1))),
     };
     let metrics = Arc::new(Metrics::start(&pool).await);
-    let app = Router::new()
+    let mcp = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(oneshot::layer));
+    let app = Router::new()
+        .merge(mcp)
         .route("/health", axum::routing::get(health))
         .route("/metrics", axum::routing::get(self::metrics))
         .route("/", axum::routing::get(page::index))

@@ -53,7 +53,7 @@ pub struct PoolServer {
     pool: Pool,
     subscriptions: Arc<Subscriptions>,
     #[allow(dead_code)] // read by the #[tool_handler] expansion
-    tool_router: ToolRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
 }
 
 impl PoolServer {
@@ -62,12 +62,25 @@ impl PoolServer {
         PoolServer {
             subscriptions: Arc::new(Subscriptions::new(pool.clone())),
             pool,
-            tool_router: Self::task_tools()
-                + Self::chain_tools()
-                + Self::admin_tools()
-                + Self::skill_tools()
-                + Self::job_tools(),
+            tool_router: Self::tools(),
         }
+    }
+
+    /// Every tool with its schema, built once: a server is made per HTTP session (and per
+    /// request of a stateless one), and the schemas cost more to generate than a call.
+    fn tools() -> Arc<ToolRouter<Self>> {
+        static TOOLS: std::sync::OnceLock<Arc<ToolRouter<PoolServer>>> = std::sync::OnceLock::new();
+        TOOLS
+            .get_or_init(|| {
+                Arc::new(
+                    Self::task_tools()
+                        + Self::chain_tools()
+                        + Self::admin_tools()
+                        + Self::skill_tools()
+                        + Self::job_tools(),
+                )
+            })
+            .clone()
     }
 }
 

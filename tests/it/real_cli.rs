@@ -48,6 +48,7 @@ pub(crate) async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
         args: Vec::new(),
         env: Vec::new(),
         state: None,
+        transport: claude_pool_tests::server::Transport::from_env(),
     }
     .args(args);
     for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {

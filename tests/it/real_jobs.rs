@@ -51,6 +51,7 @@ impl Real {
             args: Vec::new(),
             env: Vec::new(),
             state: None,
+            transport: claude_pool_tests::server::Transport::from_env(),
         }
         .args(&["--projects", &self.projects, "--db", &self.db]);
         for (k, v) in hermetic_cli_env(&self.mock.url(), self.scratch.path()) {

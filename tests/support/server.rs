@@ -1,9 +1,11 @@
 //! A harness that runs `claude-pool-server` as a child process and talks to it with rmcp's
-//! client over its stdin/stdout, the way an MCP host does.
+//! client, the way an MCP host does: over its stdin/stdout, or over Streamable HTTP when
+//! `CLAUDE_POOL_TEST_TRANSPORT=http` (or [`ServerOptions::transport`]) says so. The same
+//! tests then run against both transports.
 //!
-//! Every byte the server writes to stdout passes a relay that checks it is a JSON-RPC 2.0
-//! message before handing it to the client; anything else is recorded and fails
-//! [`Server::assert_stdout_clean`].
+//! Over stdio, every byte the server writes to stdout passes a relay that checks it is a
+//! JSON-RPC 2.0 message before handing it to the client; anything else is recorded and fails
+//! [`Server::assert_stdout_clean`]. Over HTTP the server must write nothing to stdout at all.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -39,6 +41,28 @@ pub struct ServerOptions {
     /// server given the same directory restarts on the same store. Default: the server's
     /// own scratch directory.
     pub state: Option<PathBuf>,
+    /// How the client talks to it.
+    pub transport: Transport,
+}
+
+/// How a test client talks to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// stdin/stdout.
+    Stdio,
+    /// Streamable HTTP on a loopback port the OS picks (`--http --port 0`).
+    Http,
+}
+
+impl Transport {
+    /// The suite's default: `CLAUDE_POOL_TEST_TRANSPORT` (`stdio` or `http`), else stdio.
+    pub fn from_env() -> Transport {
+        match std::env::var("CLAUDE_POOL_TEST_TRANSPORT").as_deref() {
+            Ok("http") => Transport::Http,
+            Ok("stdio") | Ok("") | Err(_) => Transport::Stdio,
+            Ok(other) => panic!("CLAUDE_POOL_TEST_TRANSPORT={other}: expected stdio or http"),
+        }
+    }
 }
 
 impl ServerOptions {
@@ -50,7 +74,14 @@ impl ServerOptions {
             args: Vec::new(),
             env: Vec::new(),
             state: None,
+            transport: Transport::from_env(),
         }
+    }
+
+    /// Talks to the server over `t` whatever the suite's default.
+    pub fn transport(mut self, t: Transport) -> Self {
+        self.transport = t;
+        self
     }
 
     /// Keeps HOME, the store and the fake CLI's sessions in `dir`.
@@ -122,6 +153,7 @@ pub struct Server {
     progress: tokio::sync::Mutex<mpsc::UnboundedReceiver<ProgressNotificationParam>>,
     resources: tokio::sync::Mutex<mpsc::UnboundedReceiver<ResourceNote>>,
     stdout_problems: Arc<Mutex<Vec<String>>>,
+    transport: Transport,
     /// Where the server's stderr (its log) goes.
     pub stderr_path: PathBuf,
     /// The fake CLI's event log.
@@ -164,62 +196,36 @@ impl Server {
             .env_remove("XDG_STATE_HOME")
             .env_remove("CLAUDE_MCP_DEPTH")
             .env_remove("CLAUDE_MCP_DB_PATH")
+            .env_remove("CLAUDE_MCP_PORT")
+            .env_remove("CLAUDE_POOL_HTTP_TOKEN")
             .env("FAKE_CLAUDE_TURN_MS", "5")
             .env_remove("CLAUDE_POOL_LOG")
-            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
             .kill_on_drop(true);
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn claude-pool-server");
-        let pid = child.id().expect("pid");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-
-        // The relay: check every stdout line, then pass it on to the client.
-        let problems = Arc::new(Mutex::new(Vec::new()));
-        let (relay_out, client_in) = tokio::io::duplex(1 << 20);
-        let seen = problems.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout);
-            let mut writer = relay_out;
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match lines.read_until(b'\n', &mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let ok = serde_json::from_slice::<Value>(&buf)
-                    .ok()
-                    .is_some_and(|v| v.get("jsonrpc") == Some(&json!("2.0")));
-                if !ok {
-                    seen.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..buf.len().min(300)]).into_owned());
-                    continue;
-                }
-                if writer.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-        });
-
         let (tx, rx) = mpsc::unbounded_channel();
         let (res_tx, res_rx) = mpsc::unbounded_channel();
-        let client = within(
-            Duration::from_secs(30),
-            "the MCP handshake with claude-pool-server",
-            TestClient {
-                progress: tx,
-                resources: res_tx,
+        let handler = TestClient {
+            progress: tx,
+            resources: res_tx,
+        };
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let (child, client) = match opts.transport {
+            Transport::Stdio => {
+                cmd.stdin(Stdio::piped())
+                    .stderr(std::fs::File::create(&stderr_path).unwrap());
+                stdio_client(cmd, handler, problems.clone()).await
             }
-            .serve((client_in, stdin)),
-        )
-        .await
-        .expect("MCP initialize");
+            Transport::Http => {
+                cmd.args(["--http", "--port", "0"])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::piped());
+                http_client(cmd, handler, &stderr_path, problems.clone()).await
+            }
+        };
+        let pid = child.id().expect("pid");
         Server {
             child,
             pid,
@@ -227,11 +233,17 @@ impl Server {
             progress: tokio::sync::Mutex::new(rx),
             resources: tokio::sync::Mutex::new(res_rx),
             stdout_problems: problems,
+            transport: opts.transport,
             stderr_path,
             fake_log,
             scratch,
             home,
         }
+    }
+
+    /// How this server's client talks to it.
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// The store a server started with these options uses by default.
@@ -592,7 +604,8 @@ impl Server {
         );
     }
 
-    /// Closes the client (EOF on the server's stdin), waits for the server to exit, and
+    /// Closes the client (EOF on the server's stdin; over HTTP, then SIGTERM), waits for the
+    /// server to exit, and
     /// checks that no process it started is left (see [`Server::audit_processes`]).
     pub async fn close(mut self) -> ExitStatus {
         self.assert_stdout_clean();
@@ -600,10 +613,14 @@ impl Server {
         if let Some(client) = self.client.take() {
             let _ = client.cancel().await;
         }
+        // Over HTTP a client leaving ends nothing: the daemon's way to stop is SIGTERM.
+        if self.transport == Transport::Http {
+            crate::procs::kill(self.pid, libc::SIGTERM);
+        }
         let log = self.stderr_path.clone();
         let status = within(
             Duration::from_secs(20),
-            "the server's exit after stdin EOF",
+            "the server's exit after stdin EOF (stdio) or SIGTERM (HTTP)",
             self.child.wait(),
         )
         .await
@@ -690,6 +707,116 @@ impl Server {
             }
         }
     }
+}
+
+/// Spawns the server on stdio behind the stdout relay and completes the MCP handshake.
+async fn stdio_client(
+    mut cmd: Command,
+    handler: TestClient,
+    problems: Arc<Mutex<Vec<String>>>,
+) -> (Child, RunningService<RoleClient, TestClient>) {
+    let mut child = cmd.spawn().expect("spawn claude-pool-server");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+
+    // The relay: check every stdout line, then pass it on to the client.
+    let (relay_out, client_in) = tokio::io::duplex(1 << 20);
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout);
+        let mut writer = relay_out;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match lines.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let ok = serde_json::from_slice::<Value>(&buf)
+                .ok()
+                .is_some_and(|v| v.get("jsonrpc") == Some(&json!("2.0")));
+            if !ok {
+                problems
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..buf.len().min(300)]).into_owned());
+                continue;
+            }
+            if writer.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let client = within(
+        Duration::from_secs(30),
+        "the MCP handshake with claude-pool-server",
+        handler.serve((client_in, stdin)),
+    )
+    .await
+    .expect("MCP initialize");
+    (child, client)
+}
+
+/// Spawns the server with `--http`, reads its log until it says where it listens (the rest
+/// of the log goes on to `log`, line by line), and connects rmcp's Streamable HTTP client.
+/// Any byte on stdout is recorded in `problems`.
+async fn http_client(
+    mut cmd: Command,
+    handler: TestClient,
+    log: &Path,
+    problems: Arc<Mutex<Vec<String>>>,
+) -> (Child, RunningService<RoleClient, TestClient>) {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+
+    let mut child = cmd.spawn().expect("spawn claude-pool-server --http");
+    let mut stdout = child.stdout.take().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            problems
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n.min(300)]).into_owned());
+        }
+    });
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut file = std::fs::File::create(log).unwrap();
+    let addr = within(
+        Duration::from_secs(30),
+        "the server's listening line",
+        async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("read the log")
+                    .expect("the server exited before listening");
+                let _ = writeln!(file, "{line}");
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    return rest.trim().to_owned();
+                }
+            }
+        },
+    )
+    .await;
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            let _ = writeln!(file, "{l}");
+        }
+    });
+    let transport =
+        rmcp::transport::StreamableHttpClientTransport::from_uri(format!("http://{addr}"));
+    let client = within(
+        Duration::from_secs(30),
+        "the MCP handshake with claude-pool-server over HTTP",
+        handler.serve(transport),
+    )
+    .await
+    .expect("MCP initialize over HTTP");
+    (child, client)
 }
 
 /// Runs the server binary with `args` (and `env`) expecting it to refuse to start: it must

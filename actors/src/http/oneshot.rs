@@ -1,0 +1,175 @@
+//! Quick answers in one piece. rmcp answers every POST of a legacy MCP session as a
+//! `text/event-stream`: headers first, then a priming event, then the JSON-RPC response, each
+//! a write of its own and a wake-up of the client. For the many calls that answer at once
+//! (`pool_status`, `pool_submit`, `pool_result`, `ping`) that costs more than the work. This
+//! layer holds the headers until the stream's first message: when it is the final response
+//! (a result or an error, the stream's last message by the transport's rules), the answer
+//! goes out as one `application/json` body, which the transport allows for any POST; when it
+//! is a notification (progress of a long call), or nothing came within [`HOLD`], the stream
+//! goes on as usual with what was held in front.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::Frame;
+
+/// The longest the headers are held for a first message.
+pub const HOLD: Duration = Duration::from_millis(20);
+
+/// The middleware: see the module's documentation.
+pub async fn layer(req: Request, next: Next) -> Response {
+    let post = req.method() == Method::POST;
+    let res = next.run(req).await;
+    let sse = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !post || !sse {
+        return res;
+    }
+    let (mut parts, mut body) = res.into_parts();
+    let mut held: Vec<u8> = Vec::new();
+    let deadline = tokio::time::Instant::now() + HOLD;
+    loop {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        match tokio::time::timeout_at(deadline, next).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    held.extend_from_slice(&data);
+                }
+                match first_message(&held) {
+                    Some(Message::Final(json)) => {
+                        parts.headers.insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        parts.headers.remove(header::CACHE_CONTROL);
+                        parts.headers.remove("x-accel-buffering");
+                        // The stream has nothing after its final response; dropping it only
+                        // releases it.
+                        return Response::from_parts(parts, Body::from(json));
+                    }
+                    Some(Message::Other) => break,
+                    None => {}
+                }
+            }
+            // The stream ended or failed before any message: pass on what there was.
+            Ok(Some(Err(_)) | None) | Err(_) => break,
+        }
+    }
+    Response::from_parts(
+        parts,
+        Body::new(Prefixed {
+            prefix: (!held.is_empty()).then(|| Bytes::from(held)),
+            rest: body,
+        }),
+    )
+}
+
+enum Message {
+    /// A JSON-RPC response or error: the last message of a POST's stream.
+    Final(String),
+    /// A notification or a request of the server's: more may follow.
+    Other,
+}
+
+/// The first complete SSE event of `held` that carries data, if any.
+fn first_message(held: &[u8]) -> Option<Message> {
+    let text = std::str::from_utf8(held).ok()?;
+    let text = text.replace("\r\n", "\n");
+    // Only whole events: the part after the last blank line may still be arriving.
+    let complete = &text[..text.rfind("\n\n")?];
+    for event in complete.split("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        let data = data.join("\n");
+        if data.trim().is_empty() {
+            continue; // a priming event or a keep-alive
+        }
+        let Ok(shape) = serde_json::from_str::<Shape>(&data) else {
+            return Some(Message::Other);
+        };
+        let last = shape.id.is_some()
+            && shape.method.is_none()
+            && (shape.result.is_some() || shape.error.is_some());
+        return Some(if last {
+            Message::Final(data)
+        } else {
+            Message::Other
+        });
+    }
+    None
+}
+
+/// What tells a JSON-RPC message's kind; the rest is skipped without being kept.
+#[derive(serde::Deserialize)]
+struct Shape {
+    id: Option<serde::de::IgnoredAny>,
+    method: Option<serde::de::IgnoredAny>,
+    result: Option<serde::de::IgnoredAny>,
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// A body that yields `prefix` and then whatever `rest` yields.
+struct Prefixed {
+    prefix: Option<Bytes>,
+    rest: Body,
+}
+
+impl HttpBody for Prefixed {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if let Some(p) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_final_response_after_a_priming_event_is_found_whole() {
+        let held = b"data: \nid: 0/1\nretry: 3000\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\nid: 0/2\n\n";
+        match first_message(held) {
+            Some(Message::Final(json)) => {
+                assert_eq!(json, r#"{"jsonrpc":"2.0","id":2,"result":{}}"#)
+            }
+            _ => panic!("the result was not taken as final"),
+        }
+    }
+
+    #[test]
+    fn a_progress_notification_first_keeps_the_stream_and_a_partial_event_waits() {
+        let progress =
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+        assert!(matches!(first_message(progress), Some(Message::Other)));
+        let partial = b"data: \n\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"res";
+        assert!(first_message(partial).is_none());
+        let server_request = b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\n\n";
+        assert!(matches!(
+            first_message(server_request),
+            Some(Message::Other)
+        ));
+    }
+}
