@@ -19,3 +19,10 @@ fi
 
 cargo build --workspace --bins --tests --examples
 cargo test --workspace --no-fail-fast
+
+# Every MCP behaviour again over Streamable HTTP: the harness (tests/support/server.rs)
+# speaks both transports, so the same tests run against each. The modules skipped here
+# do not go through that harness (embedding, supervision, chaos, the document checks) or
+# are HTTP's own.
+CLAUDE_POOL_TEST_TRANSPORT=http cargo test --test it --no-fail-fast -- \
+    --skip chaos:: --skip embedding:: --skip http:: --skip supervision:: --skip tree_doc::
