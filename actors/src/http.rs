@@ -23,15 +23,21 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+mod inflight;
+mod login;
 mod oneshot;
 mod page;
 
 use crate::mcp::PoolServer;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use inflight::InFlight;
 
 /// The largest request body accepted (a 1.5 MB prompt fits several times).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a graceful shutdown waits for the MCP calls in flight to answer.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How the HTTP front-end serves.
 #[derive(Clone)]
@@ -64,6 +70,8 @@ struct Guard {
     hosts: Arc<Vec<String>>,
     port: u16,
     sessions: Option<(Arc<LocalSessionManager>, usize)>,
+    /// What the page's cookie holds ([`login`]).
+    page_key: Arc<str>,
 }
 
 /// The hosts every server answers to, with and without its port.
@@ -171,6 +179,21 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
         );
     }
     if !g.token_ok(req.headers()) {
+        let path = req.uri().path();
+        let get = req.method() == axum::http::Method::GET;
+        if path == "/login" && req.method() == axum::http::Method::POST {
+            return next.run(req).await; // where the token is presented
+        }
+        if get
+            && login::page_path(path)
+            && login::cookie(req.headers())
+                .is_some_and(|c| same(c.as_bytes(), g.page_key.as_bytes()))
+        {
+            return next.run(req).await;
+        }
+        if get && path == "/" {
+            return login::form(StatusCode::UNAUTHORIZED, "This pool needs its token.");
+        }
         return (
             StatusCode::UNAUTHORIZED,
             [
@@ -195,6 +218,22 @@ async fn not_found() -> Response {
 struct App {
     pool: Pool,
     metrics: Arc<Metrics>,
+    /// The token, and the key its cookie holds.
+    login: Option<(Arc<[u8]>, Arc<str>)>,
+}
+
+/// `POST /login`: the page's form presents the token; the right one gets the cookie.
+async fn sign_in(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let Some((want, key)) = &app.login else {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    };
+    match login::token_of(&body) {
+        Some(got) if same(&got, want) => login::signed_in(key),
+        _ => login::form(
+            StatusCode::UNAUTHORIZED,
+            "That is not the token this server was started with.",
+        ),
+    }
 }
 
 /// Counts every response by status (refusals included).
@@ -302,9 +341,11 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
     let port = addr.map_or(0, |a| a.port());
     let hosts = loopback_hosts(port, &options.allowed_hosts);
     let mcp_pool = pool.clone();
+    // The sessions close only after the calls in flight have answered (see below).
+    let sessions_ct = CancellationToken::new();
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts.clone())
-        .with_cancellation_token(stop.child_token())
+        .with_cancellation_token(sessions_ct.clone())
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_json_response(true);
     let manager = Arc::new(LocalSessionManager::default());
@@ -313,31 +354,65 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         manager.clone(),
         config,
     );
+    let token: Option<Arc<[u8]>> = options.token.map(|t| Arc::from(t.into_bytes()));
+    let page_key: Arc<str> = Arc::from(login::page_key());
     let g = Guard {
-        token: options.token.map(|t| Arc::from(t.into_bytes())),
+        token: token.clone(),
         hosts: Arc::new(hosts),
         port,
         sessions: Some((manager, options.max_sessions.max(1))),
+        page_key: page_key.clone(),
     };
     let metrics = Arc::new(Metrics::start(&pool).await);
+    let inflight = InFlight::new();
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn(oneshot::layer));
+        .layer(middleware::from_fn_with_state(
+            inflight.clone(),
+            oneshot::layer,
+        ));
     let app = Router::new()
         .merge(mcp)
         .route("/health", axum::routing::get(health))
         .route("/metrics", axum::routing::get(self::metrics))
         .route("/", axum::routing::get(page::index))
+        .route("/login", axum::routing::post(sign_in))
         .route("/status.json", axum::routing::get(page::status))
         .route("/transcripts/{id}", axum::routing::get(page::transcript))
         .fallback(not_found)
         .with_state(App {
             pool,
             metrics: metrics.clone(),
+            login: token.map(|t| (t, page_key)),
         })
         .layer(middleware::from_fn_with_state(g, guard))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(metrics, count));
+    // Graceful shutdown: on `stop` the listener closes and new MCP requests get 503; the
+    // calls in flight answer once the pool has ended their tasks (the shutdown runs
+    // alongside); then the sessions close and the server returns.
+    let closing = stop.clone();
+    tokio::spawn(async move {
+        closing.cancelled().await;
+        inflight.close();
+        let n = inflight.count();
+        if n > 0 {
+            tracing::info!(
+                in_flight = n,
+                "waiting for the MCP calls in flight to answer"
+            );
+        }
+        if tokio::time::timeout(SHUTDOWN_WAIT, inflight.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = inflight.count(),
+                "MCP calls still in flight after {SHUTDOWN_WAIT:?}; closing their sessions"
+            );
+        }
+        sessions_ct.cancel();
+    });
     tracing::info!(addr = ?addr, "serving MCP over HTTP at /mcp");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -358,6 +433,7 @@ mod tests {
             hosts: Arc::new(loopback_hosts(3101, &[])),
             port: 3101,
             sessions: None,
+            page_key: Arc::from("k"),
         }
     }
 

@@ -393,9 +393,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::pin!(serving);
+    let mut served = false;
     let why = loop {
         tokio::select! {
-            _ = &mut serving => break "stdin closed",
+            _ = &mut serving => { served = true; break "stdin closed" },
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
             _ = sighup.recv() => match pool.reload_projects() {
@@ -407,6 +408,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(reason = why, "shutting down");
     frontend.stop(Some(why.into()));
     pool.shutdown().await;
+    // Over HTTP the front-end ends once the calls in flight have had their answers (the
+    // shutdown above ended their tasks); wait for that, bounded, before the runtime goes.
+    if !served
+        && tokio::time::timeout(Duration::from_secs(35), &mut serving)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the MCP front-end did not end in 35 s");
+    }
     tracing::info!("every slot stopped; bye");
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! default, `/health`, and MCP sessions of several clients on one pool.
 
 use claude_pool_tests::http::HttpServer;
-use claude_pool_tests::server::start_refused;
+use claude_pool_tests::server::{
+    Server, ServerOptions, Transport, finish_call, first_text, start_refused,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -122,6 +124,64 @@ async fn with_a_token_every_request_needs_it_as_a_bearer() {
         r["result"]["structuredContent"]["output"], "over http",
         "{r}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_token_the_page_asks_for_it_and_its_cookie_opens_only_the_page() {
+    let server = HttpServer::start(1, &["--http-token", "s3cret+token"]).await;
+    let page = server.request("GET", "/", &[], "").await;
+    assert_eq!(page.status, 401, "{page:?}");
+    assert!(
+        page.body.contains("<form") && page.body.contains("action=\"/login\""),
+        "a browser must get a form to present the token: {}",
+        page.body
+    );
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let wrong = server.request("POST", "/login", &form, "token=guess").await;
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    assert!(
+        wrong.header("set-cookie").is_none(),
+        "a wrong token got a cookie"
+    );
+    // `+` is a space in a form body: the token's own plus sign arrives escaped.
+    let right = server
+        .request("POST", "/login", &form, "token=s3cret%2Btoken")
+        .await;
+    assert_eq!(right.status, 303, "{right:?}");
+    assert_eq!(right.header("location"), Some("/"));
+    let set = right.header("set-cookie").expect("a cookie for the page");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && !set.contains("s3cret"),
+        "the cookie must be HttpOnly, SameSite=Strict and not the token: {set}"
+    );
+    let pair = set.split(';').next().expect("name=value").to_owned();
+    let cookie = [("Cookie", pair.as_str())];
+    for path in ["/", "/status.json"] {
+        let r = server.request("GET", path, &cookie, "").await;
+        assert_eq!(r.status, 200, "{path} with the cookie: {r:?}");
+    }
+    let status = server.request("GET", "/status.json", &cookie, "").await;
+    let v: serde_json::Value = serde_json::from_str(&status.body).expect("status JSON");
+    assert_eq!(
+        v["status"]["slots"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    // The cookie acts on nothing: MCP and metrics still need the bearer token.
+    for (method, path) in [("POST", "/mcp"), ("GET", "/metrics"), ("GET", "/health")] {
+        let r = server.request(method, path, &cookie, "{}").await;
+        assert_eq!(r.status, 401, "{method} {path} with only the cookie: {r:?}");
+    }
+    let forged = [("Cookie", "claude_pool_page=0000")];
+    assert_eq!(
+        server
+            .request("GET", "/status.json", &forged, "")
+            .await
+            .status,
+        401
+    );
+    assert!(!server_log_has(&server, "s3cret"), "the token was logged");
     server.stop().await;
 }
 
@@ -752,4 +812,33 @@ async fn a_thousand_malformed_http_requests_crash_nothing_and_the_server_keeps_s
         "{r}"
     );
     assert!(server.stop().await.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_call_in_flight_answer_then_stops_leaving_no_process() {
+    let server = Server::start(ServerOptions::fake(1).transport(Transport::Http)).await;
+    server.wait_ready().await;
+    // The task's "started" progress came back over the call's own stream: the call is in
+    // flight on the server, its turn running on the slot.
+    let (call, _, id) = server.start_run("MOCK_SLEEP:30").await;
+    let answer = tokio::spawn(finish_call(
+        call,
+        "the answer to the call in flight at SIGTERM",
+    ));
+    let status = server.signal_and_wait(libc::SIGTERM).await;
+    assert!(
+        status.success(),
+        "the server's exit after SIGTERM: {status:?}"
+    );
+    let r = answer.await.expect("the call's answer");
+    let text = first_text(&r);
+    assert_eq!(
+        r.is_error,
+        Some(true),
+        "the call ended early, so it must fail: {text}"
+    );
+    assert!(
+        text.contains(&id) && text.contains("interrupted"),
+        "the call's error must name its task and say why it ended: {text}"
+    );
 }

@@ -13,18 +13,36 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+
+use super::inflight::{InFlight, Ticket};
 use http_body::Frame;
 
 /// The longest the headers are held for a first message.
 pub const HOLD: Duration = Duration::from_millis(20);
 
-/// The middleware: see the module's documentation.
-pub async fn layer(req: Request, next: Next) -> Response {
+/// The middleware: see the module's documentation. It also admits each POST as one request
+/// in flight ([`InFlight`]), until its answer is done.
+pub async fn layer(State(inflight): State<InFlight>, req: Request, next: Next) -> Response {
     let post = req.method() == Method::POST;
+    let ticket = if post {
+        match inflight.admit() {
+            Ok(t) => Some(t),
+            Err((status, text)) => {
+                return (
+                    status,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    text,
+                )
+                    .into_response();
+            }
+        }
+    } else {
+        None
+    };
     let res = next.run(req).await;
     let sse = res
         .headers()
@@ -53,7 +71,14 @@ pub async fn layer(req: Request, next: Next) -> Response {
                         parts.headers.remove("x-accel-buffering");
                         // The stream has nothing after its final response; dropping it only
                         // releases it.
-                        return Response::from_parts(parts, Body::from(json));
+                        return Response::from_parts(
+                            parts,
+                            Body::new(Prefixed {
+                                prefix: Some(Bytes::from(json)),
+                                rest: Body::empty(),
+                                _ticket: ticket,
+                            }),
+                        );
                     }
                     Some(Message::Other) => break,
                     None => {}
@@ -68,6 +93,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
         Body::new(Prefixed {
             prefix: (!held.is_empty()).then(|| Bytes::from(held)),
             rest: body,
+            _ticket: ticket,
         }),
     )
 }
@@ -123,6 +149,8 @@ struct Shape {
 struct Prefixed {
     prefix: Option<Bytes>,
     rest: Body,
+    /// Counts the request as in flight until the body is done or dropped.
+    _ticket: Option<Ticket>,
 }
 
 impl HttpBody for Prefixed {
