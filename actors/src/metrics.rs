@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use claude_pool_protocol::TaskStatus;
-use claude_pool_protocol::tools::{PoolStatusReport, TaskReport};
+use claude_pool_protocol::tools::{PoolStatusReport, TaskKind, TaskReport};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -169,27 +169,36 @@ impl Metrics {
     pub fn render(&self, status: &PoolStatusReport) -> String {
         let mut reg = Registry::with_prefix("claude_pool");
         let tasks: Family<Labels, Counter> = Family::default();
-        let c = &status.tasks;
-        for (state, n) in [
-            ("completed", c.completed),
-            ("failed", c.failed),
-            ("cancelled", c.cancelled),
-            ("timed_out", c.timed_out),
-            ("interrupted", c.interrupted),
-        ] {
-            tasks.get_or_create(&labels(&[("state", state)])).inc_by(n);
+        let open: Family<Labels, Gauge> = Family::default();
+        for kind in [TaskKind::Task, TaskKind::Run, TaskKind::Build] {
+            let c = status.tasks_by_kind.of(kind);
+            let kind = kind.as_str();
+            for (state, n) in [
+                ("completed", c.completed),
+                ("failed", c.failed),
+                ("cancelled", c.cancelled),
+                ("timed_out", c.timed_out),
+                ("interrupted", c.interrupted),
+            ] {
+                tasks
+                    .get_or_create(&labels(&[("kind", kind), ("state", state)]))
+                    .inc_by(n);
+            }
+            for (state, n) in [("pending", c.pending), ("running", c.running)] {
+                open.get_or_create(&labels(&[("kind", kind), ("state", state)]))
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
         }
         reg.register(
             "tasks",
-            "Tasks that reached a terminal state, by state",
+            "Tasks that reached a terminal state, by kind (task, run, build) and state",
             tasks,
         );
-        let open: Family<Labels, Gauge> = Family::default();
-        open.get_or_create(&labels(&[("state", "pending")]))
-            .set(i64::try_from(c.pending).unwrap_or(i64::MAX));
-        open.get_or_create(&labels(&[("state", "running")]))
-            .set(i64::try_from(c.running).unwrap_or(i64::MAX));
-        reg.register("open_tasks", "Tasks queued or running now", open);
+        reg.register(
+            "open_tasks",
+            "Tasks queued or running now, by kind and state",
+            open,
+        );
         let queue: Gauge = Gauge::default();
         queue.set(i64::try_from(status.pending_tasks).unwrap_or(i64::MAX));
         reg.register("queue_length", "Tasks waiting for a slot", queue);

@@ -32,7 +32,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
-use claude_pool_protocol::tools::{PoolStatusReport, TaskCounts};
+use claude_pool_protocol::tools::{PoolStatusReport, TasksByKind};
 use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
@@ -114,7 +114,7 @@ pub struct SchedulerState {
     /// Finished tasks in the order they finished, for forgetting the oldest.
     finished: VecDeque<TaskId>,
     /// Counts of finished tasks already forgotten, so the status counts still add up.
-    forgotten: TaskCounts,
+    forgotten: TasksByKind,
     /// Whether new work is accepted, and why not.
     intake: Intake,
     /// A drain in progress.
@@ -163,7 +163,7 @@ impl Actor for SchedulerActor {
             idle: VecDeque::new(),
             scale_waiters: Vec::new(),
             finished: VecDeque::new(),
-            forgotten: TaskCounts::default(),
+            forgotten: TasksByKind::default(),
             intake: Intake::Open,
             drain: None,
             budget_wait: false,
@@ -302,7 +302,8 @@ impl Actor for SchedulerActor {
 
 impl SchedulerState {
     fn status(&self) -> PoolStatusReport {
-        let counts = self.counts();
+        let by_kind = self.counts_by_kind();
+        let counts = by_kind.sum();
         let as_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         PoolStatusReport {
             slots: self.slot_reports(),
@@ -312,6 +313,7 @@ impl SchedulerState {
             budget_usd: None,
             budget_remaining: None,
             tasks: counts,
+            tasks_by_kind: by_kind,
             running: !self.intake.is_stopped(),
             refusing: self.intake.refusal().map(|e| e.to_string()),
             target_slots: as_u32(self.target_slots()),

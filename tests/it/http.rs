@@ -457,21 +457,31 @@ async fn metrics_agree_with_pool_status_and_the_tasks_own_numbers() {
     let m = server.request("GET", "/metrics", &[], "").await;
     assert_eq!(m.status, 200, "{m:?}");
     let text = &m.body;
-    for state in [
-        "completed",
-        "failed",
-        "cancelled",
-        "timed_out",
-        "interrupted",
-    ] {
-        assert_eq!(
-            sample(
+    // Two pool tasks completed and one failed; no job ran.
+    let expected = |kind: &str, state: &str| match (kind, state) {
+        ("task", "completed") => 2.0,
+        ("task", "failed") => 1.0,
+        _ => 0.0,
+    };
+    for kind in ["task", "run", "build"] {
+        for state in [
+            "completed",
+            "failed",
+            "cancelled",
+            "timed_out",
+            "interrupted",
+        ] {
+            let got = sample(
                 text,
-                &format!("claude_pool_tasks_total{{state=\"{state}\"}}")
-            ),
-            status["tasks"][state].as_f64(),
-            "{state}: {text}"
-        );
+                &format!("claude_pool_tasks_total{{kind=\"{kind}\",state=\"{state}\"}}"),
+            );
+            assert_eq!(got, Some(expected(kind, state)), "{kind} {state}: {text}");
+            assert_eq!(
+                got,
+                status["tasks_by_kind"][kind][state].as_f64(),
+                "{kind} {state} must agree with pool_status: {text}"
+            );
+        }
     }
     assert_eq!(
         sample(text, "claude_pool_queue_length"),

@@ -105,6 +105,20 @@ async fn a_project_runs_one_job_at_a_time_in_its_own_directory_and_projects_run_
     for field in ["enqueuedAt", "startedAt", "finishedAt", "sessionId"] {
         assert!(status[field].is_string(), "{field} missing: {status}");
     }
+    // Three claude_run jobs: two done, one cancelled; no other kind of work ran.
+    let pool = server.status().await;
+    let by_kind = &pool["tasks_by_kind"];
+    assert_eq!(
+        (
+            by_kind["run"]["total"].as_u64(),
+            by_kind["run"]["completed"].as_u64(),
+            by_kind["run"]["cancelled"].as_u64(),
+            by_kind["task"]["total"].as_u64(),
+            by_kind["build"]["total"].as_u64(),
+        ),
+        (Some(3), Some(2), Some(1), Some(0), Some(0)),
+        "{pool}"
+    );
     server.close().await;
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use claude_pool_protocol::tools::TaskKind;
 use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
 use tokio::time::Instant;
 
@@ -50,13 +51,14 @@ impl SchedulerState {
             );
             self.queue.push_back(id);
         }
-        for (state, n) in &restored.counts {
-            let Some(status) = TaskStatus::parse(state) else {
+        for (kind, state, n) in &restored.counts_by_kind {
+            let (Some(kind), Some(status)) = (TaskKind::parse(kind), TaskStatus::parse(state))
+            else {
                 continue;
             };
             if status.is_terminal() {
                 for _ in 0..*n {
-                    table::count(&mut self.forgotten, status);
+                    table::count(self.forgotten.of_mut(kind), status);
                 }
             }
         }

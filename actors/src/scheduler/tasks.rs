@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskReport};
+use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskReport, TasksByKind};
 use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
 use ractor::RpcReplyPort;
 use tokio::time::Instant;
@@ -436,8 +436,8 @@ impl SchedulerState {
                 return;
             };
             if let Some(r) = self.tasks.remove(&id) {
-                table::count(&mut self.forgotten, r.status());
-                if self.forgotten.total.is_multiple_of(1024)
+                table::count(self.forgotten.of_mut(r.meta.kind), r.status());
+                if self.forgotten.sum().total.is_multiple_of(1024)
                     && let Some(store) = &self.store
                 {
                     store.prune_memory(self.config.max_finished_tasks);
@@ -448,9 +448,14 @@ impl SchedulerState {
 
     /// Every task's count by status.
     pub(super) fn counts(&self) -> TaskCounts {
+        self.counts_by_kind().sum()
+    }
+
+    /// Every task's count by kind and status.
+    pub(super) fn counts_by_kind(&self) -> TasksByKind {
         let mut counts = self.forgotten;
         for r in self.tasks.values() {
-            table::count(&mut counts, r.status());
+            table::count(counts.of_mut(r.meta.kind), r.status());
         }
         counts
     }

@@ -63,6 +63,53 @@ pub struct TaskCounts {
     pub interrupted: u64,
 }
 
+/// Task counts for each kind of work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TasksByKind {
+    /// Pool tasks (pool_run, pool_submit, fan-outs, chain steps, skills).
+    pub task: TaskCounts,
+    /// Jobs of claude_run.
+    pub run: TaskCounts,
+    /// Jobs of claude_build.
+    pub build: TaskCounts,
+}
+
+impl TasksByKind {
+    /// The counts of `kind`.
+    pub fn of(&self, kind: super::task::TaskKind) -> &TaskCounts {
+        match kind {
+            super::task::TaskKind::Task => &self.task,
+            super::task::TaskKind::Run => &self.run,
+            super::task::TaskKind::Build => &self.build,
+        }
+    }
+
+    /// The counts of `kind`, to change.
+    pub fn of_mut(&mut self, kind: super::task::TaskKind) -> &mut TaskCounts {
+        match kind {
+            super::task::TaskKind::Task => &mut self.task,
+            super::task::TaskKind::Run => &mut self.run,
+            super::task::TaskKind::Build => &mut self.build,
+        }
+    }
+
+    /// Every kind together.
+    pub fn sum(&self) -> TaskCounts {
+        let mut all = TaskCounts::default();
+        for c in [&self.task, &self.run, &self.build] {
+            all.total += c.total;
+            all.pending += c.pending;
+            all.running += c.running;
+            all.completed += c.completed;
+            all.failed += c.failed;
+            all.cancelled += c.cancelled;
+            all.timed_out += c.timed_out;
+            all.interrupted += c.interrupted;
+        }
+        all
+    }
+}
+
 /// What `pool_status` returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PoolStatusReport {
@@ -80,6 +127,10 @@ pub struct PoolStatusReport {
     pub budget_remaining: Option<f64>,
     /// Task counts by status.
     pub tasks: TaskCounts,
+    /// The same counts for each kind of work: pool tasks, claude_run jobs, claude_build
+    /// jobs. Each kind's counts add up to its total, and the kinds add up to `tasks`.
+    #[serde(default)]
+    pub tasks_by_kind: TasksByKind,
     /// False once the pool has stopped (shutdown, drain, or slots that cannot be kept alive
     /// — then `refusing` says why).
     pub running: bool,

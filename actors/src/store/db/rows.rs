@@ -228,6 +228,8 @@ pub struct Recovered {
     pub spend_usd: f64,
     /// How many tasks are in each state.
     pub counts: Vec<(String, u64)>,
+    /// How many tasks of each kind are in each state: (kind, state, count).
+    pub counts_by_kind: Vec<(String, String, u64)>,
 }
 
 /// The task columns in the order [`task_from_row`] reads them.

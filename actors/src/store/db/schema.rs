@@ -228,6 +228,7 @@ pub(crate) fn recover(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<Re
         context,
         spend_usd,
         counts: counts(conn)?,
+        counts_by_kind: counts_by_kind(conn)?,
     })
 }
 
@@ -239,6 +240,18 @@ pub(crate) fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> 
             Ok((r.get(0)?, u64::try_from(n).unwrap_or(0)))
         })?
         .collect()
+}
+
+/// How many tasks of each kind are in each state.
+pub(crate) fn counts_by_kind(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    conn.prepare_cached(
+        "SELECT kind, state, COUNT(*) FROM tasks GROUP BY kind, state ORDER BY kind, state",
+    )?
+    .query_map([], |r| {
+        let n: i64 = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, u64::try_from(n).unwrap_or(0)))
+    })?
+    .collect()
 }
 
 fn ids(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<String>> {
