@@ -51,6 +51,8 @@ pub struct ChainArgs {
     pub supervisor: ActorRef<ChainSupervisorMsg>,
     /// Where progress lines go, if anyone listens.
     pub progress: Option<ChainProgressSink>,
+    /// The depth of the request that started the chain; `None`: the server's own.
+    pub depth: Option<u32>,
 }
 
 /// Messages of a chain actor.
@@ -215,6 +217,7 @@ impl ChainState {
         let planned = &self.args.plan.steps[i];
         let mut spec = TaskSpec::new(prompt).with_options(&planned.options);
         spec.chain = Some(self.args.id.clone());
+        spec.depth = self.args.depth;
         let name = planned.name.clone();
         let answer = self
             .args

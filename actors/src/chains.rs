@@ -50,6 +50,9 @@ pub enum ChainSupervisorMsg {
         params: ChainParams,
         /// Where its progress lines go.
         progress: Option<ChainProgressSink>,
+        /// The recursion depth of the request that started it (its steps run one deeper);
+        /// `None`: the server's own.
+        depth: Option<u32>,
         /// Its id, or why it was refused (nothing ran).
         reply: RpcReplyPort<Result<ChainId, PoolError>>,
     },
@@ -180,9 +183,10 @@ impl Actor for ChainSupervisorActor {
             ChainSupervisorMsg::Submit {
                 params,
                 progress,
+                depth,
                 reply,
             } => {
-                let answer = state.submit(&myself, params, progress).await;
+                let answer = state.submit(&myself, params, progress, depth).await;
                 let _ = reply.send(answer);
             }
             ChainSupervisorMsg::Get(id, reply) => {
@@ -277,6 +281,7 @@ impl ChainSupervisorState {
         myself: &ActorRef<ChainSupervisorMsg>,
         params: ChainParams,
         progress: Option<ChainProgressSink>,
+        depth: Option<u32>,
     ) -> Result<ChainId, PoolError> {
         if self.stopping {
             return Err(PoolError::Stopped("the pool is shut down".into()));
@@ -289,6 +294,7 @@ impl ChainSupervisorState {
             scheduler: self.args.scheduler.clone(),
             supervisor: myself.clone(),
             progress,
+            depth,
         };
         let (actor, _) = Actor::spawn_linked(None, ChainActor, args, myself.get_cell())
             .await

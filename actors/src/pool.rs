@@ -288,10 +288,23 @@ impl Pool {
         params: ChainParams,
         progress: Option<ChainProgressSink>,
     ) -> Result<ChainId, PoolError> {
-        self.check_depth(None)?;
+        self.submit_chain_at(params, progress, None).await
+    }
+
+    /// Starts a chain for a request of recursion depth `depth` (over HTTP, from its
+    /// `x-mcp-depth` header; `None`: the pool's own): refused at the limit, and its steps'
+    /// processes run one level deeper.
+    pub async fn submit_chain_at(
+        &self,
+        params: ChainParams,
+        progress: Option<ChainProgressSink>,
+        depth: Option<u32>,
+    ) -> Result<ChainId, PoolError> {
+        self.check_depth(depth)?;
         self.ask(&self.refs.chains, |reply| ChainSupervisorMsg::Submit {
             params,
             progress,
+            depth,
             reply,
         })
         .await?

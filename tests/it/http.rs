@@ -263,6 +263,19 @@ async fn the_depth_header_sets_the_requests_depth_for_the_recursion_guard() {
         r["result"]["structuredContent"]["output"], "shell rc=0 out=depth=2",
         "{r}"
     );
+    // A chain's steps, too, run one deeper than the request that started the chain.
+    let r = server
+        .call(
+            &session,
+            &one,
+            "pool_chain",
+            json!({ "steps": [{ "prompt": "MOCK_SHELL:echo depth=$CLAUDE_MCP_DEPTH" }] }),
+        )
+        .await;
+    assert_eq!(
+        r["result"]["structuredContent"]["final_output"], "shell rc=0 out=depth=2",
+        "{r}"
+    );
     // Without the header the server's own depth (0) holds.
     let plain = server.session(&[]).await;
     let r = server

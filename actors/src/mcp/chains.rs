@@ -24,12 +24,10 @@ impl PoolServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        if let Err(e) = self.pool.check_depth(self.request_depth(&context)) {
-            return fail(e);
-        }
+        let depth = self.request_depth(&context);
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = Progress::new(&context).wanted().then_some(tx);
-        let id = match self.pool.submit_chain(params, sink).await {
+        let id = match self.pool.submit_chain_at(params, sink, depth).await {
             Ok(id) => id,
             Err(e) => return fail(e),
         };
@@ -56,11 +54,9 @@ impl PoolServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        if let Err(e) = self.pool.check_depth(self.request_depth(&context)) {
-            return fail(e);
-        }
+        let depth = self.request_depth(&context);
         let total_steps = params.steps.len();
-        match self.pool.submit_chain(params, None).await {
+        match self.pool.submit_chain_at(params, None, depth).await {
             Ok(chain_id) => structured(&ChainSubmitReport {
                 chain_id,
                 status: ChainStatus::InProgress,
