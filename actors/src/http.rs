@@ -6,8 +6,8 @@
 //! loopback name or one of the configured hosts, and a present `Origin` must match one of
 //! them, else 403 before any MCP processing; with a token, every request needs
 //! `Authorization: Bearer <token>` (compared in constant time, never logged), else 401.
-//! Bodies are bounded (413), and so are open sessions (503); idle sessions expire after 5
-//! minutes (rmcp's session keep-alive). A call that answers at once gets its answer as one
+//! Bodies are bounded (413), and so are open sessions (503); a session with no request open
+//! for `--http-session-idle` (5 minutes) is closed ([`sessions`]), never one under a call. A call that answers at once gets its answer as one
 //! JSON body rather than an event stream ([`oneshot`]). Each client gets its own MCP session; they all share the pool,
 //! and one client's long `pool_run` never delays another's calls.
 
@@ -27,6 +27,7 @@ mod inflight;
 mod login;
 mod oneshot;
 mod page;
+mod sessions;
 
 use crate::mcp::PoolServer;
 use crate::metrics::Metrics;
@@ -50,6 +51,8 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     /// The most MCP sessions open at once; a client opening one more gets 503.
     pub max_sessions: usize,
+    /// A session with no request open for this long is closed.
+    pub session_idle: std::time::Duration,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("token", &self.token.is_some())
             .field("allowed_hosts", &self.allowed_hosts)
             .field("max_sessions", &self.max_sessions)
+            .field("session_idle", &self.session_idle)
             .finish()
     }
 }
@@ -348,7 +352,17 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         .with_cancellation_token(sessions_ct.clone())
         .with_max_request_body_bytes(MAX_BODY_BYTES)
         .with_json_response(true);
-    let manager = Arc::new(LocalSessionManager::default());
+    // rmcp's keep-alive counts only messages and would close a session under a long call;
+    // idle sessions are closed by [`sessions::sweep`] instead.
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = None;
+    let manager = Arc::new(manager);
+    let activity = Arc::new(sessions::Activity::default());
+    tokio::spawn(sessions::sweep(
+        activity.clone(),
+        manager.clone(),
+        options.session_idle,
+    ));
     let mcp = StreamableHttpService::new(
         move || Ok(PoolServer::new(mcp_pool.clone())),
         manager.clone(),
@@ -368,7 +382,7 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
-            inflight.clone(),
+            (inflight.clone(), activity),
             oneshot::layer,
         ));
     let app = Router::new()

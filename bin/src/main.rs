@@ -14,6 +14,9 @@ use claude_pool::{
 use tokio::signal::unix::{SignalKind, signal};
 
 /// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
+/// The log filter when none is given.
+const DEFAULT_LOG: &str = "info,rmcp::transport::async_rw=debug";
+
 #[derive(Debug, Parser)]
 #[command(name = "claude-pool-server", version, about, args_override_self = true)]
 struct Args {
@@ -155,19 +158,21 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     http_max_sessions: usize,
 
+    /// An MCP session over HTTP with no request open for this long is closed (a call in
+    /// flight keeps its session open however long it runs).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    http_session_idle: Duration,
+
     /// A host name HTTP clients may use besides the loopback ones (repeatable), for a
     /// non-loopback --bind.
     #[arg(long = "allowed-host")]
     allowed_hosts: Vec<String>,
 
-    /// Log filter (error, warn, info, debug, trace, or tracing directives). The default also
-    /// logs every stdin line that is not a JSON-RPC message and was dropped.
-    #[arg(
-        long,
-        env = "CLAUDE_POOL_LOG",
-        default_value = "info,rmcp::transport::async_rw=debug"
-    )]
-    log_level: String,
+    /// Log filter (error, warn, info, debug, trace, or tracing directives); else env
+    /// CLAUDE_POOL_LOG, else LOG_LEVEL (ClaudeMCP's). The default also logs every stdin line
+    /// that is not a JSON-RPC message and was dropped.
+    #[arg(long, env = "CLAUDE_POOL_LOG")]
+    log_level: Option<String>,
 
     /// Append logs to this file instead of stderr.
     #[arg(long)]
@@ -227,8 +232,13 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(args: &Args) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("LOG_LEVEL").ok().filter(|l| !l.is_empty()))
+        .unwrap_or_else(|| DEFAULT_LOG.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .with_context(|| format!("invalid --log-level {level:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -312,6 +322,7 @@ fn http_options(args: &Args) -> anyhow::Result<Option<claude_pool::http::HttpOpt
         token,
         allowed_hosts: args.allowed_hosts.clone(),
         max_sessions: args.http_max_sessions,
+        session_idle: args.http_session_idle,
     }))
 }
 

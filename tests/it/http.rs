@@ -294,6 +294,40 @@ async fn the_depth_header_sets_the_requests_depth_for_the_recursion_guard() {
 }
 
 #[tokio::test]
+async fn an_idle_session_expires_but_one_with_a_long_call_in_flight_does_not() {
+    let server = HttpServer::start(1, &["--http-session-idle", "1s"]).await;
+    let idle = server.session(&[]).await;
+    let busy = server.session(&[]).await;
+    let ping = json!({ "jsonrpc": "2.0", "id": 9, "method": "ping" });
+    assert_eq!(server.post(Some(&idle), &[], &ping).await.status, 200);
+    // Three times the idle limit, with no message on the call's stream meanwhile (no
+    // progress was asked for): the call keeps its session open.
+    let r = server
+        .call(
+            &busy,
+            &[],
+            "pool_run",
+            json!({ "prompt": "MOCK_SLEEP:3 MOCK_TEXT: still here" }),
+        )
+        .await;
+    assert_eq!(
+        r["result"]["structuredContent"]["output"], "still here",
+        "{r}"
+    );
+    assert_eq!(
+        server.post(Some(&busy), &[], &ping).await.status,
+        200,
+        "the session of the long call must still be open"
+    );
+    let gone = server.post(Some(&idle), &[], &ping).await;
+    assert_eq!(
+        gone.status, 404,
+        "a session idle for 3 s with a 1 s limit must be closed: {gone:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn sessions_are_bounded_and_one_more_gets_503() {
     let server = HttpServer::start(1, &["--http-max-sessions", "2"]).await;
     let a = server.session(&[]).await;

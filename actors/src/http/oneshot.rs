@@ -9,6 +9,7 @@
 //! goes on as usual with what was held in front.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::inflight::{InFlight, Ticket};
+use super::sessions::{Activity, Open};
 use http_body::Frame;
 
 /// The longest the headers are held for a first message.
@@ -26,8 +28,18 @@ pub const HOLD: Duration = Duration::from_millis(20);
 
 /// The middleware: see the module's documentation. It also admits each POST as one request
 /// in flight ([`InFlight`]), until its answer is done.
-pub async fn layer(State(inflight): State<InFlight>, req: Request, next: Next) -> Response {
+pub async fn layer(
+    State((inflight, activity)): State<(InFlight, Arc<Activity>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let post = req.method() == Method::POST;
+    // The session is busy while this request is open (see `sessions`).
+    let mut open = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|id| activity.open(id));
     let ticket = if post {
         match inflight.admit() {
             Ok(t) => Some(t),
@@ -44,12 +56,33 @@ pub async fn layer(State(inflight): State<InFlight>, req: Request, next: Next) -
         None
     };
     let res = next.run(req).await;
+    if open.is_none()
+        && let Some(id) = res
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        open = Some(activity.open(id)); // a session just made
+    }
     let sse = res
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    if !post || !sse {
+    if !sse {
         return res;
+    }
+    if !post {
+        // A standalone notification stream: the session stays busy while it is open.
+        let (parts, body) = res.into_parts();
+        return Response::from_parts(
+            parts,
+            Body::new(Prefixed {
+                prefix: None,
+                rest: body,
+                _ticket: None,
+                _open: open,
+            }),
+        );
     }
     let (mut parts, mut body) = res.into_parts();
     let mut held: Vec<u8> = Vec::new();
@@ -77,6 +110,7 @@ pub async fn layer(State(inflight): State<InFlight>, req: Request, next: Next) -
                                 prefix: Some(Bytes::from(json)),
                                 rest: Body::empty(),
                                 _ticket: ticket,
+                                _open: open,
                             }),
                         );
                     }
@@ -94,6 +128,7 @@ pub async fn layer(State(inflight): State<InFlight>, req: Request, next: Next) -
             prefix: (!held.is_empty()).then(|| Bytes::from(held)),
             rest: body,
             _ticket: ticket,
+            _open: open,
         }),
     )
 }
@@ -151,6 +186,8 @@ struct Prefixed {
     rest: Body,
     /// Counts the request as in flight until the body is done or dropped.
     _ticket: Option<Ticket>,
+    /// Keeps the session busy until the body is done or dropped.
+    _open: Option<Open>,
 }
 
 impl HttpBody for Prefixed {
