@@ -13,10 +13,10 @@ use claude_pool::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
-/// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
 /// The log filter when none is given.
 const DEFAULT_LOG: &str = "info,rmcp::transport::async_rw=debug";
 
+/// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
 #[derive(Debug, Parser)]
 #[command(name = "claude-pool-server", version, about, args_override_self = true)]
 struct Args {
