@@ -1,7 +1,7 @@
 //! claude-pool's integration tests: one binary, one module per area.
 //!
 //! - `mcp`: the real server binary over stdio, driven by rmcp's client, slots running the
-//!   fake CLI (`tests/fake_claude`), one test per behaviour users rely on;
+//!   fake CLI (`fake-claude`, `bin/src/fake_claude`), one test per behaviour users rely on;
 //! - `embedding`: the library API (`Pool`) in-process, several pools in one test binary;
 //! - `chaos`: slot processes killed on purpose while work flows;
 //! - `tree_doc`: `supervision-tree.md` stays true to the code;

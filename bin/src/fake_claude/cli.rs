@@ -172,8 +172,9 @@ pub fn parse(argv: &[String]) -> Opts {
             }
             "-h" | "--help" => {
                 crate::sys::write_stdout(
-                    b"Usage: claude [options] [command] [prompt]  (fake-claude stand-in)\n",
+                    b"Usage: claude [options] [command] [prompt]  (fake-claude stand-in)\n\n",
                 );
+                crate::sys::write_stdout(include_str!("help.md").as_bytes());
                 crate::sys::exit(0);
             }
             _ => {}
