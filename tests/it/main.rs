@@ -15,6 +15,7 @@ mod chaos;
 mod context;
 mod drain;
 mod embedding;
+mod fake_cli;
 mod fanout;
 mod http;
 mod jobs;

@@ -1,5 +1,4 @@
 #![doc = include_str!("help.md")]
-
 // libc signal handling (sigaction, SIG_IGN, _exit), getpgid, clock_gettime, poll, flock and
 // geteuid need `unsafe`; every use is a plain FFI call commented with its safety argument.
 #![allow(unsafe_code)]
