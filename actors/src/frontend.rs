@@ -12,6 +12,8 @@ use rmcp::ServiceExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod stdio;
+
 use crate::mcp::PoolServer;
 use crate::pool::Pool;
 
@@ -80,7 +82,8 @@ impl Actor for FrontendActor {
             let served = match args.transport {
                 FrontendTransport::Stdio => {
                     let server = PoolServer::new(pool);
-                    serve(server, rmcp::transport::stdio_pipes(), stop_rx).await
+                    let (reader, writer) = rmcp::transport::stdio_pipes();
+                    serve(server, stdio::checked(reader, writer), stop_rx).await
                 }
                 FrontendTransport::Duplex(stream) => {
                     serve(PoolServer::new(pool), stream, stop_rx).await

@@ -14,7 +14,7 @@ use claude_pool::{
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The log filter when none is given.
-const DEFAULT_LOG: &str = "info,rmcp::transport::async_rw=debug";
+const DEFAULT_LOG: &str = "info";
 
 /// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
 #[derive(Debug, Parser)]
@@ -169,8 +169,7 @@ struct Args {
     allowed_hosts: Vec<String>,
 
     /// Log filter (error, warn, info, debug, trace, or tracing directives); else env
-    /// CLAUDE_POOL_LOG, else LOG_LEVEL (ClaudeMCP's). The default also logs every stdin line
-    /// that is not a JSON-RPC message and was dropped.
+    /// CLAUDE_POOL_LOG, else LOG_LEVEL (ClaudeMCP's); default info.
     #[arg(long, env = "CLAUDE_POOL_LOG")]
     log_level: Option<String>,
 

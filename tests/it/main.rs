@@ -26,6 +26,7 @@ mod real_toolkit;
 mod resources;
 mod scaling;
 mod skills;
+mod stdio_fuzz;
 mod store;
 mod supervision;
 mod tree_doc;
