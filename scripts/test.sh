@@ -25,5 +25,6 @@ cargo test --workspace --no-fail-fast
 # do not go through that harness (embedding, supervision, chaos, the document checks) or
 # are HTTP's own.
 CLAUDE_POOL_TEST_TRANSPORT=http cargo test --test it --no-fail-fast -- \
-    --skip chaos:: --skip embedding:: --skip fake_cli:: --skip http:: --skip supervision:: \
+    --skip chaos:: --skip chaos_cli:: --skip embedding:: --skip fake_cli:: --skip faults:: \
+    --skip http:: --skip stdio_fuzz:: --skip supervision:: \
     --skip tree_doc::

@@ -49,6 +49,7 @@ pub use error::PoolError;
 pub use events::PoolEvent;
 pub use frontend::{FrontendActor, FrontendTransport};
 pub use mcp::PoolServer;
+pub use pool::faults::{FakeFaults, TurnFault};
 pub use pool::{FanOutProgress, Pool, PoolBuilder};
 pub use restart::{FailureKind, RestartPolicy};
 pub use root::PoolHealth;

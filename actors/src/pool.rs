@@ -21,6 +21,7 @@
 
 mod admin;
 mod builder;
+pub mod faults;
 mod jobs;
 mod stored;
 

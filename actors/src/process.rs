@@ -309,6 +309,20 @@ pub fn kill_group(pgid: u32, signal: i32) {
     }
 }
 
+/// Sends `signal` to the one process `pid`.
+pub fn signal_process(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("pid {pid}")))?;
+    // SAFETY: kill(2) with a positive pid signals that one process; it has no memory effects.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 async fn write_stdin<F>(
     mut stdin: tokio::process::ChildStdin,
     mut rx: mpsc::UnboundedReceiver<String>,

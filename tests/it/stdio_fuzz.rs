@@ -154,7 +154,7 @@ fn case(i: usize, draw: (u8, u32, u32, u8, Vec<u8>), fields: &[(String, String, 
                 expect: Expect::Answer(id),
             }
         }
-        3 | 4 | 5 | 6 => {
+        3..=6 => {
             let (tool, field, ty) = &fields[a as usize % fields.len()];
             let v = call(&id, tool, json!({ field.as_str(): wrong_for(ty, c) }));
             Case {

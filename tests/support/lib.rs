@@ -53,6 +53,11 @@ pub fn server_bin() -> PathBuf {
     built_binary("claude-pool-server")
 }
 
+/// The chaos harness binary.
+pub fn chaos_bin() -> PathBuf {
+    built_binary("claude-pool-chaos")
+}
+
 /// The fake `claude` fixture.
 pub fn fake_claude_bin() -> PathBuf {
     std::env::var_os("CLAUDE_POOL_FAKE_CLI")

@@ -2,6 +2,7 @@
 //! and what it leads to (a respawn, the actor's failure, or the slot's removal), and the
 //! reports a finished task makes.
 
+use crate::pool::faults::SLOT_ENV;
 use std::time::Duration;
 
 use claude_pool_protocol::stream::user_message_line;
@@ -37,6 +38,10 @@ impl SlotState {
             .config
             .spawn_spec(&settings, cwd, resume.as_deref());
         spec.keep_lines = self.args.transcripts.is_some();
+        // Which slot a process serves, for its logs and for faults injected on purpose
+        // (`crate::pool::faults`).
+        spec.env
+            .push((SLOT_ENV.into(), self.args.slot.to_string().into()));
         let me = self.myself.clone();
         let process = ClaudeProcess::spawn(&spec, move |event| {
             let _ = me.cast(SlotMsg::ProcessReported { generation, event });

@@ -7,6 +7,7 @@ mod api_error;
 mod cli;
 mod control;
 mod directives;
+mod faults;
 mod pricing;
 mod runner;
 mod session;
@@ -162,6 +163,12 @@ fn main() {
         });
     }
     if let Some(ms) = env_f64("FAKE_CLAUDE_STARTUP_MS").filter(|ms| *ms > 0.0) {
+        std::thread::sleep(Duration::from_secs_f64(ms.min(1e12) / 1000.0));
+    }
+    if let Some(ms) = faults::claim("start")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|ms| *ms > 0.0)
+    {
         std::thread::sleep(Duration::from_secs_f64(ms.min(1e12) / 1000.0));
     }
     let stream_in = o.input == "stream-json";

@@ -262,7 +262,11 @@ impl Runner {
             &json!({"event": "turn_start", "pid": sys::pid(), "mono_ns": sys::mono_ns(),
                          "prompt_len": prompt.len()}),
         );
-        let r = self.turn(prompt);
+        let armed = crate::faults::claim("turn");
+        let r = match armed {
+            Some(directives) => self.turn(&format!("{directives} {prompt}")),
+            None => self.turn(prompt),
+        };
         sys::log(
             &json!({"event": "turn_end", "pid": sys::pid(), "mono_ns": sys::mono_ns(),
                          "subtype": r.get("subtype")}),
