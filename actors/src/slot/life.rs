@@ -249,8 +249,10 @@ impl SlotState {
         }
         if !planned && let Some(session) = self.resuming.take() {
             // The CLI could not resume the conversation: the task's failure, not the slot's.
+            // A failed write of the prompt to the dying process says less than this.
+            let stdin_broke = self.stdin_broke;
             if let Some(task) = self.task.as_mut()
-                && task.verdict.is_none()
+                && (task.verdict.is_none() || stdin_broke)
             {
                 task.verdict = Some((
                     TaskStatus::Failed,

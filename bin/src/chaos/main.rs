@@ -9,7 +9,7 @@
 //! past a 1 s deadline, a cancel, a SIGKILL followed by a slow restart).
 //!
 //! Invariants: every task reaches exactly one terminal state, once; a completed output is its
-//! own prompt's; every completed task is billed its own forced tokens once, and the ledger
+//! own prompt's and came from a turn a process really finished; every completed task is billed its own forced tokens once, and the ledger
 //! equals the sum of the tasks' spends; the pool never runs more processes than slots; no
 //! process, process group or zombie outlives the run; every slot is idle again within
 //! `--recovery-bound` of the last task.
@@ -430,6 +430,20 @@ async fn main() -> anyhow::Result<()> {
                     "detail": format!("expected {}/{} tokens, billed {}/{}", p.input, p.output, r.tokens_used.input, r.tokens_used.output) }));
             }
         }
+    }
+    // Every completed output came from a turn some process really finished.
+    let finished_turns = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "turn_end" && e["subtype"] == "success")
+        .count();
+    let completed = by_state.get("completed").copied().unwrap_or(0);
+    if (finished_turns as u64) < completed {
+        violations.push(
+            json!({ "invariant": "outputs come from finished turns", "task": null,
+            "detail": format!("{completed} completed tasks but {finished_turns} turns finished") }),
+        );
     }
     if (spend_sum - status.spend_usd).abs() > 1e-9 {
         violations.push(
