@@ -153,6 +153,7 @@ fn main() {
             args: vec!["--log-level".into(), "warn".into()],
             env: vec![],
             state: None,
+            transport: claude_pool_tests::server::Transport::Stdio,
         };
         for (k, v) in &env {
             opts = opts.env(k, v);

@@ -229,6 +229,7 @@ fn main() {
             args: vec!["--log-level".into(), "warn".into()],
             env: vec![],
             state: None,
+            transport: claude_pool_tests::server::Transport::Stdio,
         };
         for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
             opts = opts.env(&k, &v);

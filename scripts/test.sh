@@ -17,7 +17,7 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
         { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
 fi
 
-cargo build --workspace --bins --tests --examples
+cargo build --workspace --bins --tests --examples --benches
 cargo test --workspace --no-fail-fast
 
 # Every MCP behaviour again over Streamable HTTP: the harness (tests/support/server.rs)
