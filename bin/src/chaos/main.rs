@@ -33,9 +33,13 @@ struct Args {
     /// Slots of the pool.
     #[arg(long, default_value_t = 4)]
     slots: usize,
-    /// Tasks in the workload.
-    #[arg(long, default_value_t = 200)]
-    tasks: usize,
+    /// Tasks in the workload (default 200; with --duration, no limit but the time).
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Keep submitting tasks for this long (e.g. `10m`); the counts then depend on speed,
+    /// the schedule of task n does not.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
     /// Tasks in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -127,20 +131,17 @@ struct Plan {
     fault: Option<FaultKind>,
 }
 
-fn plan(args: &Args) -> Vec<Plan> {
-    let mut rng = Rng(args.seed);
-    (0..args.tasks)
-        .map(|i| {
-            let fault = (!args.faults.is_empty() && rng.unit() < args.fault_rate)
-                .then(|| args.faults[(rng.next() % args.faults.len() as u64) as usize]);
-            Plan {
-                token: format!("chaos-{}-{i}", args.seed),
-                input: 100 + rng.next() % 900,
-                output: 10 + rng.next() % 90,
-                fault,
-            }
-        })
-        .collect()
+/// Task `i`'s plan: a function of the seed and `i` alone.
+fn plan(args: &Args, i: usize) -> Plan {
+    let mut rng = Rng(args.seed ^ (i as u64).wrapping_mul(0xd6e8_feb8_6659_fd93));
+    let fault = (!args.faults.is_empty() && rng.unit() < args.fault_rate)
+        .then(|| args.faults[(rng.next() % args.faults.len() as u64) as usize]);
+    Plan {
+        token: format!("chaos-{}-{i}", args.seed),
+        input: 100 + rng.next() % 900,
+        output: 10 + rng.next() % 90,
+        fault,
+    }
 }
 
 fn spec(p: &Plan) -> TaskSpec {
@@ -220,7 +221,12 @@ fn group_left(pgid: u32) -> Vec<u32> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.slots == 0 || args.tasks == 0 {
+    let limit = match (args.tasks, args.duration) {
+        (Some(n), _) => n,
+        (None, Some(_)) => usize::MAX,
+        (None, None) => 200,
+    };
+    if args.slots == 0 || limit == 0 {
         bail!("--slots and --tasks must be at least 1");
     }
     let scratch = std::env::temp_dir().join(format!(
@@ -246,13 +252,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("the pool did not become ready: {e}"))?;
 
-    let plans = plan(&args);
-    let mut by_fault: BTreeMap<&str, u64> = BTreeMap::new();
-    for p in &plans {
-        if let Some(f) = p.fault {
-            *by_fault.entry(f.name()).or_default() += 1;
-        }
-    }
+    let mut plans: Vec<Plan> = Vec::new();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let planned: Arc<Mutex<HashMap<TaskId, FaultKind>>> = Arc::default();
     let mut events = pool.events();
@@ -340,15 +340,16 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let started_at = Instant::now();
-    let total = plans.len();
-    let mut reports = Vec::with_capacity(total);
-    let mut ids = Vec::with_capacity(total);
+    let more = |n: usize| n < limit && args.duration.is_none_or(|d| started_at.elapsed() < d);
+    let mut reports = Vec::new();
+    let mut ids = Vec::new();
     let mut next = 0;
     let mut in_flight = tokio::task::JoinSet::new();
     let mut last_line = Instant::now();
-    while next < total || !in_flight.is_empty() {
-        while next < total && in_flight.len() < args.concurrency {
-            let p = plans[next].clone();
+    while more(next) || !in_flight.is_empty() {
+        while more(next) && in_flight.len() < args.concurrency {
+            let p = plan(&args, next);
+            plans.push(p.clone());
             let id = pool
                 .submit(spec(&p))
                 .await
@@ -371,10 +372,17 @@ async fn main() -> anyhow::Result<()> {
         if last_line.elapsed() > Duration::from_secs(1) {
             last_line = Instant::now();
             eprintln!(
-                "claude-pool-chaos: {}/{total} tasks done, {:.0} s",
+                "claude-pool-chaos: {}/{next} tasks done, {:.0} s",
                 reports.len(),
                 started_at.elapsed().as_secs_f64()
             );
+        }
+    }
+    let total = plans.len();
+    let mut by_fault: BTreeMap<&str, u64> = BTreeMap::new();
+    for p in &plans {
+        if let Some(f) = p.fault {
+            *by_fault.entry(f.name()).or_default() += 1;
         }
     }
     let idle = tokio::time::timeout(args.recovery_bound, pool.wait_ready()).await;
@@ -398,7 +406,7 @@ async fn main() -> anyhow::Result<()> {
     // The verdict.
     let mut violations: Vec<Value> = Vec::new();
     let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
-    let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let seen = std::mem::take(&mut *seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let mut spend_sum = 0.0;
     for (i, report) in &reports {
         let p = &plans[*i];
