@@ -15,7 +15,7 @@
 //! `--recovery-bound` of the last task.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,9 @@ use claude_pool::events::PoolEvent;
 use claude_pool::protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
 use claude_pool::{FakeFaults, Pool, TaskSpec};
 use serde_json::{Value, json};
+
+mod procs;
+use procs::{fake_beside_me, group_left, running, started};
 
 /// Chaos testing for a claude-pool setup: faults on purpose, invariants checked.
 #[derive(Debug, Parser)]
@@ -169,53 +172,6 @@ struct Seen {
     /// When a fault hit a slot, until the slot is idle again.
     hit: HashMap<SlotId, Instant>,
     recoveries: Vec<Duration>,
-}
-
-fn fake_beside_me() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("fake-claude")))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("fake-claude"))
-}
-
-/// Pids the fake CLI logged as started.
-fn started(log: &Path) -> Vec<u32> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "start")
-        .filter_map(|e| e["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
-        .collect()
-}
-
-/// Alive and not a zombie.
-fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
-}
-
-/// Anything of `pid`'s process group left (the group id is the slot process's pid).
-fn group_left(pgid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s.rsplit_once(") ")?.1.to_owned();
-                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
-                })
-                == Some(pgid)
-        })
-        .collect()
 }
 
 #[tokio::main]
