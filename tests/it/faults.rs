@@ -153,6 +153,12 @@ async fn fake_faults_make_the_next_turn_fail_or_print_garbage_once_and_slow_a_st
     let mut rx = pool.events();
     faults.slow_start(&slot, 300).unwrap();
     pool.kill_slot(&slot).await.unwrap();
+    // The kill's failure first: an idle event of the earlier task may still be on its way.
+    event(&mut rx, "the kill's failure event", |e| match e {
+        PoolEvent::SlotFailed { id, .. } if *id == slot => Some(()),
+        _ => None,
+    })
+    .await;
     slot_idle_again(&mut rx, &slot, "the slot ready after a slow start").await;
     assert!(
         !faults.armed(&slot, "start"),
