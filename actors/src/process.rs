@@ -15,6 +15,8 @@
 //! run `post_stop` when an actor fails or is killed, so the process cannot outlive its owner.
 #![allow(unsafe_code)] // kill(2) on a process group has no safe std API.
 
+pub mod leftovers;
+
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;

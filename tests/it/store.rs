@@ -3,9 +3,10 @@
 //! second server on one store, and transcripts.
 
 use std::path::Path;
+use std::time::Duration;
 
-use claude_pool_tests::Scratch;
 use claude_pool_tests::server::{Server, ServerOptions, start_refused};
+use claude_pool_tests::{Scratch, procs, within};
 use serde_json::{Value, json};
 
 /// Dollars of one API call at the fake's default model ($4 / $20 per million tokens).
@@ -111,6 +112,66 @@ async fn a_server_killed_mid_job_reads_interrupted_after_a_restart_and_the_queue
     assert!(
         close(budget["budget_remaining"].as_f64().unwrap(), 10.0 - spend),
         "{budget}"
+    );
+    server.close().await;
+}
+
+#[tokio::test]
+async fn what_a_killed_server_left_running_is_killed_by_the_next_server_on_its_store() {
+    let scratch = Scratch::new("store-leftovers");
+    let state = scratch.join("state");
+    let server = start(&state, 1, &[]).await;
+    let fake_log = server.fake_log.clone();
+    let task = server
+        .call_ok("pool_submit", json!({ "prompt": "MOCK_CHILD:60" }))
+        .await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.wait_started(&task).await;
+    let grandchild = within(
+        Duration::from_secs(20),
+        "the fake's child event for MOCK_CHILD",
+        async {
+            loop {
+                let found = std::fs::read_to_string(&fake_log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|e| e["event"] == "child")
+                    .and_then(|e| e["child_pid"].as_u64());
+                if let Some(pid) = found {
+                    return pid as u32;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
+    server.crash().await;
+    // The kernel killed the CLI (its parent died), not the CLI's own child: it is an orphan
+    // now, still in the dead slot's process group.
+    assert!(
+        procs::exists(grandchild) && procs::state(grandchild) != Some('Z'),
+        "the grandchild {grandchild} should outlive a SIGKILLed server"
+    );
+
+    let server = start(&state, 1, &[]).await;
+    procs::wait_exit(
+        grandchild,
+        Duration::from_secs(10),
+        "the grandchild a killed server left, after the next server started on its store",
+    )
+    .await;
+    let r = server
+        .call_ok("pool_result", json!({ "task_id": task }))
+        .await;
+    assert_eq!(r["status"], "interrupted", "{r}");
+    assert!(
+        server
+            .log()
+            .contains("killed what a previous server on this store left running"),
+        "the sweep is logged"
     );
     server.close().await;
 }

@@ -636,6 +636,22 @@ impl Server {
 
     /// Sends `signal` to the server, waits for it to exit, and checks that no process it
     /// started is left.
+    /// SIGKILLs the server and waits for its exit, checking nothing of what it leaves
+    /// behind: that is the caller's to check.
+    pub async fn crash(mut self) -> ExitStatus {
+        self.assert_stdout_clean();
+        crate::procs::kill(self.pid, libc::SIGKILL);
+        let status = within(
+            Duration::from_secs(20),
+            "the server's exit after SIGKILL",
+            self.child.wait(),
+        )
+        .await
+        .expect("wait");
+        drop(self.client.take());
+        status
+    }
+
     pub async fn signal_and_wait(mut self, signal: i32) -> ExitStatus {
         self.assert_stdout_clean();
         let current = self.audit_replaced_processes().await;

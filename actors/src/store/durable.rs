@@ -53,6 +53,17 @@ impl Durable {
                 StoreLocation::Memory => Db::open_memory(),
             }
             .map_err(|e| e.to_string())?;
+            // This server holds the store's lock now: whatever still carries the store's
+            // marker was left by a server that was killed.
+            if let StoreLocation::File(path) = &location {
+                let left = crate::process::leftovers::sweep(path);
+                if left > 0 {
+                    tracing::warn!(
+                        processes = left,
+                        "killed what a previous server on this store left running"
+                    );
+                }
+            }
             let transcripts = match location.beside("transcripts").filter(|_| keep > 0) {
                 Some(dir) => Some(Transcripts::open(&dir, keep).map_err(|e| {
                     format!(

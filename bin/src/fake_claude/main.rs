@@ -30,6 +30,7 @@ fn log_start(args: &[String]) {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     sys::log(&json!({
         "event": "start", "pid": sys::pid(), "pgid": sys::pgid(), "ppid": sys::ppid(),
+        "slot": sys::slot(),
         "args": args,
         "env": {"CLAUDECODE": env("CLAUDECODE"),
                 "CLAUDE_CODE_ENTRYPOINT": env("CLAUDE_CODE_ENTRYPOINT")},

@@ -258,9 +258,10 @@ impl Runner {
     /// Runs one user prompt, logging `turn_start` / `turn_end`; returns the result (which the
     /// caller prints, after `turn_end` is logged).
     pub fn run_turn(&mut self, prompt: &str) -> Value {
+        let head = prompt_head(prompt);
         sys::log(
             &json!({"event": "turn_start", "pid": sys::pid(), "mono_ns": sys::mono_ns(),
-                         "prompt_len": prompt.len()}),
+                         "prompt_len": prompt.len(), "head": head, "slot": sys::slot()}),
         );
         let armed = crate::faults::claim("turn");
         let r = match armed {
@@ -269,7 +270,7 @@ impl Runner {
         };
         sys::log(
             &json!({"event": "turn_end", "pid": sys::pid(), "mono_ns": sys::mono_ns(),
-                         "subtype": r.get("subtype")}),
+                         "subtype": r.get("subtype"), "head": head}),
         );
         r
     }
@@ -650,4 +651,14 @@ impl Runner {
                "modelUsage": {}, "permission_denials": [], "uuid": sys::uuid4(),
                "errors": [err], "result_index": 0})
     }
+}
+
+/// The start of a prompt as the log shows it (at most 200 bytes, cut on a char boundary), so
+/// a test can tell which of its prompts a turn ran.
+fn prompt_head(prompt: &str) -> &str {
+    let mut end = prompt.len().min(200);
+    while !prompt.is_char_boundary(end) {
+        end -= 1;
+    }
+    &prompt[..end]
 }

@@ -63,6 +63,11 @@ pub fn ppid() -> u32 {
     std::os::unix::process::parent_id()
 }
 
+/// The claude-pool slot this process serves (`CLAUDE_POOL_SLOT`), if any.
+pub fn slot() -> Option<String> {
+    std::env::var("CLAUDE_POOL_SLOT").ok()
+}
+
 pub fn pgid() -> i32 {
     // SAFETY: getpgid(0) only reads the calling process's group id.
     unsafe { libc::getpgid(0) }
