@@ -124,3 +124,64 @@ async fn a_broken_invariant_is_reported_with_its_task_and_fails_the_run() {
     let task = violations[0]["task"].as_str().expect("the task's id");
     assert!(task.starts_with("task-") && table.contains(task), "{table}");
 }
+
+/// A run against a `claude-pool-server` the harness starts on a store of its own, with
+/// every fault kind and SIGKILLs of the server between them.
+async fn external_run(target: &str) {
+    let scratch = Scratch::new("chaos-cli");
+    let server = claude_pool_tests::server_bin();
+    let (code, v, table) = chaos(
+        &[
+            "--target",
+            target,
+            "--server-bin",
+            server.to_str().expect("utf-8 path"),
+            "--tasks",
+            "160",
+            "--slots",
+            "3",
+            "--seed",
+            "2",
+            "--fault-rate",
+            "0.4",
+        ],
+        &scratch,
+        "external.json",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{table}");
+    assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
+    for kind in KINDS.iter().chain(&["server-kill"]) {
+        assert!(v["faults"][kind].as_u64() > Some(0), "no {kind} fault: {v}");
+    }
+    let kills = v["faults"]["server-kill"].as_u64().unwrap_or(0);
+    assert_eq!(
+        v["servers"].as_u64(),
+        Some(kills + 1),
+        "one restart per server kill: {v}"
+    );
+    // Each server-kill task was mid-turn when its server died: the next one reads it
+    // interrupted.
+    assert!(
+        v["tasks_by_state"]["interrupted"].as_u64() >= Some(kills),
+        "{v}"
+    );
+    let states: u64 = v["tasks_by_state"]
+        .as_object()
+        .expect("tasks by state")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(states, 160, "every task ends in one state: {v}");
+    assert!(v["grandchildren"].as_u64() > Some(0), "{v}");
+}
+
+#[tokio::test]
+async fn a_stdio_server_killed_between_slot_faults_keeps_every_invariant() {
+    external_run("stdio").await;
+}
+
+#[tokio::test]
+async fn an_http_server_killed_between_slot_faults_keeps_every_invariant() {
+    external_run("http").await;
+}

@@ -103,26 +103,33 @@ impl SchedulerState {
         });
     }
 
-    /// After a task's end: the store's record, and a build's worktree removed.
-    pub(super) fn persist_end(&mut self, id: &TaskId) {
+    /// After a task's end: the store's record, and a build's worktree removed. `answer`
+    /// replies to the task's waiters once the record is durable, so no caller is told of
+    /// an end that a crash could still turn into `interrupted`.
+    pub(super) fn persist_end(&mut self, id: &TaskId, answer: Box<dyn FnOnce() + Send>) {
         let Some(r) = self.tasks.get_mut(id) else {
-            return;
+            return answer();
         };
         if r.meta.keep_queued {
-            return; // still queued in the store, worktree and all
+            return answer(); // still queued in the store, worktree and all
         }
         let finished_ms = *r.meta.finished_ms.get_or_insert_with(table::now_ms);
         let TaskState::Done { outcome, slot, .. } = &r.state else {
-            return;
+            return answer();
         };
-        if let Some(store) = &self.store {
-            store.write(Write::Finished(finish_of(
-                id,
-                outcome,
-                slot.as_ref(),
-                r.meta.started_ms,
-                finished_ms,
-            )));
+        match &self.store {
+            Some(store) => store.write_then(
+                vec![Write::Finished(finish_of(
+                    id,
+                    outcome,
+                    slot.as_ref(),
+                    r.meta.started_ms,
+                    finished_ms,
+                ))],
+                // A write that failed is answered too: the store reads as failing.
+                Box::new(move |_| answer()),
+            ),
+            None => answer(),
         }
         if let Some(plan) = r.meta.build.clone() {
             let started = outcome.started_at.is_some();

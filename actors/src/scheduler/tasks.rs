@@ -404,28 +404,33 @@ impl SchedulerState {
         let report = r.report(id);
         tracing::debug!(task = %id, %status, "task finished");
         self.finished.push_back(id.clone());
-        for w in r.waiters.drain(..) {
-            let _ = w.send(Some(report.clone()));
-        }
-        for w in r.cancel_waiters.drain(..) {
-            let cancelled = status == TaskStatus::Cancelled;
-            let message = if cancelled {
-                report.error.clone().unwrap_or_else(|| "cancelled".into())
-            } else {
-                format!("the task ended as {status} before the cancel took effect")
-            };
-            let _ = w.send(Some(CancelReport {
-                task_id: id.clone(),
-                status,
-                cancelled,
-                message,
-            }));
-        }
+        let waiters = std::mem::take(&mut r.waiters);
+        let cancel_waiters = std::mem::take(&mut r.cancel_waiters);
+        let task_id = id.clone();
+        let answer = Box::new(move || {
+            for w in waiters {
+                let _ = w.send(Some(report.clone()));
+            }
+            for w in cancel_waiters {
+                let cancelled = status == TaskStatus::Cancelled;
+                let message = if cancelled {
+                    report.error.clone().unwrap_or_else(|| "cancelled".into())
+                } else {
+                    format!("the task ended as {status} before the cancel took effect")
+                };
+                let _ = w.send(Some(CancelReport {
+                    task_id: task_id.clone(),
+                    status,
+                    cancelled,
+                    message,
+                }));
+            }
+        });
         self.events.publish(PoolEvent::Task {
             id: id.clone(),
             status,
         });
-        self.persist_end(id);
+        self.persist_end(id, answer);
         self.check_drained();
     }
 

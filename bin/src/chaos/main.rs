@@ -1,38 +1,56 @@
-//! `claude-pool-chaos`: runs a workload against an embedded pool of `fake-claude` slots,
-//! injects faults on purpose, and checks the invariants a pool owes its users. The verdict is
-//! a table on stdout and, with `--json`, a JSON report; the exit status is 1 on any violation.
+//! `claude-pool-chaos`: runs a workload against a pool of `fake-claude` slots — embedded in
+//! this process, or a `claude-pool-server` it starts and talks to over stdio or Streamable
+//! HTTP — injects faults on purpose, and checks the invariants a pool owes its users. The
+//! verdict is a table on stdout and, with `--json`, a JSON report; the exit status is 1 on
+//! any violation.
 //!
-//! Faults are planned per task from `--seed`, so the same seed replays the same schedule and
-//! the same counts: turn faults travel in the task's own prompt (an API error, a crash
-//! mid-turn, garbage on stdout); the others are injected from the embedding handle the
-//! moment the task's start is seen on the event bus (SIGKILL of its slot's process, SIGSTOP
-//! past a 1 s deadline, a cancel, a SIGKILL followed by a slow restart).
+//! Faults are planned per task from `--seed` ([`plan`]), so the same seed replays the same
+//! schedule and the same counts. Turn faults travel in the task's own prompt (an API error, a
+//! crash mid-turn, garbage on stdout); the others are injected the moment the fake CLI logs
+//! the task's turn starting: SIGKILL of its slot's process, SIGSTOP past a 1 s deadline, a
+//! cancel, a SIGKILL followed by a slow restart, and (external server) a SIGKILL of the
+//! server followed by a restart on the same store. Embedded, the slot faults go through the
+//! embedding handle's fault API; external, through signals to the logged pid.
 //!
-//! Invariants: every task reaches exactly one terminal state, once; a completed output is its
-//! own prompt's and came from a turn a process really finished; every completed task is billed its own forced tokens once, and the ledger
-//! equals the sum of the tasks' spends; the pool never runs more processes than slots; no
-//! process, process group or zombie outlives the run; every slot is idle again within
-//! `--recovery-bound` of the last task.
+//! The invariants are listed in [`verdict`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use claude_pool::events::PoolEvent;
+use claude_pool::protocol::tools::TaskReport;
 use claude_pool::protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
-use claude_pool::{FakeFaults, Pool, TaskSpec};
-use serde_json::{Value, json};
+use claude_pool::{FakeFaults, Pool};
 
+mod plan;
 mod procs;
-use procs::{fake_beside_me, group_left, running, started};
+mod server;
+mod target;
+mod verdict;
+
+use plan::{EMBEDDED_FAULTS, FaultKind, Plan, Schedule};
+use procs::{Tail, beside_me, running};
+use server::{External, Launch, Wire};
+use target::Target;
+use verdict::Seen;
 
 /// Chaos testing for a claude-pool setup: faults on purpose, invariants checked.
 #[derive(Debug, Parser)]
 #[command(name = "claude-pool-chaos", version)]
 struct Args {
+    /// The pool under test: `embedded` (in this process), or a `claude-pool-server` this
+    /// harness starts and reaches over `stdio` or `http`, on a store of its own.
+    #[arg(long, value_enum, default_value = "embedded")]
+    target: TargetKind,
+    /// The server binary for `--target stdio|http` (default: the one beside this binary).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
     /// Slots of the pool.
     #[arg(long, default_value_t = 4)]
     slots: usize,
@@ -53,13 +71,9 @@ struct Args {
     #[arg(long, default_value_t = 0.3)]
     fault_rate: f64,
     /// Fault kinds to draw from (comma-separated): kill, hang, api-error, crash, garbage,
-    /// cancel, slow-start.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "kill,hang,api-error,crash,garbage,cancel,slow-start"
-    )]
-    faults: Vec<FaultKind>,
+    /// cancel, slow-start, server-kill (external only). Default: all the target allows.
+    #[arg(long, value_delimiter = ',')]
+    faults: Option<Vec<FaultKind>>,
     /// The CLI the slots run: `fake-claude` (default: the one beside this binary).
     #[arg(long)]
     claude_bin: Option<PathBuf>,
@@ -70,108 +84,23 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Test-only: break an invariant on purpose (`drop-terminal`: forget one task's terminal
-    /// event), to show the harness reports it.
+    /// state), to show the harness reports it.
     #[arg(long, hide = true)]
     break_invariant: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-enum FaultKind {
-    Kill,
-    Hang,
-    ApiError,
-    Crash,
-    Garbage,
-    Cancel,
-    SlowStart,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TargetKind {
+    Embedded,
+    Stdio,
+    Http,
 }
 
-impl FaultKind {
-    fn name(self) -> &'static str {
-        match self {
-            FaultKind::Kill => "kill",
-            FaultKind::Hang => "hang",
-            FaultKind::ApiError => "api-error",
-            FaultKind::Crash => "crash",
-            FaultKind::Garbage => "garbage",
-            FaultKind::Cancel => "cancel",
-            FaultKind::SlowStart => "slow-start",
-        }
-    }
-
-    /// Injected from the handle when the task starts (the rest travel in the prompt).
-    fn on_start(self) -> bool {
-        matches!(
-            self,
-            FaultKind::Kill | FaultKind::Hang | FaultKind::Cancel | FaultKind::SlowStart
-        )
-    }
-}
-
-/// splitmix64: a small, fixed generator, so a seed means the same schedule everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// One planned task.
-#[derive(Debug, Clone)]
-struct Plan {
-    token: String,
-    input: u64,
-    output: u64,
-    fault: Option<FaultKind>,
-}
-
-/// Task `i`'s plan: a function of the seed and `i` alone.
-fn plan(args: &Args, i: usize) -> Plan {
-    let mut rng = Rng(args.seed ^ (i as u64).wrapping_mul(0xd6e8_feb8_6659_fd93));
-    let fault = (!args.faults.is_empty() && rng.unit() < args.fault_rate)
-        .then(|| args.faults[(rng.next() % args.faults.len() as u64) as usize]);
-    Plan {
-        token: format!("chaos-{}-{i}", args.seed),
-        input: 100 + rng.next() % 900,
-        output: 10 + rng.next() % 90,
-        fault,
-    }
-}
-
-fn spec(p: &Plan) -> TaskSpec {
-    let directive = match p.fault {
-        Some(FaultKind::ApiError) => "MOCK_STATUS:500",
-        Some(FaultKind::Crash) => "MOCK_CRASH_MID:1",
-        Some(FaultKind::Garbage) => "MOCK_GARBAGE",
-        Some(f) if f.on_start() => "MOCK_SLEEP:20",
-        _ => "",
-    };
-    let spec = TaskSpec::new(format!(
-        "{directive} MOCK_USAGE:{},{} MOCK_TEXT: {}",
-        p.input, p.output, p.token
-    ));
-    match p.fault {
-        Some(FaultKind::Hang) => spec.timeout(Duration::from_secs(1)),
-        _ => spec.timeout(Duration::from_secs(60)),
-    }
-}
-
-/// What the run saw.
-#[derive(Default)]
-struct Seen {
-    terminal: HashMap<TaskId, Vec<TaskStatus>>,
-    /// When a fault hit a slot, until the slot is idle again.
-    hit: HashMap<SlotId, Instant>,
-    recoveries: Vec<Duration>,
+/// A planned task's turn, seen starting in the fake CLI's log.
+struct Started {
+    index: usize,
+    slot: SlotId,
+    pid: u32,
 }
 
 #[tokio::main]
@@ -185,6 +114,28 @@ async fn main() -> anyhow::Result<()> {
     if args.slots == 0 || limit == 0 {
         bail!("--slots and --tasks must be at least 1");
     }
+    let embedded = args.target == TargetKind::Embedded;
+    let faults = match &args.faults {
+        Some(f) => f.clone(),
+        None => {
+            let mut f: Vec<FaultKind> = EMBEDDED_FAULTS
+                .split(',')
+                .filter_map(|n| clap::ValueEnum::from_str(n, false).ok())
+                .collect();
+            if !embedded {
+                f.push(FaultKind::ServerKill);
+            }
+            f
+        }
+    };
+    if embedded && faults.contains(&FaultKind::ServerKill) {
+        bail!("server-kill needs a server to kill: use --target stdio or --target http");
+    }
+    let schedule = Schedule {
+        seed: args.seed,
+        fault_rate: args.fault_rate,
+        faults,
+    };
     let scratch = std::env::temp_dir().join(format!(
         "claude-pool-chaos-{}-{}",
         std::process::id(),
@@ -192,138 +143,217 @@ async fn main() -> anyhow::Result<()> {
     ));
     std::fs::create_dir_all(&scratch).context("scratch directory")?;
     let log = scratch.join("fake.log");
-    let faults = FakeFaults::new(&scratch.join("faults"))?;
-    let (fk, fv) = faults.env();
-    let pool = Pool::builder()
-        .slots(args.slots)
-        .claude_bin(args.claude_bin.clone().unwrap_or_else(fake_beside_me))
-        .env("HOME", &scratch)
-        .env("FAKE_CLAUDE_LOG", &log)
-        .env("FAKE_CLAUDE_TURN_MS", "5")
-        .env(fk, fv)
-        .build()
-        .await
-        .map_err(|e| anyhow::anyhow!("the pool did not start: {e}"))?;
-    pool.wait_ready()
-        .await
-        .map_err(|e| anyhow::anyhow!("the pool did not become ready: {e}"))?;
-
-    let mut plans: Vec<Plan> = Vec::new();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let planned: Arc<Mutex<HashMap<TaskId, FaultKind>>> = Arc::default();
-    let mut events = pool.events();
-    let watcher = {
-        let (pool, seen, planned, faults) =
-            (pool.clone(), seen.clone(), planned.clone(), faults.clone());
-        let drop_one = args.break_invariant.as_deref() == Some("drop-terminal");
-        tokio::spawn(async move {
-            let mut dropped = !drop_one;
-            loop {
-                let event = match events.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        eprintln!("claude-pool-chaos: missed {n} events (the verdict may be off)");
-                        continue;
-                    }
-                    Err(_) => return,
-                };
-                match event {
-                    PoolEvent::Task { id, status } if status == TaskStatus::Running => {
-                        let fault = planned.lock().ok().and_then(|p| p.get(&id).copied());
-                        let Some(fault) = fault.filter(|f| f.on_start()) else {
-                            continue;
-                        };
-                        let slot = match pool.result(&id).await {
-                            Ok(r) => r.slot_id,
-                            Err(_) => None,
-                        };
-                        let Some(slot) = slot else { continue };
-                        if let Ok(mut s) = seen.lock() {
-                            s.hit.insert(slot.clone(), Instant::now());
-                        }
-                        let _ = match fault {
-                            FaultKind::Kill => pool.kill_slot(&slot).await.map(drop),
-                            FaultKind::Hang => pool.hang_slot(&slot).await.map(drop),
-                            FaultKind::Cancel => pool.cancel(&id).await.map(drop),
-                            FaultKind::SlowStart => {
-                                let _ = faults.slow_start(&slot, 300);
-                                pool.kill_slot(&slot).await.map(drop)
-                            }
-                            _ => Ok(()),
-                        };
-                    }
-                    PoolEvent::Task { id, status } if status.is_terminal() => {
-                        if !dropped {
-                            dropped = true; // the broken invariant: this one is "lost"
-                            continue;
-                        }
-                        if let Ok(mut s) = seen.lock() {
-                            s.terminal.entry(id).or_default().push(status);
-                        }
-                    }
-                    PoolEvent::SlotFailed { id, .. } => {
-                        if let Ok(mut s) = seen.lock() {
-                            s.hit.entry(id).or_insert_with(Instant::now);
-                        }
-                    }
-                    PoolEvent::Slot { id, status } if status == SlotStatus::Idle => {
-                        if let Ok(mut s) = seen.lock()
-                            && let Some(t) = s.hit.remove(&id)
-                        {
-                            s.recoveries.push(t.elapsed());
-                        }
-                    }
-                    _ => {}
-                }
+    let fault_files = FakeFaults::new(&scratch.join("faults"))?;
+    let claude_bin = args
+        .claude_bin
+        .clone()
+        .unwrap_or_else(|| beside_me("fake-claude"));
+    let (fk, fv) = fault_files.env();
+    let env: Vec<(OsString, OsString)> = vec![
+        ("HOME".into(), scratch.clone().into()),
+        ("FAKE_CLAUDE_LOG".into(), log.clone().into()),
+        ("FAKE_CLAUDE_TURN_MS".into(), "5".into()),
+        (fk.into(), fv.into()),
+    ];
+    let target = match args.target {
+        TargetKind::Embedded => {
+            let mut b = Pool::builder().slots(args.slots).claude_bin(&claude_bin);
+            for (k, v) in &env {
+                b = b.env(k, v);
             }
+            let pool = b
+                .build()
+                .await
+                .map_err(|e| anyhow::anyhow!("the pool did not start: {e}"))?;
+            Target::Embedded(pool)
+        }
+        TargetKind::Stdio | TargetKind::Http => {
+            let mut server_args: Vec<OsString> = vec![
+                "--slots".into(),
+                args.slots.to_string().into(),
+                "--claude-bin".into(),
+                claude_bin.clone().into(),
+                "--db".into(),
+                scratch.join("pool.db").into(),
+            ];
+            server_args.extend(["--log-level".into(), "info".into()]);
+            let launch = Launch {
+                bin: args
+                    .server_bin
+                    .clone()
+                    .unwrap_or_else(|| beside_me("claude-pool-server")),
+                args: server_args,
+                env: env.clone(),
+                remove: vec![
+                    "CLAUDE_MCP_DEPTH",
+                    "CLAUDE_MCP_PORT",
+                    "CLAUDE_MCP_DB_PATH",
+                    "CLAUDE_POOL_HTTP_TOKEN",
+                ],
+                wire: if args.target == TargetKind::Http {
+                    Wire::Http
+                } else {
+                    Wire::Stdio
+                },
+                logs: scratch.clone(),
+            };
+            Target::External(External::start(launch).await?)
+        }
+    };
+    let target = Arc::new(target);
+    if !target.wait_idle(Duration::from_secs(60)).await {
+        bail!("the pool did not become ready within 60 s");
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let ids: Arc<Mutex<HashMap<usize, TaskId>>> = Arc::default();
+    let drop_one = Arc::new(AtomicBool::new(
+        args.break_invariant.as_deref() == Some("drop-terminal"),
+    ));
+
+    // Embedded, the terminal states are counted off the pool's event bus.
+    let watcher = match &*target {
+        Target::Embedded(pool) => {
+            let mut events = pool.events();
+            let (seen, drop_one) = (seen.clone(), drop_one.clone());
+            Some(tokio::spawn(async move {
+                loop {
+                    let event = match events.recv().await {
+                        Ok(e) => e,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            eprintln!(
+                                "claude-pool-chaos: missed {n} events (the verdict may be off)"
+                            );
+                            continue;
+                        }
+                        Err(_) => return,
+                    };
+                    if let PoolEvent::Task { id, status } = event
+                        && status.is_terminal()
+                    {
+                        record_terminal(&seen, &drop_one, id, status);
+                    }
+                }
+            }))
+        }
+        Target::External(_) => None,
+    };
+
+    // The fake's log: slot processes started (never more alive than slots) and planned
+    // turns starting (the moment to inject their fault).
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<Started>();
+    let watching = Arc::new(AtomicBool::new(true));
+    let log_watcher = {
+        let (log, watching, schedule) = (log.clone(), watching.clone(), schedule.clone());
+        tokio::spawn(async move {
+            let mut tail = Tail::new(&log);
+            let mut live: HashSet<u32> = HashSet::new();
+            let mut max_live = 0usize;
+            while watching.load(Ordering::Relaxed) {
+                for e in tail.read() {
+                    let pid = e["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+                    match (e["event"].as_str(), pid) {
+                        (Some("start"), Some(pid)) => {
+                            live.insert(pid);
+                        }
+                        (Some("turn_start"), Some(pid)) => {
+                            let index = e["head"].as_str().and_then(|h| schedule.index_of(h));
+                            let slot = e["slot"].as_str().map(|s| SlotId(s.to_owned()));
+                            if let (Some(index), Some(slot)) = (index, slot) {
+                                let _ = started_tx.send(Started { index, slot, pid });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                live.retain(|p| running(*p));
+                max_live = max_live.max(live.len());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            max_live
         })
     };
 
-    // The process audit: never more live slot processes than slots.
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (log, sampling, slots) = (log.clone(), sampling.clone(), args.slots);
+    // The injector: each planned fault when its turn is seen starting; then, for a fault
+    // that takes a slot down, the time until that slot serves again.
+    let injector = {
+        let (target, seen, ids, schedule) =
+            (target.clone(), seen.clone(), ids.clone(), schedule.clone());
+        let faults = fault_files.clone();
+        let bound = args.recovery_bound;
         tokio::spawn(async move {
-            let mut max = 0usize;
-            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                let live = started(&log).into_iter().filter(|p| running(*p)).count();
-                max = max.max(live);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut done: HashSet<usize> = HashSet::new();
+            while let Some(s) = started_rx.recv().await {
+                let Some(fault) = schedule.plan(s.index).fault else {
+                    continue;
+                };
+                if !done.insert(s.index) {
+                    continue; // one injection per task
+                }
+                let (target, seen, ids, faults) =
+                    (target.clone(), seen.clone(), ids.clone(), faults.clone());
+                tokio::spawn(async move {
+                    let began = Instant::now();
+                    match fault {
+                        FaultKind::Kill => target.kill(&s.slot, s.pid).await,
+                        FaultKind::Hang => target.hang(&s.slot, s.pid).await,
+                        FaultKind::SlowStart => target.slow_start(&faults, &s.slot, s.pid).await,
+                        FaultKind::Cancel => {
+                            if let Some(id) = id_of(&ids, s.index).await {
+                                let _ = target.cancel(&id).await;
+                            }
+                        }
+                        FaultKind::ServerKill => {
+                            if let Err(e) = target.kill_server().await {
+                                eprintln!("claude-pool-chaos: restarting the server failed: {e:#}");
+                            }
+                        }
+                        FaultKind::ApiError | FaultKind::Crash | FaultKind::Garbage => {}
+                    }
+                    if !fault.takes_a_slot_down() {
+                        return;
+                    }
+                    let id = id_of(&ids, s.index).await;
+                    let all = fault == FaultKind::ServerKill;
+                    if recovered(&target, &s.slot, id.as_ref(), all, began + bound).await
+                        && let Ok(mut seen) = seen.lock()
+                    {
+                        seen.recoveries.push(began.elapsed());
+                    }
+                });
             }
-            let _ = slots;
-            max
         })
     };
 
     let started_at = Instant::now();
     let more = |n: usize| n < limit && args.duration.is_none_or(|d| started_at.elapsed() < d);
-    let mut reports = Vec::new();
-    let mut ids = Vec::new();
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut reports: Vec<(usize, TaskId, anyhow::Result<TaskReport>)> = Vec::new();
     let mut next = 0;
     let mut in_flight = tokio::task::JoinSet::new();
     let mut last_line = Instant::now();
     while more(next) || !in_flight.is_empty() {
         while more(next) && in_flight.len() < args.concurrency {
-            let p = plan(&args, next);
-            plans.push(p.clone());
-            let id = pool
-                .submit(spec(&p))
-                .await
-                .map_err(|e| anyhow::anyhow!("submit: {e}"))?;
-            if let Some(f) = p.fault {
-                planned
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .insert(id.clone(), f);
+            let p = schedule.plan(next);
+            let id = target.submit(&p).await?;
+            plans.push(p);
+            if let Ok(mut ids) = ids.lock() {
+                ids.insert(next, id.clone());
             }
-            ids.push((id.clone(), next));
-            let pool = pool.clone();
-            in_flight.spawn(async move { (next, pool.wait(&id).await) });
+            let (target, seen, drop_one) = (target.clone(), seen.clone(), drop_one.clone());
+            let i = next;
+            in_flight.spawn(async move {
+                let r = target.wait(&id).await;
+                // External, the terminal state is the one the wait returned.
+                if let (Target::External(_), Ok(r)) = (&*target, &r) {
+                    record_terminal(&seen, &drop_one, id.clone(), r.status);
+                }
+                (i, id, r)
+            });
             next += 1;
         }
         if let Some(done) = in_flight.join_next().await {
-            let (i, report) = done?;
-            reports.push((i, report));
+            reports.push(done?);
         }
         if last_line.elapsed() > Duration::from_secs(1) {
             last_line = Instant::now();
@@ -334,171 +364,134 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let total = plans.len();
-    let mut by_fault: BTreeMap<&str, u64> = BTreeMap::new();
-    for p in &plans {
-        if let Some(f) = p.fault {
-            *by_fault.entry(f.name()).or_default() += 1;
+    let idle = target.wait_idle(args.recovery_bound).await;
+    if watcher.is_some() {
+        // Events of the last tasks may still be on the bus: wait (bounded) until every
+        // task's terminal event is counted.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let n = seen.lock().map(|s| s.terminal.len()).unwrap_or(0);
+            if n >= plans.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let idle = tokio::time::timeout(args.recovery_bound, pool.wait_ready()).await;
-    // Events of the last tasks may still be on the bus: wait (bounded) until every task's
-    // terminal event is counted.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let n = seen.lock().map(|s| s.terminal.len()).unwrap_or(0);
-        if n >= total {
-            break;
+    let status = target.status().await?;
+    let restarts = target.restarts().await;
+    // A terminal state, once reached, reads the same at the end (after every restart).
+    let mut reread = BTreeMap::new();
+    for (_, id, _) in &reports {
+        if let Ok(r) = target.result(id).await {
+            reread.insert(id.clone(), r.status);
         }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let status = pool.status().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    pool.shutdown().await;
-    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-    let max_live = sampler.await.unwrap_or(0);
-    watcher.abort();
+    injector.abort();
+    let shutdown = target.shutdown().await;
+    watching.store(false, Ordering::Relaxed);
+    let max_live = log_watcher.await.unwrap_or(0);
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    let stdout_problems = match &*target {
+        Target::External(s) => s
+            .stdout_problems
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default(),
+        Target::Embedded(_) => Vec::new(),
+    };
+    let servers = match &*target {
+        Target::External(s) => Some(s.servers()),
+        Target::Embedded(_) => None,
+    };
 
-    // The verdict.
-    let mut violations: Vec<Value> = Vec::new();
-    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
     let seen = std::mem::take(&mut *seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
-    let mut spend_sum = 0.0;
-    for (i, report) in &reports {
-        let p = &plans[*i];
-        let r = match report {
-            Ok(r) => r,
-            Err(e) => {
-                violations.push(
-                    json!({ "invariant": "answered", "task": p.token, "detail": e.to_string() }),
-                );
-                continue;
-            }
-        };
-        *by_state.entry(r.status.to_string()).or_default() += 1;
-        spend_sum += r.spend_usd;
-        let ends = seen.terminal.get(&r.task_id).map_or(0, Vec::len);
-        if ends != 1 {
-            violations.push(
-                json!({ "invariant": "exactly one terminal state", "task": r.task_id.to_string(),
-                "detail": format!("{ends} terminal states seen") }),
-            );
-        }
-        if r.status == TaskStatus::Completed {
-            if r.output.as_deref() != Some(p.token.as_str()) {
-                violations.push(json!({ "invariant": "output belongs to its prompt", "task": r.task_id.to_string(),
-                    "detail": format!("expected {:?}, got {:?}", p.token, r.output) }));
-            }
-            if (r.tokens_used.input, r.tokens_used.output) != (p.input, p.output) {
-                violations.push(json!({ "invariant": "billed once, its own tokens", "task": r.task_id.to_string(),
-                    "detail": format!("expected {}/{} tokens, billed {}/{}", p.input, p.output, r.tokens_used.input, r.tokens_used.output) }));
-            }
-        }
-    }
-    // Every completed output came from a turn some process really finished.
-    let finished_turns = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "turn_end" && e["subtype"] == "success")
-        .count();
-    let completed = by_state.get("completed").copied().unwrap_or(0);
-    if (finished_turns as u64) < completed {
-        violations.push(
-            json!({ "invariant": "outputs come from finished turns", "task": null,
-            "detail": format!("{completed} completed tasks but {finished_turns} turns finished") }),
-        );
-    }
-    if (spend_sum - status.spend_usd).abs() > 1e-9 {
-        violations.push(
-            json!({ "invariant": "ledger equals the tasks' spends", "task": null,
-            "detail": format!("ledger {} vs sum {}", status.spend_usd, spend_sum) }),
-        );
-    }
-    if max_live > args.slots {
-        violations.push(
-            json!({ "invariant": "never more processes than slots", "task": null,
-            "detail": format!("{max_live} live processes with {} slots", args.slots) }),
-        );
-    }
-    if idle.is_err() {
-        violations.push(
-            json!({ "invariant": "idle again after the last task", "task": null,
-            "detail": format!("not every slot idle within {:?}", args.recovery_bound) }),
-        );
-    }
-    let pids = started(&log);
-    let wait_gone = Instant::now() + Duration::from_secs(10);
-    for pid in &pids {
-        while (running(*pid) || !group_left(*pid).is_empty()) && Instant::now() < wait_gone {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if running(*pid) || !group_left(*pid).is_empty() {
-            violations.push(
-                json!({ "invariant": "nothing outlives the run", "task": null,
-                "detail": format!("process {pid} or its group is still there") }),
-            );
-        }
-    }
-    let mut rec = seen.recoveries.clone();
-    rec.sort();
-    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    let verdict = json!({
-        "seed": args.seed,
-        "slots": args.slots,
-        "tasks": total,
-        "faults": by_fault,
-        "tasks_by_state": by_state,
-        "restarts": status.slots.iter().map(|s| u64::from(s.restarts)).sum::<u64>(),
-        "processes_started": pids.len(),
-        "max_live_processes": max_live,
-        "recovery_ms": { "n": rec.len(), "p50": ms(rec.get(rec.len() / 2)), "max": ms(rec.last()) },
-        "spend_usd": status.spend_usd,
-        "wall_s": started_at.elapsed().as_secs_f64(),
-        "violations": violations,
-    });
-    println!(
-        "claude-pool-chaos verdict (seed {}, {} slots, {total} tasks)",
-        args.seed, args.slots
-    );
-    println!("  faults injected   {}", table(&verdict["faults"]));
-    println!("  tasks by state    {}", table(&verdict["tasks_by_state"]));
-    println!(
-        "  restarts {}   processes started {}   max live {}   recovery p50 {:.0} ms max {:.0} ms (n={})",
-        verdict["restarts"],
-        pids.len(),
+    let report = verdict::Run {
+        schedule: &schedule,
+        slots: args.slots,
+        plans: &plans,
+        reports: &reports,
+        reread: &reread,
+        seen,
+        ledger_usd: status.spend_usd,
+        restarts,
+        servers,
         max_live,
-        ms(rec.get(rec.len() / 2)),
-        ms(rec.last()),
-        rec.len()
-    );
-    let bad = verdict["violations"].as_array().map_or(0, Vec::len);
-    if bad == 0 {
-        println!("  violations        none");
-    } else {
-        println!("  violations        {bad}");
-        for v in verdict["violations"].as_array().into_iter().flatten() {
-            println!("    - {}: {} {}", v["invariant"], v["task"], v["detail"]);
-        }
+        idle,
+        recovery_bound: args.recovery_bound,
+        shutdown: shutdown.err().map(|e| format!("{e:#}")),
+        stdout_problems,
+        events: procs::events(&log),
+        wall: started_at.elapsed(),
+        target: match args.target {
+            TargetKind::Embedded => "embedded",
+            TargetKind::Stdio => "stdio",
+            TargetKind::Http => "http",
+        },
     }
+    .judge()
+    .await;
+    report.print();
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&verdict)?)
+        std::fs::write(path, serde_json::to_vec_pretty(&report.json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    if bad > 0 {
+    if report.violations() > 0 {
         std::process::exit(1);
     }
     Ok(())
 }
 
-fn table(v: &Value) -> String {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+/// Notes a terminal state of task `id` (unless the broken invariant drops this one).
+fn record_terminal(seen: &Mutex<Seen>, drop_one: &AtomicBool, id: TaskId, status: TaskStatus) {
+    if drop_one.swap(false, Ordering::Relaxed) {
+        return; // the broken invariant: this one is "lost"
+    }
+    if let Ok(mut s) = seen.lock() {
+        s.terminal.entry(id).or_default().push(status);
+    }
+}
+
+/// The id of task `index`: its turn can be logged before its submit's answer is in.
+async fn id_of(ids: &Mutex<HashMap<usize, TaskId>>, index: usize) -> Option<TaskId> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(id) = ids.lock().ok().and_then(|m| m.get(&index).cloned()) {
+            return Some(id);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until `slot` serves again (idle, or busy with another task than `task`), or with
+/// `all` until every slot does; false if `until` comes first.
+async fn recovered(
+    target: &Target,
+    slot: &SlotId,
+    task: Option<&TaskId>,
+    all: bool,
+    until: Instant,
+) -> bool {
+    let serving = |s: &claude_pool::protocol::tools::SlotReport| {
+        s.status == SlotStatus::Idle || (s.status == SlotStatus::Busy && s.task_id.as_ref() != task)
+    };
+    while Instant::now() < until {
+        if let Ok(status) = target.status().await {
+            let ok = if all {
+                !status.slots.is_empty() && status.slots.iter().all(serving)
+            } else {
+                status.slots.iter().any(|s| &s.id == slot && serving(s))
+            };
+            if ok {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }

@@ -1,28 +1,17 @@
-//! What the chaos harness reads off the OS: the fake CLI's started processes, and whether any
-//! of them (or of their process groups) is still alive.
+//! What the chaos harness reads off the OS: the fake CLI's log (processes started, turns,
+//! grandchildren), and whether any of them (or of their process groups) is still alive.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-/// The `fake-claude` installed beside this binary, else the one on `PATH`.
-pub fn fake_beside_me() -> PathBuf {
+/// The binary `name` installed beside this one, else `name` (found on `PATH`).
+pub fn beside_me(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join("fake-claude")))
+        .and_then(|p| p.parent().map(|d| d.join(name)))
         .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("fake-claude"))
-}
-
-/// Pids the fake CLI logged as started.
-pub fn started(log: &Path) -> Vec<u32> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "start")
-        .filter_map(|e| e["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
-        .collect()
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Alive and not a zombie.
@@ -50,5 +39,64 @@ pub fn group_left(pgid: u32) -> Vec<u32> {
                 })
                 == Some(pgid)
         })
+        .collect()
+}
+
+/// Reads the fake CLI's log as it grows: each call returns the events appended since the
+/// last one (whole lines only).
+#[derive(Debug)]
+pub struct Tail {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    /// A reader of `path` from its start.
+    pub fn new(path: &Path) -> Tail {
+        Tail {
+            path: path.to_path_buf(),
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The events appended since the last call.
+    pub fn read(&mut self) -> Vec<Value> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = Vec::new();
+        let Ok(n) = f.read_to_end(&mut buf) else {
+            return Vec::new();
+        };
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return Vec::new();
+        };
+        let whole: Vec<u8> = self.partial.drain(..=end).collect();
+        whole
+            .split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+            .collect()
+    }
+}
+
+/// Every event of the fake CLI's log.
+pub fn events(log: &Path) -> Vec<Value> {
+    Tail::new(log).read()
+}
+
+/// Pids of the grandchildren the fake CLI logged (`MOCK_CHILD`).
+pub fn children(events: &[Value]) -> Vec<u32> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "child")
+        .filter_map(|e| e["child_pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
         .collect()
 }
