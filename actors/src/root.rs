@@ -379,6 +379,12 @@ impl RootState {
             worktrees: self.args.worktrees.clone(),
             events: self.args.events.clone(),
             transcripts: self.args.durable.sink.clone(),
+            record_starts: self
+                .args
+                .durable
+                .writer
+                .as_ref()
+                .is_some_and(|w| w.path().is_some()),
         };
         let (sup, _) =
             Actor::spawn_linked(None, SlotSupervisorActor, args, myself.get_cell()).await?;

@@ -20,6 +20,7 @@
 //! [`tasks`]; the slot view and dispatch in [`slots`], sizing in [`scale`], and the intake
 //! (drain, budget stops, halts, shutdown) in [`intake`].
 
+mod deadlines;
 mod intake;
 mod jobs;
 mod msg;
@@ -39,12 +40,12 @@ use tokio::sync::watch;
 
 use crate::config::PoolConfig;
 use crate::context::Preamble;
-use crate::events::{EventBus, PoolEvent};
+use crate::events::EventBus;
 use crate::ledger::LedgerMsg;
 use crate::projects::ProjectRegistry;
 use crate::root::RootMsg;
 use crate::store::actor::StoreWriter;
-use crate::store::db::{Recovered, Write};
+use crate::store::db::Recovered;
 pub use intake::Intake;
 pub use msg::{SchedulerMsg, SubmitReply};
 use scale::PendingScale;
@@ -99,10 +100,14 @@ pub struct SchedulerState {
     preamble: watch::Receiver<Preamble>,
     /// Task and slot changes.
     events: EventBus,
-    /// Every task still remembered, whatever its state.
-    tasks: HashMap<TaskId, TaskRecord>,
+    /// Every task still remembered, whatever its state. Boxed: a record is a few hundred
+    /// bytes, and the map's spare capacity (up to half of it after it grows) costs a
+    /// pointer per bucket instead of a record.
+    tasks: HashMap<TaskId, Box<TaskRecord>>,
     /// Pending tasks, oldest first (a task handed back goes to the front).
     queue: VecDeque<TaskId>,
+    /// The queued tasks' deadlines, with one timer for the earliest.
+    deadlines: deadlines::Deadlines,
     /// The scheduler's view of each slot, for dispatch and `pool_status`.
     slots: HashMap<SlotId, SlotEntry>,
     /// Slots that announced themselves idle, in order; checked again when popped.
@@ -115,6 +120,8 @@ pub struct SchedulerState {
     finished: VecDeque<TaskId>,
     /// Counts of finished tasks already forgotten, so the status counts still add up.
     forgotten: TasksByKind,
+    /// Counts of the tasks in `tasks`, by kind and status, kept as they change.
+    live: TasksByKind,
     /// Whether new work is accepted, and why not.
     intake: Intake,
     /// A drain in progress.
@@ -134,6 +141,7 @@ impl fmt::Debug for SchedulerState {
         f.debug_struct("SchedulerState")
             .field("tasks", &self.tasks.len())
             .field("queue", &self.queue.len())
+            .field("deadlines", &self.deadlines.len())
             .field("idle", &self.idle.len())
             .finish_non_exhaustive()
     }
@@ -159,11 +167,13 @@ impl Actor for SchedulerActor {
             events: args.events,
             tasks: HashMap::new(),
             queue: VecDeque::new(),
+            deadlines: deadlines::Deadlines::default(),
             slots: HashMap::new(),
             idle: VecDeque::new(),
             scale_waiters: Vec::new(),
             finished: VecDeque::new(),
             forgotten: TasksByKind::default(),
+            live: TasksByKind::default(),
             intake: Intake::Open,
             drain: None,
             budget_wait: false,
@@ -232,33 +242,8 @@ impl Actor for SchedulerActor {
                 task,
                 slot,
                 started_at,
-            } => {
-                if let Some(r) = state.tasks.get_mut(&task)
-                    && let TaskState::Running {
-                        slot: s,
-                        started_at: at,
-                    } = &mut r.state
-                    && *s == slot
-                {
-                    *at = Some(started_at);
-                    // The prompt is on its way to Claude: the scheduler's copy is no longer needed.
-                    r.payload = None;
-                    let at_ms = table::now_ms();
-                    r.meta.started_ms = Some(at_ms);
-                    if let Some(store) = &state.store {
-                        store.write(Write::Started {
-                            id: task.0.clone(),
-                            slot: slot.0.clone(),
-                            at_ms,
-                        });
-                    }
-                    // Its report changed (it has a start now), though not its status.
-                    state.events.publish(PoolEvent::Task {
-                        id: task,
-                        status: TaskStatus::Running,
-                    });
-                }
-            }
+                ack,
+            } => state.on_task_started(task, slot, started_at, ack),
             SchedulerMsg::TaskRejected {
                 slot,
                 assignment,
@@ -283,7 +268,7 @@ impl Actor for SchedulerActor {
                 restarting,
             } => state.on_slot_down(slot, reason, restarts, restarting),
             SchedulerMsg::AllSlotsDown { reason } => state.on_all_slots_down(&reason),
-            SchedulerMsg::QueueDeadline(id) => state.on_queue_deadline(id),
+            SchedulerMsg::QueueDeadlines => state.on_queue_deadlines(),
             SchedulerMsg::Halt { reason } => state.on_halt(reason),
             SchedulerMsg::BudgetExhausted { reason } => state.on_budget_exhausted(reason),
             SchedulerMsg::TaskOverBudget { task, reason } => {

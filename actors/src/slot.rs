@@ -80,6 +80,9 @@ pub struct SlotArgs {
     pub worktrees: Option<Arc<Worktrees>>,
     /// With a store: where every task's stream-json events are kept.
     pub transcripts: Option<TranscriptSink>,
+    /// With a store file: a task's prompt is written only once the store has committed
+    /// that it started, so a server killed in between never runs it a second time.
+    pub record_starts: bool,
 }
 
 impl fmt::Debug for SlotArgs {
@@ -97,6 +100,13 @@ pub enum SlotMsg {
     Spawn,
     /// Run this task.
     Run(Assignment),
+    /// The store committed the start of this task (or could not): its prompt may go.
+    StartRecorded {
+        /// The task.
+        task: TaskId,
+        /// `Err` with why, when its start could not be recorded.
+        result: Result<(), String>,
+    },
     /// Stop this task if it is still running here.
     Cancel {
         /// The task.
@@ -231,6 +241,8 @@ pub struct SlotState {
     /// Set while a process started with `--resume` has not begun its turn: an exit or a
     /// result now means the session cannot be resumed.
     resuming: Option<String>,
+    /// The task's prompt line, held while the store commits its start.
+    unsent: Option<String>,
 }
 
 impl fmt::Debug for SlotState {
@@ -289,6 +301,7 @@ impl Actor for SlotActor {
             stdin_broke: false,
             worktree,
             resuming: None,
+            unsent: None,
         })
     }
 
@@ -301,6 +314,10 @@ impl Actor for SlotActor {
         let result = match msg {
             SlotMsg::Spawn => state.on_spawn(),
             SlotMsg::Run(assignment) => state.on_run(assignment),
+            SlotMsg::StartRecorded { task, result } => {
+                state.on_start_recorded(&task, result);
+                Ok(())
+            }
             SlotMsg::Cancel {
                 task,
                 status,

@@ -56,6 +56,8 @@ pub struct SlotSupervisorArgs {
     pub events: EventBus,
     /// Where every task's stream-json events are kept, with a store.
     pub transcripts: Option<crate::store::transcripts::TranscriptSink>,
+    /// With a store file: a task's prompt is written only once its start is committed.
+    pub record_starts: bool,
 }
 
 impl fmt::Debug for SlotSupervisorArgs {
@@ -252,6 +254,7 @@ impl SlotSupervisorState {
             supervisor: myself.clone(),
             worktrees: self.args.worktrees.clone(),
             transcripts: self.args.transcripts.clone(),
+            record_starts: self.args.record_starts,
         };
         match Actor::spawn_linked(None, SlotActor, args, myself.get_cell()).await {
             Ok((actor, _join)) => {

@@ -422,3 +422,69 @@ async fn a_tasks_transcript_holds_every_event_and_the_whole_output() {
         .await;
     server.close().await;
 }
+
+/// Holds the write lock of the SQLite file at `argv[1]` until stdin closes.
+const HOLD_WRITE_LOCK: &str = "import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+c.execute('BEGIN EXCLUSIVE')
+print('locked', flush=True)
+sys.stdin.read()
+c.execute('ROLLBACK')
+";
+
+#[tokio::test]
+async fn no_prompt_reaches_claude_while_the_store_cannot_record_its_start() {
+    use tokio::io::AsyncBufReadExt;
+    let scratch = Scratch::new("store-held");
+    let state = scratch.join("state");
+    let server = start(&state, 1, &[]).await;
+    server.wait_ready().await;
+    let db = Server::default_db(&state);
+    // Another connection takes the store's write lock: every commit of the server waits
+    // out its busy timeout (5 s) and fails.
+    let mut locker = tokio::process::Command::new("python3")
+        .args(["-c", HOLD_WRITE_LOCK])
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut out = tokio::io::BufReader::new(locker.stdout.take().unwrap()).lines();
+    let line = within(
+        Duration::from_secs(30),
+        "the locker's `locked`",
+        out.next_line(),
+    )
+    .await;
+    assert_eq!(line.unwrap().as_deref(), Some("locked"));
+
+    let r = server
+        .call("pool_submit", json!({ "prompt": "MOCK_TEXT: held back" }))
+        .await;
+    assert_eq!(
+        r.is_error,
+        Some(true),
+        "a task the store cannot record is refused: {r:?}"
+    );
+    // The task was dispatched at once; its slot is free again only once it ended there.
+    server.wait_ready().await;
+    assert_eq!(
+        server.turns_started(),
+        0,
+        "a prompt reached the CLI though its start was never committed: {:?}",
+        server.fake_events()
+    );
+
+    drop(locker.stdin.take());
+    within(Duration::from_secs(30), "the locker's exit", locker.wait())
+        .await
+        .unwrap();
+    let after = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: after the lock" }))
+        .await;
+    assert_eq!(after["status"], "completed", "{after}");
+    assert_eq!(after["output"], "after the lock", "{after}");
+    assert_eq!(server.turns_started(), 1, "{:?}", server.fake_events());
+    server.close().await;
+}

@@ -73,14 +73,17 @@ impl Pool {
 
     /// Slots, task and chain counts, spend and budget.
     pub async fn status(&self) -> Result<PoolStatusReport, PoolError> {
-        let mut status = self.ask(&self.refs.scheduler, SchedulerMsg::Status).await?;
-        let budget = self.budget().await?;
+        // Three actors, asked at once: a busy scheduler does not make the others wait.
+        let (status, budget, chains) = tokio::join!(
+            self.ask(&self.refs.scheduler, SchedulerMsg::Status),
+            self.budget(),
+            self.ask(&self.refs.chains, ChainSupervisorMsg::Counts),
+        );
+        let (mut status, budget) = (status?, budget?);
         status.spend_usd = budget.spend_usd;
         status.budget_usd = budget.budget_usd;
         status.budget_remaining = budget.budget_remaining;
-        status.chains = self
-            .ask(&self.refs.chains, ChainSupervisorMsg::Counts)
-            .await?;
+        status.chains = chains?;
         Ok(status)
     }
 

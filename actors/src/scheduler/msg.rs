@@ -103,6 +103,8 @@ pub enum SchedulerMsg {
         slot: SlotId,
         /// When.
         started_at: Instant,
+        /// With a store file: the slot holds the prompt until told the start is committed.
+        ack: Option<ActorRef<SlotMsg>>,
     },
     /// A slot could not take a task after all; it goes back to the front of the queue.
     TaskRejected {
@@ -140,8 +142,8 @@ pub enum SchedulerMsg {
         /// Why.
         reason: String,
     },
-    /// A pending task's deadline passed.
-    QueueDeadline(TaskId),
+    /// The earliest deadline of a queued task passed: time out what is due.
+    QueueDeadlines,
     /// No slot can start: fail what is open, refuse new work until a slot starts again.
     Halt {
         /// Why.
@@ -215,7 +217,7 @@ impl fmt::Debug for SchedulerMsg {
             SchedulerMsg::TaskFinished { .. } => "TaskFinished",
             SchedulerMsg::SlotDown { .. } => "SlotDown",
             SchedulerMsg::AllSlotsDown { .. } => "AllSlotsDown",
-            SchedulerMsg::QueueDeadline(..) => "QueueDeadline",
+            SchedulerMsg::QueueDeadlines => "QueueDeadlines",
             SchedulerMsg::Halt { .. } => "Halt",
             SchedulerMsg::BudgetExhausted { .. } => "BudgetExhausted",
             SchedulerMsg::TaskOverBudget { .. } => "TaskOverBudget",

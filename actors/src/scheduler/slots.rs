@@ -272,13 +272,14 @@ impl SchedulerState {
             };
             match actor.cast(SlotMsg::Run(assignment)) {
                 Ok(()) => {
-                    r.state = TaskState::Running {
-                        slot: slot.clone(),
-                        started_at: None,
-                    };
-                    if let Some(t) = r.queue_timer.take() {
-                        t.abort();
-                    }
+                    r.set_state(
+                        TaskState::Running {
+                            slot: slot.clone(),
+                            started_at: None,
+                        },
+                        &mut self.live,
+                    );
+                    self.deadlines.disarm(r.deadline(), &id);
                     if let Some(e) = self.slots.get_mut(&slot) {
                         e.task = Some(id.clone());
                         e.status = SlotStatus::Busy;

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskKind, TaskReport, TokensUsed};
+use claude_pool_protocol::tools::{
+    CancelReport, TaskCounts, TaskKind, TaskReport, TasksByKind, TokensUsed,
+};
 use claude_pool_protocol::{SlotId, TaskStatus};
-use ractor::{MessagingErr, RpcReplyPort};
-use tokio::task::JoinHandle;
+use ractor::RpcReplyPort;
 use tokio::time::Instant;
 
-use super::SchedulerMsg;
 use crate::config::ProcSettings;
 use crate::store::convert::StoredOptions;
 use crate::store::db::TaskRow;
@@ -49,8 +49,6 @@ pub(super) struct TaskRecord {
     pub waiters: Vec<RpcReplyPort<Option<TaskReport>>>,
     /// `Cancel` callers, answered when the task ends (a cancel completes only then).
     pub cancel_waiters: Vec<RpcReplyPort<Option<CancelReport>>>,
-    /// Fires the deadline while the task is queued; aborted once a slot has it.
-    pub queue_timer: Option<JoinHandle<Result<(), MessagingErr<SchedulerMsg>>>>,
     /// Set once a stop (cancel, budget) was sent to its slot, so it is sent once.
     pub stopping: bool,
     /// What the task is beyond its prompt: kind, project, session, chain, build, times.
@@ -99,6 +97,11 @@ impl TaskRecord {
             TaskState::Running { .. } => TaskStatus::Running,
             TaskState::Done { outcome, .. } => outcome.status,
         }
+    }
+
+    /// The deadline, as an instant.
+    pub fn deadline(&self) -> Instant {
+        self.submitted_at + self.timeout
     }
 
     pub fn is_running(&self) -> bool {
@@ -201,13 +204,34 @@ impl TaskRecord {
 /// Adds one task of `status` to `counts`.
 pub(super) fn count(counts: &mut TaskCounts, status: TaskStatus) {
     counts.total += 1;
+    *slot_of(counts, status) += 1;
+}
+
+/// Takes one task of `status` out of `counts`.
+pub(super) fn uncount(counts: &mut TaskCounts, status: TaskStatus) {
+    counts.total = counts.total.saturating_sub(1);
+    let n = slot_of(counts, status);
+    *n = n.saturating_sub(1);
+}
+
+fn slot_of(counts: &mut TaskCounts, status: TaskStatus) -> &mut u64 {
     match status {
-        TaskStatus::Pending => counts.pending += 1,
-        TaskStatus::Running => counts.running += 1,
-        TaskStatus::Completed => counts.completed += 1,
-        TaskStatus::Failed => counts.failed += 1,
-        TaskStatus::Cancelled => counts.cancelled += 1,
-        TaskStatus::TimedOut => counts.timed_out += 1,
-        TaskStatus::Interrupted => counts.interrupted += 1,
+        TaskStatus::Pending => &mut counts.pending,
+        TaskStatus::Running => &mut counts.running,
+        TaskStatus::Completed => &mut counts.completed,
+        TaskStatus::Failed => &mut counts.failed,
+        TaskStatus::Cancelled => &mut counts.cancelled,
+        TaskStatus::TimedOut => &mut counts.timed_out,
+        TaskStatus::Interrupted => &mut counts.interrupted,
+    }
+}
+
+impl TaskRecord {
+    /// Moves the task to `state`, keeping `live` (the counts of remembered tasks) true.
+    pub fn set_state(&mut self, state: TaskState, live: &mut TasksByKind) {
+        let counts = live.of_mut(self.meta.kind);
+        uncount(counts, self.status());
+        self.state = state;
+        count(counts, self.status());
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskReport, TasksByKind};
 use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
-use ractor::RpcReplyPort;
+use ractor::{ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
 use super::msg::SubmitReply;
@@ -161,14 +161,12 @@ impl SchedulerState {
         payload: (Arc<str>, Option<crate::task::ProgressSink>),
         meta: TaskMeta,
     ) {
-        let remaining = (submitted_at + timeout).saturating_duration_since(Instant::now());
-        let queue_id = id.clone();
-        let queue_timer = self
-            .myself
-            .send_after(remaining, move || SchedulerMsg::QueueDeadline(queue_id));
+        self.deadlines
+            .arm(submitted_at + timeout, id.clone(), &self.myself);
+        table::count(self.live.of_mut(meta.kind), TaskStatus::Pending);
         self.tasks.insert(
             id,
-            TaskRecord {
+            Box::new(TaskRecord {
                 submitted_at,
                 timeout,
                 settings,
@@ -178,10 +176,9 @@ impl SchedulerState {
                 retries: 0,
                 waiters: Vec::new(),
                 cancel_waiters: Vec::new(),
-                queue_timer: Some(queue_timer),
                 stopping: false,
                 meta,
-            },
+            }),
         );
     }
 
@@ -310,6 +307,60 @@ impl SchedulerState {
         self.requeue_front(&id);
     }
 
+    /// A slot is writing a task's prompt — or, with `ack`, holds it until the store has
+    /// committed the start, so that a task a crash finds pending never reached Claude.
+    pub(super) fn on_task_started(
+        &mut self,
+        task: TaskId,
+        slot: SlotId,
+        started_at: Instant,
+        ack: Option<ActorRef<SlotMsg>>,
+    ) {
+        let recorded = move |task: TaskId, result: Result<(), String>| {
+            if let Some(ack) = &ack {
+                let _ = ack.cast(SlotMsg::StartRecorded { task, result });
+            }
+        };
+        let Some(r) = self.tasks.get_mut(&task) else {
+            recorded(task, Err("the task is gone".into()));
+            return;
+        };
+        let TaskState::Running {
+            slot: s,
+            started_at: at,
+        } = &mut r.state
+        else {
+            recorded(task, Err("the task is no longer running".into()));
+            return;
+        };
+        if *s != slot {
+            recorded(task, Err(format!("the task runs on {s} now")));
+            return;
+        }
+        *at = Some(started_at);
+        // The prompt is on its way to Claude: the scheduler's copy is no longer needed (a
+        // slot that hands the task back returns it).
+        r.payload = None;
+        let at_ms = table::now_ms();
+        r.meta.started_ms = Some(at_ms);
+        let write = Write::Started {
+            id: task.0.clone(),
+            slot: slot.0.clone(),
+            at_ms,
+        };
+        // Its report changed (it has a start now), though not its status.
+        self.events.publish(PoolEvent::Task {
+            id: task.clone(),
+            status: TaskStatus::Running,
+        });
+        match &self.store {
+            Some(store) => {
+                store.write_then(vec![write], Box::new(move |result| recorded(task, result)));
+            }
+            None => recorded(task, Ok(())),
+        }
+    }
+
     /// Puts a task that has not started back at the head of the queue, with its deadline.
     pub(super) fn requeue_front(&mut self, id: &TaskId) {
         let Some(r) = self.tasks.get_mut(id) else {
@@ -319,20 +370,12 @@ impl SchedulerState {
         {
             return; // ended, started, or already queued
         }
-        r.state = TaskState::Pending;
+        r.set_state(TaskState::Pending, &mut self.live);
         r.meta.started_ms = None;
         if let Some(store) = &self.store {
             store.write(Write::Requeued { id: id.0.clone() });
         }
-        let remaining = (r.submitted_at + r.timeout).saturating_duration_since(Instant::now());
-        let again = id.clone();
-        if let Some(t) = r.queue_timer.take() {
-            t.abort();
-        }
-        r.queue_timer = Some(
-            self.myself
-                .send_after(remaining, move || SchedulerMsg::QueueDeadline(again)),
-        );
+        self.deadlines.arm(r.deadline(), id.clone(), &self.myself);
         self.queue.push_front(id.clone());
         self.events.publish(PoolEvent::Task {
             id: id.clone(),
@@ -340,21 +383,37 @@ impl SchedulerState {
         });
     }
 
-    pub(super) fn on_queue_deadline(&mut self, id: TaskId) {
-        let Some(r) = self.tasks.get(&id) else { return };
-        if !matches!(r.state, TaskState::Pending) {
+    /// Times out every queued task whose deadline passed.
+    pub(super) fn on_queue_deadlines(&mut self) {
+        let due: Vec<TaskId> = self
+            .deadlines
+            .take_due(&self.myself)
+            .into_iter()
+            .filter(|id| {
+                self.tasks
+                    .get(id)
+                    .is_some_and(|r| matches!(r.state, TaskState::Pending))
+            })
+            .collect();
+        if due.is_empty() {
             return;
         }
-        let timeout = humantime::format_duration(r.timeout);
-        self.queue.retain(|q| q != &id);
+        let gone: std::collections::HashSet<&TaskId> = due.iter().collect();
+        self.queue.retain(|q| !gone.contains(q));
         let busy = self.slots.len();
-        let outcome = TaskOutcome::unbilled(
-            TaskStatus::TimedOut,
-            format!(
-                "timed out after {timeout} while waiting for a free slot ({busy} slots, none free); it never started"
-            ),
-        );
-        self.finalize(&id, outcome, None);
+        for id in &due {
+            let Some(r) = self.tasks.get(id) else {
+                continue;
+            };
+            let timeout = humantime::format_duration(r.timeout);
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::TimedOut,
+                format!(
+                    "timed out after {timeout} while waiting for a free slot ({busy} slots, none free); it never started"
+                ),
+            );
+            self.finalize(id, outcome, None);
+        }
     }
 
     /// Records a terminal state (once), settles it with the ledger, and answers everyone
@@ -384,9 +443,7 @@ impl SchedulerState {
         {
             e.task = None;
         }
-        if let Some(t) = r.queue_timer.take() {
-            t.abort();
-        }
+        self.deadlines.disarm(r.deadline(), id);
         r.payload = None;
         let _ = self.ledger.cast(LedgerMsg::Settle {
             task: id.clone(),
@@ -395,11 +452,14 @@ impl SchedulerState {
         });
         self.budget_wait = false;
         let status = outcome.status;
-        r.state = TaskState::Done {
-            outcome,
-            slot,
-            finished_at: Instant::now(),
-        };
+        r.set_state(
+            TaskState::Done {
+                outcome,
+                slot,
+                finished_at: Instant::now(),
+            },
+            &mut self.live,
+        );
         r.meta.finished_ms = Some(table::now_ms());
         let report = r.report(id);
         tracing::debug!(task = %id, %status, "task finished");
@@ -434,13 +494,16 @@ impl SchedulerState {
         self.check_drained();
     }
 
-    /// Forgets the oldest finished tasks beyond `max_finished_tasks`, keeping their counts.
+    /// Forgets the oldest finished tasks beyond `max_finished_tasks`, keeping their counts,
+    /// and gives back what a burst grew the tables to once they are mostly empty.
     pub(super) fn forget_old_tasks(&mut self) {
+        self.shrink_tables();
         while self.finished.len() > self.config.max_finished_tasks {
             let Some(id) = self.finished.pop_front() else {
                 return;
             };
             if let Some(r) = self.tasks.remove(&id) {
+                table::uncount(self.live.of_mut(r.meta.kind), r.status());
                 table::count(self.forgotten.of_mut(r.meta.kind), r.status());
                 if self.forgotten.sum().total.is_multiple_of(1024)
                     && let Some(store) = &self.store
@@ -451,16 +514,41 @@ impl SchedulerState {
         }
     }
 
+    /// A map or queue that grew for a burst keeps its capacity when the burst is over:
+    /// once it holds less than a quarter of it, it is shrunk to twice what it holds.
+    fn shrink_tables(&mut self) {
+        const FLOOR: usize = 1024;
+        let (len, cap) = (self.tasks.len(), self.tasks.capacity());
+        if cap > FLOOR && len < cap / 4 {
+            self.tasks.shrink_to((len * 2).max(FLOOR));
+        }
+        for q in [&mut self.queue, &mut self.finished] {
+            if q.capacity() > FLOOR && q.len() < q.capacity() / 4 {
+                q.shrink_to((q.len() * 2).max(FLOOR));
+            }
+        }
+    }
+
     /// Every task's count by status.
     pub(super) fn counts(&self) -> TaskCounts {
         self.counts_by_kind().sum()
     }
 
-    /// Every task's count by kind and status.
+    /// Every task's count by kind and status: those forgotten and those remembered, each
+    /// kept as tasks change state, so no task is visited.
     pub(super) fn counts_by_kind(&self) -> TasksByKind {
         let mut counts = self.forgotten;
-        for r in self.tasks.values() {
-            table::count(counts.of_mut(r.meta.kind), r.status());
+        counts.add(&self.live);
+        #[cfg(debug_assertions)]
+        {
+            let mut walked = self.forgotten;
+            for r in self.tasks.values() {
+                table::count(walked.of_mut(r.meta.kind), r.status());
+            }
+            debug_assert_eq!(
+                counts, walked,
+                "the kept task counts drifted from the table"
+            );
         }
         counts
     }

@@ -251,6 +251,8 @@ impl SlotState {
             .unwrap_or_default();
         let mut planned = self.phase == Phase::Terminating && !self.stdin_broke;
         let was = self.phase;
+        // A prompt held for the store dies with its process unsent.
+        let held = self.unsent.take().is_some();
         if let Some(t) = self.phase_timer.take() {
             t.abort();
         }
@@ -278,7 +280,7 @@ impl SlotState {
                     None => true,
                     Some((status, _)) => stdin_broke && *status == TaskStatus::Failed,
                 };
-                t.started_at.is_some() && !t.turn_began && verdict_free
+                (t.started_at.is_some() || held) && !t.turn_began && verdict_free
             });
             if unbegun && let Some(task) = self.task.take() {
                 // Nothing of the turn happened (no init event): the task can run elsewhere.

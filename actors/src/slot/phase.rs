@@ -16,7 +16,8 @@ pub enum Phase {
     Idle,
     /// A task is assigned; control requests (model, permission mode) are in flight.
     Configuring,
-    /// The task's prompt was written; waiting for the turn's result.
+    /// The task's prompt was written (with a store file: is written once the store has
+    /// committed the start); waiting for the turn's result.
     Running,
     /// Cancel or deadline: the interrupt was sent; waiting (with a grace) for the result.
     Interrupting,

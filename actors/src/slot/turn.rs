@@ -109,8 +109,10 @@ impl SlotState {
         self.go(Input::AssignedNeedsControl);
     }
 
+    /// The process is ready for the task: its prompt goes now, or — with a store file —
+    /// once the store has committed that the task started ([`SlotMsg::StartRecorded`]).
     pub(super) fn start_turn(&mut self) {
-        let Some(task) = self.task.as_mut() else {
+        let Some(task) = self.task.as_ref() else {
             return;
         };
         let line = match &task.assignment.preamble {
@@ -122,23 +124,92 @@ impl SlotState {
             }
             None => user_message_line(&task.assignment.prompt),
         };
-        let started_at = Instant::now();
-        task.started_at = Some(started_at);
-        let id = task.assignment.task.clone();
+        let ack = self.args.record_starts.then(|| self.myself.clone());
+        let _ = self.args.scheduler.cast(SchedulerMsg::TaskStarted {
+            task: task.assignment.task.clone(),
+            slot: self.args.slot.clone(),
+            started_at: Instant::now(),
+            ack: ack.clone(),
+        });
+        if ack.is_some() {
+            self.unsent = Some(line);
+        } else {
+            self.write_prompt(line);
+        }
+    }
+
+    /// Writes the task's prompt: from here on the task has started.
+    fn write_prompt(&mut self, line: String) {
+        let Some(task) = self.task.as_mut() else {
+            return;
+        };
+        task.started_at = Some(Instant::now());
         if let Some(sink) = &self.args.transcripts {
-            sink.line(&id.0, line.trim_end().as_bytes().to_vec());
+            sink.line(&task.assignment.task.0, line.trim_end().as_bytes().to_vec());
         }
         if let Some(sink) = &task.assignment.progress {
             let _ = sink.send(TaskProgress::Started {
                 slot: self.args.slot.clone(),
             });
         }
-        let _ = self.args.scheduler.cast(SchedulerMsg::TaskStarted {
-            task: id,
-            slot: self.args.slot.clone(),
-            started_at,
-        });
         self.send(line);
+    }
+
+    /// The store answered for the start of `task`: its prompt goes, or (the start could
+    /// not be recorded, or the task is no longer this slot's) it fails unsent.
+    pub(super) fn on_start_recorded(&mut self, task: &TaskId, result: Result<(), String>) {
+        let ours = self
+            .task
+            .as_ref()
+            .is_some_and(|t| &t.assignment.task == task);
+        if !ours || self.phase != Phase::Running {
+            return; // stopped meanwhile; what held the prompt already dropped it
+        }
+        let Some(line) = self.unsent.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => self.write_prompt(line),
+            Err(e) => {
+                tracing::warn!(slot = %self.args.slot, task = %task, error = %e, "the task's start could not be recorded; its prompt was not sent");
+                let after = if self.retiring {
+                    AfterExit::Retire
+                } else {
+                    AfterExit::Respawn
+                };
+                self.end_unsent(
+                    (
+                        TaskStatus::Failed,
+                        format!(
+                            "its start could not be recorded, so it was not sent to claude: {e}"
+                        ),
+                    ),
+                    after,
+                );
+            }
+        }
+    }
+
+    /// Ends the task whose prompt was held and never written (billed nothing), and leaves
+    /// the process as a finished turn would: cleared for the next task, or replaced.
+    fn end_unsent(&mut self, verdict: (TaskStatus, String), after: AfterExit) {
+        self.unsent = None;
+        if let Some(mut task) = self.task.take() {
+            task.verdict = Some(verdict);
+            self.finish(task);
+        }
+        let resumed = self.resuming.take().is_some();
+        if resumed || self.retiring || matches!(after, AfterExit::Retire) {
+            self.go(Input::TurnEndedRecycle);
+            self.plan_exit(after);
+            self.begin_termination();
+        } else {
+            self.go(Input::TurnEnded);
+            self.send(user_message_line("/clear"));
+            if self.phase == Phase::Clearing {
+                self.arm_phase_timer(self.args.config.startup_timeout, Timer::Startup);
+            }
+        }
     }
 
     pub(super) fn on_cancel(
@@ -170,6 +241,11 @@ impl SlotState {
         };
         if task.verdict.is_some() {
             return; // already being stopped
+        }
+        if self.unsent.is_some() {
+            // Its prompt is still held for the store: nothing reached claude.
+            self.end_unsent((status, reason), after);
+            return;
         }
         task.verdict = Some((status, reason));
         let started = task.started_at.is_some();

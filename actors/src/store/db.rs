@@ -104,6 +104,11 @@ impl Db {
             reason: e.to_string(),
         };
         let mut conn = Connection::open_in_memory().map_err(unusable)?;
+        // In memory the pages are the store: with `auto_vacuum` the pages of pruned rows
+        // leave the database (and its cache) instead of waiting on a free list, so memory
+        // held for a burst comes back once its tasks are forgotten.
+        conn.execute_batch("PRAGMA auto_vacuum = FULL;")
+            .map_err(unusable)?;
         schema::configure(&conn).map_err(unusable)?;
         schema::migrate(&mut conn, 0).map_err(unusable)?;
         let recovered = schema::recover(&mut conn, now_ms()).map_err(unusable)?;
@@ -201,6 +206,12 @@ impl Db {
                  LIMIT -1 OFFSET ?1)",
             )?
             .execute([keep])
+            .and_then(|n| {
+                if self.path.is_none() {
+                    self.conn.execute_batch("PRAGMA shrink_memory;")?;
+                }
+                Ok(n)
+            })
     }
 
     /// Counts of tasks by state (all rows), by state name.

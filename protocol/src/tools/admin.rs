@@ -97,16 +97,30 @@ impl TasksByKind {
     pub fn sum(&self) -> TaskCounts {
         let mut all = TaskCounts::default();
         for c in [&self.task, &self.run, &self.build] {
-            all.total += c.total;
-            all.pending += c.pending;
-            all.running += c.running;
-            all.completed += c.completed;
-            all.failed += c.failed;
-            all.cancelled += c.cancelled;
-            all.timed_out += c.timed_out;
-            all.interrupted += c.interrupted;
+            all.add(c);
         }
         all
+    }
+
+    /// Adds `other`'s counts, kind by kind.
+    pub fn add(&mut self, other: &TasksByKind) {
+        self.task.add(&other.task);
+        self.run.add(&other.run);
+        self.build.add(&other.build);
+    }
+}
+
+impl TaskCounts {
+    /// Adds `other`'s counts, status by status.
+    pub fn add(&mut self, other: &TaskCounts) {
+        self.total += other.total;
+        self.pending += other.pending;
+        self.running += other.running;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+        self.timed_out += other.timed_out;
+        self.interrupted += other.interrupted;
     }
 }
 
