@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use claude_pool_tests::bench::{median, ms, pct, rss_kib};
+use claude_pool_tests::bench::{anon_kib, median, ms, pct, rss_kib};
 use claude_pool_tests::server::{Server, ServerOptions, Transport};
 use serde_json::json;
 
@@ -40,6 +40,9 @@ async fn main() {
     println!(
         "claude-pool soak: {TASKS} tasks on {SLOTS} slots, a slot process SIGKILLed every 200 ms"
     );
+    // Finished tasks kept for `pool_result`: the retention the memory after the run is
+    // bounded by (`SOAK_KEEP_FINISHED`, default 1000).
+    let keep = std::env::var("SOAK_KEEP_FINISHED").unwrap_or_else(|_| "1000".into());
     let opts = ServerOptions::fake(SLOTS)
         .transport(Transport::Stdio)
         .args(&[
@@ -47,7 +50,7 @@ async fn main() {
             "--max-slots",
             "64",
             "--keep-finished",
-            "1000",
+            &keep,
             "--log-level",
             "warn",
         ])
@@ -55,7 +58,7 @@ async fn main() {
     let server = Server::start(opts).await;
     server.wait_ready().await;
     let idle_status = status_times(&server, 200).await;
-    let idle_rss = rss_kib(server.pid);
+    let idle = (rss_kib(server.pid), anon_kib(server.pid));
 
     // Queue everything at once.
     let t = Instant::now();
@@ -72,7 +75,7 @@ async fn main() {
     let submit_s = t.elapsed().as_secs_f64();
     let queued_status = server.call_ok("pool_status", json!({})).await;
     let queued = queued_status["pending_tasks"].as_u64().unwrap_or(0);
-    let queued_rss = rss_kib(server.pid);
+    let queued_mem = (rss_kib(server.pid), anon_kib(server.pid));
     let busy_status = status_times(&server, 200).await;
 
     // Kills every 200 ms until the queue is empty.
@@ -107,7 +110,7 @@ async fn main() {
     let drain_s = t.elapsed().as_secs_f64();
     server.wait_ready().await;
     let end = server.call_ok("pool_status", json!({})).await;
-    let after_rss = rss_kib(server.pid);
+    let after = (rss_kib(server.pid), anon_kib(server.pid));
 
     line("pool_status, idle pool (baseline)", &idle_status);
     line(&format!("pool_status, {queued} tasks queued"), &busy_status);
@@ -117,14 +120,20 @@ async fn main() {
         kills.load(Ordering::Relaxed)
     );
     println!("  tasks by state at the end: {}", end["tasks"]);
-    println!(
-        "  server RSS: idle {:.1} MiB, with {queued} queued {:.1} MiB ({:.2} KiB per queued task), after the run {:.1} MiB ({:+.1}% of idle)",
-        idle_rss as f64 / 1024.0,
-        queued_rss as f64 / 1024.0,
-        (queued_rss as f64 - idle_rss as f64) / queued.max(1) as f64,
-        after_rss as f64 / 1024.0,
-        (after_rss as f64 - idle_rss as f64) / idle_rss as f64 * 100.0
-    );
+    let mib = |k: u64| k as f64 / 1024.0;
+    for (what, i, q, a) in [
+        ("RSS", idle.0, queued_mem.0, after.0),
+        ("anonymous RSS (heap, no code pages)", idle.1, queued_mem.1, after.1),
+    ] {
+        println!(
+            "  server {what}: idle {:.1} MiB, with {queued} queued {:.1} MiB ({:.2} KiB per queued task), after the run (keeping {keep} finished) {:.1} MiB ({:+.1}% of idle)",
+            mib(i),
+            mib(q),
+            (q as f64 - i as f64) / queued.max(1) as f64,
+            mib(a),
+            (a as f64 - i as f64) / i as f64 * 100.0
+        );
+    }
     server.close().await;
 }
 

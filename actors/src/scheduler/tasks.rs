@@ -515,17 +515,24 @@ impl SchedulerState {
     }
 
     /// A map or queue that grew for a burst keeps its capacity when the burst is over:
-    /// once it holds less than a quarter of it, it is shrunk to twice what it holds.
+    /// once it holds less than a quarter of it, it is shrunk to twice what it holds, and
+    /// the allocator is asked to give the freed pages back to the system.
     fn shrink_tables(&mut self) {
         const FLOOR: usize = 1024;
+        let mut shrunk = false;
         let (len, cap) = (self.tasks.len(), self.tasks.capacity());
         if cap > FLOOR && len < cap / 4 {
             self.tasks.shrink_to((len * 2).max(FLOOR));
+            shrunk = true;
         }
         for q in [&mut self.queue, &mut self.finished] {
             if q.capacity() > FLOOR && q.len() < q.capacity() / 4 {
                 q.shrink_to((q.len() * 2).max(FLOOR));
+                shrunk = true;
             }
+        }
+        if shrunk {
+            crate::process::give_back_memory();
         }
     }
 
