@@ -123,7 +123,12 @@ async fn main() {
     let mib = |k: u64| k as f64 / 1024.0;
     for (what, i, q, a) in [
         ("RSS", idle.0, queued_mem.0, after.0),
-        ("anonymous RSS (heap, no code pages)", idle.1, queued_mem.1, after.1),
+        (
+            "anonymous RSS (heap, no code pages)",
+            idle.1,
+            queued_mem.1,
+            after.1,
+        ),
     ] {
         println!(
             "  server {what}: idle {:.1} MiB, with {queued} queued {:.1} MiB ({:.2} KiB per queued task), after the run (keeping {keep} finished) {:.1} MiB ({:+.1}% of idle)",

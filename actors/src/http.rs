@@ -24,6 +24,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 mod inflight;
+mod legacy_tasks;
 mod login;
 mod oneshot;
 mod page;
@@ -384,6 +385,10 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         .layer(middleware::from_fn_with_state(
             (inflight.clone(), activity),
             oneshot::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            legacy_tasks::ExtensionSessions::default(),
+            legacy_tasks::layer,
         ));
     let app = Router::new()
         .merge(mcp)

@@ -22,6 +22,7 @@
 mod admin;
 mod builder;
 pub mod faults;
+pub mod handles;
 mod jobs;
 mod stored;
 
@@ -63,6 +64,7 @@ pub struct Pool {
     health: watch::Receiver<PoolHealth>,
     worktrees: Option<Arc<Worktrees>>,
     durable: Durable,
+    handles: handles::Handles,
 }
 
 impl Pool {
@@ -124,6 +126,7 @@ impl Pool {
             health,
             worktrees,
             durable,
+            handles: handles::Handles::default(),
         })
     }
 

@@ -26,7 +26,7 @@ mod jobs;
 mod msg;
 mod scale;
 mod slots;
-mod table;
+pub(crate) mod table;
 mod tasks;
 
 use std::collections::{HashMap, VecDeque};

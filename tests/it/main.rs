@@ -22,6 +22,8 @@ mod faults;
 mod http;
 mod jobs;
 mod mcp;
+mod protocol_tasks;
+mod protocol_tasks_py;
 mod real_cli;
 mod real_jobs;
 mod real_toolkit;

@@ -882,6 +882,7 @@ async fn a_cli_that_cannot_start_is_given_up_and_queued_tasks_fail_with_its_erro
         env: vec![],
         state: None,
         transport: claude_pool_tests::server::Transport::from_env(),
+        tasks_extension: false,
     };
     let server = Server::start(opts).await;
     // The task waits in the queue while the slot crash-loops; once the slot exceeds its limit

@@ -49,6 +49,7 @@ pub(crate) async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
         env: Vec::new(),
         state: None,
         transport: claude_pool_tests::server::Transport::from_env(),
+        tasks_extension: false,
     }
     .args(args);
     for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {

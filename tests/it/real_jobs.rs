@@ -52,6 +52,7 @@ impl Real {
             env: Vec::new(),
             state: None,
             transport: claude_pool_tests::server::Transport::from_env(),
+            tasks_extension: false,
         }
         .args(&["--projects", &self.projects, "--db", &self.db]);
         for (k, v) in hermetic_cli_env(&self.mock.url(), self.scratch.path()) {

@@ -12,6 +12,7 @@ pub mod crash;
 pub mod git;
 pub mod http;
 pub mod procs;
+pub mod python;
 pub mod server;
 
 use std::path::{Path, PathBuf};

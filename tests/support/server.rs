@@ -43,6 +43,8 @@ pub struct ServerOptions {
     pub state: Option<PathBuf>,
     /// How the client talks to it.
     pub transport: Transport,
+    /// Whether the client declares the `io.modelcontextprotocol/tasks` extension.
+    pub tasks_extension: bool,
 }
 
 /// How a test client talks to the server.
@@ -75,7 +77,14 @@ impl ServerOptions {
             env: Vec::new(),
             state: None,
             transport: Transport::from_env(),
+            tasks_extension: false,
         }
+    }
+
+    /// The client declares the `io.modelcontextprotocol/tasks` extension.
+    pub fn tasks_extension(mut self) -> Self {
+        self.tasks_extension = true;
+        self
     }
 
     /// Talks to the server over `t` whatever the suite's default.
@@ -111,6 +120,7 @@ impl ServerOptions {
 pub struct TestClient {
     progress: mpsc::UnboundedSender<ProgressNotificationParam>,
     resources: mpsc::UnboundedSender<ResourceNote>,
+    tasks_extension: bool,
 }
 
 /// A resource notification the server sent.
@@ -123,6 +133,16 @@ pub enum ResourceNote {
 }
 
 impl ClientHandler for TestClient {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut info = rmcp::model::ClientConfig::default();
+        if self.tasks_extension {
+            info.capabilities = rmcp::model::ClientCapabilities::builder()
+                .enable_tasks()
+                .build();
+        }
+        info
+    }
+
     async fn on_progress(
         &self,
         params: ProgressNotificationParam,
@@ -150,6 +170,8 @@ pub struct Server {
     /// The server's pid.
     pub pid: u32,
     client: Option<RunningService<RoleClient, TestClient>>,
+    /// Where it serves MCP, over HTTP (`http://127.0.0.1:<port>/mcp`).
+    pub url: Option<String>,
     progress: tokio::sync::Mutex<mpsc::UnboundedReceiver<ProgressNotificationParam>>,
     resources: tokio::sync::Mutex<mpsc::UnboundedReceiver<ResourceNote>>,
     stdout_problems: Arc<Mutex<Vec<String>>>,
@@ -210,13 +232,15 @@ impl Server {
         let handler = TestClient {
             progress: tx,
             resources: res_tx,
+            tasks_extension: opts.tasks_extension,
         };
         let problems = Arc::new(Mutex::new(Vec::new()));
-        let (child, client) = match opts.transport {
+        let (child, client, url) = match opts.transport {
             Transport::Stdio => {
                 cmd.stdin(Stdio::piped())
                     .stderr(std::fs::File::create(&stderr_path).unwrap());
-                stdio_client(cmd, handler, problems.clone()).await
+                let (child, client) = stdio_client(cmd, handler, problems.clone()).await;
+                (child, client, None)
             }
             Transport::Http => {
                 cmd.args(["--http", "--port", "0"])
@@ -230,6 +254,7 @@ impl Server {
             child,
             pid,
             client: Some(client),
+            url,
             progress: tokio::sync::Mutex::new(rx),
             resources: tokio::sync::Mutex::new(res_rx),
             stdout_problems: problems,
@@ -780,7 +805,11 @@ async fn http_client(
     handler: TestClient,
     log: &Path,
     problems: Arc<Mutex<Vec<String>>>,
-) -> (Child, RunningService<RoleClient, TestClient>) {
+) -> (
+    Child,
+    RunningService<RoleClient, TestClient>,
+    Option<String>,
+) {
     use std::io::Write;
     use tokio::io::AsyncReadExt;
 
@@ -823,8 +852,8 @@ async fn http_client(
             let _ = writeln!(file, "{l}");
         }
     });
-    let transport =
-        rmcp::transport::StreamableHttpClientTransport::from_uri(format!("http://{addr}"));
+    let url = format!("http://{addr}");
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.clone());
     let client = within(
         Duration::from_secs(30),
         "the MCP handshake with claude-pool-server over HTTP",
@@ -832,7 +861,7 @@ async fn http_client(
     )
     .await
     .expect("MCP initialize over HTTP");
-    (child, client)
+    (child, client, Some(url))
 }
 
 /// Runs the server binary with `args` (and `env`) expecting it to refuse to start: it must

@@ -7,9 +7,18 @@
 //! the request's id) for a known method with malformed params — and nothing for a
 //! notification or a response, which get no answer. The answers and rmcp's own output share
 //! stdout one whole line at a time, so stdout carries nothing but JSON-RPC messages.
+//!
+//! The same two tasks carry a 2025-11-25 session's task messages to and from the server
+//! ([`legacy`]): whether the session uses them is what its `initialize` said.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rmcp::model::ClientJsonRpcMessage;
 use serde_json::{Value, json};
+
+use crate::mcp::protocol_tasks::legacy::{self, Augment};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::sync::mpsc;
 
@@ -107,6 +116,10 @@ where
     let (mut to_rmcp, rmcp_in) = tokio::io::duplex(1 << 20);
     let (rmcp_out, from_rmcp) = tokio::io::duplex(1 << 20);
     let (replies, mut replies_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    // Answers that need more for a 2025-11-25 client, by request id.
+    let pending: Arc<Mutex<HashMap<String, Augment>>> = Arc::default();
+    let pending_out = pending.clone();
+    let legacy_session = AtomicBool::new(true);
     tokio::spawn(async move {
         let mut input = BufReader::with_capacity(1 << 16, reader);
         let mut line = Vec::new();
@@ -126,6 +139,16 @@ where
                 }
                 Ok(Line::Whole) => match classify(&line) {
                     Verdict::Pass => {
+                        let seen = legacy::inbound(&line, legacy_session.load(Ordering::Relaxed));
+                        if let Some(legacy) = seen.opens {
+                            legacy_session.store(legacy, Ordering::Relaxed);
+                        }
+                        if let Some((id, augment)) = seen.augment {
+                            lock(&pending).insert(id, augment);
+                        }
+                        if let Some(rewritten) = seen.rewritten {
+                            line = rewritten;
+                        }
                         line.push(b'\n');
                         if to_rmcp.write_all(&line).await.is_err() {
                             break;
@@ -164,7 +187,7 @@ where
                 // Partial reads stay in `line` (read_until is cancel-safe that way).
                 read = from_rmcp.read_until(b'\n', &mut line) => match read {
                     Ok(0) | Err(_) => { rmcp_open = false; None }
-                    Ok(_) => Some(std::mem::take(&mut line)),
+                    Ok(_) => Some(augmented(std::mem::take(&mut line), &pending_out)),
                 },
             };
             if let Some(bytes) = next
@@ -175,6 +198,28 @@ where
         }
     });
     (rmcp_in, rmcp_out)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// rmcp's output line, with what a 2025-11-25 client reads added when it answers a request
+/// that needs it.
+fn augmented(line: Vec<u8>, pending: &Mutex<HashMap<String, Augment>>) -> Vec<u8> {
+    let augment = {
+        let mut pending = lock(pending);
+        if pending.is_empty() {
+            return line;
+        }
+        match legacy::answer_id(line.trim_ascii_end()).and_then(|id| pending.remove(&id)) {
+            Some(a) => a,
+            None => return line,
+        }
+    };
+    let mut out = legacy::outbound_bytes(line.trim_ascii_end(), augment);
+    out.push(b'\n');
+    out
 }
 
 enum Line {

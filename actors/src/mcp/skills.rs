@@ -10,7 +10,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 
 use super::{Checked, PoolServer, fail, structured, to_error_data};
+use crate::error::PoolError;
 use crate::pool::Pool;
+use crate::task::TaskSpec;
 
 /// Every skill as a prompt.
 pub(super) fn prompts(pool: &Pool) -> Vec<Prompt> {
@@ -67,14 +69,10 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<SkillRunParams>>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let params = params.get()?;
-        let options = params.task_options();
-        let args = params.arguments.unwrap_or_default();
-        let spec = match self.pool.skill_task(&params.skill, &args) {
-            Ok(spec) => spec.with_options(&options),
-            Err(e) => return fail(e),
-        };
-        self.run_task(spec, &context).await
+        match self.skill_spec(params.get()?) {
+            Ok(spec) => self.run_task(spec, &context).await,
+            Err(e) => fail(e),
+        }
     }
 
     /// Lists the skills.
@@ -109,5 +107,17 @@ impl PoolServer {
                 None,
             )),
         }
+    }
+}
+
+impl PoolServer {
+    /// The task a `pool_skill_run` call describes.
+    pub(super) fn skill_spec(&self, params: SkillRunParams) -> Result<TaskSpec, PoolError> {
+        let options = params.task_options();
+        let args = params.arguments.unwrap_or_default();
+        Ok(self
+            .pool
+            .skill_task(&params.skill, &args)?
+            .with_options(&options))
     }
 }

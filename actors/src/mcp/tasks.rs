@@ -20,7 +20,7 @@ use crate::task::{TaskProgress, TaskSpec};
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// One line a client can show for a running task's progress.
-fn describe_progress(id: &TaskId, event: TaskProgress) -> String {
+pub(super) fn describe_progress(id: &TaskId, event: TaskProgress) -> String {
     match event {
         TaskProgress::Started { slot } => format!("{id} started on {slot}"),
         TaskProgress::Assistant { text, tool_uses } if tool_uses.is_empty() => {
@@ -34,6 +34,14 @@ fn describe_progress(id: &TaskId, event: TaskProgress) -> String {
 }
 
 /// A task spec from a prompt and the per-task options, refusing an empty prompt.
+/// The task a `pool_run` or `pool_submit` call describes.
+pub(super) fn task_spec(params: TaskParams) -> Result<TaskSpec, ErrorData> {
+    let options = params.task_options();
+    let mut spec = spec_from(params.prompt, &options)?;
+    spec.session_id = params.session_id;
+    Ok(spec)
+}
+
 pub(super) fn spec_from(prompt: String, options: &TaskOptions) -> Result<TaskSpec, ErrorData> {
     if prompt.trim().is_empty() {
         return Err(ErrorData::invalid_params("prompt must not be empty", None));
@@ -166,10 +174,7 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<TaskParams>>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let params = params.get()?;
-        let options = params.task_options();
-        let mut spec = spec_from(params.prompt, &options)?;
-        spec.session_id = params.session_id;
+        let spec = task_spec(params.get()?)?;
         self.run_task(spec, &context).await
     }
 
@@ -183,10 +188,7 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<TaskParams>>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let params = params.get()?;
-        let options = params.task_options();
-        let mut spec = spec_from(params.prompt, &options)?;
-        spec.session_id = params.session_id;
+        let mut spec = task_spec(params.get()?)?;
         spec.depth = self.request_depth(&context);
         match self.pool.submit(spec).await {
             Ok(id) => structured(&SubmitReport {
@@ -259,39 +261,8 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<FanOutParams>>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let params = params.get()?;
-        let options = params.task_options();
-        let n = params.prompts.len();
-        if n == 0 {
-            return Err(ErrorData::invalid_params(
-                "invalid arguments: prompts: give at least one prompt",
-                None,
-            ));
-        }
-        if n > claude_pool_protocol::tools::MAX_FAN_OUT {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "invalid arguments: prompts: at most {} prompts, not {n}",
-                    claude_pool_protocol::tools::MAX_FAN_OUT
-                ),
-                None,
-            ));
-        }
-        if let Some(i) = params.prompts.iter().position(|p| p.trim().is_empty()) {
-            return Err(ErrorData::invalid_params(
-                format!("invalid arguments: prompts[{i}]: the prompt is empty"),
-                None,
-            ));
-        }
-        let specs: Vec<TaskSpec> = params
-            .prompts
-            .into_iter()
-            .map(|p| {
-                let mut spec = TaskSpec::new(p).with_options(&options);
-                spec.depth = self.request_depth(&context);
-                spec
-            })
-            .collect();
+        let specs = self.fan_out_specs(params.get()?, &context)?;
+        let n = specs.len();
         let ids = match self.pool.submit_many(specs).await {
             Ok(ids) => ids,
             Err(e) => return fail(e),
@@ -338,16 +309,65 @@ impl PoolServer {
                 }
             }
         };
-        let completed = reports
-            .iter()
-            .filter(|r| r.status == TaskStatus::Completed)
-            .count();
-        structured(&FanOutReport {
-            total: reports.len(),
-            completed,
-            failed: reports.len() - completed,
-            total_spend: reports.iter().map(|r| r.spend_usd).sum(),
-            results: reports,
-        })
+        fan_out_result(reports)
     }
+}
+
+impl PoolServer {
+    /// The tasks a `pool_fan_out` call describes, refusing what the tool refuses.
+    pub(super) fn fan_out_specs(
+        &self,
+        params: FanOutParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Vec<TaskSpec>, ErrorData> {
+        let options = params.task_options();
+        let n = params.prompts.len();
+        if n == 0 {
+            return Err(ErrorData::invalid_params(
+                "invalid arguments: prompts: give at least one prompt",
+                None,
+            ));
+        }
+        if n > claude_pool_protocol::tools::MAX_FAN_OUT {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "invalid arguments: prompts: at most {} prompts, not {n}",
+                    claude_pool_protocol::tools::MAX_FAN_OUT
+                ),
+                None,
+            ));
+        }
+        if let Some(i) = params.prompts.iter().position(|p| p.trim().is_empty()) {
+            return Err(ErrorData::invalid_params(
+                format!("invalid arguments: prompts[{i}]: the prompt is empty"),
+                None,
+            ));
+        }
+        Ok(params
+            .prompts
+            .into_iter()
+            .map(|p| {
+                let mut spec = TaskSpec::new(p).with_options(&options);
+                spec.depth = self.request_depth(context);
+                spec
+            })
+            .collect())
+    }
+}
+
+/// A fan-out's reports, in prompt order, as the tool's result.
+pub(super) fn fan_out_result(
+    reports: Vec<claude_pool_protocol::tools::TaskReport>,
+) -> Result<CallToolResult, ErrorData> {
+    let completed = reports
+        .iter()
+        .filter(|r| r.status == TaskStatus::Completed)
+        .count();
+    structured(&FanOutReport {
+        total: reports.len(),
+        completed,
+        failed: reports.len() - completed,
+        total_spend: reports.iter().map(|r| r.spend_usd).sum(),
+        results: reports,
+    })
 }

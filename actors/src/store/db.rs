@@ -13,6 +13,7 @@
 //!   bounds its history with [`Db::prune_finished`].
 
 mod apply;
+mod handles;
 mod open;
 mod rows;
 mod schema;
@@ -30,6 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
+pub use handles::HandleRow;
 pub use open::OpenError;
 pub use rows::{ChainRow, Finish, OUTPUT_KEEP_BYTES, Recovered, TaskFilter, TaskRow, Write};
 pub use schema::{

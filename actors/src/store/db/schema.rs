@@ -17,7 +17,7 @@ use super::rows::{
 pub const APPLICATION_ID: i32 = 0x436C_506C;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// `MIGRATIONS[i]` migrates schema version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -65,6 +65,14 @@ pub const MIGRATIONS: &[&str] = &[
         report        TEXT NOT NULL,
         created_at_ms INTEGER NOT NULL,
         updated_at_ms INTEGER NOT NULL
+    );",
+    // 1 → 2: the handles of MCP protocol tasks (what each follows, its ttl).
+    "CREATE TABLE handles (
+        id            TEXT PRIMARY KEY NOT NULL,
+        tool          TEXT NOT NULL,
+        work          TEXT NOT NULL,
+        ttl_ms        INTEGER,
+        created_at_ms INTEGER NOT NULL
     );",
 ];
 
