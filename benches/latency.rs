@@ -154,6 +154,7 @@ fn main() {
             env: vec![],
             state: None,
             transport: claude_pool_tests::server::Transport::Stdio,
+            tasks_extension: false,
         };
         for (k, v) in &env {
             opts = opts.env(k, v);

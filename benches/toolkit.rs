@@ -230,6 +230,7 @@ fn main() {
             env: vec![],
             state: None,
             transport: claude_pool_tests::server::Transport::Stdio,
+            tasks_extension: false,
         };
         for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
             opts = opts.env(&k, &v);

@@ -9,6 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 claude="$(scripts/install-claude.sh)"
 echo "real Claude CLI: $claude ($("$claude" --version 2>/dev/null || echo 'version unknown'))" >&2
 export CLAUDE_POOL_REAL_CLI="$claude"
+# The official MCP Python SDK, pinned, for the protocol-task tests.
+CLAUDE_POOL_MCP_PYTHON="$(scripts/install-mcp-python.sh)"
+export CLAUDE_POOL_MCP_PYTHON
 
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "installing Debian's chromium for the status page's browser test" >&2
@@ -22,9 +25,9 @@ cargo test --workspace --no-fail-fast
 
 # Every MCP behaviour again over Streamable HTTP: the harness (tests/support/server.rs)
 # speaks both transports, so the same tests run against each. The modules skipped here
-# do not go through that harness (embedding, supervision, chaos, the document checks) or
-# are HTTP's own.
+# do not go through that harness (embedding, supervision, chaos, the document checks),
+# are HTTP's own, or choose their transports themselves (the Python SDK's).
 CLAUDE_POOL_TEST_TRANSPORT=http cargo test --test it --no-fail-fast -- \
     --skip chaos:: --skip chaos_cli:: --skip embedding:: --skip fake_cli:: --skip faults:: \
-    --skip http:: --skip stdio_fuzz:: --skip supervision:: \
+    --skip http:: --skip protocol_tasks_py:: --skip stdio_fuzz:: --skip supervision:: \
     --skip tree_doc::
