@@ -39,6 +39,9 @@ pub struct ProcSettings {
     pub depth: u32,
 }
 
+/// How long a slot stays warm with nothing to do, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
 /// Everything a pool needs. Build one with [`crate::PoolBuilder`].
 #[derive(Clone)]
 pub struct PoolConfig {
@@ -68,6 +71,14 @@ pub struct PoolConfig {
     pub default_timeout: Duration,
     /// A process is replaced after serving this many tasks (its memory grows per turn).
     pub recycle_after_turns: u64,
+    /// A process whose group's resident memory passes this many bytes is replaced after
+    /// its task (never during one). `None`: no limit.
+    pub max_slot_rss: Option<u64>,
+    /// A slot idle this long lets its process go and stays cold until work needs it;
+    /// `None` keeps every slot warm.
+    pub idle_timeout: Option<Duration>,
+    /// The slots kept warm whatever the idle timeout (the floor).
+    pub warm_slots: usize,
     /// How many finished tasks the scheduler keeps for `pool_result`; older ones are
     /// forgotten (their counts stay in the status) so a long-running pool's memory is bounded.
     pub max_finished_tasks: usize,
@@ -170,6 +181,9 @@ impl Default for PoolConfig {
             append_system_prompt: None,
             default_timeout: Duration::from_secs(30 * 60),
             recycle_after_turns: 50,
+            max_slot_rss: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            warm_slots: 1,
             max_finished_tasks: 10_000,
             cwd: None,
             env: Vec::new(),
@@ -208,6 +222,9 @@ impl fmt::Debug for PoolConfig {
             )
             .field("default_timeout", &self.default_timeout)
             .field("recycle_after_turns", &self.recycle_after_turns)
+            .field("max_slot_rss", &self.max_slot_rss)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("warm_slots", &self.warm_slots)
             .field("cwd", &self.cwd)
             .field("env_names", &env_names)
             .field("inherit_env", &self.inherit_env)

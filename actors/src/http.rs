@@ -278,7 +278,13 @@ async fn health(State(App { pool, .. }): State<App>) -> Response {
     let ready_slots = status
         .slots
         .iter()
-        .filter(|s| s.status == claude_pool_protocol::SlotStatus::Idle || s.active_tasks > 0)
+        .filter(|s| {
+            // A cold slot serves: work wakes it.
+            matches!(
+                s.status,
+                claude_pool_protocol::SlotStatus::Idle | claude_pool_protocol::SlotStatus::Cold
+            ) || s.active_tasks > 0
+        })
         .count();
     let store = pool.store_health();
     let ready = status.running && status.refusing.is_none() && ready_slots > 0;

@@ -209,6 +209,32 @@ impl Metrics {
                 .inc();
         }
         reg.register("slots", "Slots by status", slots);
+        let warm: Gauge = Gauge::default();
+        warm.set(i64::from(status.warm_slots));
+        reg.register(
+            "slots_warm",
+            "Slots with a Claude process (or getting one)",
+            warm,
+        );
+        let floor: Gauge = Gauge::default();
+        floor.set(i64::from(status.warm_floor));
+        reg.register(
+            "slots_warm_floor",
+            "Slots kept warm whatever the idle timeout",
+            floor,
+        );
+        let rss: Family<Labels, Gauge> = Family::default();
+        for s in &status.slots {
+            if let Some(bytes) = s.rss_bytes {
+                rss.get_or_create(&labels(&[("slot", &s.id.to_string())]))
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
+        reg.register(
+            "slot_rss_bytes",
+            "Resident memory of each slot's process group",
+            rss,
+        );
         reg.register(
             "task_duration_seconds",
             "Time from a task's start on a slot to its end",

@@ -65,7 +65,19 @@ pub struct Pool {
     worktrees: Option<Arc<Worktrees>>,
     durable: Durable,
     handles: handles::Handles,
+    /// The last reading of the slots' memory: when, bytes by process group, of which pids.
+    memory: Arc<std::sync::Mutex<Option<MemoryReading>>>,
 }
+
+/// When, resident bytes by process group, and of which slot processes.
+type MemoryReading = (
+    std::time::Instant,
+    std::collections::HashMap<u32, u64>,
+    Vec<u32>,
+);
+
+/// How old a memory reading may be when `status` answers with it.
+const MEMORY_READING_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Pool {
     /// Starts configuring a pool.
@@ -127,6 +139,7 @@ impl Pool {
             worktrees,
             durable,
             handles: handles::Handles::default(),
+            memory: Arc::default(),
         })
     }
 

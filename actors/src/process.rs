@@ -16,6 +16,7 @@
 #![allow(unsafe_code)] // kill(2) on a process group has no safe std API.
 
 pub mod leftovers;
+pub mod memory;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;

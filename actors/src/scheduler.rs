@@ -28,6 +28,7 @@ mod scale;
 mod slots;
 pub(crate) mod table;
 mod tasks;
+mod warmth;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -134,6 +135,8 @@ pub struct SchedulerState {
     store: Option<StoreWriter>,
     /// The job API's projects.
     projects: Arc<ProjectRegistry>,
+    /// The idle check's timer, if armed (see [`warmth`]).
+    idle_timer: Option<warmth::IdleTimer>,
 }
 
 impl fmt::Debug for SchedulerState {
@@ -180,6 +183,7 @@ impl Actor for SchedulerActor {
             ready_waiters: Vec::new(),
             store: args.store,
             projects: args.projects,
+            idle_timer: None,
         };
         state.restore(&args.restored);
         Ok(state)
@@ -269,6 +273,7 @@ impl Actor for SchedulerActor {
             } => state.on_slot_down(slot, reason, restarts, restarting),
             SchedulerMsg::AllSlotsDown { reason } => state.on_all_slots_down(&reason),
             SchedulerMsg::QueueDeadlines => state.on_queue_deadlines(),
+            SchedulerMsg::IdleCheck => state.on_idle_check(),
             SchedulerMsg::Halt { reason } => state.on_halt(reason),
             SchedulerMsg::BudgetExhausted { reason } => state.on_budget_exhausted(reason),
             SchedulerMsg::TaskOverBudget { task, reason } => {
@@ -280,6 +285,7 @@ impl Actor for SchedulerActor {
             }
         }
         state.dispatch().await;
+        state.tend_warmth();
         state.forget_old_tasks();
         Ok(())
     }
@@ -304,6 +310,10 @@ impl SchedulerState {
             target_slots: as_u32(self.target_slots()),
             min_slots: as_u32(self.config.min_slots),
             max_slots: as_u32(self.config.max_slots),
+            warm_slots: as_u32(self.warm_count()),
+            warm_floor: as_u32(self.config.warm_slots),
+            idle_timeout_secs: self.config.idle_timeout.map(|t| t.as_secs_f64()),
+            slots_rss_bytes: 0,
             chains: Default::default(),
         }
     }

@@ -116,6 +116,12 @@ pub enum SlotMsg {
         /// Why, for the task's error text.
         reason: String,
     },
+    /// Let the idle process go (the scheduler's idle timeout): the slot stays, cold. Ignored
+    /// unless the slot is idle with nothing assigned.
+    Release,
+    /// Warm up again: spawn a process if the slot is cold (or respawn once the released one
+    /// is gone).
+    Wake,
     /// Leave the pool (scale-down): stop now when idle; a running task gets `grace` to
     /// finish, then it is cancelled. The actor stops once its process group is gone.
     Retire {
@@ -162,6 +168,8 @@ type TimerHandle = JoinHandle<Result<(), MessagingErr<SlotMsg>>>;
 enum AfterExit {
     /// Planned: spawn a replacement.
     Respawn,
+    /// Released after being idle: stay cold until woken.
+    Cool,
     /// The slot is being removed: stop the actor.
     Retire,
     /// The slot failed: return this error so the supervisor decides about a restart.
@@ -323,6 +331,11 @@ impl Actor for SlotActor {
                 status,
                 reason,
             } => state.on_cancel(&task, status, reason),
+            SlotMsg::Release => {
+                state.on_release();
+                Ok(())
+            }
+            SlotMsg::Wake => state.on_wake(),
             SlotMsg::Retire { grace } => state.on_retire(grace),
             SlotMsg::ProcessReported { generation, event } => state.on_process(generation, event),
             SlotMsg::TimerFired { generation, timer } => state.on_timer(generation, timer),
@@ -381,8 +394,12 @@ impl SlotState {
             Phase::Configuring | Phase::Running | Phase::Clearing => SlotStatus::Busy,
             Phase::Interrupting => SlotStatus::Cancelling,
             Phase::Terminating if self.task.is_some() => SlotStatus::Cancelling,
+            Phase::Terminating | Phase::Stopped if self.after_exit == AfterExit::Cool => {
+                SlotStatus::Cold
+            }
             Phase::Terminating => SlotStatus::Starting,
             Phase::Stopped => SlotStatus::Restarting,
+            Phase::Cold => SlotStatus::Cold,
         };
         let pid = self.process.as_ref().map(ClaudeProcess::pid);
         if (visible, pid) != self.visible {

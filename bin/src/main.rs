@@ -83,6 +83,20 @@ struct Args {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     recycle_after: u64,
 
+    /// Replace a slot's process after its task once its process group's resident memory
+    /// passes this ("800MB", "1.5GiB", or bytes). Default: no limit.
+    #[arg(long, value_parser = parse_size)]
+    max_slot_rss: Option<u64>,
+
+    /// A slot idle this long lets its Claude process go (the slot stays, "cold") until work
+    /// needs it; "0" keeps every slot warm.
+    #[arg(long, default_value = "10m", value_parser = parse_idle)]
+    idle_timeout: IdleTimeout,
+
+    /// Slots kept warm whatever the idle timeout.
+    #[arg(long, default_value_t = 1)]
+    warm: usize,
+
     /// Finished tasks kept for pool_result; older ones are forgotten (counts are kept).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     keep_finished: u64,
@@ -191,6 +205,45 @@ fn parse_usd(s: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not an amount of dollars"))?;
     claude_pool::protocol::tools::Usd::new(v).map(|u| u.0)
+}
+
+/// `--idle-timeout`: a duration, or 0 for never.
+#[derive(Debug, Clone, Copy)]
+struct IdleTimeout(Option<Duration>);
+
+fn parse_idle(s: &str) -> Result<IdleTimeout, String> {
+    if s.trim().parse::<f64>().is_ok_and(|n| n == 0.0) {
+        return Ok(IdleTimeout(None));
+    }
+    let d = parse_duration(s)?;
+    Ok(IdleTimeout((!d.is_zero()).then_some(d)))
+}
+
+/// A size: bytes, or a number with KB/MB/GB (powers of 1000) or KiB/MiB/GiB (of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 800MB, 1.5GiB)"))?;
+    let k = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    let bytes = n * k;
+    if !(bytes >= 1.0 && bytes < 1e18) {
+        return Err(format!("{s:?} is not a usable size"));
+    }
+    Ok(bytes as u64)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -377,6 +430,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,
+        max_slot_rss: args.max_slot_rss,
+        idle_timeout: args.idle_timeout.0,
+        warm_slots: args.warm,
         max_finished_tasks: usize::try_from(args.keep_finished).unwrap_or(usize::MAX),
         cwd: args.cwd,
         slot_restart: RestartPolicy {

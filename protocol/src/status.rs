@@ -89,6 +89,8 @@ pub enum SlotStatus {
     Stopped,
     /// The slot exceeded its restart limit and is no longer restarted.
     Failed,
+    /// Its process was let go after the idle timeout (or is being); a task wakes it.
+    Cold,
 }
 
 impl SlotStatus {
@@ -103,6 +105,7 @@ impl SlotStatus {
             SlotStatus::Stopping => "stopping",
             SlotStatus::Stopped => "stopped",
             SlotStatus::Failed => "failed",
+            SlotStatus::Cold => "cold",
         }
     }
 }

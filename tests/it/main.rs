@@ -20,6 +20,7 @@ mod fake_cli;
 mod fanout;
 mod faults;
 mod http;
+mod idle;
 mod jobs;
 mod mcp;
 mod protocol_tasks;

@@ -10,7 +10,7 @@ use claude_pool_protocol::tools::{
 };
 use serde_json::{Map, Value};
 
-use super::Pool;
+use super::{MEMORY_READING_AGE, Pool};
 use crate::chains::ChainSupervisorMsg;
 use crate::context::ContextMsg;
 use crate::error::PoolError;
@@ -84,12 +84,49 @@ impl Pool {
         status.budget_usd = budget.budget_usd;
         status.budget_remaining = budget.budget_remaining;
         status.chains = chains?;
+        self.add_memory(&mut status).await;
         Ok(status)
+    }
+
+    /// Fills in the resident memory of each slot's process group (read from `/proc` at most
+    /// once a second; a status asked more often gets the last reading).
+    async fn add_memory(&self, status: &mut PoolStatusReport) {
+        let pids: Vec<u32> = status.slots.iter().filter_map(|s| s.pid).collect();
+        let reading = {
+            let last = self
+                .memory
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            last.as_ref()
+                .filter(|(at, _, of)| at.elapsed() < MEMORY_READING_AGE && *of == pids)
+                .map(|(_, rss, _)| rss.clone())
+        };
+        let rss = match reading {
+            Some(rss) => rss,
+            None => {
+                let of = pids.clone();
+                let rss =
+                    tokio::task::spawn_blocking(move || crate::process::memory::group_rss(&of))
+                        .await
+                        .unwrap_or_default();
+                *self
+                    .memory
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((std::time::Instant::now(), rss.clone(), pids));
+                rss
+            }
+        };
+        for slot in &mut status.slots {
+            slot.rss_bytes = slot.pid.and_then(|p| rss.get(&p).copied());
+        }
+        status.slots_rss_bytes = status.slots.iter().filter_map(|s| s.rss_bytes).sum();
     }
 
     /// One slot's report.
     pub async fn slot(&self, id: &SlotId) -> Result<SlotReport, PoolError> {
-        let status = self.ask(&self.refs.scheduler, SchedulerMsg::Status).await?;
+        let mut status = self.ask(&self.refs.scheduler, SchedulerMsg::Status).await?;
+        self.add_memory(&mut status).await;
         status
             .slots
             .into_iter()

@@ -109,6 +109,26 @@ impl PoolBuilder {
         self
     }
 
+    /// A slot idle this long lets its process go until work needs it (default 10 min;
+    /// `None`: never).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Keeps this many slots warm whatever the idle timeout (default 1).
+    pub fn warm_slots(mut self, n: usize) -> Self {
+        self.config.warm_slots = n;
+        self
+    }
+
+    /// Replaces a slot's process after its task once its process group's resident memory
+    /// passes `bytes`.
+    pub fn max_slot_rss(mut self, bytes: u64) -> Self {
+        self.config.max_slot_rss = Some(bytes);
+        self
+    }
+
     /// Finished tasks kept for [`Pool::result`] (default 10 000); older ones are forgotten.
     pub fn max_finished_tasks(mut self, n: usize) -> Self {
         self.config.max_finished_tasks = n.max(1);

@@ -144,6 +144,8 @@ pub enum SchedulerMsg {
     },
     /// The earliest deadline of a queued task passed: time out what is due.
     QueueDeadlines,
+    /// The idle check's timer fired: release slots idle past the idle timeout.
+    IdleCheck,
     /// No slot can start: fail what is open, refuse new work until a slot starts again.
     Halt {
         /// Why.
@@ -218,6 +220,7 @@ impl fmt::Debug for SchedulerMsg {
             SchedulerMsg::SlotDown { .. } => "SlotDown",
             SchedulerMsg::AllSlotsDown { .. } => "AllSlotsDown",
             SchedulerMsg::QueueDeadlines => "QueueDeadlines",
+            SchedulerMsg::IdleCheck => "IdleCheck",
             SchedulerMsg::Halt { .. } => "Halt",
             SchedulerMsg::BudgetExhausted { .. } => "BudgetExhausted",
             SchedulerMsg::TaskOverBudget { .. } => "TaskOverBudget",

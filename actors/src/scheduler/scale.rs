@@ -164,9 +164,10 @@ impl SchedulerState {
             .filter(|(_, e)| !e.retiring)
             .map(|(id, e)| {
                 let class = match (e.status, &e.task) {
-                    (SlotStatus::Idle, None) => 0,
-                    (_, None) => 1,
-                    (_, Some(_)) => 2,
+                    (SlotStatus::Cold, None) => 0,
+                    (SlotStatus::Idle, None) => 1,
+                    (_, None) => 2,
+                    (_, Some(_)) => 3,
                 };
                 (class, std::cmp::Reverse(e.index), id.clone())
             })

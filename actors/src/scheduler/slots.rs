@@ -39,6 +39,8 @@ pub(super) struct SlotEntry {
     pub worktree: Option<PathBuf>,
     /// The directory its process runs in when a task asked for one (a project's).
     pub cwd: Option<PathBuf>,
+    /// Since when it has been idle (for the idle timeout).
+    pub idle_since: Option<std::time::Instant>,
 }
 
 impl SchedulerState {
@@ -59,6 +61,7 @@ impl SchedulerState {
                 retiring: false,
                 worktree: old.and_then(|e| e.worktree),
                 cwd: None,
+                idle_since: None,
             },
         );
         self.events.publish(PoolEvent::Slot {
@@ -80,6 +83,7 @@ impl SchedulerState {
             return;
         };
         e.status = SlotStatus::Idle;
+        e.idle_since = Some(std::time::Instant::now());
         e.cwd = cwd;
         e.actor = Some(actor);
         e.pid = Some(pid);
@@ -107,7 +111,8 @@ impl SchedulerState {
         turns: u64,
     ) {
         if let Some(e) = self.slots.get_mut(&slot) {
-            let changed = e.status != status;
+            // A released process's exit changes only the pid: subscribers hear of it too.
+            let changed = e.status != status || e.pid != pid;
             e.status = if e.retiring && status == SlotStatus::Idle {
                 SlotStatus::Stopping
             } else {
@@ -213,7 +218,7 @@ impl SchedulerState {
             && self.slots.values().all(|e| {
                 matches!(
                     e.status,
-                    SlotStatus::Idle | SlotStatus::Failed | SlotStatus::Stopped
+                    SlotStatus::Idle | SlotStatus::Failed | SlotStatus::Stopped | SlotStatus::Cold
                 ) && !e.retiring
             });
         if settled || self.intake.is_stopped() {
@@ -371,6 +376,11 @@ impl SchedulerState {
                 turns: e.turns,
                 last_error: e.last_error.clone(),
                 worktree: e.worktree.as_ref().map(|p| p.display().to_string()),
+                warm: !matches!(
+                    e.status,
+                    SlotStatus::Cold | SlotStatus::Failed | SlotStatus::Stopped
+                ),
+                rss_bytes: None,
             })
             .collect()
     }

@@ -27,6 +27,8 @@ pub enum Phase {
     Clearing,
     /// The process is gone and reaped.
     Stopped,
+    /// Released after being idle: no process, nothing to reap; a wake spawns one.
+    Cold,
 }
 
 /// What happened.
@@ -69,11 +71,15 @@ pub enum Input {
     Respawn,
     /// The slot is being removed (scale-down) and has no task: stop the process.
     Retire,
+    /// The scheduler lets the idle process go (idle timeout).
+    Release,
+    /// The released process is gone and reaped: the slot is cold.
+    Cooled,
 }
 
 impl Phase {
     /// Every phase.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Spawning,
         Phase::Idle,
         Phase::Configuring,
@@ -82,17 +88,18 @@ impl Phase {
         Phase::Terminating,
         Phase::Clearing,
         Phase::Stopped,
+        Phase::Cold,
     ];
 
     /// True while a process exists.
     pub fn has_process(self) -> bool {
-        self != Phase::Stopped
+        !matches!(self, Phase::Stopped | Phase::Cold)
     }
 }
 
 impl Input {
     /// Every input.
-    pub const ALL: [Input; 18] = [
+    pub const ALL: [Input; 20] = [
         Input::Handshaken,
         Input::Resumed,
         Input::Assigned,
@@ -111,6 +118,8 @@ impl Input {
         Input::ProcessExited,
         Input::Respawn,
         Input::Retire,
+        Input::Release,
+        Input::Cooled,
     ];
 }
 
@@ -164,6 +173,12 @@ pub fn next(phase: Phase, input: Input) -> Option<Phase> {
         ) => P::Stopped,
 
         (P::Stopped, I::Respawn) => P::Spawning,
+
+        // Idle release: only an idle process is let go; a wake spawns a new one.
+        (P::Idle, I::Release) => P::Terminating,
+        (P::Stopped, I::Cooled) => P::Cold,
+        (P::Cold, I::Respawn) => P::Spawning,
+        (P::Cold, I::Retire) => P::Stopped,
         _ => return None,
     };
     Some(to)
@@ -228,12 +243,31 @@ mod tests {
     #[test]
     fn every_live_phase_survives_an_unexpected_exit() {
         for from in Phase::ALL {
-            let want = if from == Phase::Stopped {
-                None
-            } else {
+            let want = if from.has_process() {
                 Some(Phase::Stopped)
+            } else {
+                None
             };
             assert_eq!(next(from, Input::ProcessExited), want, "{from}");
+        }
+    }
+
+    #[test]
+    fn only_an_idle_process_is_released_and_a_cold_slot_wakes_or_leaves() {
+        for from in Phase::ALL {
+            let want = (from == Phase::Idle).then_some(Phase::Terminating);
+            assert_eq!(next(from, Input::Release), want, "{from}");
+        }
+        assert_eq!(next(Phase::Stopped, Input::Cooled), Some(Phase::Cold));
+        assert_eq!(next(Phase::Cold, Input::Respawn), Some(Phase::Spawning));
+        assert_eq!(next(Phase::Cold, Input::Retire), Some(Phase::Stopped));
+        for input in [
+            Input::Assigned,
+            Input::Cancel,
+            Input::Broken,
+            Input::ProcessExited,
+        ] {
+            assert_eq!(next(Phase::Cold, input), None, "{input}");
         }
     }
 

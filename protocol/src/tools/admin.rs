@@ -22,8 +22,11 @@ pub struct StatusParams {
 pub struct SlotReport {
     /// The slot's id.
     pub id: SlotId,
-    /// starting, idle, busy, cancelling, restarting, stopping, stopped or failed.
+    /// starting, idle, busy, cancelling, restarting, stopping, stopped, failed or cold.
     pub status: SlotStatus,
+    /// Whether it has (or is getting) a Claude process: false once cold.
+    #[serde(default = "yes")]
+    pub warm: bool,
     /// Tasks running on the slot (0 or 1).
     pub active_tasks: u32,
     /// The task it is running.
@@ -39,6 +42,13 @@ pub struct SlotReport {
     /// With --worktree: the slot's git worktree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<String>,
+    /// Resident memory of its process group, in bytes (read at most once a second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Task counts by status. They always add up to `total`.
@@ -157,6 +167,18 @@ pub struct PoolStatusReport {
     pub min_slots: u32,
     /// --max-slots: the ceiling of pool_scale_up.
     pub max_slots: u32,
+    /// Slots with a process (or getting one).
+    #[serde(default)]
+    pub warm_slots: u32,
+    /// The slots kept warm whatever the idle timeout.
+    #[serde(default)]
+    pub warm_floor: u32,
+    /// Seconds a slot stays warm with nothing to do (`None`: for ever).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<f64>,
+    /// Resident memory of every slot's process group together, in bytes.
+    #[serde(default)]
+    pub slots_rss_bytes: u64,
     /// Chains by status.
     pub chains: ChainCounts,
 }
