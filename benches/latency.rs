@@ -11,7 +11,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use claude_pool_tests::bench::{median, ms, pool_runs, row, rss_kib};
+use claude_pool_tests::bench::{cold_cli_runs, median, ms, pool_runs, row, rss_kib};
 use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
 use claude_pool_tests::server::{Server, ServerOptions};
 use claude_pool_tests::{Scratch, fake_claude_bin, real_claude_bin};
@@ -69,37 +69,6 @@ async fn fake_turn_baseline(iters: usize) -> Vec<Duration> {
             }
         }
         out.push(t.elapsed());
-    }
-    out
-}
-
-async fn cold_cli_runs(
-    claude: &std::path::Path,
-    env: &[(String, String)],
-    iters: usize,
-    scratch: &Scratch,
-) -> Vec<Duration> {
-    let mut out = Vec::new();
-    for i in 0..iters + 1 {
-        let t = Instant::now();
-        let o = tokio::process::Command::new(claude)
-            .args(["-p", "cold start", "--output-format", "json"])
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir(scratch.path())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        let d = t.elapsed();
-        assert!(
-            o.status.success(),
-            "cold claude -p failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        if i > 0 {
-            out.push(d);
-        }
     }
     out
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Latency, memory, throughput and durability measurements (benches/latency.rs,
-# benches/toolkit.rs, benches/durability.rs, benches/http.rs, benches/tasks.rs, benches/soak.rs) on
+# benches/toolkit.rs, benches/durability.rs, benches/http.rs, benches/tasks.rs, benches/idle.rs, benches/soak.rs) on
 # release builds, each beside its baseline. BENCH_ITERS sets the sample count (default 40).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,4 +11,5 @@ cargo bench --bench toolkit
 cargo bench --bench durability
 cargo bench --bench http
 CLAUDE_POOL_MCP_PYTHON="${CLAUDE_POOL_MCP_PYTHON:-$(scripts/install-mcp-python.sh)}" cargo bench --bench tasks
+cargo bench --bench idle
 cargo bench --bench soak

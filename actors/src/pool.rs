@@ -67,6 +67,8 @@ pub struct Pool {
     handles: handles::Handles,
     /// The last reading of the slots' memory: when, bytes by process group, of which pids.
     memory: Arc<std::sync::Mutex<Option<MemoryReading>>>,
+    /// Set while a new reading is being taken.
+    memory_refreshing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// When, resident bytes by process group, and of which slot processes.
@@ -140,6 +142,7 @@ impl Pool {
             durable,
             handles: handles::Handles::default(),
             memory: Arc::default(),
+            memory_refreshing: Arc::default(),
         })
     }
 

@@ -212,7 +212,9 @@ fn parse_usd(s: &str) -> Result<f64, String> {
 struct IdleTimeout(Option<Duration>);
 
 fn parse_idle(s: &str) -> Result<IdleTimeout, String> {
-    if s.trim().parse::<f64>().is_ok_and(|n| n == 0.0) {
+    let zero = s.trim().parse::<f64>().is_ok_and(|n| n == 0.0)
+        || humantime::parse_duration(s.trim()).is_ok_and(|d| d.is_zero());
+    if zero {
         return Ok(IdleTimeout(None));
     }
     let d = parse_duration(s)?;
@@ -485,4 +487,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("every slot stopped; bye");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_idle_timeouts_parse_as_documented() {
+        assert_eq!(parse_size("800MB"), Ok(800_000_000));
+        assert_eq!(parse_size("1.5GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+        for never in ["0", "0s", "0m"] {
+            assert!(parse_idle(never).unwrap().0.is_none(), "{never}");
+        }
+        assert_eq!(parse_idle("10m").unwrap().0, Some(Duration::from_secs(600)));
+        assert_eq!(
+            parse_idle("0.5").unwrap().0,
+            Some(Duration::from_millis(500))
+        );
+        assert!(parse_idle("soon").is_err());
+    }
 }

@@ -72,3 +72,35 @@ pub async fn pool_runs(server: &Server, iters: usize, prompt: &str) -> Vec<Durat
     }
     out
 }
+
+/// `iters` timed cold `claude -p` runs (after one untimed), each a fresh process.
+pub async fn cold_cli_runs(
+    claude: &std::path::Path,
+    env: &[(String, String)],
+    iters: usize,
+    scratch: &crate::Scratch,
+) -> Vec<Duration> {
+    let mut out = Vec::new();
+    for i in 0..iters + 1 {
+        let t = Instant::now();
+        let o = tokio::process::Command::new(claude)
+            .args(["-p", "cold start", "--output-format", "json"])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(scratch.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let d = t.elapsed();
+        assert!(
+            o.status.success(),
+            "cold claude -p failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if i > 0 {
+            out.push(d);
+        }
+    }
+    out
+}

@@ -88,21 +88,39 @@ impl Pool {
         Ok(status)
     }
 
-    /// Fills in the resident memory of each slot's process group (read from `/proc` at most
-    /// once a second; a status asked more often gets the last reading).
+    /// Fills in the resident memory of each slot's process group. The reading comes from a
+    /// walk of `/proc`, which a status call never waits for once there is one: a reading
+    /// older than a second is refreshed in the background for the next call.
     async fn add_memory(&self, status: &mut PoolStatusReport) {
         let pids: Vec<u32> = status.slots.iter().filter_map(|s| s.pid).collect();
-        let reading = {
+        let cached = {
             let last = self
                 .memory
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             last.as_ref()
-                .filter(|(at, _, of)| at.elapsed() < MEMORY_READING_AGE && *of == pids)
-                .map(|(_, rss, _)| rss.clone())
+                .map(|(at, rss, _)| (at.elapsed(), rss.clone()))
         };
-        let rss = match reading {
-            Some(rss) => rss,
+        let rss = match cached {
+            Some((age, rss)) => {
+                if age >= MEMORY_READING_AGE
+                    && !self
+                        .memory_refreshing
+                        .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    let (memory, refreshing) =
+                        (self.memory.clone(), self.memory_refreshing.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let rss = crate::process::memory::group_rss(&pids);
+                        *memory
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some((std::time::Instant::now(), rss, pids));
+                        refreshing.store(false, std::sync::atomic::Ordering::Release);
+                    });
+                }
+                rss
+            }
             None => {
                 let of = pids.clone();
                 let rss =
