@@ -160,15 +160,20 @@ pub fn inbound(message: &[u8], legacy_session: bool) -> Inbound {
     out
 }
 
-/// The id (as JSON text) of a server message that answers a request, if it is one.
+/// The id (as JSON text) of a server message that answers a request (a result or an
+/// error), if it is one.
 pub fn answer_id(message: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct Answer {
         id: Option<Value>,
+        method: Option<IgnoredAny>,
         result: Option<IgnoredAny>,
+        error: Option<IgnoredAny>,
     }
     let a: Answer = serde_json::from_slice(message).ok()?;
-    a.result?;
+    if a.method.is_some() || (a.result.is_none() && a.error.is_none()) {
+        return None;
+    }
     a.id.map(|id| id.to_string())
 }
 
