@@ -31,6 +31,46 @@ fn url(server: &Server) -> &str {
     server.url.as_deref().expect("an HTTP server has a URL")
 }
 
+/// An HTTP server with `slots` fake slots and a Python SDK session on it; `None` (a skip)
+/// without the SDK.
+async fn session(opts: ServerOptions) -> Option<(Server, PyClient)> {
+    let python = mcp_python()?;
+    let server = Server::start(opts).await;
+    let py = PyClient::http(&python, url(&server)).await;
+    Some((server, py))
+}
+
+/// A task-augmented call of `tool`; returns the task's id.
+async fn create(py: &mut PyClient, tool: &str, arguments: Value) -> String {
+    let created = py
+        .op(json!({ "op": "call_task", "tool": tool, "arguments": arguments }))
+        .await;
+    created["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{tool} gave no task: {created}"))
+        .to_owned()
+}
+
+/// Polls the task to its end; returns the last status it read.
+async fn poll_to_end(py: &mut PyClient, id: &str) -> Value {
+    let polled = py.op(json!({ "op": "poll", "id": id })).await;
+    polled["seen"]
+        .as_array()
+        .and_then(|s| s.last())
+        .cloned()
+        .unwrap_or_else(|| panic!("no status polled: {polled}"))
+}
+
+/// The ids of a `tasks/list` page, in order.
+fn listed_ids(page: &Value) -> Vec<String> {
+    page["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|t| t["taskId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The fields of a task report that depend on the run, not on the prompt.
 const PER_RUN: [&str; 9] = [
     "task_id",
@@ -149,9 +189,9 @@ async fn the_python_sdk_runs_pool_run_as_a_task_over_stdio() {
 
 #[tokio::test]
 async fn the_python_sdk_runs_pool_run_as_a_task_over_http() {
-    let Some(python) = mcp_python() else { return };
-    let server = Server::start(http_server(2)).await;
-    let mut py = PyClient::http(&python, url(&server)).await;
+    let Some((server, mut py)) = session(http_server(2)).await else {
+        return;
+    };
     a_task_runs_and_reads_as_the_blocking_call(&mut py).await;
     py.quit().await;
     server.close().await;
@@ -159,14 +199,10 @@ async fn the_python_sdk_runs_pool_run_as_a_task_over_http() {
 
 #[tokio::test]
 async fn tasks_cancel_stops_the_claude_process_and_the_task_reads_cancelled_everywhere() {
-    let Some(python) = mcp_python() else { return };
-    let server = Server::start(http_server(1)).await;
-    let mut py = PyClient::http(&python, url(&server)).await;
-    let created = py
-        .op(json!({ "op": "call_task", "tool": "pool_run",
-                    "arguments": { "prompt": "MOCK_CHILD:60" } }))
-        .await;
-    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
+    let Some((server, mut py)) = session(http_server(1)).await else {
+        return;
+    };
+    let id = create(&mut py, "pool_run", json!({ "prompt": "MOCK_CHILD:60" })).await;
     server.wait_started(&id).await;
     let status = server.status().await;
     let pid = status["slots"]
@@ -199,14 +235,11 @@ async fn tasks_cancel_stops_the_claude_process_and_the_task_reads_cancelled_ever
         "pool_result in another session: {report}"
     );
     let listed = py.op(json!({ "op": "list" })).await;
-    assert!(
-        listed["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["taskId"] == id.as_str() && t["status"] == "cancelled"),
-        "{listed}"
-    );
+    let i = listed_ids(&listed)
+        .iter()
+        .position(|t| *t == id)
+        .expect("listed");
+    assert_eq!(listed["tasks"][i]["status"], "cancelled", "{listed}");
     let again = py.op(json!({ "op": "cancel", "id": id })).await;
     assert_eq!(again["error"]["code"], -32602, "{again}");
     assert!(
@@ -299,9 +332,9 @@ async fn a_task_is_read_from_another_session_and_after_a_crash_and_a_graceful_re
 
 #[tokio::test]
 async fn a_fan_out_as_a_task_holds_every_result_in_prompt_order() {
-    let Some(python) = mcp_python() else { return };
-    let server = Server::start(http_server(2)).await;
-    let mut py = PyClient::http(&python, url(&server)).await;
+    let Some((server, mut py)) = session(http_server(2)).await else {
+        return;
+    };
     let texts = ["one", "two", "three", "four", "five"];
     // The first prompt ends last: order in the result is the prompts', not the finish's.
     let prompts: Vec<String> = texts
@@ -315,15 +348,10 @@ async fn a_fan_out_as_a_task_holds_every_result_in_prompt_order() {
             }
         })
         .collect();
-    let created = py
-        .op(json!({ "op": "call_task", "tool": "pool_fan_out",
-                    "arguments": { "prompts": prompts } }))
-        .await;
-    let id = created["task"]["taskId"].as_str().unwrap().to_owned();
-    assert!(id.starts_with("fanout-"), "{created}");
-    let polled = py.op(json!({ "op": "poll", "id": id })).await;
-    let last = polled["seen"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["status"], "completed", "{polled}");
+    let id = create(&mut py, "pool_fan_out", json!({ "prompts": prompts })).await;
+    assert!(id.starts_with("fanout-"), "{id}");
+    let last = poll_to_end(&mut py, &id).await;
+    assert_eq!(last["status"], "completed", "{last}");
     assert_eq!(last["statusMessage"], "5 of 5 done");
     let result = py.op(json!({ "op": "result", "id": id })).await;
     let report = &result["structuredContent"];
@@ -353,9 +381,9 @@ async fn a_fan_out_as_a_task_holds_every_result_in_prompt_order() {
 
 #[tokio::test]
 async fn ttl_is_granted_as_asked_up_to_a_cap_and_an_expired_task_is_gone() {
-    let Some(python) = mcp_python() else { return };
-    let server = Server::start(http_server(1)).await;
-    let mut py = PyClient::http(&python, url(&server)).await;
+    let Some((server, mut py)) = session(http_server(1)).await else {
+        return;
+    };
     let huge = py
         .op(json!({ "op": "call_task", "tool": "pool_run",
                     "arguments": { "prompt": "MOCK_TEXT: kept long" }, "ttl": 1_000_000_000_000u64 }))
@@ -414,17 +442,14 @@ async fn ttl_is_granted_as_asked_up_to_a_cap_and_an_expired_task_is_gone() {
 
 #[tokio::test]
 async fn tasks_list_pages_through_every_task_newest_first() {
-    let Some(python) = mcp_python() else { return };
-    let server = Server::start(http_server(2)).await;
-    let mut py = PyClient::http(&python, url(&server)).await;
+    let Some((server, mut py)) = session(http_server(2)).await else {
+        return;
+    };
     let n = 60; // more than a page (50)
     let prompts: Vec<String> = (0..n).map(|i| format!("MOCK_TEXT: item {i}")).collect();
     let mut created = Vec::new();
     for p in &prompts {
-        let c = py
-            .op(json!({ "op": "call_task", "tool": "pool_run", "arguments": { "prompt": p } }))
-            .await;
-        created.push(c["task"]["taskId"].as_str().unwrap().to_owned());
+        created.push(create(&mut py, "pool_run", json!({ "prompt": p })).await);
     }
     let mut listed = Vec::new();
     let mut cursor = Value::Null;
@@ -432,9 +457,7 @@ async fn tasks_list_pages_through_every_task_newest_first() {
     loop {
         let page = py.op(json!({ "op": "list", "cursor": cursor })).await;
         pages += 1;
-        for t in page["tasks"].as_array().unwrap() {
-            listed.push(t["taskId"].as_str().unwrap().to_owned());
-        }
+        listed.extend(listed_ids(&page));
         match page.get("nextCursor") {
             Some(c) if !c.is_null() => cursor = c.clone(),
             _ => break,
@@ -450,9 +473,9 @@ async fn tasks_list_pages_through_every_task_newest_first() {
 
 #[tokio::test]
 async fn a_client_that_asks_for_no_task_gets_the_blocking_call_and_unknown_ids_are_refused() {
-    let Some(python) = mcp_python() else { return };
-    let server = Server::start(http_server(1)).await;
-    let mut py = PyClient::http(&python, url(&server)).await;
+    let Some((server, mut py)) = session(http_server(1)).await else {
+        return;
+    };
     let r = py
         .op(json!({ "op": "call", "tool": "pool_run", "arguments": { "prompt": "MOCK_TEXT: plain" } }))
         .await;

@@ -76,17 +76,23 @@ pub fn real_claude_bin() -> Option<PathBuf> {
                 .join(format!("claude-cli-{CLAUDE_CLI_VERSION}"))
                 .join("node_modules/@anthropic-ai/claude-code-linux-x64/claude")
         });
+    installed_or_skip(path, "the real Claude CLI", "scripts/install-claude.sh")
+}
+
+/// `path` if `what` is installed there. With `CI=true` a missing one is a failure, never a
+/// skip; otherwise the skip is said on stderr (`None`).
+pub fn installed_or_skip(path: PathBuf, what: &str, script: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     assert!(
         !ci,
-        "CI=true but the real Claude CLI is not installed at {}: run scripts/install-claude.sh",
+        "CI=true but {what} is not installed at {}: run {script}",
         path.display()
     );
     eprintln!(
-        "skipping: the real Claude CLI is not installed at {} (run scripts/install-claude.sh)",
+        "skipping: {what} is not installed at {} (run {script})",
         path.display()
     );
     None

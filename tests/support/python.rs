@@ -26,20 +26,7 @@ pub fn mcp_python() -> Option<PathBuf> {
                 .join(format!("mcp-python-{MCP_PYTHON_VERSION}"))
                 .join("bin/python")
         });
-    if path.is_file() {
-        return Some(path);
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(
-        !ci,
-        "CI=true but the MCP Python SDK is not installed at {}: run scripts/install-mcp-python.sh",
-        path.display()
-    );
-    eprintln!(
-        "skipping: the MCP Python SDK is not installed at {} (run scripts/install-mcp-python.sh)",
-        path.display()
-    );
-    None
+    crate::installed_or_skip(path, "the MCP Python SDK", "scripts/install-mcp-python.sh")
 }
 
 /// One MCP session of the Python SDK.
