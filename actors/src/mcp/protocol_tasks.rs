@@ -12,7 +12,10 @@
 //! the blocking call's result; cancelling it is the pool's cancel (interrupt, SIGTERM,
 //! SIGKILL of the process group).
 
+mod extension;
 pub mod legacy;
+
+pub(super) use extension::as_task;
 
 use claude_pool_protocol::tools::TaskKind;
 use claude_pool_protocol::tools::{
@@ -21,10 +24,7 @@ use claude_pool_protocol::tools::{
 };
 use claude_pool_protocol::{ChainId, ChainStatus, TaskId, TaskStatus};
 use rmcp::ErrorData;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CreateTaskResult, DetailedTask,
-    ErrorCode, GetTaskResult, JsonObject, Task, TaskPayload, TaskStatus as ProtocolTaskStatus,
-};
+use rmcp::model::{CallToolResult, ErrorCode, JsonObject};
 use rmcp::service::{RequestContext, RoleServer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,19 +50,6 @@ pub const TASK_TOOLS: &[&str] = &[
     "claude_run",
     "claude_build",
 ];
-
-/// Whether this call becomes an extension task: the tool may run as one, and the client
-/// declared the `io.modelcontextprotocol/tasks` extension (at `initialize`, or in the
-/// request's own `_meta`).
-pub(super) fn as_task(
-    request: &CallToolRequestParams,
-    context: &RequestContext<RoleServer>,
-) -> bool {
-    TASK_TOOLS.contains(&request.name.as_ref())
-        && context
-            .client_capabilities()
-            .is_some_and(|c| c.supports_tasks())
-}
 
 /// Where a protocol task's work is.
 pub(super) enum Phase {
@@ -408,70 +395,6 @@ impl PoolServer {
         }
         .map_err(internal)
     }
-
-    // ---- the 2026-07-28 extension, through rmcp
-
-    /// `tools/call` of a client that declared the extension: the task, at once.
-    pub(super) async fn start_task(
-        &self,
-        request: CallToolRequestParams,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let arguments = request.arguments.unwrap_or_default();
-        match self
-            .start_work(&request.name, arguments, None, context)
-            .await?
-        {
-            Ok(handle) => {
-                let view = self.view(handle).await?;
-                Ok(CallToolResponse::Task(CreateTaskResult::new(modern_task(
-                    &view,
-                ))))
-            }
-            Err(refused) => Ok(CallToolResponse::Complete(refused)),
-        }
-    }
-
-    /// `tasks/get`: the task as it is now, with the call's result once it ended.
-    pub(super) async fn task_status(&self, task_id: &str) -> Result<GetTaskResult, ErrorData> {
-        let view = self.view(self.find_handle(task_id).await?).await?;
-        let task = modern_task(&view);
-        let payload = match view.phase {
-            Phase::Working => TaskPayload::Working,
-            Phase::Cancelled(_) => TaskPayload::Cancelled,
-            // A tool that ran and failed is a completed call whose result is a tool error,
-            // as the blocking call returns it.
-            Phase::Done(result) => TaskPayload::Completed {
-                result: result_object(&result)?,
-            },
-        };
-        Ok(GetTaskResult::new(DetailedTask::new(task, payload)))
-    }
-
-    /// `tasks/cancel`: the pool's cancel; an ended task stays as it ended.
-    pub(super) async fn cancel_protocol_task(&self, task_id: &str) -> Result<(), ErrorData> {
-        let handle = self.find_handle(task_id).await?;
-        self.cancel_work(&handle).await
-    }
-}
-
-/// The 2026-07-28 shape of a task.
-fn modern_task(view: &View) -> Task {
-    let status = match view.phase {
-        Phase::Working => ProtocolTaskStatus::Working,
-        Phase::Cancelled(_) => ProtocolTaskStatus::Cancelled,
-        Phase::Done(_) => ProtocolTaskStatus::Completed,
-    };
-    let mut task = Task::new(
-        view.handle.id.clone(),
-        status,
-        view.created_at(),
-        view.updated_at.clone(),
-    )
-    .with_status_message(view.message.clone())
-    .with_poll_interval_ms(POLL_INTERVAL_MS);
-    task.ttl_ms = view.handle.ttl_ms;
-    task
 }
 
 /// A job as the tool result of its task: the job's report; a tool error unless it is done.
