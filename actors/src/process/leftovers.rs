@@ -110,12 +110,13 @@ mod tests {
             .spawn();
         let mut other = other.expect("spawn sleep");
         let pgid = leader.id();
-        // Wait (bounded) until the child is in the group.
+        // Wait (bounded) until the child runs `sleep`: until then it is the shell's fork, or
+        // `env`, and still carries the marker it was started with.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while members(pgid) < 2 {
+        while !group_runs(pgid, "sleep") {
             assert!(
                 std::time::Instant::now() < deadline,
-                "the shell's child never joined its group"
+                "the shell's child never ran sleep in its group"
             );
             std::thread::yield_now();
         }
@@ -142,8 +143,19 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Whether a process of group `pgid` runs the program `comm`.
+    fn group_runs(pgid: u32, comm: &str) -> bool {
+        group_pids(pgid).into_iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+    }
+
     /// Live (non-zombie) processes in group `pgid`.
     fn members(pgid: u32) -> usize {
+        group_pids(pgid).len()
+    }
+
+    fn group_pids(pgid: u32) -> Vec<u32> {
         std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -154,6 +166,6 @@ mod tests {
                 !rest.starts_with('Z')
                     && rest.split_whitespace().nth(2).and_then(|g| g.parse().ok()) == Some(pgid)
             })
-            .count()
+            .collect()
     }
 }
