@@ -10,28 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use claude_pool_tests::bench::{cold_cli_runs, median, ms, row};
-use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
-use claude_pool_tests::server::{Server, ServerOptions, Transport};
-use claude_pool_tests::{Scratch, real_claude_bin};
+use claude_pool_tests::bench::{RealCli, cold_cli_runs, median, ms, row};
+use claude_pool_tests::server::Server;
 use serde_json::{Value, json};
-
-fn real(
-    claude: &std::path::Path,
-    env: &[(String, String)],
-    slots: usize,
-    extra: &[&str],
-) -> ServerOptions {
-    let mut opts = ServerOptions::fake(slots)
-        .transport(Transport::Stdio)
-        .args(&["--log-level", "warn"])
-        .args(extra);
-    opts.claude_bin = claude.to_path_buf();
-    for (k, v) in env {
-        opts = opts.env(k, v);
-    }
-    opts
-}
 
 /// Polls pool_status (every 100 ms) until `pred` holds; returns it.
 async fn until(server: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -85,22 +66,15 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
     println!("claude-pool idle release and wake-ahead, real CLI against an instant mock\n");
-    let Some(claude) = real_claude_bin() else {
-        println!("  skipped: the real CLI is not installed (scripts/install-claude.sh)");
+    let Some(real) = RealCli::start("bench-idle") else {
         return;
     };
-    let mock = MockServer::start().unwrap();
-    let scratch = Scratch::new("bench-idle");
-    let mut env = hermetic_cli_env(&mock.url(), scratch.path());
-    env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
 
     println!("1. memory of 16 idle slots (RSS of every slot's process group), --warm 1");
-    let server = Server::start(real(
-        &claude,
-        &env,
-        16,
-        &["--idle-timeout", "20s", "--warm", "1"],
-    ))
+    let server = Server::start(
+        real.server(16)
+            .args(&["--idle-timeout", "20s", "--warm", "1"]),
+    )
     .await;
     server.wait_ready().await;
     let before = until(&server, "16 warm idle slots", all_idle).await;
@@ -152,12 +126,10 @@ async fn main() {
         }
     }
     server.close().await;
-    let cold_server = Server::start(real(
-        &claude,
-        &env,
-        1,
-        &["--idle-timeout", "1s", "--warm", "0"],
-    ))
+    let cold_server = Server::start(
+        real.server(1)
+            .args(&["--idle-timeout", "1s", "--warm", "0"]),
+    )
     .await;
     cold_server.wait_ready().await;
     let mut woken = Vec::new();
@@ -170,7 +142,7 @@ async fn main() {
         woken.push(t.elapsed());
     }
     cold_server.close().await;
-    let bare = cold_cli_runs(&claude, &env, iters.min(6), &scratch).await;
+    let bare = cold_cli_runs(&real.claude, &real.env, iters.min(6), &real.scratch).await;
     row("pool_run on a warm slot", &warm);
     row("pool_run on a cold pool (wake + task)", &woken);
     row("baseline: a bare cold `claude -p`", &bare);
@@ -183,12 +155,10 @@ async fn main() {
 
     println!("3. pool_fan_out of 16 prompts on 16 slots: cold pool vs warm pool (--warm 0)");
     let t = Instant::now();
-    let fan = Server::start(real(
-        &claude,
-        &env,
-        16,
-        &["--idle-timeout", "3s", "--warm", "0"],
-    ))
+    let fan = Server::start(
+        real.server(16)
+            .args(&["--idle-timeout", "3s", "--warm", "0"]),
+    )
     .await;
     fan.wait_ready().await;
     let warm_up_16 = t.elapsed();

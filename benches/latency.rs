@@ -11,10 +11,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use claude_pool_tests::bench::{cold_cli_runs, median, ms, pool_runs, row, rss_kib};
-use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
+use claude_pool_tests::bench::{RealCli, cold_cli_runs, median, ms, pool_runs, row, rss_kib};
 use claude_pool_tests::server::{Server, ServerOptions};
-use claude_pool_tests::{Scratch, fake_claude_bin, real_claude_bin};
+use claude_pool_tests::{Scratch, fake_claude_bin};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn quiet(opts: ServerOptions) -> ServerOptions {
@@ -107,27 +106,11 @@ fn main() {
         println!();
 
         println!("3. warm slots vs a bare cold `claude -p`, real CLI against an instant mock");
-        let Some(claude) = real_claude_bin() else {
-            println!("  skipped: the real CLI is not installed (scripts/install-claude.sh)");
+        let Some(real) = RealCli::start("bench-real") else {
             return;
         };
-        let mock = MockServer::start().unwrap();
-        let scratch = Scratch::new("bench-real");
-        let mut env = hermetic_cli_env(&mock.url(), scratch.path());
-        env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
-        let cold = cold_cli_runs(&claude, &env, iters.min(20), &scratch).await;
-        let mut opts = ServerOptions {
-            claude_bin: claude.clone(),
-            slots: 2,
-            args: vec!["--log-level".into(), "warn".into()],
-            env: vec![],
-            state: None,
-            transport: claude_pool_tests::server::Transport::Stdio,
-            tasks_extension: false,
-        };
-        for (k, v) in &env {
-            opts = opts.env(k, v);
-        }
+        let cold = cold_cli_runs(&real.claude, &real.env, iters.min(20), &real.scratch).await;
+        let opts = real.server(2);
         let server = Server::start(opts).await;
         server.wait_ready().await;
         let warm = pool_runs(&server, iters, "warm start").await;

@@ -15,10 +15,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use claude_pool_tests::bench::{median, ms, pool_runs};
-use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
+use claude_pool_tests::bench::{RealCli, median, ms, pool_runs};
 use claude_pool_tests::server::{Server, ServerOptions};
-use claude_pool_tests::{Scratch, fake_claude_bin, real_claude_bin};
+use claude_pool_tests::{Scratch, fake_claude_bin};
 use serde_json::{Value, json};
 
 fn quiet(opts: ServerOptions) -> ServerOptions {
@@ -217,24 +216,10 @@ fn main() {
         println!("  with --budget-usd (a reservation per task)  median {:>8.3} ms  => {:+.3} ms", ms(median(&budget)), ms(median(&budget)) - ms(median(&base)));
         println!("  with a 10-entry context table               median {:>8.3} ms  => {:+.3} ms", ms(median(&ctx)), ms(median(&ctx)) - ms(median(&base)));
 
-        let Some(claude) = real_claude_bin() else {
-            println!("  real CLI: skipped (scripts/install-claude.sh)");
+        let Some(real) = RealCli::start("bench-real-ctx") else {
             return;
         };
-        let mock = MockServer::start().unwrap();
-        let scratch = Scratch::new("bench-real-ctx");
-        let mut opts = ServerOptions {
-            claude_bin: claude,
-            slots: 1,
-            args: vec!["--log-level".into(), "warn".into()],
-            env: vec![],
-            state: None,
-            transport: claude_pool_tests::server::Transport::Stdio,
-            tasks_extension: false,
-        };
-        for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
-            opts = opts.env(&k, &v);
-        }
+        let opts = real.server(1);
         let server = Server::start(opts).await;
         server.wait_ready().await;
         let n = iters.min(20);

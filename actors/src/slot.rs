@@ -35,6 +35,7 @@
 mod life;
 pub mod phase;
 mod turn;
+mod warmth;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

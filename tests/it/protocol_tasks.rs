@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use claude_pool_tests::procs::{self, assert_group_gone};
-use claude_pool_tests::server::{Server, ServerOptions, content};
+use claude_pool_tests::server::{ResourceNote, Server, ServerOptions, content};
 use claude_pool_tests::within;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, DetailedTask,
@@ -48,22 +48,27 @@ async fn get(server: &Server, id: &str) -> DetailedTask {
         .task
 }
 
-/// Polls `tasks/get` at the server's interval until the task is terminal.
+/// `tasks/get` until the task is terminal: read again on each change of the work's resource
+/// (`pool://results/{id}`, or `pool://chains/{id}` for a chain), subscribed before the first
+/// read so no change is missed.
 async fn until_terminal(server: &Server, id: &str) -> DetailedTask {
-    within(
-        Duration::from_secs(60),
-        &format!("task {id}'s end"),
-        async {
-            loop {
-                let task = get(server, id).await;
-                if task.status().is_terminal() {
-                    return task;
-                }
-                let interval = task.task.poll_interval_ms.unwrap_or(500);
-                tokio::time::sleep(Duration::from_millis(interval)).await;
+    let uri = if id.starts_with("chain-") {
+        format!("pool://chains/{id}")
+    } else {
+        format!("pool://results/{id}")
+    };
+    server.subscribe(&uri).await.expect("subscribe to the work");
+    let what = format!("task {id}'s end");
+    within(Duration::from_secs(60), &what, async {
+        loop {
+            let task = get(server, id).await;
+            if task.status().is_terminal() {
+                return task;
             }
-        },
-    )
+            let want = ResourceNote::Updated(uri.clone());
+            server.resource_note_until(&what, |n| *n == want).await;
+        }
+    })
     .await
 }
 

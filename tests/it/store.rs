@@ -121,33 +121,27 @@ async fn what_a_killed_server_left_running_is_killed_by_the_next_server_on_its_s
     let scratch = Scratch::new("store-leftovers");
     let state = scratch.join("state");
     let server = start(&state, 1, &[]).await;
-    let fake_log = server.fake_log.clone();
-    let task = server
-        .call_ok("pool_submit", json!({ "prompt": "MOCK_CHILD:60" }))
-        .await["task_id"]
-        .as_str()
-        .unwrap()
+    // The task's progress announces the grandchild it started ("<task>: child <pid>").
+    let call = server
+        .start_call("pool_run", json!({ "prompt": "MOCK_CHILD:60" }))
+        .await;
+    let announced = server
+        .progress_until(&call.progress_token, "the fake's child announcement", |m| {
+            m.contains("child ")
+        })
+        .await;
+    let task = announced
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(':')
         .to_owned();
+    let grandchild: u32 = announced
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {announced:?}"));
     server.wait_started(&task).await;
-    let grandchild = within(
-        Duration::from_secs(20),
-        "the fake's child event for MOCK_CHILD",
-        async {
-            loop {
-                let found = std::fs::read_to_string(&fake_log)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .find(|e| e["event"] == "child")
-                    .and_then(|e| e["child_pid"].as_u64());
-                if let Some(pid) = found {
-                    return pid as u32;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        },
-    )
-    .await;
     server.crash().await;
     // The kernel killed the CLI (its parent died), not the CLI's own child: it is an orphan
     // now, still in the dead slot's process group.

@@ -104,3 +104,54 @@ pub async fn cold_cli_runs(
     }
     out
 }
+
+/// The pinned real CLI against a mock of the Messages API of its own: the CLI, a scratch
+/// HOME, and the hermetic environment it runs in.
+pub struct RealCli {
+    /// The CLI.
+    pub claude: std::path::PathBuf,
+    /// Its environment (`mock_anthropic::hermetic_cli_env`).
+    pub env: Vec<(String, String)>,
+    /// Its HOME and temporary files.
+    pub scratch: crate::Scratch,
+    _mock: crate::mock_anthropic::MockServer,
+}
+
+impl std::fmt::Debug for RealCli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealCli")
+            .field("claude", &self.claude)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RealCli {
+    /// The CLI and a fresh mock; `None` (said on stdout) when the CLI is not installed.
+    pub fn start(label: &str) -> Option<RealCli> {
+        let Some(claude) = crate::real_claude_bin() else {
+            println!("  skipped: the real CLI is not installed (scripts/install-claude.sh)");
+            return None;
+        };
+        let mock = crate::mock_anthropic::MockServer::start().expect("start the mock");
+        let scratch = crate::Scratch::new(label);
+        let env = crate::mock_anthropic::hermetic_cli_env(&mock.url(), scratch.path());
+        Some(RealCli {
+            claude,
+            env,
+            scratch,
+            _mock: mock,
+        })
+    }
+
+    /// A server of `slots` slots running this CLI over stdio, logging warnings only.
+    pub fn server(&self, slots: usize) -> crate::server::ServerOptions {
+        let mut opts = crate::server::ServerOptions::fake(slots)
+            .transport(crate::server::Transport::Stdio)
+            .args(&["--log-level", "warn"]);
+        opts.claude_bin = self.claude.clone();
+        for (k, v) in &self.env {
+            opts = opts.env(k, v);
+        }
+        opts
+    }
+}

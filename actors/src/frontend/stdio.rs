@@ -9,7 +9,7 @@
 //! stdout one whole line at a time, so stdout carries nothing but JSON-RPC messages.
 //!
 //! The same two tasks carry a 2025-11-25 session's task messages to and from the server
-//! ([`legacy`]): whether the session uses them is what its `initialize` said.
+//! ([`wire`]): whether the session uses them is what its `initialize` said.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use rmcp::model::ClientJsonRpcMessage;
 use serde_json::{Value, json};
 
-use crate::mcp::protocol_tasks::legacy::{self, Augment};
+use crate::mcp::protocol_tasks::wire::{self, Augment};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::sync::mpsc;
 
@@ -139,7 +139,7 @@ where
                 }
                 Ok(Line::Whole) => match classify(&line) {
                     Verdict::Pass => {
-                        let seen = legacy::inbound(&line, legacy_session.load(Ordering::Relaxed));
+                        let seen = wire::inbound(&line, legacy_session.load(Ordering::Relaxed));
                         if let Some(legacy) = seen.opens {
                             legacy_session.store(legacy, Ordering::Relaxed);
                         }
@@ -212,12 +212,12 @@ fn augmented(line: Vec<u8>, pending: &Mutex<HashMap<String, Augment>>) -> Vec<u8
         if pending.is_empty() {
             return line;
         }
-        match legacy::answer_id(line.trim_ascii_end()).and_then(|id| pending.remove(&id)) {
+        match wire::answer_id(line.trim_ascii_end()).and_then(|id| pending.remove(&id)) {
             Some(a) => a,
             None => return line,
         }
     };
-    let mut out = legacy::outbound_bytes(line.trim_ascii_end(), augment);
+    let mut out = wire::outbound_bytes(line.trim_ascii_end(), augment);
     out.push(b'\n');
     out
 }

@@ -1,5 +1,5 @@
 //! 2025-11-25 task messages over HTTP: each POST's body passes through
-//! [`legacy::inbound`], and the answers that need it through [`legacy::outbound`], whether
+//! [`wire::inbound`], and the answers that need it through [`wire::outbound`], whether
 //! they come as one JSON body or as an event stream. A session uses 2025-11-25 tasks when
 //! its `MCP-Protocol-Version` header names a protocol before 2026-07-28, unless its
 //! `initialize` declared the tasks extension (those sessions are remembered by id).
@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::MAX_BODY_BYTES;
-use crate::mcp::protocol_tasks::legacy::{self, Augment};
+use crate::mcp::protocol_tasks::wire::{self, Augment};
 
 /// Most sessions remembered as having declared the extension; past it the oldest are
 /// forgotten all at once (the session limit keeps far fewer open).
@@ -45,7 +45,7 @@ pub async fn layer(
             .headers()
             .get("mcp-protocol-version")
             .and_then(|v| v.to_str().ok())
-            .is_none_or(legacy::is_legacy_version);
+            .is_none_or(wire::is_legacy_version);
     let (mut parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -57,7 +57,7 @@ pub async fn layer(
                 .into_response();
         }
     };
-    let seen = legacy::inbound(&bytes, legacy_session);
+    let seen = wire::inbound(&bytes, legacy_session);
     let body = match seen.rewritten {
         Some(b) => {
             if let Ok(len) = HeaderValue::from_str(&b.len().to_string()) {
@@ -95,7 +95,7 @@ pub async fn layer(
     let out = if sse {
         events(&bytes, augment)
     } else if parts.status.is_success() {
-        legacy::outbound_bytes(&bytes, augment)
+        wire::outbound_bytes(&bytes, augment)
     } else {
         bytes.to_vec()
     };
@@ -113,9 +113,9 @@ fn events(stream: &[u8], augment: Augment) -> Vec<u8> {
     for line in stream.split_inclusive(|b| *b == b'\n') {
         let body = line.trim_ascii_end();
         match body.strip_prefix(b"data:") {
-            Some(data) if legacy::answer_id(data.trim_ascii()).is_some() => {
+            Some(data) if wire::answer_id(data.trim_ascii()).is_some() => {
                 out.extend_from_slice(b"data: ");
-                out.extend_from_slice(&legacy::outbound_bytes(data.trim_ascii(), augment));
+                out.extend_from_slice(&wire::outbound_bytes(data.trim_ascii(), augment));
                 out.extend_from_slice(&line[body.len()..]);
             }
             _ => out.extend_from_slice(line),

@@ -14,6 +14,7 @@
 
 mod extension;
 pub mod legacy;
+pub mod wire;
 
 pub(super) use extension::as_task;
 

@@ -8,7 +8,7 @@ use crate::process::leftovers::{self, STORE_ENV};
 use std::time::Duration;
 
 use claude_pool_protocol::stream::user_message_line;
-use claude_pool_protocol::{SlotStatus, TaskId, TaskStatus};
+use claude_pool_protocol::{TaskId, TaskStatus};
 use ractor::ActorProcessingErr;
 
 use super::phase::{Input, Phase};
@@ -107,54 +107,6 @@ impl SlotState {
                 .args
                 .supervisor
                 .cast(SlotSupervisorMsg::SlotHealthy(self.args.slot.clone()));
-        }
-    }
-
-    /// The idle timeout: an idle process with nothing assigned is stopped (its group
-    /// killed and reaped as on any stop) and the slot stays cold. In any other phase the
-    /// slot is not idle after all: what it reports next (ready, busy, down) tells the
-    /// scheduler so.
-    pub(super) fn on_release(&mut self) {
-        let idle = self.phase == Phase::Idle
-            && self.task.is_none()
-            && self.unsent.is_none()
-            && !self.retiring;
-        if !idle {
-            tracing::debug!(slot = %self.args.slot, phase = %self.phase, "not idle: not released");
-            // The scheduler took it for cold: say where it really is (it announces itself
-            // again once ready).
-            self.visible.0 = SlotStatus::Cold;
-            self.publish_status();
-            return;
-        }
-        tracing::info!(slot = %self.args.slot, "idle past the idle timeout: releasing its process");
-        self.plan_exit(AfterExit::Cool);
-        self.go(Input::Release);
-        self.begin_termination();
-    }
-
-    /// Warm up: a cold slot spawns a process; one still releasing respawns once the old
-    /// process is gone. A warm slot has nothing to do.
-    pub(super) fn on_wake(&mut self) -> Result<(), ActorProcessingErr> {
-        if self.retiring {
-            return Ok(());
-        }
-        match self.phase {
-            Phase::Cold => {
-                tracing::info!(slot = %self.args.slot, "waking: starting a process");
-                self.on_spawn()
-            }
-            _ if self.after_exit == AfterExit::Cool => {
-                self.after_exit = AfterExit::Respawn;
-                self.publish_status();
-                Ok(())
-            }
-            Phase::Idle if self.task.is_none() => {
-                // Woken while (still) warm: announce it again in case it was taken for cold.
-                self.became_idle();
-                Ok(())
-            }
-            _ => Ok(()),
         }
     }
 

@@ -523,27 +523,3 @@ impl SlotState {
         }
     }
 }
-
-impl SlotState {
-    /// Whether the live process group holds more memory than `--max-slot-rss` allows (read
-    /// between tasks only: the check runs once the task's turn has ended).
-    fn over_memory(&self) -> bool {
-        let (Some(limit), Some(pid)) = (
-            self.args.config.max_slot_rss,
-            self.process
-                .as_ref()
-                .map(crate::process::ClaudeProcess::pid),
-        ) else {
-            return false;
-        };
-        let rss = crate::process::memory::group_rss(&[pid])
-            .get(&pid)
-            .copied()
-            .unwrap_or(0);
-        if rss > limit {
-            tracing::info!(slot = %self.args.slot, pid, rss, limit, "the process holds more memory than --max-slot-rss: replacing it");
-            return true;
-        }
-        false
-    }
-}

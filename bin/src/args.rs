@@ -1,0 +1,266 @@
+//! The server's flags: every option with its default, and the parsers of their values.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use claude_pool::protocol::{Effort, PermissionMode};
+
+/// A pool of warm Claude Code CLI processes behind an MCP server (stdio).
+#[derive(Debug, Parser)]
+#[command(name = "claude-pool-server", version, about, args_override_self = true)]
+pub struct Args {
+    /// Number of slots (warm Claude processes) to run.
+    #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) slots: u16,
+
+    /// Fewest slots pool_scale_down may leave.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) min_slots: u16,
+
+    /// Most slots pool_scale_up may reach.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) max_slots: u16,
+
+    /// How long a busy slot being removed by a scale-down may finish its task before the
+    /// task is cancelled: seconds or "30s".
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) scale_down_grace: Duration,
+
+    /// Total budget cap in US dollars (e.g. 10.0): once spent, running tasks are stopped and
+    /// new work is refused.
+    #[arg(long, value_parser = parse_usd)]
+    pub(crate) budget_usd: Option<f64>,
+
+    /// Give each slot its own git worktree (on branch claude-pool/<slot>) of the repository
+    /// the server runs in (or --cwd).
+    #[arg(short = 'w', long)]
+    pub(crate) worktree: bool,
+
+    /// Do not offer the built-in skills (code_review, write_tests, refactor, summarize).
+    #[arg(long)]
+    pub(crate) no_builtins: bool,
+
+    /// A directory of skills (`<name>/SKILL.md` or `<name>.md`); may be given more than once.
+    #[arg(long = "skills-dir")]
+    pub(crate) skills_dirs: Vec<PathBuf>,
+
+    /// Default model for every task (e.g. sonnet, opus).
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+
+    /// Default effort: min, low, medium, high, xhigh, max.
+    #[arg(long, value_parser = parse_effort)]
+    pub(crate) effort: Option<Effort>,
+
+    /// Text appended to Claude Code's own system prompt for every slot (it never replaces it).
+    #[arg(long)]
+    pub(crate) system_prompt: Option<String>,
+
+    /// Default permission mode: default, acceptEdits, auto, bypassPermissions, manual, dontAsk, plan.
+    #[arg(long, default_value = "plan", value_parser = parse_permission_mode)]
+    pub(crate) permission_mode: PermissionMode,
+
+    /// The Claude Code CLI to run.
+    #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
+    pub(crate) claude_bin: PathBuf,
+
+    /// Deadline of a task that sets none, counted from submission: seconds ("90", "0.5") or "90s", "30m".
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+
+    /// Replace a slot's process after it served this many tasks.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) recycle_after: u64,
+
+    /// Replace a slot's process after its task once its process group's resident memory
+    /// passes this ("800MB", "1.5GiB", or bytes). Default: no limit.
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) max_slot_rss: Option<u64>,
+
+    /// A slot idle this long lets its Claude process go (the slot stays, "cold") until work
+    /// needs it; "0" keeps every slot warm.
+    #[arg(long, default_value = "10m", value_parser = parse_idle)]
+    pub(crate) idle_timeout: IdleTimeout,
+
+    /// Slots kept warm whatever the idle timeout.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) warm: usize,
+
+    /// Finished tasks kept for pool_result; older ones are forgotten (counts are kept).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) keep_finished: u64,
+
+    /// Working directory of the Claude processes (default: the server's).
+    #[arg(long)]
+    pub(crate) cwd: Option<PathBuf>,
+
+    /// Start failures (processes that die before they ever became ready) allowed per slot
+    /// within --restart-window before the slot is given up and only probed.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) max_restarts: u32,
+
+    /// The window --max-restarts is counted in.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) restart_window: Duration,
+
+    /// First delay before a given-up slot (or a pool where no slot can start) is tried
+    /// again; it doubles up to 15 minutes.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) probe_interval: Duration,
+
+    /// The durable store (SQLite): tasks, jobs, chains, the context table and spend survive
+    /// restarts and crashes. Default: $XDG_STATE_HOME/claude-pool/pool.db (or
+    /// ~/.local/state/claude-pool/pool.db). Transcripts go beside it in <name>-transcripts/.
+    #[arg(long, env = "CLAUDE_MCP_DB_PATH", conflicts_with = "no_db")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// Keep everything in memory only (nothing survives the process; the job API works).
+    #[arg(long)]
+    pub(crate) no_db: bool,
+
+    /// Task transcripts kept beside the store; the oldest are deleted first (0: none kept).
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) keep_transcripts: usize,
+
+    /// The job API's projects file ({"name": {"path": "/abs", "defaultBranch": "main",
+    /// "maxConcurrent": 1}}); SIGHUP reads it again.
+    #[arg(long)]
+    pub(crate) projects: Option<PathBuf>,
+
+    /// Requests at this recursion depth or deeper may not start work (each Claude process
+    /// the pool starts runs one level deeper than the request that started it).
+    #[arg(long, env = "CLAUDE_MCP_MAX_DEPTH", default_value_t = 2)]
+    pub(crate) max_depth: u32,
+
+    /// The most a job's allowedTools may ask for (comma-separated); default: no limit.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) allowed_tools: Option<Vec<String>>,
+
+    /// Serve MCP over Streamable HTTP at /mcp (and GET /health) instead of stdio; many
+    /// clients share the pool.
+    #[arg(long)]
+    pub(crate) http: bool,
+
+    /// The HTTP port (0: any free one; the log says which).
+    #[arg(long, env = "CLAUDE_MCP_PORT", default_value_t = 3101)]
+    pub(crate) port: u16,
+
+    /// The address to listen on; anything but loopback needs --http-token.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: std::net::IpAddr,
+
+    /// Require `Authorization: Bearer <token>` on every HTTP request.
+    #[arg(long, env = "CLAUDE_POOL_HTTP_TOKEN", hide_env_values = true)]
+    pub(crate) http_token: Option<String>,
+
+    /// Read the HTTP token from this file (its first line).
+    #[arg(long, conflicts_with = "http_token")]
+    pub(crate) http_token_file: Option<PathBuf>,
+
+    /// The most MCP sessions open at once over HTTP; one more gets 503.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) http_max_sessions: usize,
+
+    /// An MCP session over HTTP with no request open for this long is closed (a call in
+    /// flight keeps its session open however long it runs).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub(crate) http_session_idle: Duration,
+
+    /// A host name HTTP clients may use besides the loopback ones (repeatable), for a
+    /// non-loopback --bind.
+    #[arg(long = "allowed-host")]
+    pub(crate) allowed_hosts: Vec<String>,
+
+    /// Log filter (error, warn, info, debug, trace, or tracing directives); else env
+    /// CLAUDE_POOL_LOG, else LOG_LEVEL (ClaudeMCP's); default info.
+    #[arg(long, env = "CLAUDE_POOL_LOG")]
+    pub(crate) log_level: Option<String>,
+
+    /// Append logs to this file instead of stderr.
+    #[arg(long)]
+    pub(crate) log_file: Option<PathBuf>,
+}
+
+fn parse_effort(s: &str) -> Result<Effort, String> {
+    s.parse()
+}
+
+fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
+    s.parse()
+}
+
+fn parse_usd(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an amount of dollars"))?;
+    claude_pool::protocol::tools::Usd::new(v).map(|u| u.0)
+}
+
+/// `--idle-timeout`: a duration, or 0 for never.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleTimeout(pub Option<Duration>);
+
+fn parse_idle(s: &str) -> Result<IdleTimeout, String> {
+    let zero = s.trim().parse::<f64>().is_ok_and(|n| n == 0.0)
+        || humantime::parse_duration(s.trim()).is_ok_and(|d| d.is_zero());
+    if zero {
+        return Ok(IdleTimeout(None));
+    }
+    let d = parse_duration(s)?;
+    Ok(IdleTimeout((!d.is_zero()).then_some(d)))
+}
+
+/// A size: bytes, or a number with KB/MB/GB (powers of 1000) or KiB/MiB/GiB (of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 800MB, 1.5GiB)"))?;
+    let k = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    let bytes = n * k;
+    if !(bytes >= 1.0 && bytes < 1e18) {
+        return Err(format!("{s:?} is not a usable size"));
+    }
+    Ok(bytes as u64)
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    claude_pool::protocol::Timeout::parse(s).map(|t| t.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_idle_timeouts_parse_as_documented() {
+        assert_eq!(parse_size("800MB"), Ok(800_000_000));
+        assert_eq!(parse_size("1.5GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+        for never in ["0", "0s", "0m"] {
+            assert!(parse_idle(never).unwrap().0.is_none(), "{never}");
+        }
+        assert_eq!(parse_idle("10m").unwrap().0, Some(Duration::from_secs(600)));
+        assert_eq!(
+            parse_idle("0.5").unwrap().0,
+            Some(Duration::from_millis(500))
+        );
+        assert!(parse_idle("soon").is_err());
+    }
+}
