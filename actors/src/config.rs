@@ -112,22 +112,124 @@ pub struct PoolConfig {
     pub max_depth: u32,
     /// The most a job's `allowedTools` may ask for; `None`: no limit.
     pub max_allowed_tools: Option<Vec<String>>,
+    /// What `budget_usd` caps: one run, or a calendar window kept in the store.
+    pub budget_period: BudgetPeriod,
+    /// How long finished task rows stay in a store file.
+    pub retention: crate::store::db::Retention,
+    /// The most bytes the transcripts beside the store may take together.
+    pub transcripts_max_bytes: u64,
+    /// Set by the pool when it opens its store: the marker every process it starts
+    /// carries (`crate::process::leftovers`). Not for callers to set.
+    pub process_marker: Option<PathBuf>,
+}
+
+/// What the dollar budget caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BudgetPeriod {
+    /// One run: a server's life from start to a graceful stop (continued after a crash).
+    #[default]
+    Run,
+    /// A UTC calendar day.
+    Day,
+    /// A UTC calendar week, Monday to Sunday.
+    Week,
+    /// A UTC calendar month.
+    Month,
+}
+
+impl BudgetPeriod {
+    /// Its name, as `--budget-period` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetPeriod::Run => "run",
+            BudgetPeriod::Day => "day",
+            BudgetPeriod::Week => "week",
+            BudgetPeriod::Month => "month",
+        }
+    }
+
+    /// The calendar window holding `now_ms` (unix ms), as `[start, end)` in unix ms; `None`
+    /// for a run, whose window is the run itself.
+    pub fn window(self, now_ms: i64) -> Option<(i64, i64)> {
+        const DAY: i64 = 86_400_000;
+        let day = now_ms.div_euclid(DAY);
+        match self {
+            BudgetPeriod::Run => None,
+            BudgetPeriod::Day => Some((day * DAY, (day + 1) * DAY)),
+            BudgetPeriod::Week => {
+                // 1970-01-01 was a Thursday: days since the last Monday.
+                let since_monday = (day + 3).rem_euclid(7);
+                let start = day - since_monday;
+                Some((start * DAY, (start + 7) * DAY))
+            }
+            BudgetPeriod::Month => {
+                let (y, m, _) = civil_from_days(day);
+                let start = days_from_civil(y, m, 1);
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                Some((start * DAY, days_from_civil(ny, nm, 1) * DAY))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for BudgetPeriod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "run" => Ok(BudgetPeriod::Run),
+            "day" => Ok(BudgetPeriod::Day),
+            "week" => Ok(BudgetPeriod::Week),
+            "month" => Ok(BudgetPeriod::Month),
+            other => Err(format!(
+                "{other:?} is not a budget period: run, day, week or month"
+            )),
+        }
+    }
+}
+
+/// (year, month 1-12, day 1-31) of a count of days since 1970-01-01 (proleptic
+/// Gregorian; Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Days since 1970-01-01 of a (year, month, day).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Where the durable store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
-    /// A SQLite file (created when absent), with transcripts in `<file stem>-transcripts/`
-    /// and build worktrees in `<file stem>-builds/` beside it.
+    /// A SQLite file (created when absent) this server holds alone (an explicit `--db`),
+    /// with transcripts in `<file stem>-transcripts/` and build worktrees in
+    /// `<file stem>-builds/` beside it.
     File(PathBuf),
+    /// A project's SQLite file, shared by every server started in that project at once,
+    /// each with a lease of its own (the default: [`StoreLocation::for_project`]).
+    Shared(PathBuf),
     /// An in-memory database: the job API works, nothing survives the process.
     Memory,
 }
 
 impl StoreLocation {
-    /// The store's default file: `$XDG_STATE_HOME/claude-pool/pool.db`, else
-    /// `~/.local/state/claude-pool/pool.db`, else `./claude-pool.db`.
-    pub fn default_file() -> PathBuf {
+    /// The directory of claude-pool's state: `$XDG_STATE_HOME/claude-pool`, else
+    /// `~/.local/state/claude-pool`, else `./.claude-pool`.
+    pub fn state_dir() -> PathBuf {
         let state = std::env::var_os("XDG_STATE_HOME")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -137,25 +239,80 @@ impl StoreLocation {
                     .map(|h| PathBuf::from(h).join(".local/state"))
             });
         match state {
-            Some(dir) => dir.join("claude-pool").join("pool.db"),
-            None => PathBuf::from("claude-pool.db"),
+            Some(dir) => dir.join("claude-pool"),
+            None => PathBuf::from(".claude-pool"),
+        }
+    }
+
+    /// The store of the project in `dir` (made absolute):
+    /// `<state dir>/projects/<dir's name>-<16 hex digits of a hash of its path>/pool.db`.
+    /// Every server started in one directory shares it; two directories never do.
+    pub fn for_project(dir: &Path) -> PathBuf {
+        Self::project_store_in(&Self::state_dir(), dir)
+    }
+
+    /// [`StoreLocation::for_project`] under another state directory.
+    pub fn project_store_in(state_dir: &Path, dir: &Path) -> PathBuf {
+        let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let name: String = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(48)
+            .collect();
+        let hash = fnv1a64(abs.as_os_str().as_encoded_bytes());
+        state_dir
+            .join("projects")
+            .join(format!("{name}-{hash:016x}"))
+            .join("pool.db")
+    }
+
+    /// The store's file, if it has one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            StoreLocation::File(f) | StoreLocation::Shared(f) => Some(f),
+            StoreLocation::Memory => None,
+        }
+    }
+
+    /// How the store is held, in words: `exclusive`, `project` or `memory`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            StoreLocation::File(_) => "exclusive",
+            StoreLocation::Shared(_) => "project",
+            StoreLocation::Memory => "memory",
         }
     }
 
     /// A directory beside the store file named `<stem>-<what>`; `None` in memory.
     pub fn beside(&self, what: &str) -> Option<PathBuf> {
-        match self {
-            StoreLocation::File(f) => {
-                let stem = f
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "pool".into());
-                let dir = f.parent().unwrap_or_else(|| Path::new("."));
-                Some(dir.join(format!("{stem}-{what}")))
-            }
-            StoreLocation::Memory => None,
-        }
+        let f = self.file()?;
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pool".into());
+        let dir = f.parent().unwrap_or_else(|| Path::new("."));
+        Some(dir.join(format!("{stem}-{what}")))
     }
+}
+
+/// FNV-1a, 64 bits: a hash whose value never changes between builds (a project's store
+/// must be found again by every later server).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl Default for PoolConfig {
@@ -197,6 +354,10 @@ impl Default for PoolConfig {
             startup_timeout: Duration::from_secs(60),
             store: None,
             keep_transcripts: 2000,
+            budget_period: BudgetPeriod::Run,
+            retention: crate::store::db::Retention::DEFAULT,
+            transcripts_max_bytes: 1 << 30,
+            process_marker: None,
             projects_file: None,
             max_depth: 2,
             max_allowed_tools: None,

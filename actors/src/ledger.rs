@@ -35,8 +35,17 @@ pub struct LedgerArgs {
     pub cap: Option<f64>,
     /// Where budget changes are published.
     pub events: EventBus,
-    /// What tasks of earlier servers on the same store spent.
-    pub spent: f64,
+    /// What the cap covers, and when it began.
+    pub period: book::Period,
+    /// The calendar period behind `period` (to find the next window when one ends).
+    pub budget_period: crate::config::BudgetPeriod,
+    /// What already counts against the cap: the run's spend (a run continued after a
+    /// crash), or the window's (every task of the store that finished in it).
+    pub window_spent: f64,
+    /// What this run spent before this server started (a run continued after a crash).
+    pub run_spent: f64,
+    /// What every other run spent.
+    pub lifetime_before: f64,
 }
 
 /// Messages the ledger handles.
@@ -79,6 +88,8 @@ pub enum LedgerMsg {
     Release(TaskId),
     /// The budget now.
     Report(RpcReplyPort<BudgetReport>),
+    /// A calendar window may have ended: start the next one.
+    Roll,
 }
 
 impl fmt::Debug for LedgerMsg {
@@ -91,6 +102,7 @@ impl fmt::Debug for LedgerMsg {
             LedgerMsg::Settle { .. } => "Settle",
             LedgerMsg::Release(_) => "Release",
             LedgerMsg::Report(_) => "Report",
+            LedgerMsg::Roll => "Roll",
         };
         f.write_str(name)
     }
@@ -102,6 +114,7 @@ pub struct LedgerState {
     book: Book,
     scheduler: Option<ActorRef<SchedulerMsg>>,
     events: EventBus,
+    budget_period: crate::config::BudgetPeriod,
 }
 
 impl Actor for LedgerActor {
@@ -111,24 +124,53 @@ impl Actor for LedgerActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<LedgerMsg>,
+        myself: ActorRef<LedgerMsg>,
         args: LedgerArgs,
     ) -> Result<LedgerState, ActorProcessingErr> {
-        Ok(LedgerState {
-            book: Book::resumed(args.cap, args.spent),
+        let book = Book::with_history(
+            args.cap,
+            args.period,
+            args.window_spent,
+            args.run_spent,
+            args.lifetime_before,
+        );
+        let state = LedgerState {
+            book,
             scheduler: None,
             events: args.events,
-        })
+            budget_period: args.budget_period,
+        };
+        state.schedule_roll(&myself);
+        Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<LedgerMsg>,
+        myself: ActorRef<LedgerMsg>,
         msg: LedgerMsg,
         state: &mut LedgerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            LedgerMsg::Attach(scheduler) => state.scheduler = Some(scheduler),
+            LedgerMsg::Attach(scheduler) => {
+                state.scheduler = Some(scheduler);
+                // A window already spent when the server started refuses work at once.
+                let effects = state.book.check_resumed();
+                state.apply(effects);
+            }
+            LedgerMsg::Roll => {
+                let now = crate::store::db::now_ms_pub();
+                if let Some((start, end)) = state.budget_period.window(now)
+                    && state.book.period().end_ms.is_some_and(|e| now >= e)
+                {
+                    let renewed = state.book.roll(start, end);
+                    tracing::info!(period = state.budget_period.name(), "a new budget window began");
+                    state.events.publish(PoolEvent::Budget);
+                    if renewed && let Some(s) = &state.scheduler {
+                        let _ = s.cast(SchedulerMsg::BudgetRenewed);
+                    }
+                }
+                state.schedule_roll(&myself);
+            }
             LedgerMsg::Reserve { task, max, reply } => {
                 let _ = reply.send(state.book.reserve(&task, max));
             }
@@ -152,6 +194,17 @@ impl Actor for LedgerActor {
 }
 
 impl LedgerState {
+    /// With a calendar window: a [`LedgerMsg::Roll`] when it ends (checked again then, so
+    /// a clock that jumps only delays the roll to the next check).
+    fn schedule_roll(&self, myself: &ActorRef<LedgerMsg>) {
+        let Some(end) = self.book.period().end_ms else {
+            return;
+        };
+        let now = crate::store::db::now_ms_pub();
+        let wait = u64::try_from(end.saturating_sub(now)).unwrap_or(0).clamp(1_000, 3_600_000);
+        myself.send_after(std::time::Duration::from_millis(wait), || LedgerMsg::Roll);
+    }
+
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             let msg = match effect {

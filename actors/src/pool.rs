@@ -116,6 +116,8 @@ impl Pool {
             None
         };
         let durable = Durable::open(&config).await?;
+        let mut config = config;
+        config.process_marker = durable.marker.clone();
         let config = Arc::new(config);
         let events = EventBus::new();
         let (health_tx, health) = watch::channel(PoolHealth::Running);

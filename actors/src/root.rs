@@ -22,7 +22,8 @@
 //! **Shutdown order** (on [`RootMsg::Shutdown`]): the chain supervisor cancels every chain;
 //! the scheduler ends every open task and refuses new ones; the slot supervisor stops every
 //! slot, each of which kills its process group (SIGTERM, SIGKILL after the grace) and waits
-//! for the reaper; then the other children and the root stop.
+//! for the reaper; then the other children stop, the store records the run's end and
+//! empties its WAL, and the root stops.
 
 use std::fmt;
 use std::sync::Arc;
@@ -168,7 +169,27 @@ impl Actor for RootActor {
             LedgerArgs {
                 cap: args.config.budget_usd,
                 events: args.events.clone(),
-                spent: restored.spend_usd,
+                period: match args.config.budget_period.window(crate::store::db::now_ms_pub()) {
+                    Some((start, end)) if args.durable.window_spend_usd.is_some() => {
+                        crate::ledger::book::Period {
+                            name: args.config.budget_period.name(),
+                            start_ms: start,
+                            end_ms: Some(end),
+                        }
+                    }
+                    _ => crate::ledger::book::Period {
+                        name: "run",
+                        start_ms: restored.run.started_at_ms,
+                        end_ms: None,
+                    },
+                },
+                budget_period: args.config.budget_period,
+                window_spent: args
+                    .durable
+                    .window_spend_usd
+                    .unwrap_or(restored.spend_usd),
+                run_spent: restored.spend_usd,
+                lifetime_before: restored.lifetime_before.spend_usd,
             },
             cell.clone(),
         )
@@ -451,7 +472,8 @@ impl RootState {
             sink.flush();
         }
         if let Some(store) = self.store.take() {
-            let _ = ractor::call!(store, StoreMsg::Flush);
+            // A graceful stop ends the run: the next server starts a new one.
+            let _ = ractor::call!(store, StoreMsg::Close);
             store.stop(None);
         }
     }

@@ -276,6 +276,7 @@ impl Actor for SchedulerActor {
             SchedulerMsg::IdleCheck => state.on_idle_check(),
             SchedulerMsg::Halt { reason } => state.on_halt(reason),
             SchedulerMsg::BudgetExhausted { reason } => state.on_budget_exhausted(reason),
+            SchedulerMsg::BudgetRenewed => state.on_budget_renewed(),
             SchedulerMsg::TaskOverBudget { task, reason } => {
                 state.stop_running(&task, TaskStatus::Failed, reason);
             }
@@ -315,6 +316,10 @@ impl SchedulerState {
             idle_timeout_secs: self.config.idle_timeout.map(|t| t.as_secs_f64()),
             slots_rss_bytes: 0,
             chains: Default::default(),
+            store: None,
+            run: None,
+            lifetime: Default::default(),
+            budget: None,
         }
     }
 }

@@ -28,9 +28,16 @@ pub struct Args {
     pub(crate) scale_down_grace: Duration,
 
     /// Total budget cap in US dollars (e.g. 10.0): once spent, running tasks are stopped and
-    /// new work is refused.
+    /// new work is refused. It caps one run (this server's life, continued after a crash)
+    /// unless --budget-period says a calendar window.
     #[arg(long, value_parser = parse_usd)]
     pub(crate) budget_usd: Option<f64>,
+
+    /// What --budget-usd caps: run (this server's run), or a UTC calendar day, week
+    /// (Monday to Sunday) or month, kept in the store across restarts and shared by the
+    /// project's servers.
+    #[arg(long, default_value = "run", value_parser = parse_period)]
+    pub(crate) budget_period: claude_pool::config::BudgetPeriod,
 
     /// Give each slot its own git worktree (on branch claude-pool/<slot>) of the repository
     /// the server runs in (or --cwd).
@@ -109,9 +116,10 @@ pub struct Args {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub(crate) probe_interval: Duration,
 
-    /// The durable store (SQLite): tasks, jobs, chains, the context table and spend survive
-    /// restarts and crashes. Default: $XDG_STATE_HOME/claude-pool/pool.db (or
-    /// ~/.local/state/claude-pool/pool.db). Transcripts go beside it in <name>-transcripts/.
+    /// The durable store (SQLite) for this server alone: a second server on it is refused.
+    /// Default: the project's store, shared by every server started in the same directory
+    /// (--cwd, else the server's own): $XDG_STATE_HOME/claude-pool/projects/<dir>-<hash>/pool.db
+    /// (or under ~/.local/state). Transcripts go beside it in <name>-transcripts/.
     #[arg(long, env = "CLAUDE_MCP_DB_PATH", conflicts_with = "no_db")]
     pub(crate) db: Option<PathBuf>,
 
@@ -122,6 +130,25 @@ pub struct Args {
     /// Task transcripts kept beside the store; the oldest are deleted first (0: none kept).
     #[arg(long, default_value_t = 2000)]
     pub(crate) keep_transcripts: usize,
+
+    /// The most bytes the transcripts may take together ("1GiB", "500MB"); the oldest go
+    /// first.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub(crate) transcripts_max_bytes: u64,
+
+    /// Finished task rows kept in the store file; the oldest are deleted first (their
+    /// counts and spend stay in the totals).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) retain_tasks: u64,
+
+    /// Finished task rows older than this are deleted from the store ("30d", "12h"; "0":
+    /// no age limit).
+    #[arg(long, default_value = "30d", value_parser = parse_retain_for)]
+    pub(crate) retain_for: IdleTimeout,
+
+    /// The most bytes finished task rows (prompts, outputs) may take in the store ("256MiB").
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub(crate) store_max_bytes: u64,
 
     /// The job API's projects file ({"name": {"path": "/abs", "defaultBranch": "main",
     /// "maxConcurrent": 1}}); SIGHUP reads it again.
@@ -188,6 +215,21 @@ fn parse_effort(s: &str) -> Result<Effort, String> {
 
 fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
     s.parse()
+}
+
+fn parse_period(s: &str) -> Result<claude_pool::config::BudgetPeriod, String> {
+    s.parse()
+}
+
+/// `--retain-for`: a duration (humantime, e.g. "30d"), or 0 for no limit.
+fn parse_retain_for(s: &str) -> Result<IdleTimeout, String> {
+    let t = s.trim();
+    if t.parse::<f64>().is_ok_and(|n| n == 0.0) {
+        return Ok(IdleTimeout(None));
+    }
+    let d = humantime::parse_duration(t)
+        .map_err(|e| format!("{s:?} is not a duration (e.g. 30d, 12h): {e}"))?;
+    Ok(IdleTimeout((!d.is_zero()).then_some(d)))
 }
 
 fn parse_usd(s: &str) -> Result<f64, String> {

@@ -147,6 +147,22 @@ fn http_options(args: &Args) -> anyhow::Result<Option<claude_pool::http::HttpOpt
     }))
 }
 
+/// Where the store is: in memory (`--no-db`), an explicit `--db` held alone, or the
+/// project's store shared by every server started in the same directory.
+fn store_location(args: &Args) -> anyhow::Result<StoreLocation> {
+    if args.no_db {
+        return Ok(StoreLocation::Memory);
+    }
+    if let Some(db) = &args.db {
+        return Ok(StoreLocation::File(db.clone()));
+    }
+    let dir = match &args.cwd {
+        Some(c) => c.clone(),
+        None => std::env::current_dir().context("cannot read the working directory")?,
+    };
+    Ok(StoreLocation::Shared(StoreLocation::for_project(&dir)))
+}
+
 /// The server's own recursion depth: `CLAUDE_MCP_DEPTH` of its environment (0 when unset).
 fn own_depth() -> anyhow::Result<u32> {
     match std::env::var("CLAUDE_MCP_DEPTH") {
@@ -160,6 +176,7 @@ fn own_depth() -> anyhow::Result<u32> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let claude_bin = resolve_program(&args.claude_bin)?;
+    let store = store_location(&args)?;
     let transport = match http_options(&args)? {
         Some(options) => FrontendTransport::Http(options),
         None => FrontendTransport::Stdio,
@@ -187,12 +204,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             allowed_tools: None,
             depth: own_depth()?,
         },
-        store: Some(if args.no_db {
-            StoreLocation::Memory
-        } else {
-            StoreLocation::File(args.db.unwrap_or_else(StoreLocation::default_file))
-        }),
+        store: Some(store),
         keep_transcripts: args.keep_transcripts,
+        transcripts_max_bytes: args.transcripts_max_bytes,
+        budget_period: args.budget_period,
+        retention: claude_pool::store::db::Retention {
+            max_tasks: usize::try_from(args.retain_tasks).unwrap_or(usize::MAX),
+            max_age: args.retain_for.0,
+            max_bytes: args.store_max_bytes,
+        },
         projects_file: args.projects,
         max_depth: args.max_depth,
         max_allowed_tools: args.allowed_tools,
@@ -211,7 +231,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         ..PoolConfig::default()
     };
-    tracing::info!(slots = config.slots, claude = %config.claude_bin.display(), "starting claude-pool");
+    let store = config
+        .store
+        .as_ref()
+        .and_then(|s| s.file().map(|f| format!("{} ({})", f.display(), s.mode())))
+        .unwrap_or_else(|| "memory".into());
+    tracing::info!(slots = config.slots, claude = %config.claude_bin.display(), %store, "starting claude-pool");
     let pool = Pool::start(config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -271,9 +271,13 @@ impl Server {
         self.transport
     }
 
-    /// The store a server started with these options uses by default.
+    /// The store a server started with these options (in this process's directory) uses
+    /// by default: its project's store under the state's HOME.
     pub fn default_db(state: &Path) -> PathBuf {
-        state.join("home/.local/state/claude-pool/pool.db")
+        claude_pool::StoreLocation::project_store_in(
+            &state.join("home/.local/state/claude-pool"),
+            &std::env::current_dir().expect("cwd"),
+        )
     }
 
     /// This server's HOME.

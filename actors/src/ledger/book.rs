@@ -51,11 +51,29 @@ struct Running {
     stopped: bool,
 }
 
+/// The period a cap covers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Period {
+    /// `run`, `day`, `week` or `month`.
+    pub name: &'static str,
+    /// When it began (unix ms).
+    pub start_ms: i64,
+    /// When a calendar window ends (unix ms); `None` for a run.
+    pub end_ms: Option<i64>,
+}
+
 /// Spend, reservations and the cap.
 #[derive(Debug, Clone, Default)]
 pub struct Book {
     cap: Option<f64>,
+    /// What counts against the cap: the run's spend, or the calendar window's.
     spent: f64,
+    /// This run's spend.
+    run_spent: f64,
+    /// Every earlier run's spend (the store's lifetime total when the server started).
+    lifetime_before: f64,
+    /// What the cap covers.
+    period: Period,
     settled_tasks: u64,
     running: HashMap<TaskId, Running>,
     exhausted: Option<String>,
@@ -70,10 +88,53 @@ impl Book {
         book
     }
 
+    /// A book that resumes a store's history: `window_spent` already counts against `cap`
+    /// in `period`, `run_spent` was spent in this run (a run continued after a crash), and
+    /// `lifetime_before` by every other run.
+    pub fn with_history(
+        cap: Option<f64>,
+        period: Period,
+        window_spent: f64,
+        run_spent: f64,
+        lifetime_before: f64,
+    ) -> Self {
+        let mut book = Book::new(cap);
+        book.spent = window_spent.max(0.0);
+        book.run_spent = run_spent.max(0.0);
+        book.lifetime_before = lifetime_before.max(0.0);
+        book.period = period;
+        book
+    }
+
+    /// A calendar window ended: the next one, `[start, end)`, starts from nothing spent and
+    /// an exhausted budget is open again. Returns true when it was exhausted.
+    pub fn roll(&mut self, start_ms: i64, end_ms: i64) -> bool {
+        self.spent = 0.0;
+        self.period.start_ms = start_ms;
+        self.period.end_ms = Some(end_ms);
+        self.exhausted.take().is_some()
+    }
+
+    /// The period the cap covers.
+    pub fn period(&self) -> &Period {
+        &self.period
+    }
+
+    /// Checks the cap against what the book resumed with: a window already spent refuses
+    /// work from the start.
+    pub fn check_resumed(&mut self) -> Vec<Effect> {
+        self.check_cap()
+    }
+
     /// A book with `cap` (none for no cap) and nothing spent.
     pub fn new(cap: Option<f64>) -> Self {
         Book {
             cap,
+            period: Period {
+                name: "run",
+                start_ms: 0,
+                end_ms: None,
+            },
             ..Book::default()
         }
     }
@@ -99,8 +160,16 @@ impl Book {
         } else {
             String::new()
         };
+        let period = match self.period.end_ms {
+            Some(end) => format!(
+                " for this {} (it starts again at {})",
+                self.period.name,
+                rfc3339(end)
+            ),
+            None => String::new(),
+        };
         format!(
-            "the pool's budget is exhausted: {} spent{flight} of the {} cap (--budget-usd)",
+            "the pool's budget is exhausted: {} spent{flight} of the {} cap (--budget-usd){period}",
             usd(self.spent),
             usd(cap)
         )
@@ -173,6 +242,7 @@ impl Book {
     pub fn settle(&mut self, task: &TaskId, usd: f64, started: bool) -> Vec<Effect> {
         self.running.remove(task);
         self.spent += usd;
+        self.run_spent += usd;
         if started {
             self.settled_tasks += 1;
         }
@@ -220,8 +290,19 @@ impl Book {
             in_flight_usd: in_flight,
             reserved_usd: self.running.values().map(|r| r.reserved).sum(),
             exhausted: self.exhausted.is_some(),
+            period: self.period.name.to_owned(),
+            window_started_at: (self.period.start_ms > 0).then(|| rfc3339(self.period.start_ms)),
+            window_ends_at: self.period.end_ms.map(rfc3339),
+            run_spend_usd: self.run_spent,
+            lifetime_spend_usd: self.lifetime_before + self.run_spent,
         }
     }
+}
+
+/// A unix-ms instant as RFC 3339 (UTC, seconds).
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Dollars for messages: up to six decimals, trailing zeros dropped (`$0.012`, `$10.00`).

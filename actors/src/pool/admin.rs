@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use claude_pool_protocol::SlotId;
 use claude_pool_protocol::tools::{
+    LifetimeReport, RunReport, StoreReport, TaskCounts,
     BudgetReport, ContextEntry, DrainReport, PoolStatusReport, ScaleReport, SlotReport,
 };
 use serde_json::{Map, Value};
@@ -84,8 +85,53 @@ impl Pool {
         status.budget_usd = budget.budget_usd;
         status.budget_remaining = budget.budget_remaining;
         status.chains = chains?;
+        status.lifetime = self.lifetime(&status.tasks, budget.lifetime_spend_usd);
+        status.budget = Some(budget);
+        status.store = self.store_report();
+        let run = &self.durable.restored.run;
+        status.run = (!run.id.is_empty()).then(|| RunReport {
+            id: run.id.clone(),
+            started_at: crate::ledger::book::rfc3339(run.started_at_ms),
+            continued: run.continued,
+        });
         self.add_memory(&mut status).await;
         Ok(status)
+    }
+
+    /// Every run's task counts: the store's history before this run, and this run's.
+    fn lifetime(&self, run: &TaskCounts, spend_usd: f64) -> LifetimeReport {
+        let mut tasks = *run;
+        for (_, state, n) in &self.durable.restored.lifetime_before.counts_by_kind {
+            let slot = match state.as_str() {
+                "pending" => &mut tasks.pending,
+                "running" => &mut tasks.running,
+                "completed" => &mut tasks.completed,
+                "failed" => &mut tasks.failed,
+                "cancelled" => &mut tasks.cancelled,
+                "timed_out" => &mut tasks.timed_out,
+                "interrupted" => &mut tasks.interrupted,
+                _ => continue,
+            };
+            *slot += n;
+            tasks.total += n;
+        }
+        LifetimeReport { tasks, spend_usd }
+    }
+
+    /// Where the store is, how it is held, and its files' sizes now.
+    pub fn store_report(&self) -> Option<StoreReport> {
+        let location = self.durable.location.as_ref()?;
+        // Two stats, not a trip through the store's thread: a status never waits on writes.
+        let (db_bytes, wal_bytes) = match location.file() {
+            Some(f) => crate::store::db::file_bytes_of(f),
+            None => (0, 0),
+        };
+        Some(StoreReport {
+            path: location.file().map(|p| p.display().to_string()),
+            mode: location.mode().to_owned(),
+            db_bytes,
+            wal_bytes,
+        })
     }
 
     /// Fills in the resident memory of each slot's process group. The reading comes from a

@@ -210,6 +210,13 @@ impl SchedulerState {
         }
     }
 
+    /// A new budget window began: an intake closed by the budget opens again.
+    pub(super) fn on_budget_renewed(&mut self) {
+        if matches!(self.intake, Intake::BudgetExhausted(_)) {
+            self.intake = Intake::Open;
+        }
+    }
+
     /// No slot can start: open tasks fail with the reason, new work is refused until a
     /// slot starts again.
     pub(super) fn on_halt(&mut self, reason: String) {

@@ -72,7 +72,16 @@ impl SchedulerState {
 
     /// A slot reported a task's end. A completed build has its branch checked first (off
     /// the scheduler, by git); everything else ends now.
-    pub(super) fn on_finished(&mut self, task: TaskId, slot: SlotId, outcome: TaskOutcome) {
+    pub(super) fn on_finished(&mut self, task: TaskId, slot: SlotId, mut outcome: TaskOutcome) {
+        // A task's own cap holds however its turn ended: a turn whose only API call had
+        // already finished when the cap was passed still spent more than it was allowed.
+        if let Some(max) = self.tasks.get(&task).and_then(|r| r.max_budget_usd)
+            && outcome.status == TaskStatus::Completed
+            && outcome.cost.usd > max
+        {
+            outcome.status = TaskStatus::Failed;
+            outcome.error = Some(over_own_cap(outcome.cost.usd, max));
+        }
         let plan = self
             .tasks
             .get(&task)
@@ -203,4 +212,14 @@ impl SchedulerState {
         }
         self.pop_idle()
     }
+}
+
+/// The error of a task whose spend passed its own `max_budget_usd`.
+pub(crate) fn over_own_cap(spent: f64, max: f64) -> String {
+    use crate::ledger::book::usd;
+    format!(
+        "the task spent {}, over its own cap of {} (max_budget_usd)",
+        usd(spent),
+        usd(max)
+    )
 }

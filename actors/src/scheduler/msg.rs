@@ -156,6 +156,9 @@ pub enum SchedulerMsg {
         /// The message naming spend and cap.
         reason: String,
     },
+    /// A new budget window began: work is accepted again (unless something else refuses
+    /// it).
+    BudgetRenewed,
     /// A task's own spend reached its cap (from the ledger).
     TaskOverBudget {
         /// The task.
@@ -224,6 +227,7 @@ impl fmt::Debug for SchedulerMsg {
             SchedulerMsg::Halt { .. } => "Halt",
             SchedulerMsg::BudgetExhausted { .. } => "BudgetExhausted",
             SchedulerMsg::TaskOverBudget { .. } => "TaskOverBudget",
+            SchedulerMsg::BudgetRenewed => "BudgetRenewed",
             SchedulerMsg::Shutdown(..) => "Shutdown",
         };
         f.write_str(name)

@@ -2,9 +2,8 @@
 //! and what it leads to (a respawn, the actor's failure, or the slot's removal), and the
 //! reports a finished task makes.
 
-use crate::config::StoreLocation;
 use crate::pool::faults::SLOT_ENV;
-use crate::process::leftovers::{self, STORE_ENV};
+use crate::process::leftovers::STORE_ENV;
 use std::time::Duration;
 
 use claude_pool_protocol::stream::user_message_line;
@@ -46,8 +45,8 @@ impl SlotState {
             .push((SLOT_ENV.into(), self.args.slot.to_string().into()));
         // Which store's server started it, so the next server on that store can find what
         // this process leaves behind if the server is killed (`crate::process::leftovers`).
-        if let Some(StoreLocation::File(store)) = &self.args.config.store {
-            spec.env.push((STORE_ENV.into(), leftovers::marker(store)));
+        if let Some(marker) = &self.args.config.process_marker {
+            spec.env.push((STORE_ENV.into(), marker.clone().into_os_string()));
         }
         let me = self.myself.clone();
         let process = ClaudeProcess::spawn(&spec, move |event| {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use super::db::{Db, Write};
+use super::db::{Db, Retention, Write};
 
 /// What runs after a batch commits: `Ok` once durable, or why it could not be written.
 pub type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -111,6 +111,21 @@ impl StoreWriter {
         let _ = self.read(|_| ()).await;
     }
 
+    /// A graceful stop, after every write queued before it: the run ends, this server's
+    /// lease goes, and the WAL is emptied into the database.
+    pub async fn close_gracefully(&self) {
+        match self.read(Db::close_gracefully).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the store could not record the run's end"),
+            Err(e) => tracing::warn!(error = %e, "the store could not record the run's end"),
+        }
+    }
+
+    /// The bytes of the store's database and WAL files.
+    pub async fn file_bytes(&self) -> (u64, u64) {
+        self.read(|db| db.file_bytes()).await.unwrap_or_default()
+    }
+
     /// `None` while the store writes; the last error while it cannot.
     pub fn health(&self) -> Option<String> {
         self.failure.lock().ok().and_then(|f| f.clone())
@@ -122,20 +137,25 @@ impl StoreWriter {
     }
 }
 
-/// Starts the store's thread on an opened database.
-pub fn start(db: Db) -> std::io::Result<(StoreWriter, JoinHandle<()>)> {
+/// Starts the store's thread on an opened database, which keeps `retention`.
+pub fn start(db: Db, retention: Retention) -> std::io::Result<(StoreWriter, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
     let failure = Arc::new(Mutex::new(None));
     let path = db.path().map(std::path::Path::to_path_buf);
     let thread_failure = failure.clone();
     let join = std::thread::Builder::new()
         .name("claude-pool-store".into())
-        .spawn(move || run(db, rx, &thread_failure))?;
+        .spawn(move || run(db, rx, &thread_failure, retention))?;
     Ok((StoreWriter { tx, failure, path }, join))
 }
 
 /// Committed writes between two checkpoints.
 const CHECKPOINT_EVERY: usize = 1000;
+/// A WAL past this many bytes is checkpointed at once, however few writes made it (a few
+/// tasks with megabyte prompts grow it as much as thousands of small ones).
+const CHECKPOINT_WAL_BYTES: u64 = 32 * 1024 * 1024;
+/// Committed writes between two runs of the retention rule.
+const PRUNE_EVERY: usize = 2000;
 
 /// The checkpointer: copies the WAL into the database when the writer says enough was
 /// committed, on a connection and thread of its own, so the writer's commits never wait on
@@ -169,9 +189,10 @@ fn start_checkpointer(db: &Db) -> Option<mpsc::SyncSender<()>> {
     }
 }
 
-fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>) {
+fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, retention: Retention) {
     let checkpointer = start_checkpointer(&db);
     let mut since_checkpoint = 0usize;
+    let mut since_prune = 0usize;
     let mut writes: Vec<Write> = Vec::new();
     let mut thens: Vec<Completion> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -192,8 +213,18 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>) {
             }
         }
         since_checkpoint += writes.len();
+        since_prune += writes.len();
         commit(&mut db, &mut writes, &mut thens, failure);
-        if since_checkpoint >= CHECKPOINT_EVERY
+        if since_prune >= PRUNE_EVERY && db.path().is_some() {
+            since_prune = 0;
+            match db.prune(&retention) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(tasks = n, "retention deleted old task rows"),
+                Err(e) => tracing::warn!(error = %e, "the store's retention failed; it runs again later"),
+            }
+        }
+        let wal_full = checkpointer.is_some() && db.file_bytes().1 >= CHECKPOINT_WAL_BYTES;
+        if (since_checkpoint >= CHECKPOINT_EVERY || wal_full)
             && let Some(c) = &checkpointer
         {
             // A checkpoint already asked for covers this one too.
@@ -259,6 +290,9 @@ pub enum StoreMsg {
     Flush(RpcReplyPort<()>),
     /// `None` while the store writes, else why it cannot.
     Health(RpcReplyPort<Option<String>>),
+    /// A graceful stop: answered once everything written so far is committed, the run has
+    /// ended and the WAL is emptied.
+    Close(RpcReplyPort<()>),
 }
 
 /// The store actor's state: the writer.
@@ -301,6 +335,10 @@ impl Actor for StoreActor {
             StoreMsg::Health(reply) => {
                 let _ = reply.send(state.writer.health());
             }
+            StoreMsg::Close(reply) => {
+                state.writer.close_gracefully().await;
+                let _ = reply.send(());
+            }
         }
         Ok(())
     }
@@ -325,7 +363,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_the_store_cannot_commit_fails_its_writers_until_one_commits() {
         let (db, _) = Db::open_memory().expect("memory store");
-        let (writer, _thread) = start(db).expect("store thread");
+        let (writer, _thread) = start(db, Retention::UNBOUNDED).expect("store thread");
         // Break the store: every write of a context entry now fails to commit.
         writer
             .read(|db| db.execute_for_test("DROP TABLE context"))
@@ -350,7 +388,7 @@ mod tests {
         // A later batch that commits clears the failure.
         writer.write(Write::ContextDelete { key: "k".into() });
         writer
-            .read(|db| db.execute_for_test("CREATE TABLE context (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at_ms INTEGER NOT NULL)"))
+            .read(|db| db.execute_for_test("CREATE TABLE context (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at_ms INTEGER NOT NULL, PRIMARY KEY (run_id, key))"))
             .await
             .expect("store thread")
             .expect("create");

@@ -23,6 +23,8 @@ mod tests;
 mod tests_open;
 #[cfg(test)]
 mod tests_query;
+#[cfg(test)]
+mod tests_runs;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,15 +33,45 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
+pub use apply::Writer;
 pub use handles::HandleRow;
-pub use open::OpenError;
-pub use rows::{ChainRow, Finish, OUTPUT_KEEP_BYTES, Recovered, TaskFilter, TaskRow, Write};
+pub use open::{Lease, OpenError, Sharing};
+pub use rows::{
+    ChainRow, Finish, Lifetime, OUTPUT_KEEP_BYTES, Recovered, RunInfo, TaskFilter, TaskRow, Write,
+};
 pub use schema::{
     APPLICATION_ID, INTERRUPTED_CHAIN, INTERRUPTED_CHAIN_TASK, INTERRUPTED_RUNNING, MIGRATIONS,
     SCHEMA_VERSION,
 };
 
 use rows::{CHAIN_COLUMNS, TASK_COLUMNS, chain_from_row, task_from_row};
+
+/// How long finished task rows are kept in a store file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// At most this many terminal rows.
+    pub max_tasks: usize,
+    /// None older than this (by finish time).
+    pub max_age: Option<std::time::Duration>,
+    /// Their prompts, outputs, options and errors together within this many bytes.
+    pub max_bytes: u64,
+}
+
+impl Retention {
+    /// No bound at all.
+    pub const UNBOUNDED: Retention = Retention {
+        max_tasks: usize::MAX,
+        max_age: None,
+        max_bytes: u64::MAX,
+    };
+
+    /// The defaults: 50,000 rows, 30 days, 256 MiB.
+    pub const DEFAULT: Retention = Retention {
+        max_tasks: 50_000,
+        max_age: Some(std::time::Duration::from_secs(30 * 24 * 3600)),
+        max_bytes: 256 * 1024 * 1024,
+    };
+}
 
 /// Most rows [`Db::list`] returns.
 pub const LIST_MAX: usize = 1000;
@@ -54,8 +86,13 @@ pub struct Db {
     /// Where the store lives (`None` in memory), for messages and [`Db::path`].
     path: Option<PathBuf>,
     /// The locked `<path>.lock`: held, never read, so a second server is refused while this
-    /// one lives. Released on drop (and by the OS if the process is killed).
+    /// one lives (shared by the servers of one project). Released on drop (and by the OS if
+    /// the process is killed).
     _lock: Option<File>,
+    /// This server's lease on a shared store.
+    lease: Option<Lease>,
+    /// The server and run new rows belong to.
+    me: Writer,
 }
 
 impl Db {
@@ -78,23 +115,60 @@ impl Db {
         Ok(Some(other))
     }
 
-    /// Opens (creating if absent) the store at `path` and applies the crash rule.
+    /// Opens (creating if absent) the store at `path` for this server alone and applies
+    /// the crash rule.
     ///
     /// `pid` is written into the lock file so that a second server can say who holds it.
     pub fn open(path: &Path, pid: u32) -> Result<(Db, Recovered), OpenError> {
-        let opened = open::open_checked(path, pid)?;
+        Db::open_as(path, pid, Sharing::Exclusive)
+    }
+
+    /// Opens the store at `path` as [`Sharing`] says. A shared store is opened under a
+    /// short lock that serializes servers starting at once, and this server takes a lease
+    /// of its own; the crash rule then applies to the work of servers whose leases are free.
+    pub fn open_as(path: &Path, pid: u32, sharing: Sharing) -> Result<(Db, Recovered), OpenError> {
+        let unusable_io = |e: std::io::Error| OpenError::Unusable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let opened = open::open_checked(path, pid, sharing)?;
         let unusable = |e: rusqlite::Error| OpenError::Unusable {
             path: path.to_owned(),
             reason: e.to_string(),
         };
+        let _opening = match sharing {
+            Sharing::Shared => Some(open::opening_lock(path).map_err(unusable_io)?),
+            Sharing::Exclusive => None,
+        };
+        let server_id = uuid::Uuid::new_v4().to_string();
+        let lease = match sharing {
+            Sharing::Shared => Some(Lease::take(path, &server_id, pid).map_err(unusable_io)?),
+            Sharing::Exclusive => None,
+        };
         let mut conn = opened.conn;
         schema::configure(&conn).map_err(unusable)?;
         schema::migrate(&mut conn, opened.version).map_err(unusable)?;
-        let recovered = schema::recover(&mut conn, now_ms()).map_err(unusable)?;
+        let mut live = |id: &str| sharing == Sharing::Shared && Lease::alive(path, id);
+        let recovered = schema::recover(
+            &mut conn,
+            now_ms(),
+            schema::Opener {
+                server_id: &server_id,
+                pid,
+                live: &mut live,
+            },
+        )
+        .map_err(unusable)?;
+        let me = Writer {
+            server_id,
+            run_id: recovered.run.id.clone(),
+        };
         let db = Db {
             conn,
             path: Some(path.to_owned()),
             _lock: Some(opened.lock),
+            lease,
+            me,
         };
         Ok((db, recovered))
     }
@@ -113,15 +187,66 @@ impl Db {
             .map_err(unusable)?;
         schema::configure(&conn).map_err(unusable)?;
         schema::migrate(&mut conn, 0).map_err(unusable)?;
-        let recovered = schema::recover(&mut conn, now_ms()).map_err(unusable)?;
+        let server_id = uuid::Uuid::new_v4().to_string();
+        let recovered = schema::recover(
+            &mut conn,
+            now_ms(),
+            schema::Opener {
+                server_id: &server_id,
+                pid: std::process::id(),
+                live: &mut |_| false,
+            },
+        )
+        .map_err(unusable)?;
+        let me = Writer {
+            server_id,
+            run_id: recovered.run.id.clone(),
+        };
         Ok((
             Db {
                 conn,
                 path: None,
                 _lock: None,
+                lease: None,
+                me,
             },
             recovered,
         ))
+    }
+
+    /// This server's lease file on a shared store (the marker its processes carry).
+    pub fn lease_path(&self) -> Option<&Path> {
+        self.lease.as_ref().map(|l| l.path.as_path())
+    }
+
+    /// The server and run this store writes for.
+    pub fn writer(&self) -> &Writer {
+        &self.me
+    }
+
+    /// A graceful stop: the run ends (the next server starts a new one), this server's
+    /// lease row goes (its pending tasks are adopted by the next server), and the WAL is
+    /// copied into the database and emptied, so `pool.db` alone is a full copy.
+    pub fn close_gracefully(&mut self) -> rusqlite::Result<()> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE runs SET ended_at_ms = ?2 WHERE id = ?1",
+            rusqlite::params![self.me.run_id, now],
+        )?;
+        tx.execute("DELETE FROM servers WHERE id = ?1", [&self.me.server_id])?;
+        tx.commit()?;
+        if self.path.is_some() {
+            // Busy (another server of the project reading) is no failure: the last one out
+            // empties it.
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        if let Some(lease) = self.lease.take() {
+            let _ = std::fs::remove_file(&lease.path);
+        }
+        Ok(())
     }
 
     /// Applies every write of `batch` in ONE transaction (group commit): all of them are
@@ -129,7 +254,7 @@ impl Db {
     pub fn apply(&mut self, batch: &[Write]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         for write in batch {
-            apply::apply_one(&tx, write)?;
+            apply::apply_one(&tx, &self.me, write)?;
         }
         tx.commit()
     }
@@ -193,27 +318,94 @@ impl Db {
             .optional()
     }
 
-    /// Deletes the oldest terminal tasks beyond `keep` (used by the in-memory store only);
+    /// Deletes the oldest terminal tasks beyond `keep` (the in-memory store's bound);
     /// returns how many.
-    ///
-    /// Age is the finish time (the enqueue time for a terminal row without one), then
-    /// insertion order. Pending and running tasks are never deleted.
     pub fn prune_finished(&mut self, keep: usize) -> rusqlite::Result<usize> {
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        self.conn
-            .prepare_cached(
-                "DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks \
-                 WHERE state NOT IN ('pending','running') \
-                 ORDER BY COALESCE(finished_at_ms, enqueued_at_ms) DESC, rowid DESC \
-                 LIMIT -1 OFFSET ?1)",
-            )?
-            .execute([keep])
-            .and_then(|n| {
-                if self.path.is_none() {
-                    self.conn.execute_batch("PRAGMA shrink_memory;")?;
-                }
-                Ok(n)
-            })
+        self.prune(&Retention {
+            max_tasks: keep,
+            ..Retention::UNBOUNDED
+        })
+    }
+
+    /// Applies `retention`: deletes the terminal task rows past its count, age or byte
+    /// bounds (oldest first: by finish time, then insertion order), keeping their counts
+    /// and spend in `pruned` by run and UTC day, so run, window and lifetime totals stay
+    /// exact. Pending and running tasks are never deleted. Returns how many rows went.
+    pub fn prune(&mut self, retention: &Retention) -> rusqlite::Result<usize> {
+        const AGE: &str = "COALESCE(finished_at_ms, enqueued_at_ms)";
+        const TERMINAL: &str = "state NOT IN ('pending','running')";
+        let keep = i64::try_from(retention.max_tasks).unwrap_or(i64::MAX);
+        let cutoff = retention
+            .max_age
+            .map(|age| now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(i64::MIN);
+        let max_bytes = i64::try_from(retention.max_bytes).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS victims (id INTEGER PRIMARY KEY); \
+             DELETE FROM temp.victims;",
+        )?;
+        tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO temp.victims SELECT rowid FROM tasks WHERE {TERMINAL} \
+             ORDER BY {AGE} DESC, rowid DESC LIMIT -1 OFFSET ?1"
+        ))?
+        .execute([keep])?;
+        if cutoff > i64::MIN {
+            tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO temp.victims SELECT rowid FROM tasks \
+                 WHERE {TERMINAL} AND {AGE} < ?1"
+            ))?
+            .execute([cutoff])?;
+        }
+        if max_bytes < i64::MAX {
+            // A row's bytes: its texts plus a fixed share for the rest of it.
+            tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO temp.victims SELECT id FROM (SELECT rowid AS id, \
+                 SUM(LENGTH(CAST(prompt AS BLOB)) + COALESCE(LENGTH(CAST(output AS BLOB)), 0) \
+                 + LENGTH(CAST(options AS BLOB)) + COALESCE(LENGTH(CAST(error AS BLOB)), 0) \
+                 + 256) OVER (ORDER BY {AGE} DESC, rowid DESC) AS total \
+                 FROM tasks WHERE {TERMINAL}) WHERE total > ?1"
+            ))?
+            .execute([max_bytes])?;
+        }
+        tx.execute_batch(&format!(
+            "INSERT INTO pruned (run_id, day, kind, state, tasks, spend_usd) \
+             SELECT COALESCE(run_id, ''), {AGE} / 86400000, kind, state, COUNT(*), \
+             SUM(spend_usd) FROM tasks WHERE rowid IN (SELECT id FROM temp.victims) \
+             GROUP BY 1, 2, 3, 4 \
+             ON CONFLICT (run_id, day, kind, state) DO UPDATE SET \
+             tasks = tasks + excluded.tasks, spend_usd = spend_usd + excluded.spend_usd;"
+        ))?;
+        let n = tx.execute(
+            "DELETE FROM tasks WHERE rowid IN (SELECT id FROM temp.victims)",
+            [],
+        )?;
+        tx.commit()?;
+        if n > 0 {
+            if self.path.is_none() {
+                self.conn.execute_batch("PRAGMA shrink_memory;")?;
+            } else {
+                // Give the freed pages back to the file system (auto_vacuum = INCREMENTAL).
+                self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Dollars spent by tasks that finished at or after `since_ms` (unix ms; a UTC day
+    /// boundary, so pruned rows count exactly), for a budget window.
+    pub fn spend_since(&self, since_ms: i64) -> rusqlite::Result<f64> {
+        self.conn.query_row(
+            "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE finished_at_ms >= ?1), 0.0) \
+             + COALESCE((SELECT SUM(spend_usd) FROM pruned WHERE day >= ?1 / 86400000), 0.0)",
+            [since_ms],
+            |r| r.get(0),
+        )
+    }
+
+    /// The bytes of the store's files: the database and its WAL (0 and 0 in memory).
+    pub fn file_bytes(&self) -> (u64, u64) {
+        self.path.as_deref().map_or((0, 0), file_bytes_of)
     }
 
     /// Counts of tasks by state (all rows), by state name.
@@ -228,11 +420,24 @@ impl Db {
 }
 
 /// Now, in unix milliseconds (0 if the clock is before 1970).
+pub fn now_ms_pub() -> i64 {
+    now_ms()
+}
+
+/// Now, in unix milliseconds (0 if the clock is before 1970).
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The bytes of the store file at `path` and of its WAL.
+pub fn file_bytes_of(path: &Path) -> (u64, u64) {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    (len(path), len(Path::new(&wal)))
 }
 
 /// Copies what the WAL holds into the database without blocking writers (a passive

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::actor::{self, StoreWriter};
-use super::db::{Db, Recovered};
+use super::db::{Db, Lease, Recovered, Sharing};
 use super::transcripts::{TranscriptSink, Transcripts};
 use crate::config::{PoolConfig, StoreLocation};
 use crate::error::PoolError;
@@ -23,6 +23,14 @@ pub struct Durable {
     pub sink: Option<TranscriptSink>,
     /// The job API's projects.
     pub projects: Arc<ProjectRegistry>,
+    /// Where the store is and how it is held, for status reports.
+    pub location: Option<StoreLocation>,
+    /// The marker every process this server starts carries: its lease file on a shared
+    /// store, the store file on an exclusive one (`crate::process::leftovers`).
+    pub marker: Option<std::path::PathBuf>,
+    /// The budget window's spend when the server started (calendar periods only): every
+    /// task of the project's store that finished inside the window, whichever server ran it.
+    pub window_spend_usd: Option<f64>,
     /// Why the last reload of the projects file was refused, if it was.
     pub projects_error: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -44,28 +52,60 @@ impl Durable {
         };
         let location = config.store.clone();
         let keep = config.keep_transcripts;
+        let keep_bytes = config.transcripts_max_bytes;
+        let retention = config.retention;
+        let window = config.budget_period.window(super::db::now_ms_pub());
         let opened = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let Some(location) = location else {
                 return Ok(None);
             };
-            let (db, recovered) = match &location {
-                StoreLocation::File(path) => Db::open(path, std::process::id()),
+            let pid = std::process::id();
+            let (mut db, recovered) = match &location {
+                StoreLocation::File(path) => Db::open_as(path, pid, Sharing::Exclusive),
+                StoreLocation::Shared(path) => Db::open_as(path, pid, Sharing::Shared),
                 StoreLocation::Memory => Db::open_memory(),
             }
             .map_err(|e| e.to_string())?;
-            // This server holds the store's lock now: whatever still carries the store's
-            // marker was left by a server that was killed.
-            if let StoreLocation::File(path) = &location {
-                let left = crate::process::leftovers::sweep(path);
-                if left > 0 {
-                    tracing::warn!(
-                        processes = left,
-                        "killed what a previous server on this store left running"
-                    );
+            // Whatever still carries the marker of a server that is gone was left by a
+            // server that was killed: on an exclusive store, any process marked with the
+            // store (this server holds its lock now); on a shared one, those marked with
+            // the lease of a server found dead.
+            let marker = match &location {
+                StoreLocation::File(path) => {
+                    let left = crate::process::leftovers::sweep(path);
+                    if left > 0 {
+                        tracing::warn!(
+                            processes = left,
+                            "killed what a previous server on this store left running"
+                        );
+                    }
+                    Some(crate::process::leftovers::marker(path).into())
                 }
+                StoreLocation::Shared(path) => {
+                    for dead in &recovered.dead_servers {
+                        let lease = Lease::path_of(path, dead);
+                        let left = crate::process::leftovers::sweep(&lease);
+                        if left > 0 {
+                            tracing::warn!(
+                                processes = left,
+                                server = %dead,
+                                "killed what a server of this project that died left running"
+                            );
+                        }
+                    }
+                    db.lease_path().map(|l| crate::process::leftovers::marker(l).into())
+                }
+                StoreLocation::Memory => None,
+            };
+            if let Err(e) = db.prune(&retention) {
+                tracing::warn!(error = %e, "the store's retention could not run at start");
             }
+            let window_spend = match window {
+                Some((start, _)) => Some(db.spend_since(start).map_err(|e| e.to_string())?),
+                None => None,
+            };
             let transcripts = match location.beside("transcripts").filter(|_| keep > 0) {
-                Some(dir) => Some(Transcripts::open(&dir, keep).map_err(|e| {
+                Some(dir) => Some(Transcripts::open(&dir, keep, keep_bytes).map_err(|e| {
                     format!(
                         "cannot use the transcripts directory {}: {e}",
                         dir.display()
@@ -73,12 +113,12 @@ impl Durable {
                 })?),
                 None => None,
             };
-            Ok(Some((db, recovered, transcripts)))
+            Ok(Some((db, recovered, transcripts, location, marker, window_spend)))
         })
         .await
         .map_err(|e| PoolError::InvalidArgument(format!("opening the store failed: {e}")))?
         .map_err(PoolError::InvalidArgument)?;
-        let Some((db, recovered, transcripts)) = opened else {
+        let Some((db, recovered, transcripts, location, marker, window_spend_usd)) = opened else {
             return Ok(Durable {
                 writer: None,
                 restored: Arc::new(Recovered::default()),
@@ -86,8 +126,17 @@ impl Durable {
                 sink: None,
                 projects: Arc::new(projects),
                 projects_error: Arc::default(),
+                location: None,
+                marker: None,
+                window_spend_usd: None,
             });
         };
+        if recovered.run.continued {
+            tracing::warn!(
+                run = %recovered.run.id,
+                "continuing the run of a server that stopped without a graceful shutdown"
+            );
+        }
         if !recovered.interrupted.is_empty() {
             tracing::warn!(
                 tasks = recovered.interrupted.len(),
@@ -96,7 +145,7 @@ impl Durable {
             );
         }
         // The thread ends (and the lock is released) when the last writer is dropped.
-        let (writer, _thread) = actor::start(db)
+        let (writer, _thread) = actor::start(db, retention)
             .map_err(|e| PoolError::InvalidArgument(format!("cannot start the store: {e}")))?;
         let sink = transcripts.as_ref().map(Transcripts::writer);
         Ok(Durable {
@@ -106,6 +155,9 @@ impl Durable {
             sink,
             projects: Arc::new(projects),
             projects_error: Arc::default(),
+            location: Some(location),
+            marker,
+            window_spend_usd,
         })
     }
 }

@@ -16,7 +16,9 @@
 //! makes that transcript the newest, and whenever more than `keep` are known the oldest closed
 //! ones are deleted, one `remove_file` each. A file that is open is never deleted (one the LRU
 //! closed is closed, as before). Files put in the directory by anything else after `open` are
-//! not counted.
+//! not counted. The same list caps the bytes the transcripts take together: the oldest
+//! closed ones go while the total is over `max_bytes` (a task's file grows as its lines are
+//! written, so the total is known without listing the directory).
 
 mod writer;
 
@@ -39,9 +41,11 @@ pub struct Transcripts {
     dir: PathBuf,
     /// How many transcripts are kept (the newest).
     keep: usize,
-    /// The task ids of the transcripts [`Transcripts::open`] kept, oldest first: where a
-    /// writer's retention list starts.
-    found: Arc<[Arc<str>]>,
+    /// The most bytes they may take together.
+    max_bytes: u64,
+    /// The task ids and sizes of the transcripts [`Transcripts::open`] kept, oldest first:
+    /// where a writer's retention list starts.
+    found: Arc<[(Arc<str>, u64)]>,
 }
 
 impl std::fmt::Debug for Transcripts {
@@ -77,13 +81,15 @@ pub struct TranscriptSink {
 
 impl Transcripts {
     /// Creates `dir` if needed and deletes the oldest transcripts (by modification time,
-    /// then name) beyond `keep`. This is the only time the directory is listed.
-    pub fn open(dir: &Path, keep: usize) -> std::io::Result<Transcripts> {
-        std::fs::create_dir_all(dir)?;
-        let found = writer::scan(dir, keep)?;
+    /// then name) beyond `keep` or beyond `max_bytes` together. This is the only time the
+    /// directory is listed. The directory is private (0700), and so is every transcript.
+    pub fn open(dir: &Path, keep: usize, max_bytes: u64) -> std::io::Result<Transcripts> {
+        crate::private::create_dir_all(dir)?;
+        let found = writer::scan(dir, keep, max_bytes)?;
         Ok(Transcripts {
             dir: dir.to_owned(),
             keep,
+            max_bytes,
             found: found.into(),
         })
     }
@@ -107,7 +113,7 @@ impl Transcripts {
     /// If the thread cannot be spawned, that is logged and the sink's lines are dropped.
     pub fn writer(&self) -> TranscriptSink {
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(self.dir.clone(), self.keep, &self.found);
+        let writer = Writer::new(self.dir.clone(), self.keep, self.max_bytes, &self.found);
         let spawned = std::thread::Builder::new()
             .name("transcripts".into())
             .spawn(move || writer.run(rx));

@@ -143,7 +143,8 @@ pub struct PoolStatusReport {
     pub active_tasks: u64,
     /// Tasks waiting for a slot.
     pub pending_tasks: u64,
-    /// Dollars spent by all tasks so far.
+    /// Dollars spent in the budget's period (this run unless `--budget-period` says a
+    /// calendar window).
     pub spend_usd: f64,
     /// The budget cap, null while none is set.
     pub budget_usd: Option<f64>,
@@ -181,6 +182,52 @@ pub struct PoolStatusReport {
     pub slots_rss_bytes: u64,
     /// Chains by status.
     pub chains: ChainCounts,
+    /// Where tasks, chains, context and spend are kept, and how big the files are.
+    #[serde(default)]
+    pub store: Option<StoreReport>,
+    /// The run this server is in; `tasks`, `spend_usd` and the context table are the run's.
+    #[serde(default)]
+    pub run: Option<RunReport>,
+    /// Totals over everything the store ever held, this run included.
+    #[serde(default)]
+    pub lifetime: LifetimeReport,
+    /// The budget: the period the cap covers, the spend in it, the run's and the lifetime's.
+    #[serde(default)]
+    pub budget: Option<BudgetReport>,
+}
+
+/// Where the store is and how it is held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StoreReport {
+    /// The SQLite file; null in memory.
+    pub path: Option<String>,
+    /// `project`: the default, shared by every server started in the same directory;
+    /// `exclusive`: an explicit `--db`, one server alone; `memory`: nothing survives.
+    pub mode: String,
+    /// Bytes of the database file.
+    pub db_bytes: u64,
+    /// Bytes of its write-ahead log.
+    pub wal_bytes: u64,
+}
+
+/// A run: a server's life from its start to a graceful stop (a crash restart continues it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RunReport {
+    /// The run's id.
+    pub id: String,
+    /// When it began (RFC 3339).
+    pub started_at: String,
+    /// True when this server continues the run of a server that crashed.
+    pub continued: bool,
+}
+
+/// Lifetime totals of a store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LifetimeReport {
+    /// Tasks by status, every run's.
+    pub tasks: TaskCounts,
+    /// Dollars, every run's.
+    pub spend_usd: f64,
 }
 
 /// Chain counts by status. They add up to `total`.
@@ -268,8 +315,8 @@ pub struct DrainReport {
 pub struct BudgetReport {
     /// The cap (--budget-usd), null when none is set.
     pub budget_usd: Option<f64>,
-    /// Dollars spent: every finished task's own spend, failed, cancelled and timed-out ones
-    /// included.
+    /// Dollars spent in the period the cap covers (`period`): every finished task's own
+    /// spend, failed, cancelled and timed-out ones included.
     pub spend_usd: f64,
     /// Dollars left under the cap after spend and what running tasks have spent so far; null
     /// without a cap.
@@ -281,4 +328,21 @@ pub struct BudgetReport {
     pub reserved_usd: f64,
     /// True once the cap is reached: new work is refused.
     pub exhausted: bool,
+    /// What the cap covers: `run` (this server's run, from its start to a graceful stop),
+    /// or a UTC calendar `day`, `week` or `month` (`--budget-period`).
+    #[serde(default)]
+    pub period: String,
+    /// When the period began (RFC 3339): the run's start, or the window's.
+    #[serde(default)]
+    pub window_started_at: Option<String>,
+    /// When a calendar window ends and its spend starts again from zero (RFC 3339); null for
+    /// a run.
+    #[serde(default)]
+    pub window_ends_at: Option<String>,
+    /// Dollars spent in this run (equal to `spend_usd` when the period is the run).
+    #[serde(default)]
+    pub run_spend_usd: f64,
+    /// Dollars spent by every task the store ever held, this run's included.
+    #[serde(default)]
+    pub lifetime_spend_usd: f64,
 }

@@ -7,10 +7,19 @@ use rusqlite::{ToSql, Transaction, params};
 
 use super::rows::{Finish, OUTPUT_KEEP_BYTES, TASK_COLUMNS, TaskRow, Write};
 
+/// Who writes: the server that owns new tasks and chains, and the run they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Writer {
+    /// The server's id (its `servers` row).
+    pub server_id: String,
+    /// Its run.
+    pub run_id: String,
+}
+
 /// Applies one write inside the batch's transaction.
-pub(crate) fn apply_one(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<()> {
+pub(crate) fn apply_one(tx: &Transaction<'_>, me: &Writer, write: &Write) -> rusqlite::Result<()> {
     match write {
-        Write::InsertTask(t) => insert_task(tx, t),
+        Write::InsertTask(t) => insert_task(tx, me, t),
         Write::Started { id, slot, at_ms } => tx
             .prepare_cached(
                 "UPDATE tasks SET state = 'running', slot = ?2, started_at_ms = ?3 \
@@ -28,21 +37,23 @@ pub(crate) fn apply_one(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result
         Write::Finished(f) => finish_task(tx, f),
         Write::ContextSet { key, value, at_ms } => tx
             .prepare_cached(
-                "INSERT INTO context (key, value, updated_at_ms) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                "INSERT INTO context (run_id, key, value, updated_at_ms) VALUES (?4, ?1, ?2, ?3) \
+                 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, \
                  updated_at_ms = excluded.updated_at_ms",
             )?
-            .execute(params![key, value, at_ms])
+            .execute(params![key, value, at_ms, me.run_id])
             .map(drop),
         Write::ContextDelete { key } => tx
-            .prepare_cached("DELETE FROM context WHERE key = ?1")?
-            .execute([key])
+            .prepare_cached("DELETE FROM context WHERE run_id = ?2 AND key = ?1")?
+            .execute([key, &me.run_id])
             .map(drop),
-        Write::ContextClear => tx.execute("DELETE FROM context", []).map(drop),
+        Write::ContextClear => tx
+            .execute("DELETE FROM context WHERE run_id = ?1", [&me.run_id])
+            .map(drop),
         Write::Chain(c) => tx
             .prepare_cached(
-                "INSERT INTO chains (id, status, error, report, created_at_ms, updated_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                "INSERT INTO chains (id, status, error, report, created_at_ms, updated_at_ms, \
+                 owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
                  error = excluded.error, report = excluded.report, \
                  updated_at_ms = excluded.updated_at_ms",
@@ -53,16 +64,17 @@ pub(crate) fn apply_one(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result
                 c.error,
                 c.report.to_string(),
                 c.created_at_ms,
-                c.updated_at_ms
+                c.updated_at_ms,
+                me.server_id
             ])
             .map(drop),
     }
 }
 
-fn insert_task(tx: &Transaction<'_>, t: &TaskRow) -> rusqlite::Result<()> {
+fn insert_task(tx: &Transaction<'_>, me: &Writer, t: &TaskRow) -> rusqlite::Result<()> {
     let output_bytes = t.output_bytes.map(to_i64);
     let [input, output, cache_read, cache_write] = t.tokens.map(to_i64);
-    let values: [&dyn ToSql; 25] = [
+    let values: [&dyn ToSql; 27] = [
         &t.id,
         &t.kind,
         &t.project,
@@ -88,10 +100,13 @@ fn insert_task(tx: &Transaction<'_>, t: &TaskRow) -> rusqlite::Result<()> {
         &t.branch,
         &t.commit_sha,
         &t.worktree,
+        &me.run_id,
+        &me.server_id,
     ];
     let sql = format!(
-        "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-         ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
+        "INSERT INTO tasks ({TASK_COLUMNS}, run_id, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+         ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
+         ?25, ?26, ?27) \
          ON CONFLICT (id) DO NOTHING"
     );
     tx.prepare_cached(&sql)?.execute(&values[..]).map(drop)

@@ -123,8 +123,17 @@ pub(crate) struct Opened {
     pub(crate) version: i32,
 }
 
+/// How a server holds a store file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// One server alone (an explicit `--db`): a second one is refused, naming the first.
+    Exclusive,
+    /// Any number of servers of one project at once, each with a lease of its own.
+    Shared,
+}
+
 /// Steps 1–4 of the module doc, up to a validated read-write connection.
-pub(crate) fn open_checked(path: &Path, pid: u32) -> Result<Opened, OpenError> {
+pub(crate) fn open_checked(path: &Path, pid: u32, sharing: Sharing) -> Result<Opened, OpenError> {
     let unusable = |reason: String| OpenError::Unusable {
         path: path.to_owned(),
         reason,
@@ -133,7 +142,7 @@ pub(crate) fn open_checked(path: &Path, pid: u32) -> Result<Opened, OpenError> {
         return Err(unusable("it is a directory".into()));
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
+        crate::private::create_dir_all(parent).map_err(|e| {
             unusable(format!(
                 "cannot create its directory {}: {e}",
                 parent.display()
@@ -149,7 +158,13 @@ pub(crate) fn open_checked(path: &Path, pid: u32) -> Result<Opened, OpenError> {
     if existing {
         validate_read_only(path)?;
     }
-    let lock = lock(path, pid)?;
+    let lock = match sharing {
+        Sharing::Exclusive => lock(path, pid)?,
+        Sharing::Shared => lock_shared(path)?,
+    };
+    // SQLite gives the WAL and shared-memory files the mode of the database file: a store
+    // created private keeps every file of it private.
+    crate::private::create_file(path).map_err(|e| unusable(e.to_string()))?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -242,13 +257,7 @@ fn lock(path: &Path, pid: u32) -> Result<File, OpenError> {
         path: path.to_owned(),
         reason: format!("cannot use its lock file {}: {e}", lock_path.display()),
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(unusable)?;
+    let mut file = crate::private::open_rw(&lock_path).map_err(unusable)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -267,5 +276,93 @@ fn lock(path: &Path, pid: u32) -> Result<File, OpenError> {
     file.set_len(0).map_err(unusable)?;
     file.seek(SeekFrom::Start(0)).map_err(unusable)?;
     writeln!(file, "{pid}").map_err(unusable)?;
+    Ok(file)
+}
+
+/// Takes the store's lock file shared: servers of one project hold it together, and an
+/// exclusive holder (a server given this file as `--db`) keeps them all away, and they it.
+fn lock_shared(path: &Path) -> Result<File, OpenError> {
+    let lock_path = lock_path(path);
+    let unusable = |e: std::io::Error| OpenError::Unusable {
+        path: path.to_owned(),
+        reason: format!("cannot use its lock file {}: {e}", lock_path.display()),
+    };
+    let file = crate::private::open_rw(&lock_path).map_err(unusable)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = (&file)
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            Err(OpenError::InUse {
+                path: path.to_owned(),
+                pid,
+            })
+        }
+        Err(TryLockError::Error(e)) => Err(unusable(e)),
+    }
+}
+
+/// `<path>.servers`: one lease file per live server of a shared store.
+pub(crate) fn leases_dir(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".servers");
+    PathBuf::from(name)
+}
+
+/// A server's lease on a shared store: `<path>.servers/<id>.lock`, locked for the server's
+/// life. The OS releases it however the server dies, which is how others tell it is dead.
+#[derive(Debug)]
+pub struct Lease {
+    /// The lease file.
+    pub path: PathBuf,
+    _file: File,
+}
+
+impl Lease {
+    /// Takes a new lease for `server_id`, writing `pid` into it.
+    pub(crate) fn take(store: &Path, server_id: &str, pid: u32) -> std::io::Result<Lease> {
+        let dir = leases_dir(store);
+        crate::private::create_dir_all(&dir)?;
+        let path = dir.join(format!("{server_id}.lock"));
+        let mut file = crate::private::open_rw(&path)?;
+        file.try_lock().map_err(std::io::Error::other)?;
+        file.set_len(0)?;
+        writeln!(file, "{pid}")?;
+        Ok(Lease { path, _file: file })
+    }
+
+    /// Whether the server with this id still holds its lease. A missing lease file means
+    /// dead; a free one is taken and removed, so the server is known dead for good.
+    pub(crate) fn alive(store: &Path, server_id: &str) -> bool {
+        let path = leases_dir(store).join(format!("{server_id}.lock"));
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            return false;
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+            Err(TryLockError::WouldBlock) => true,
+            Err(TryLockError::Error(_)) => false,
+        }
+    }
+
+    /// The lease file of a server, live or dead (the marker its processes carry).
+    pub(crate) fn path_of(store: &Path, server_id: &str) -> PathBuf {
+        leases_dir(store).join(format!("{server_id}.lock"))
+    }
+}
+
+/// Serializes the opening of a shared store: while one server runs the crash rule, the
+/// next waits (a blocking lock, held for milliseconds), so two never adopt the same work.
+pub(crate) fn opening_lock(store: &Path) -> std::io::Result<File> {
+    let dir = leases_dir(store);
+    crate::private::create_dir_all(&dir)?;
+    let file = crate::private::open_rw(&dir.join(".open"))?;
+    file.lock()?;
     Ok(file)
 }

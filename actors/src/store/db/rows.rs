@@ -222,14 +222,41 @@ pub struct Recovered {
     pub interrupted: Vec<String>,
     /// Chains the crash rule made `failed`.
     pub chains_interrupted: Vec<String>,
-    /// The context table, by key.
+    /// The run's context table, by key.
     pub context: Vec<(String, String)>,
-    /// What every stored task cost together, in USD.
+    /// What the run's tasks cost together, in USD.
     pub spend_usd: f64,
-    /// How many tasks are in each state.
+    /// How many of the run's tasks are in each state.
     pub counts: Vec<(String, u64)>,
-    /// How many tasks of each kind are in each state: (kind, state, count).
+    /// How many of the run's tasks of each kind are in each state: (kind, state, count).
     pub counts_by_kind: Vec<(String, String, u64)>,
+    /// The run this server is in.
+    pub run: RunInfo,
+    /// Servers found dead (their leases free) whose work this open took over.
+    pub dead_servers: Vec<String>,
+    /// Everything before this run: every other run's tasks and the pruned ones.
+    pub lifetime_before: Lifetime,
+}
+
+/// A run: a server's life from its start to a graceful stop, continued by the next server
+/// when it crashed. Spend, counts and the context table are the run's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The run's id.
+    pub id: String,
+    /// When it began (unix ms).
+    pub started_at_ms: i64,
+    /// True when this server continues the run of a server that crashed.
+    pub continued: bool,
+}
+
+/// Totals over a stretch of the store's history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lifetime {
+    /// Tasks by (kind, state).
+    pub counts_by_kind: Vec<(String, String, u64)>,
+    /// Their spend, in USD.
+    pub spend_usd: f64,
 }
 
 /// The task columns in the order [`task_from_row`] reads them.

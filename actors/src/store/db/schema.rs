@@ -7,17 +7,18 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{
-    CHAIN_COLUMNS, CHAIN_DONE_SQL, Recovered, TASK_COLUMNS, chain_from_row, task_from_row,
+    CHAIN_COLUMNS, CHAIN_DONE_SQL, Lifetime, Recovered, RunInfo, TASK_COLUMNS, chain_from_row,
+    task_from_row,
 };
 
 /// `PRAGMA application_id` of a claude-pool store: "ClPl".
 pub const APPLICATION_ID: i32 = 0x436C_506C;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// `MIGRATIONS[i]` migrates schema version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -73,6 +74,46 @@ pub const MIGRATIONS: &[&str] = &[
         work          TEXT NOT NULL,
         ttl_ms        INTEGER,
         created_at_ms INTEGER NOT NULL
+    );",
+    // 2 → 3: runs, and servers sharing one store. A run is a server's life from start to a
+    // graceful stop (continued by the next server after a crash); every task and context
+    // entry belongs to one. `servers` holds each live server's lease; `owner` says which
+    // server runs a task or chain. The context table of every earlier server is dropped: it
+    // belonged to no run, and yesterday's context is never today's. `pruned` keeps the
+    // counts and spend of task rows the retention rule deleted, by run and UTC day (when they
+    // finished), so run, window and lifetime totals survive retention.
+    "CREATE TABLE runs (
+        id            TEXT PRIMARY KEY NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        ended_at_ms   INTEGER
+    );
+    CREATE TABLE servers (
+        id            TEXT PRIMARY KEY NOT NULL,
+        pid           INTEGER NOT NULL,
+        run_id        TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL
+    );
+    ALTER TABLE tasks ADD COLUMN run_id TEXT;
+    ALTER TABLE tasks ADD COLUMN owner TEXT;
+    ALTER TABLE chains ADD COLUMN owner TEXT;
+    CREATE INDEX tasks_run ON tasks (run_id, state);
+    CREATE INDEX tasks_finished ON tasks (finished_at_ms);
+    DROP TABLE context;
+    CREATE TABLE context (
+        run_id        TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        value         TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    CREATE TABLE pruned (
+        run_id    TEXT NOT NULL,
+        day       INTEGER NOT NULL,
+        kind      TEXT NOT NULL,
+        state     TEXT NOT NULL,
+        tasks     INTEGER NOT NULL,
+        spend_usd REAL NOT NULL,
+        PRIMARY KEY (run_id, day, kind, state)
     );",
 ];
 
@@ -138,6 +179,9 @@ pub(crate) fn quick_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     Ok(if found == ["ok"] { Vec::new() } else { found })
 }
 
+/// Bytes the WAL file is cut back to after a checkpoint (`PRAGMA journal_size_limit`).
+pub const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
 /// Sets the connection's pragmas: WAL, `synchronous = NORMAL`, a 5 s busy timeout, foreign
 /// keys on. (An in-memory database stays in its own journal mode.)
 pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -145,17 +189,28 @@ pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A checkpoint that empties the WAL also cuts the file back to this size, so one burst
+    // of large writes does not leave a WAL of its size behind for ever.
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     Ok(())
 }
 
 /// Brings a store at version `from` (0 for a new one) to [`SCHEMA_VERSION`] in one
 /// transaction; does nothing when it is already there.
 pub(crate) fn migrate(conn: &mut Connection, from: i32) -> rusqlite::Result<()> {
-    let from = usize::try_from(from).unwrap_or(0);
+    // Another server of the project may have migrated the file since it was inspected.
+    let current: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let from = usize::try_from(from.max(current)).unwrap_or(0);
     if from >= MIGRATIONS.len() {
         return Ok(());
     }
-    let tx = conn.transaction()?;
+    let vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
+    if from == 0 && vacuum == 0 {
+        // Pages freed by retention go back to the file system (`incremental_vacuum` after a
+        // prune) instead of waiting on a free list; settable only before the first table.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for step in &MIGRATIONS[from..] {
         tx.execute_batch(step)?;
     }
@@ -164,32 +219,74 @@ pub(crate) fn migrate(conn: &mut Connection, from: i32) -> rusqlite::Result<()> 
     tx.commit()
 }
 
-/// Applies the crash rule in one transaction, then reads what the server starts from.
+/// Who is opening a store: the server's id and pid, and which earlier servers still live.
+pub(crate) struct Opener<'a> {
+    /// This server's id (a fresh UUID per start).
+    pub(crate) server_id: &'a str,
+    /// Its pid, kept in its `servers` row for messages.
+    pub(crate) pid: u32,
+    /// Whether the server with this id (a row of `servers`) is alive: its lease is held.
+    /// An exclusive opener answers false for every one.
+    pub(crate) live: &'a mut dyn FnMut(&str) -> bool,
+}
+
+/// Applies the crash rule in one transaction, picks the run, then reads what the server
+/// starts from.
 ///
-/// Running tasks become `interrupted`; so do pending tasks of a chain (the chain's actor is
-/// gone); chains not completed, failed or cancelled become `failed`, their report saying why.
-/// Pending tasks without a chain are kept to run again.
-pub(crate) fn recover(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<Recovered> {
-    let tx = conn.transaction()?;
-    let mut interrupted = ids(&tx, "SELECT id FROM tasks WHERE state = 'running'")?;
+/// Servers whose lease is no longer held are dead: their rows leave `servers`. Of the work
+/// no live server owns (a dead one's, or rows written before servers had owners): running
+/// tasks become `interrupted`; so do pending tasks of a chain (the chain's actor is gone);
+/// chains not completed, failed or cancelled become `failed`, their report saying why;
+/// pending tasks without a chain are adopted by this server, in its run, to run again.
+///
+/// The run: the newest run that never ended gracefully and that no live server is in is
+/// continued (its server crashed); otherwise a new one starts.
+pub(crate) fn recover(
+    conn: &mut Connection,
+    now_ms: i64,
+    me: Opener<'_>,
+) -> rusqlite::Result<Recovered> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let servers: Vec<String> = tx
+        .prepare("SELECT id FROM servers ORDER BY started_at_ms")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut dead_servers = Vec::new();
+    for id in servers {
+        if !(me.live)(&id) {
+            tx.execute("DELETE FROM servers WHERE id = ?1", [&id])?;
+            dead_servers.push(id);
+        }
+    }
+    const UNOWNED: &str = "(owner IS NULL OR owner NOT IN (SELECT id FROM servers))";
+    let mut interrupted = ids(
+        &tx,
+        &format!("SELECT id FROM tasks WHERE state = 'running' AND {UNOWNED}"),
+    )?;
     tx.execute(
-        "UPDATE tasks SET state = 'interrupted', error = ?1, finished_at_ms = ?2 \
-         WHERE state = 'running'",
+        &format!(
+            "UPDATE tasks SET state = 'interrupted', error = ?1, finished_at_ms = ?2 \
+             WHERE state = 'running' AND {UNOWNED}"
+        ),
         params![INTERRUPTED_RUNNING, now_ms],
     )?;
     interrupted.extend(ids(
         &tx,
-        "SELECT id FROM tasks WHERE state = 'pending' AND chain_id IS NOT NULL",
+        &format!(
+            "SELECT id FROM tasks WHERE state = 'pending' AND chain_id IS NOT NULL AND {UNOWNED}"
+        ),
     )?);
     tx.execute(
-        "UPDATE tasks SET state = 'interrupted', error = ?1, finished_at_ms = ?2 \
-         WHERE state = 'pending' AND chain_id IS NOT NULL",
+        &format!(
+            "UPDATE tasks SET state = 'interrupted', error = ?1, finished_at_ms = ?2 \
+             WHERE state = 'pending' AND chain_id IS NOT NULL AND {UNOWNED}"
+        ),
         params![INTERRUPTED_CHAIN_TASK, now_ms],
     )?;
     let chains = tx
         .prepare(&format!(
             "SELECT {CHAIN_COLUMNS} FROM chains WHERE status NOT IN {CHAIN_DONE_SQL} \
-             ORDER BY created_at_ms, rowid"
+             AND {UNOWNED} ORDER BY created_at_ms, rowid"
         ))?
         .query_map([], chain_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -213,31 +310,137 @@ pub(crate) fn recover(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<Re
         )?;
         chains_interrupted.push(chain.id);
     }
+
+    let continued: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT id, started_at_ms FROM runs WHERE ended_at_ms IS NULL \
+             AND id NOT IN (SELECT run_id FROM servers) \
+             ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let run = match continued {
+        Some((id, started_at_ms)) => RunInfo {
+            id,
+            started_at_ms,
+            continued: true,
+        },
+        None => {
+            let run = RunInfo {
+                id: uuid::Uuid::new_v4().to_string(),
+                started_at_ms: now_ms,
+                continued: false,
+            };
+            tx.execute(
+                "INSERT INTO runs (id, started_at_ms) VALUES (?1, ?2)",
+                params![run.id, run.started_at_ms],
+            )?;
+            run
+        }
+    };
+    tx.execute(
+        &format!(
+            "UPDATE tasks SET owner = ?1, run_id = ?2 \
+             WHERE state = 'pending' AND chain_id IS NULL AND {UNOWNED}"
+        ),
+        params![me.server_id, run.id],
+    )?;
+    tx.execute(
+        "INSERT INTO servers (id, pid, run_id, started_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![me.server_id, me.pid, run.id, now_ms],
+    )?;
     tx.commit()?;
 
     let pending = conn
         .prepare(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'pending' AND chain_id IS NULL \
-             ORDER BY enqueued_at_ms, rowid"
+             AND owner = ?1 ORDER BY enqueued_at_ms, rowid"
         ))?
-        .query_map([], task_from_row)?
+        .query_map([me.server_id], task_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let context = conn
-        .prepare("SELECT key, value FROM context ORDER BY key")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .prepare("SELECT key, value FROM context WHERE run_id = ?1 ORDER BY key")?
+        .query_map([&run.id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let spend_usd = conn.query_row("SELECT COALESCE(SUM(spend_usd), 0.0) FROM tasks", [], |r| {
-        r.get(0)
-    })?;
+    let spend_usd = conn.query_row(
+        "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE run_id = ?1), 0.0) \
+         + COALESCE((SELECT SUM(spend_usd) FROM pruned WHERE run_id = ?1), 0.0)",
+        [&run.id],
+        |r| r.get(0),
+    )?;
+    let mut counts_by_kind = counts_by_kind_where(conn, "run_id = ?1", &run.id)?;
+    counts_by_kind.extend(pruned_counts(conn, "run_id = ?1", &run.id)?);
+    let counts = counts_of(&counts_by_kind);
+    let mut before = counts_by_kind_where(
+        conn,
+        "(run_id IS NULL OR run_id != ?1)",
+        &run.id,
+    )?;
+    before.extend(pruned_counts(conn, "run_id != ?1", &run.id)?);
+    let spend_before: f64 = conn.query_row(
+        "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE run_id IS NULL OR run_id != ?1), 0.0) \
+         + COALESCE((SELECT SUM(spend_usd) FROM pruned WHERE run_id != ?1), 0.0)",
+        [&run.id],
+        |r| r.get(0),
+    )?;
     Ok(Recovered {
         pending,
         interrupted,
         chains_interrupted,
         context,
         spend_usd,
-        counts: counts(conn)?,
-        counts_by_kind: counts_by_kind(conn)?,
+        counts,
+        counts_by_kind,
+        run,
+        dead_servers,
+        lifetime_before: Lifetime {
+            counts_by_kind: before,
+            spend_usd: spend_before,
+        },
     })
+}
+
+/// Counts by (kind, state) of the tasks matching `clause` (which may use `?1` = `value`).
+fn counts_by_kind_where(
+    conn: &Connection,
+    clause: &str,
+    value: &str,
+) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    conn.prepare(&format!(
+        "SELECT kind, state, COUNT(*) FROM tasks WHERE {clause} GROUP BY kind, state \
+         ORDER BY kind, state"
+    ))?
+    .query_map([value], |r| {
+        let n: i64 = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, u64::try_from(n).unwrap_or(0)))
+    })?
+    .collect()
+}
+
+/// Counts by (kind, state) of the pruned rows matching `clause`.
+fn pruned_counts(
+    conn: &Connection,
+    clause: &str,
+    value: &str,
+) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    conn.prepare(&format!(
+        "SELECT kind, state, SUM(tasks) FROM pruned WHERE {clause} GROUP BY kind, state"
+    ))?
+    .query_map([value], |r| {
+        let n: i64 = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, u64::try_from(n).unwrap_or(0)))
+    })?
+    .collect()
+}
+
+/// Counts by state, summed over kinds.
+fn counts_of(by_kind: &[(String, String, u64)]) -> Vec<(String, u64)> {
+    let mut by_state = std::collections::BTreeMap::<String, u64>::new();
+    for (_, state, n) in by_kind {
+        *by_state.entry(state.clone()).or_default() += n;
+    }
+    by_state.into_iter().collect()
 }
 
 /// How many tasks are in each state, by state name.
@@ -248,18 +451,6 @@ pub(crate) fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> 
             Ok((r.get(0)?, u64::try_from(n).unwrap_or(0)))
         })?
         .collect()
-}
-
-/// How many tasks of each kind are in each state.
-pub(crate) fn counts_by_kind(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
-    conn.prepare_cached(
-        "SELECT kind, state, COUNT(*) FROM tasks GROUP BY kind, state ORDER BY kind, state",
-    )?
-    .query_map([], |r| {
-        let n: i64 = r.get(2)?;
-        Ok((r.get(0)?, r.get(1)?, u64::try_from(n).unwrap_or(0)))
-    })?
-    .collect()
 }
 
 fn ids(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<String>> {

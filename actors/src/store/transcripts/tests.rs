@@ -48,7 +48,7 @@ fn names(dir: &Path) -> Vec<String> {
 #[test]
 fn lines_written_then_flushed_are_the_file_content() {
     let dir = TempDir::new("lines");
-    let transcripts = Transcripts::open(dir.path(), 10).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 10, u64::MAX).expect("open");
     let sink = transcripts.writer();
     let lines = [
         r#"{"type":"system"}"#,
@@ -97,12 +97,12 @@ fn open_keeps_exactly_the_newest_transcripts() {
     }
     std::fs::write(dir.path().join("notes.txt"), b"not a transcript").expect("write");
 
-    let transcripts = Transcripts::open(dir.path(), 3).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 3, u64::MAX).expect("open");
     assert_eq!(
         names(transcripts.dir()),
         ["b.ndjson", "c.ndjson", "d.ndjson", "notes.txt"]
     );
-    Transcripts::open(dir.path(), 0).expect("open");
+    Transcripts::open(dir.path(), 0, u64::MAX).expect("open");
     assert_eq!(names(dir.path()), ["notes.txt"]);
 }
 
@@ -130,7 +130,7 @@ fn writer_keeps_exactly_the_newest_transcripts_after_each_new_one() {
     // Found by open, oldest first: "z" then "y" (name order would say otherwise).
     old_transcript(dir.path(), "z", Duration::from_secs(7200));
     old_transcript(dir.path(), "y", Duration::from_secs(3600));
-    let transcripts = Transcripts::open(dir.path(), 5).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 5, u64::MAX).expect("open");
     // Not there at open: the writer never lists the directory, so never counts it.
     std::fs::write(dir.path().join("later.ndjson"), b"{}\n").expect("write");
     let sink = transcripts.writer();
@@ -152,7 +152,7 @@ fn writer_keeps_exactly_the_newest_transcripts_after_each_new_one() {
 #[test]
 fn writer_counts_a_task_reopened_after_its_close_once() {
     let dir = TempDir::new("writer-reopen");
-    let transcripts = Transcripts::open(dir.path(), 3).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 3, u64::MAX).expect("open");
     let sink = transcripts.writer();
     for id in ["a", "b", "c", "a"] {
         sink.line(id, format!("{id} line").into_bytes());
@@ -175,7 +175,7 @@ fn writer_counts_a_task_reopened_after_its_close_once() {
 #[test]
 fn writer_never_deletes_an_open_transcript() {
     let dir = TempDir::new("writer-open");
-    let transcripts = Transcripts::open(dir.path(), 1).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 1, u64::MAX).expect("open");
     let sink = transcripts.writer();
     sink.line("long", b"first".to_vec());
     for i in 0..5 {
@@ -203,7 +203,7 @@ fn writer_keeps_at_most_64_files_open_and_loses_no_line() {
     let dir = TempDir::new("lru");
     // Exactly as many as are written: a file reopened after the LRU closed it must not be
     // counted again (it would be deleted, and its lines lost).
-    let transcripts = Transcripts::open(dir.path(), MAX_OPEN + 6).expect("open");
+    let transcripts = Transcripts::open(dir.path(), MAX_OPEN + 6, u64::MAX).expect("open");
     let sink = transcripts.writer();
     for round in 0..3 {
         for i in 0..(MAX_OPEN + 6) {
@@ -220,7 +220,7 @@ fn writer_keeps_at_most_64_files_open_and_loses_no_line() {
 #[test]
 fn read_pages_through_the_whole_transcript_without_splitting_lines() {
     let dir = TempDir::new("read");
-    let transcripts = Transcripts::open(dir.path(), 10).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 10, u64::MAX).expect("open");
     let sink = transcripts.writer();
     let mut expected = String::new();
     for i in 0..50 {
@@ -268,7 +268,7 @@ fn read_pages_through_the_whole_transcript_without_splitting_lines() {
 #[test]
 fn read_of_a_page_without_a_line_end_never_splits_a_character() {
     let dir = TempDir::new("read-utf8");
-    let transcripts = Transcripts::open(dir.path(), 10).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 10, u64::MAX).expect("open");
     let line = "€".repeat(10);
     std::fs::write(dir.path().join("t1.ndjson"), format!("{line}\n")).expect("write");
     let page = transcripts.read("t1", 0, 8).expect("read").expect("exists");
@@ -280,7 +280,7 @@ fn read_of_a_page_without_a_line_end_never_splits_a_character() {
 #[test]
 fn bad_task_ids_have_no_path_and_no_transcript() {
     let dir = TempDir::new("bad-id");
-    let transcripts = Transcripts::open(dir.path(), 10).expect("open");
+    let transcripts = Transcripts::open(dir.path(), 10, u64::MAX).expect("open");
     let too_long = "a".repeat(65);
     for id in ["", "../etc/passwd", "a/b", "a.b", "é", too_long.as_str()] {
         assert_eq!(transcripts.path(id), None, "{id:?}");

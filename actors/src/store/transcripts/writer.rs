@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -89,6 +89,12 @@ impl Open {
 pub(super) struct Writer {
     dir: PathBuf,
     keep: usize,
+    /// The most bytes all transcripts may take together.
+    max_bytes: u64,
+    /// Bytes of each known transcript (as found, plus what this writer appended).
+    sizes: HashMap<Arc<str>, u64>,
+    /// Their sum.
+    total: u64,
     /// Keyed by the same `Arc` as `known`, so a task costs one name allocation.
     open: HashMap<Arc<str>, Open>,
     /// Counts commands; the LRU clock.
@@ -107,10 +113,13 @@ pub(super) struct Writer {
 
 impl Writer {
     /// A writer for `dir` that knows `found` (oldest first), as [`scan`] returned it.
-    pub(super) fn new(dir: PathBuf, keep: usize, found: &[Arc<str>]) -> Writer {
+    pub(super) fn new(dir: PathBuf, keep: usize, max_bytes: u64, found: &[(Arc<str>, u64)]) -> Writer {
         let mut writer = Writer {
             dir,
             keep,
+            max_bytes,
+            sizes: HashMap::with_capacity(found.len()),
+            total: 0,
             open: HashMap::new(),
             tick: 0,
             known: HashMap::with_capacity(found.len()),
@@ -118,7 +127,9 @@ impl Writer {
             stamp: 0,
             warned: HashSet::new(),
         };
-        for name in found {
+        for (name, size) in found {
+            writer.sizes.insert(Arc::clone(name), *size);
+            writer.total += size;
             writer.stamp += 1;
             writer.known.insert(Arc::clone(name), writer.stamp);
             writer.order.push_back((Arc::clone(name), writer.stamp));
@@ -155,6 +166,15 @@ impl Writer {
         if let Err(e) = written {
             self.warn(task, "cannot write", &e);
             self.close_file(task);
+            return;
+        }
+        let grown = line.len() as u64 + 1;
+        if let Some(size) = self.sizes.get_mut(task) {
+            *size += grown;
+        }
+        self.total += grown;
+        if self.total > self.max_bytes {
+            self.enforce_keep();
         }
     }
 
@@ -175,7 +195,7 @@ impl Writer {
             }
             return None;
         };
-        let file = match OpenOptions::new().create(true).append(true).open(&path) {
+        let file = match crate::private::open_append(&path) {
             Ok(file) => file,
             Err(e) => {
                 self.warn(task, "cannot open", &e);
@@ -199,6 +219,7 @@ impl Writer {
             self.close_least_recent();
         }
         if created {
+            self.sizes.insert(Arc::clone(&name), 0);
             self.known.insert(name, 0);
             self.enforce_keep();
         }
@@ -230,12 +251,13 @@ impl Writer {
         self.enforce_keep();
     }
 
-    /// Deletes the oldest closed transcripts while more than `keep` are known.
+    /// Deletes the oldest closed transcripts while more than `keep` are known or they
+    /// take more than `max_bytes` together.
     ///
     /// Every entry is popped at most once: a stale one is dropped, so is the entry of a file
     /// that is open again (it is spared, and gets a new entry when it closes).
     fn enforce_keep(&mut self) {
-        while self.known.len() > self.keep {
+        while self.known.len() > self.keep || self.total > self.max_bytes {
             let Some((name, stamp)) = self.order.pop_front() else {
                 return;
             };
@@ -243,6 +265,9 @@ impl Writer {
                 continue;
             }
             self.known.remove(&*name);
+            self.total = self
+                .total
+                .saturating_sub(self.sizes.remove(&*name).unwrap_or(0));
             if let Some(path) = transcript_path(&self.dir, &name) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
@@ -293,10 +318,11 @@ impl Writer {
 }
 
 /// Lists `dir` once: deletes the oldest transcripts (by modification time, then name) beyond
-/// `keep` and returns the task ids of the others, oldest first. Only `<valid id>.ndjson`
-/// files count; a file that cannot be deleted is logged and no longer counted.
-pub(super) fn scan(dir: &Path, keep: usize) -> std::io::Result<Vec<Arc<str>>> {
-    let mut found: Vec<(SystemTime, String)> = Vec::new();
+/// `keep`, or beyond `max_bytes` together, and returns the task ids of the others with their
+/// sizes, oldest first. Only `<valid id>.ndjson` files count; a file that cannot be deleted
+/// is logged and no longer counted.
+pub(super) fn scan(dir: &Path, keep: usize, max_bytes: u64) -> std::io::Result<Vec<(Arc<str>, u64)>> {
+    let mut found: Vec<(SystemTime, String, u64)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
@@ -309,16 +335,29 @@ pub(super) fn scan(dir: &Path, keep: usize) -> std::io::Result<Vec<Arc<str>>> {
             continue;
         };
         if meta.is_file() {
-            found.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), name));
+            found.push((
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                name,
+                meta.len(),
+            ));
         }
     }
     // By file name on a tie, as before; the ids are the names without ".ndjson".
     found.sort();
-    let excess = found.len().saturating_sub(keep);
-    let mut kept = Vec::with_capacity(found.len() - excess);
-    for (i, (_, name)) in found.into_iter().enumerate() {
+    let mut excess = found.len().saturating_sub(keep);
+    // The newest that fit in `max_bytes` together stay.
+    let mut bytes = 0u64;
+    for (i, (_, _, len)) in found.iter().enumerate().rev() {
+        bytes = bytes.saturating_add(*len);
+        if bytes > max_bytes {
+            excess = excess.max(i + 1);
+            break;
+        }
+    }
+    let mut kept = Vec::with_capacity(found.len() - excess.min(found.len()));
+    for (i, (_, name, len)) in found.into_iter().enumerate() {
         if i >= excess {
-            kept.push(Arc::from(name.strip_suffix(".ndjson").unwrap_or(&name)));
+            kept.push((Arc::from(name.strip_suffix(".ndjson").unwrap_or(&name)), len));
             continue;
         }
         let path = dir.join(&name);
