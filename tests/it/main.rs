@@ -30,6 +30,7 @@ mod real_jobs;
 mod real_toolkit;
 mod resources;
 mod scaling;
+mod sessions;
 mod skills;
 mod stdio_fuzz;
 mod store;

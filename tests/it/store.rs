@@ -171,7 +171,7 @@ async fn what_a_killed_server_left_running_is_killed_by_the_next_server_on_its_s
 }
 
 #[tokio::test]
-async fn results_spend_and_context_read_the_same_after_a_graceful_restart() {
+async fn after_a_graceful_restart_results_read_the_same_and_a_new_run_starts_from_zero() {
     let scratch = Scratch::new("store-restart");
     let state = scratch.join("state");
     let server = start(&state, 1, &["--budget-usd", "5"]).await;
@@ -183,7 +183,7 @@ async fn results_spend_and_context_read_the_same_after_a_graceful_restart() {
         .await;
     let id = r["task_id"].as_str().unwrap().to_owned();
     server
-        .call_ok("context_set", json!({ "key": "lang", "value": "rust" }))
+        .call_ok("context_set", json!({ "key": "lang", "value": "rust-context-value" }))
         .await;
     let chain = server
         .call_ok(
@@ -193,6 +193,7 @@ async fn results_spend_and_context_read_the_same_after_a_graceful_restart() {
         .await;
     let chain_id = chain["chain_id"].as_str().unwrap().to_owned();
     let chain_spend = chain["total_spend"].as_f64().unwrap();
+    let first_run = server.status().await["run"]["id"].clone();
     server.close().await;
 
     let server = start(&state, 1, &["--budget-usd", "5"]).await;
@@ -206,31 +207,128 @@ async fn results_spend_and_context_read_the_same_after_a_graceful_restart() {
         call_usd(3000, 200)
     ));
     assert_eq!(again["tokens_used"]["input"], 3000);
-    let status = server.status().await;
-    let spend = status["spend_usd"].as_f64().unwrap();
-    assert!(
-        close(spend, call_usd(3000, 200) + chain_spend),
-        "spend after the restart: {status}"
-    );
-    assert!(close(
-        status["budget_remaining"].as_f64().unwrap(),
-        5.0 - spend
-    ));
-    assert_eq!(status["tasks"]["completed"], 3, "{status}");
-    let ctx = server
-        .call_ok("context_get", json!({ "key": "lang" }))
-        .await;
-    assert_eq!(ctx["value"], "rust");
     let c = server
         .call_ok("pool_chain_result", json!({ "chain_id": chain_id }))
         .await;
     assert_eq!(c["status"], chain["status"], "{c}");
     assert_eq!(c["final_output"], chain["final_output"]);
-    // The context table reaches new tasks after the restart too.
+
+    // A new run: nothing spent, nothing counted, the whole budget left; the earlier run's
+    // totals apart.
+    let status = server.status().await;
+    assert_ne!(status["run"]["id"], first_run, "{status}");
+    assert_eq!(status["run"]["continued"], false);
+    assert_eq!(status["spend_usd"], 0.0, "{status}");
+    assert_eq!(status["budget_remaining"], 5.0, "{status}");
+    assert_eq!(status["tasks"]["total"], 0, "{status}");
+    let earlier = call_usd(3000, 200) + chain_spend;
+    assert!(
+        close(status["lifetime"]["spend_usd"].as_f64().unwrap(), earlier),
+        "{status}"
+    );
+    assert_eq!(status["lifetime"]["tasks"]["completed"], 3, "{status}");
+    let budget = server
+        .read_resource("pool://budget")
+        .await
+        .expect("pool://budget");
+    assert_eq!(budget["period"], "run", "{budget}");
+    assert_eq!(budget["spend_usd"], 0.0, "{budget}");
+    assert!(
+        close(budget["lifetime_spend_usd"].as_f64().unwrap(), earlier),
+        "{budget}"
+    );
+    // The earlier run's context is gone, and never reaches a prompt of this one.
+    server
+        .expect_invalid_params("context_get", json!({ "key": "lang" }), "not found")
+        .await;
     let r = server
         .call_ok("pool_run", json!({ "prompt": "MOCK_ECHO_PROMPT" }))
         .await;
-    assert!(r["output"].as_str().unwrap().contains("rust"), "{r}");
+    let out = r["output"].as_str().unwrap();
+    assert!(!out.contains("rust-context-value"), "{out}");
+    assert!(!out.contains("pool_context"), "{out}");
+    server.close().await;
+}
+
+#[tokio::test]
+async fn after_kill_9_the_next_server_continues_the_run_with_its_spend_budget_and_context() {
+    let scratch = Scratch::new("store-continue");
+    let state = scratch.join("state");
+    let server = start(&state, 1, &["--budget-usd", "5"]).await;
+    server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_USAGE:5000,100 MOCK_TEXT: spent" }),
+        )
+        .await;
+    server
+        .call_ok("context_set", json!({ "key": "lang", "value": "kept-context" }))
+        .await;
+    let before = server.status().await;
+    server.crash().await;
+
+    let server = start(&state, 1, &["--budget-usd", "5"]).await;
+    let status = server.status().await;
+    assert_eq!(status["run"]["id"], before["run"]["id"], "{status}");
+    assert_eq!(status["run"]["continued"], true, "{status}");
+    let spent = call_usd(5000, 100);
+    assert!(close(status["spend_usd"].as_f64().unwrap(), spent), "{status}");
+    assert!(
+        close(status["budget_remaining"].as_f64().unwrap(), 5.0 - spent),
+        "{status}"
+    );
+    assert_eq!(status["tasks"]["completed"], 1, "{status}");
+    let r = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_ECHO_PROMPT" }))
+        .await;
+    assert!(r["output"].as_str().unwrap().contains("kept-context"), "{r}");
+    server.close().await;
+}
+
+#[tokio::test]
+async fn a_day_window_keeps_its_spend_across_a_graceful_restart() {
+    let scratch = Scratch::new("store-window");
+    let state = scratch.join("state");
+    let args = ["--budget-usd", "5", "--budget-period", "day"];
+    let server = start(&state, 1, &args).await;
+    server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_USAGE:2000,100 MOCK_TEXT: spent today" }),
+        )
+        .await;
+    server.close().await;
+
+    let server = start(&state, 1, &args).await;
+    let budget = server
+        .read_resource("pool://budget")
+        .await
+        .expect("pool://budget");
+    let spent = call_usd(2000, 100);
+    assert_eq!(budget["period"], "day", "{budget}");
+    assert!(close(budget["spend_usd"].as_f64().unwrap(), spent), "{budget}");
+    assert!(
+        close(budget["budget_remaining"].as_f64().unwrap(), 5.0 - spent),
+        "{budget}"
+    );
+    assert_eq!(budget["run_spend_usd"], 0.0, "a new run: {budget}");
+    // Today's window, from midnight UTC, computed here from the clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let midnight = std::time::UNIX_EPOCH + Duration::from_secs(now - now % 86_400);
+    let tomorrow = midnight + Duration::from_secs(86_400);
+    assert_eq!(
+        budget["window_started_at"],
+        humantime::format_rfc3339_seconds(midnight).to_string(),
+        "{budget}"
+    );
+    assert_eq!(
+        budget["window_ends_at"],
+        humantime::format_rfc3339_seconds(tomorrow).to_string(),
+        "{budget}"
+    );
     server.close().await;
 }
 
@@ -262,11 +360,15 @@ async fn queued_tasks_survive_a_graceful_restart_and_run_on_the_next_server() {
 }
 
 #[tokio::test]
-async fn a_second_server_on_one_store_is_refused_naming_the_first() {
+async fn an_explicit_db_is_refused_while_servers_use_it_naming_one() {
     let scratch = Scratch::new("store-twice");
     let state = scratch.join("state");
     let server = start(&state, 1, &[]).await;
     let db = Server::default_db(&state);
+    assert_eq!(
+        server.status().await["store"]["path"],
+        db.display().to_string()
+    );
     let home = state.join("home");
     let err = start_refused(
         &[
@@ -285,6 +387,28 @@ async fn a_second_server_on_one_store_is_refused_naming_the_first() {
         .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: still here" }))
         .await;
     assert_eq!(r["output"], "still here");
+    server.close().await;
+}
+
+#[tokio::test]
+async fn a_second_server_on_an_explicit_db_is_refused_naming_the_first() {
+    let scratch = Scratch::new("store-twice-db");
+    let db = scratch.join("mine.db");
+    let db_arg = db.display().to_string();
+    let server = Server::start(ServerOptions::fake(1).args(&["--db", &db_arg])).await;
+    assert_eq!(server.status().await["store"]["mode"], "exclusive");
+    let err = start_refused(
+        &[
+            "--claude-bin",
+            claude_pool_tests::fake_claude_bin().to_str().unwrap(),
+            "--db",
+            &db_arg,
+        ],
+        &[],
+    )
+    .await;
+    assert!(err.contains(&db_arg), "{err}");
+    assert!(err.contains(&format!("pid {}", server.pid)), "{err}");
     server.close().await;
 }
 

@@ -154,7 +154,9 @@ const CHECKPOINT_EVERY: usize = 1000;
 /// A WAL past this many bytes is checkpointed at once, however few writes made it (a few
 /// tasks with megabyte prompts grow it as much as thousands of small ones).
 const CHECKPOINT_WAL_BYTES: u64 = 32 * 1024 * 1024;
-/// Committed writes between two runs of the retention rule.
+/// Committed writes between two runs of the retention rule; it also runs once the texts
+/// written since the last run reach an eighth of its byte bound (at least 1 MiB), so a
+/// few huge tasks cannot carry the store far past it.
 const PRUNE_EVERY: usize = 2000;
 
 /// The checkpointer: copies the WAL into the database when the writer says enough was
@@ -193,6 +195,7 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, rete
     let checkpointer = start_checkpointer(&db);
     let mut since_checkpoint = 0usize;
     let mut since_prune = 0usize;
+    let mut bytes_since_prune = 0u64;
     let mut writes: Vec<Write> = Vec::new();
     let mut thens: Vec<Completion> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -214,12 +217,19 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, rete
         }
         since_checkpoint += writes.len();
         since_prune += writes.len();
+        bytes_since_prune += writes.iter().map(Write::text_bytes).sum::<u64>();
         commit(&mut db, &mut writes, &mut thens, failure);
-        if since_prune >= PRUNE_EVERY && db.path().is_some() {
+        let bytes_due = bytes_since_prune >= (retention.max_bytes / 8).max(1 << 20);
+        if (since_prune >= PRUNE_EVERY || bytes_due) && db.path().is_some() {
             since_prune = 0;
+            bytes_since_prune = 0;
             match db.prune(&retention) {
                 Ok(0) => {}
-                Ok(n) => tracing::debug!(tasks = n, "retention deleted old task rows"),
+                Ok(n) => {
+                    tracing::debug!(tasks = n, "retention deleted old task rows");
+                    // The freed pages leave the file at the next checkpoint.
+                    since_checkpoint = CHECKPOINT_EVERY;
+                }
                 Err(e) => tracing::warn!(error = %e, "the store's retention failed; it runs again later"),
             }
         }

@@ -214,6 +214,11 @@ impl Db {
         ))
     }
 
+    /// Copies the WAL into the database now (passive: it never waits on another server).
+    pub fn checkpoint_now(&self) -> rusqlite::Result<()> {
+        checkpoint(&self.conn)
+    }
+
     /// This server's lease file on a shared store (the marker its processes carry).
     pub fn lease_path(&self) -> Option<&Path> {
         self.lease.as_ref().map(|l| l.path.as_path())
@@ -385,8 +390,12 @@ impl Db {
             if self.path.is_none() {
                 self.conn.execute_batch("PRAGMA shrink_memory;")?;
             } else {
-                // Give the freed pages back to the file system (auto_vacuum = INCREMENTAL).
-                self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+                // Give the freed pages back to the file system (auto_vacuum = INCREMENTAL):
+                // each step of the pragma frees one page, so it is stepped to the end. The
+                // file shrinks at the next checkpoint.
+                let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
             }
         }
         Ok(n)

@@ -89,7 +89,7 @@ impl Durable {
                             tracing::warn!(
                                 processes = left,
                                 server = %dead,
-                                "killed what a server of this project that died left running"
+                                "killed what a previous server on this store left running"
                             );
                         }
                     }
@@ -97,8 +97,15 @@ impl Durable {
                 }
                 StoreLocation::Memory => None,
             };
-            if let Err(e) = db.prune(&retention) {
-                tracing::warn!(error = %e, "the store's retention could not run at start");
+            match db.prune(&retention) {
+                Ok(0) => {}
+                // What retention freed leaves the file at a checkpoint.
+                Ok(_) => {
+                    if let Err(e) = db.checkpoint_now() {
+                        tracing::warn!(error = %e, "a store checkpoint failed; the next one retries");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the store's retention could not run at start"),
             }
             let window_spend = match window {
                 Some((start, _)) => Some(db.spend_since(start).map_err(|e| e.to_string())?),

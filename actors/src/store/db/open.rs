@@ -262,10 +262,13 @@ fn lock(path: &Path, pid: u32) -> Result<File, OpenError> {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
+            // An exclusive holder writes its pid here; servers sharing the store each write
+            // theirs in a lease file.
             let pid = file
                 .read_to_string(&mut text)
                 .ok()
-                .and_then(|_| text.trim().parse().ok());
+                .and_then(|_| text.trim().parse().ok())
+                .or_else(|| lease_pid(path));
             return Err(OpenError::InUse {
                 path: path.to_owned(),
                 pid,
@@ -365,4 +368,13 @@ pub(crate) fn opening_lock(store: &Path) -> std::io::Result<File> {
     let file = crate::private::open_rw(&dir.join(".open"))?;
     file.lock()?;
     Ok(file)
+}
+
+/// The pid in one of a shared store's lease files, if any can be read.
+fn lease_pid(store: &Path) -> Option<u32> {
+    std::fs::read_dir(leases_dir(store))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+        .find_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
 }

@@ -200,6 +200,20 @@ pub enum Write {
     Chain(ChainRow),
 }
 
+impl Write {
+    /// The bytes of text this write stores (prompts, outputs, errors), for retention.
+    pub fn text_bytes(&self) -> u64 {
+        let len = |s: &Option<String>| s.as_ref().map_or(0, String::len) as u64;
+        match self {
+            Write::InsertTask(t) => t.prompt.len() as u64,
+            Write::Finished(f) => {
+                len(&f.output).min(OUTPUT_KEEP_BYTES as u64) + len(&f.error)
+            }
+            _ => 0,
+        }
+    }
+}
+
 /// Which tasks [`super::Db::list`] returns; `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {

@@ -186,6 +186,14 @@ pub const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 /// keys on. (An in-memory database stays in its own journal mode.)
 pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_millis(5000))?;
+    // Pages freed by retention go back to the file system (`incremental_vacuum` after a
+    // prune) instead of waiting on a free list. Settable only while the file is new: before
+    // its first page is written, which switching to WAL does.
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
+    if pages == 0 && vacuum == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
+    }
     let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -203,12 +211,6 @@ pub(crate) fn migrate(conn: &mut Connection, from: i32) -> rusqlite::Result<()> 
     let from = usize::try_from(from.max(current)).unwrap_or(0);
     if from >= MIGRATIONS.len() {
         return Ok(());
-    }
-    let vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
-    if from == 0 && vacuum == 0 {
-        // Pages freed by retention go back to the file system (`incremental_vacuum` after a
-        // prune) instead of waiting on a free list; settable only before the first table.
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for step in &MIGRATIONS[from..] {

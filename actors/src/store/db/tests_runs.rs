@@ -276,3 +276,26 @@ fn store_files_are_private_whatever_the_umask_made_them() {
     assert_eq!(mode(&with(".servers")), 0o700);
     assert_eq!(mode(db.lease_path().expect("lease")), 0o600);
 }
+
+#[test]
+fn retention_gives_the_freed_pages_back_to_the_file_system() {
+    let dir = TempDir::new("vacuum");
+    let path = dir.path().join("pool.db");
+    let (mut db, _) = Db::open(&path, 1).expect("open");
+    let big = "y".repeat(100_000);
+    for i in 0..40 {
+        let id = format!("t{i}");
+        let mut r = row(&id, "task", None, i);
+        r.prompt = big.clone();
+        db.apply(&[Write::InsertTask(r), spent(&id, 0.0, 10 + i)])
+            .expect("write");
+    }
+    db.prune(&Retention {
+        max_bytes: 500_000,
+        ..Retention::UNBOUNDED
+    })
+    .expect("prune");
+    db.close_gracefully().expect("close");
+    let (db_bytes, _) = db.file_bytes();
+    assert!(db_bytes < 1_500_000, "4 MB written, 0.5 MB kept: the file is {db_bytes}");
+}
