@@ -11,6 +11,10 @@
 //! 4. A crash run: 500 tasks, the server SIGKILLed 10 times at random moments and restarted
 //!    on the same store; every invariant checked.
 //! 5. `pool_fan_out` throughput with a store file beside the same server in memory.
+//! 6. The project store: `pool_submit` and `pool_run` with the project's shared store (the
+//!    default), two servers sharing it, an explicit `--db` and memory, side by side; store
+//!    and WAL bytes after 10,000 tasks; start to serving with 3 servers of one project
+//!    started at once beside one alone.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -177,7 +181,12 @@ async fn memory() {
     server.wait_ready().await;
     let restarted = rss_kib(server.pid);
     let s = server.status().await;
-    assert_eq!(s["tasks"]["completed"], 10_000);
+    assert_eq!(s["lifetime"]["tasks"]["completed"], 10_000);
+    println!(
+        "  store after 10,000 tasks: db {:.2} MiB, WAL {:.2} MiB (restarted: the first server's clean stop emptied it)",
+        s["store"]["db_bytes"].as_f64().unwrap() / 1048576.0,
+        s["store"]["wal_bytes"].as_f64().unwrap() / 1048576.0
+    );
     server.close().await;
     println!(
         "  idle, empty store                       {:>8.2} MiB",
@@ -363,4 +372,117 @@ async fn main() {
     if on("5") {
         fan_out().await;
     }
+    if on("6") {
+        project_store().await;
+    }
+}
+
+async fn runs(server: &Server, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n + 20 {
+        let t = Instant::now();
+        let r = server
+            .call_ok("pool_run", json!({ "prompt": format!("MOCK_TEXT: {i}") }))
+            .await;
+        if i >= 20 {
+            out.push(t.elapsed());
+        }
+        assert_eq!(r["status"], "completed");
+    }
+    out
+}
+
+async fn project_store() {
+    println!("6. the project store (shared by the project's servers) beside an explicit --db and memory");
+    let explicit = Scratch::new("bench-explicit");
+    let db = explicit.join("mine.db").display().to_string();
+    let kinds: [(&str, Vec<&str>); 3] = [
+        ("project store (default)", vec![]),
+        ("explicit --db", vec!["--db", db.as_str()]),
+        ("in memory (--no-db)", vec!["--no-db"]),
+    ];
+    let mut submit = Vec::new();
+    let mut run = Vec::new();
+    for (name, args) in &kinds {
+        let (server, _s) = mcp_server(args).await;
+        submit.push((*name, mcp_queued_submits(&server).await));
+        server.close().await;
+        let (server, _s) = mcp_server(args).await;
+        run.push((*name, runs(&server, 500).await));
+        server.close().await;
+    }
+    // Two servers of one project submitting at once into one store.
+    let state = Scratch::new("bench-two");
+    let a = Server::start(quiet(ServerOptions::fake(2)).state(state.path())).await;
+    let b = Server::start(quiet(ServerOptions::fake(2)).state(state.path())).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let (sa, sb) = tokio::join!(mcp_queued_submits(&a), mcp_queued_submits(&b));
+    a.close().await;
+    b.close().await;
+    let mut both = sa;
+    both.extend(sb);
+    for (name, v) in &submit {
+        p50_p99(&format!("pool_submit into busy slots, {name}"), v);
+    }
+    p50_p99("pool_submit, two servers of one project at once", &both);
+    for (name, v) in &run {
+        p50_p99(&format!("pool_run (instant turn), {name}"), v);
+    }
+
+    let mut alone = Vec::new();
+    let mut three = Vec::new();
+    for _ in 0..5 {
+        let state = Scratch::new("bench-start-one");
+        let t = Instant::now();
+        let s = Server::start(quiet(ServerOptions::fake(1)).state(state.path())).await;
+        s.status().await;
+        alone.push(t.elapsed());
+        s.close().await;
+        let state = Scratch::new("bench-start-three");
+        let p = state.path().to_path_buf();
+        let t = Instant::now();
+        let start = |p: std::path::PathBuf| async move {
+            let s = Server::start(quiet(ServerOptions::fake(1)).state(&p)).await;
+            s.status().await;
+            (s, t.elapsed())
+        };
+        let (x, y, z) = tokio::join!(start(p.clone()), start(p.clone()), start(p));
+        three.extend([x.1, y.1, z.1]);
+        for (s, _) in [x, y, z] {
+            s.close().await;
+        }
+    }
+    for (name, v) in [("one server alone", &alone), ("3 servers of one project at once (each)", &three)] {
+        println!(
+            "  start to serving, {name:<40} median {:>7.1} ms   max {:>7.1} ms",
+            ms(median(v)),
+            ms(*v.iter().max().unwrap())
+        );
+    }
+
+    // 10,000 tasks through the project store, then its files.
+    let state = Scratch::new("bench-bytes");
+    let server = Server::start(quiet(ServerOptions::fake(4)).state(state.path())).await;
+    server.wait_ready().await;
+    for batch in 0..10 {
+        let prompts: Vec<String> = (0..1000)
+            .map(|i| format!("MOCK_TEXT: result {batch}-{i} {}", "x".repeat(200)))
+            .collect();
+        server
+            .call_ok("pool_fan_out", json!({ "prompts": prompts }))
+            .await;
+    }
+    let s = server.status().await;
+    server.close().await;
+    let db = Server::default_db(state.path());
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    println!(
+        "  10,000 tasks: while serving db {:.2} MiB + WAL {:.2} MiB; after a clean stop db {:.2} MiB + WAL {} bytes",
+        s["store"]["db_bytes"].as_f64().unwrap() / 1048576.0,
+        s["store"]["wal_bytes"].as_f64().unwrap() / 1048576.0,
+        std::fs::metadata(&db).map_or(0, |m| m.len()) as f64 / 1048576.0,
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+    );
 }

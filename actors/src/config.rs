@@ -526,3 +526,49 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    /// Unix ms of a UTC date and time.
+    fn at(y: i64, m: i64, d: i64, h: i64) -> i64 {
+        (days_from_civil(y, m, d) * 24 + h) * 3_600_000
+    }
+
+    #[test]
+    fn calendar_windows_hold_the_instant_and_start_where_the_calendar_says() {
+        // 2026-12-07 is a Monday; 2024 is a leap year.
+        let cases = [
+            (BudgetPeriod::Day, at(2026, 12, 7, 13), at(2026, 12, 7, 0), at(2026, 12, 8, 0)),
+            (BudgetPeriod::Week, at(2026, 12, 7, 0), at(2026, 12, 7, 0), at(2026, 12, 14, 0)),
+            (BudgetPeriod::Week, at(2026, 12, 13, 23), at(2026, 12, 7, 0), at(2026, 12, 14, 0)),
+            (BudgetPeriod::Month, at(2026, 12, 31, 23), at(2026, 12, 1, 0), at(2027, 1, 1, 0)),
+            (BudgetPeriod::Month, at(2024, 2, 29, 12), at(2024, 2, 1, 0), at(2024, 3, 1, 0)),
+        ];
+        for (period, now, start, end) in cases {
+            assert_eq!(period.window(now), Some((start, end)), "{period:?} at {now}");
+        }
+        assert_eq!(BudgetPeriod::Run.window(at(2026, 1, 1, 0)), None);
+        // 1970-01-01 was a Thursday: its week began on Monday 1969-12-29.
+        assert_eq!(days_from_civil(1969, 12, 29), -3);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(days_from_civil(2000, 3, 1)), (2000, 3, 1));
+    }
+
+    #[test]
+    fn a_projects_store_depends_on_its_path_not_on_how_it_was_named() {
+        let state = Path::new("/state");
+        let a = StoreLocation::project_store_in(state, Path::new("/nonexistent/proj/app"));
+        let b = StoreLocation::project_store_in(state, Path::new("/nonexistent/other/app"));
+        assert_ne!(a, b, "two directories named alike have two stores");
+        assert!(a.starts_with("/state/projects/"), "{}", a.display());
+        assert_eq!(a.file_name().and_then(|n| n.to_str()), Some("pool.db"));
+        let dir = a.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
+        assert!(dir.starts_with("app-") && dir.len() == "app-".len() + 16, "{dir}");
+        assert_eq!(
+            a,
+            StoreLocation::project_store_in(state, Path::new("/nonexistent/proj/app"))
+        );
+    }
+}

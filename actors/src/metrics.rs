@@ -235,6 +235,19 @@ impl Metrics {
             "Resident memory of each slot's process group",
             rss,
         );
+        let store: Family<Labels, Gauge> = Family::default();
+        if let Some(st) = &status.store {
+            for (file, bytes) in [("db", st.db_bytes), ("wal", st.wal_bytes)] {
+                store
+                    .get_or_create(&labels(&[("file", file)]))
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
+        reg.register(
+            "store_bytes",
+            "Bytes of the store's database file and of its write-ahead log",
+            store,
+        );
         reg.register(
             "task_duration_seconds",
             "Time from a task's start on a slot to its end",

@@ -185,9 +185,24 @@ impl PoolBuilder {
     }
 
     /// Keeps tasks, chains, the context table and spend in a SQLite store at `path`
-    /// (created when absent); transcripts go beside it.
+    /// (created when absent) that this pool holds alone; transcripts go beside it.
     pub fn store(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.store = Some(crate::config::StoreLocation::File(path.into()));
+        self
+    }
+
+    /// Keeps them in the store of the project in `dir`, shared with every other pool and
+    /// server of that project (the server's default): see
+    /// [`crate::StoreLocation::for_project`].
+    pub fn project_store(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        let path = crate::config::StoreLocation::for_project(dir.as_ref());
+        self.config.store = Some(crate::config::StoreLocation::Shared(path));
+        self
+    }
+
+    /// What `budget_usd` caps: the run (default) or a calendar window kept in the store.
+    pub fn budget_period(mut self, period: crate::config::BudgetPeriod) -> Self {
+        self.config.budget_period = period;
         self
     }
 

@@ -45,6 +45,8 @@ pub struct StoreWriter {
     tx: mpsc::Sender<Op>,
     failure: Arc<Mutex<Option<String>>>,
     path: Option<PathBuf>,
+    /// The retention rule, applied once more at a graceful stop.
+    retention: Retention,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -114,7 +116,16 @@ impl StoreWriter {
     /// A graceful stop, after every write queued before it: the run ends, this server's
     /// lease goes, and the WAL is emptied into the database.
     pub async fn close_gracefully(&self) {
-        match self.read(Db::close_gracefully).await {
+        let retention = self.retention;
+        let close = move |db: &mut Db| {
+            if db.path().is_some()
+                && let Err(e) = db.prune(&retention)
+            {
+                tracing::warn!(error = %e, "the store's retention could not run at the stop");
+            }
+            db.close_gracefully()
+        };
+        match self.read(close).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "the store could not record the run's end"),
             Err(e) => tracing::warn!(error = %e, "the store could not record the run's end"),
@@ -146,7 +157,15 @@ pub fn start(db: Db, retention: Retention) -> std::io::Result<(StoreWriter, Join
     let join = std::thread::Builder::new()
         .name("claude-pool-store".into())
         .spawn(move || run(db, rx, &thread_failure, retention))?;
-    Ok((StoreWriter { tx, failure, path }, join))
+    Ok((
+        StoreWriter {
+            tx,
+            failure,
+            path,
+            retention,
+        },
+        join,
+    ))
 }
 
 /// Committed writes between two checkpoints.
@@ -158,6 +177,9 @@ const CHECKPOINT_WAL_BYTES: u64 = 32 * 1024 * 1024;
 /// written since the last run reach an eighth of its byte bound (at least 1 MiB), so a
 /// few huge tasks cannot carry the store far past it.
 const PRUNE_EVERY: usize = 2000;
+/// When a run of the retention rule found nothing to delete (the bytes written were tasks
+/// still queued or running), how long before the bytes make it run again.
+const PRUNE_RETRY: Duration = Duration::from_secs(2);
 
 /// The checkpointer: copies the WAL into the database when the writer says enough was
 /// committed, on a connection and thread of its own, so the writer's commits never wait on
@@ -196,6 +218,7 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, rete
     let mut since_checkpoint = 0usize;
     let mut since_prune = 0usize;
     let mut bytes_since_prune = 0u64;
+    let mut retry_at: Option<std::time::Instant> = None;
     let mut writes: Vec<Write> = Vec::new();
     let mut thens: Vec<Completion> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -219,13 +242,17 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, rete
         since_prune += writes.len();
         bytes_since_prune += writes.iter().map(Write::text_bytes).sum::<u64>();
         commit(&mut db, &mut writes, &mut thens, failure);
-        let bytes_due = bytes_since_prune >= (retention.max_bytes / 8).max(1 << 20);
+        let bytes_due = bytes_since_prune >= (retention.max_bytes / 8).max(1 << 20)
+            && retry_at.is_none_or(|at| std::time::Instant::now() >= at);
         if (since_prune >= PRUNE_EVERY || bytes_due) && db.path().is_some() {
             since_prune = 0;
-            bytes_since_prune = 0;
             match db.prune(&retention) {
-                Ok(0) => {}
+                // The bytes written are still pending or running tasks' (never deleted):
+                // try again in a while, as they finish.
+                Ok(0) => retry_at = Some(std::time::Instant::now() + PRUNE_RETRY),
                 Ok(n) => {
+                    bytes_since_prune = 0;
+                    retry_at = None;
                     tracing::debug!(tasks = n, "retention deleted old task rows");
                     // The freed pages leave the file at the next checkpoint.
                     since_checkpoint = CHECKPOINT_EVERY;
