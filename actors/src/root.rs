@@ -34,6 +34,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// How often a server on a project store looks for servers of the project that died.
+const ADOPT_EVERY: Duration = Duration::from_secs(10);
+
 use crate::chains::{ChainSupervisorActor, ChainSupervisorArgs, ChainSupervisorMsg};
 use crate::config::PoolConfig;
 use crate::context::{ContextActor, ContextArgs, ContextMsg};
@@ -100,6 +103,8 @@ pub struct PoolRefs {
 pub enum RootMsg {
     /// The children's references.
     GetRefs(RpcReplyPort<PoolRefs>),
+    /// On a project store: take over the work of the project's servers that died.
+    AdoptOrphans,
     /// A backoff or a probe delay ran out: start the slot supervisor again.
     RestartSlotSupervisor,
     /// Start these new slots (from the scheduler).
@@ -255,6 +260,12 @@ impl Actor for RootActor {
             .map(SlotId::from_index)
             .collect();
         state.start_slot_supervisor(&myself, initial).await?;
+        if matches!(
+            state.args.config.store,
+            Some(crate::config::StoreLocation::Shared(_))
+        ) {
+            myself.send_after(ADOPT_EVERY, || RootMsg::AdoptOrphans);
+        }
         Ok(state)
     }
 
@@ -267,6 +278,12 @@ impl Actor for RootActor {
         match msg {
             RootMsg::GetRefs(reply) => {
                 let _ = reply.send(state.refs.clone());
+            }
+            RootMsg::AdoptOrphans => {
+                if !state.stopping {
+                    state.adopt_orphans();
+                    myself.send_after(ADOPT_EVERY, || RootMsg::AdoptOrphans);
+                }
             }
             RootMsg::RestartSlotSupervisor => {
                 if state.stopping || state.slots_stopped || state.slot_supervisor.is_some() {
@@ -446,6 +463,53 @@ impl RootState {
             .health
             .send_replace(PoolHealth::Halted(reason.clone()));
         let _ = self.refs.scheduler.cast(SchedulerMsg::Halt { reason });
+    }
+
+    /// Asks the store for the work of the project's servers that died since, sweeps what
+    /// their processes left, and queues their tasks here; off the root's loop.
+    fn adopt_orphans(&self) {
+        let (Some(writer), Some(store)) = (
+            self.args.durable.writer.clone(),
+            self.args
+                .config
+                .store
+                .as_ref()
+                .filter(|s| matches!(s, crate::config::StoreLocation::Shared(_)))
+                .and_then(|s| s.file().map(std::path::Path::to_path_buf)),
+        ) else {
+            return;
+        };
+        let scheduler = self.refs.scheduler.clone();
+        tokio::spawn(async move {
+            let orphans = match writer.read(|db| db.adopt_orphans()).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot take over a dead server's work");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if orphans.dead_servers.is_empty() {
+                return;
+            }
+            tracing::warn!(
+                servers = orphans.dead_servers.len(),
+                interrupted = orphans.interrupted.len(),
+                adopted = orphans.pending.len(),
+                "took over the work of a server of this project that died"
+            );
+            let dead = orphans.dead_servers.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for id in &dead {
+                    let lease = crate::store::db::Lease::path_of(&store, id);
+                    crate::process::leftovers::sweep(&lease);
+                }
+            })
+            .await;
+            if !orphans.pending.is_empty() {
+                let _ = scheduler.cast(SchedulerMsg::Adopt(orphans.pending));
+            }
+        });
     }
 
     async fn shutdown(&mut self) {

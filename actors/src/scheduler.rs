@@ -277,6 +277,15 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Halt { reason } => state.on_halt(reason),
             SchedulerMsg::BudgetExhausted { reason } => state.on_budget_exhausted(reason),
             SchedulerMsg::BudgetRenewed => state.on_budget_renewed(),
+            SchedulerMsg::Adopt(rows) => {
+                if !state.intake.is_stopped() {
+                    tracing::info!(
+                        tasks = rows.len(),
+                        "queued the tasks a server of this project left when it died"
+                    );
+                    state.queue_stored(&rows);
+                }
+            }
             SchedulerMsg::TaskOverBudget { task, reason } => {
                 state.stop_running(&task, TaskStatus::Failed, reason);
             }

@@ -262,3 +262,35 @@ async fn every_file_and_directory_of_the_store_is_private() {
     }
     within(Duration::from_secs(30), "the server's close", server.close()).await;
 }
+
+#[tokio::test]
+async fn a_live_server_runs_the_queue_of_a_server_of_its_project_that_was_killed() {
+    let scratch = Scratch::new("sessions-adopt");
+    let state = scratch.join("state");
+    let dir = project(&scratch, "app");
+    let doomed = in_project(&state, &dir).await;
+    let survivor = in_project(&state, &dir).await;
+    let (_call, _token, running) = doomed.start_run("MOCK_SLEEP:60").await;
+    doomed.wait_started(&running).await;
+    let queued = doomed
+        .call_ok("pool_submit", json!({ "prompt": "MOCK_TEXT: adopted" }))
+        .await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    doomed.crash().await;
+    // The survivor finds the dead server's lease free (it looks every 10 s), runs what it
+    // had queued, and reads what it ran as interrupted.
+    let r = survivor
+        .wait_status(&queued, "the adopted task's end", |s| {
+            !matches!(s, "pending" | "running")
+        })
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["output"], "adopted");
+    let was = survivor
+        .call_ok("pool_result", json!({ "task_id": running }))
+        .await;
+    assert_eq!(was["status"], "interrupted", "{was}");
+    survivor.close().await;
+}

@@ -20,8 +20,35 @@ impl SchedulerState {
     /// deadlines counted from their first submission), and carries the finished tasks'
     /// counts.
     pub(super) fn restore(&mut self, restored: &Recovered) {
+        self.queue_stored(&restored.pending);
+        for (kind, state, n) in &restored.counts_by_kind {
+            let (Some(kind), Some(status)) = (TaskKind::parse(kind), TaskStatus::parse(state))
+            else {
+                continue;
+            };
+            if status.is_terminal() {
+                for _ in 0..*n {
+                    table::count(self.forgotten.of_mut(kind), status);
+                }
+            }
+        }
+        if !restored.pending.is_empty() {
+            tracing::info!(
+                pending = restored.pending.len(),
+                "queued again the tasks an earlier server left pending"
+            );
+        }
+    }
+
+    /// Queues tasks the store holds as pending for this server (left by a server that
+    /// stopped or died), oldest first, with their ids and their deadlines counted from
+    /// their first submission. A task already known is skipped.
+    pub(super) fn queue_stored(&mut self, rows: &[crate::store::db::TaskRow]) {
         let now_ms = table::now_ms();
-        for row in &restored.pending {
+        for row in rows {
+            if self.tasks.contains_key(&TaskId(row.id.clone())) {
+                continue;
+            }
             let options = StoredOptions::parse(row);
             let elapsed =
                 Duration::from_millis(u64::try_from(now_ms - row.enqueued_at_ms).unwrap_or(0));
@@ -50,23 +77,6 @@ impl SchedulerState {
                 meta,
             );
             self.queue.push_back(id);
-        }
-        for (kind, state, n) in &restored.counts_by_kind {
-            let (Some(kind), Some(status)) = (TaskKind::parse(kind), TaskStatus::parse(state))
-            else {
-                continue;
-            };
-            if status.is_terminal() {
-                for _ in 0..*n {
-                    table::count(self.forgotten.of_mut(kind), status);
-                }
-            }
-        }
-        if !restored.pending.is_empty() {
-            tracing::info!(
-                pending = restored.pending.len(),
-                "queued again the tasks an earlier server left pending"
-            );
         }
     }
 

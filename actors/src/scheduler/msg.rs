@@ -156,6 +156,8 @@ pub enum SchedulerMsg {
         /// The message naming spend and cap.
         reason: String,
     },
+    /// Queued tasks of a server of the project that died, adopted by this one: queue them.
+    Adopt(Vec<crate::store::db::TaskRow>),
     /// A new budget window began: work is accepted again (unless something else refuses
     /// it).
     BudgetRenewed,
@@ -228,6 +230,7 @@ impl fmt::Debug for SchedulerMsg {
             SchedulerMsg::BudgetExhausted { .. } => "BudgetExhausted",
             SchedulerMsg::TaskOverBudget { .. } => "TaskOverBudget",
             SchedulerMsg::BudgetRenewed => "BudgetRenewed",
+            SchedulerMsg::Adopt(_) => "Adopt",
             SchedulerMsg::Shutdown(..) => "Shutdown",
         };
         f.write_str(name)

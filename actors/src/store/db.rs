@@ -46,6 +46,17 @@ pub use schema::{
 
 use rows::{CHAIN_COLUMNS, TASK_COLUMNS, chain_from_row, task_from_row};
 
+/// What [`Db::adopt_orphans`] took over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Orphans {
+    /// Queued tasks of dead servers, now this server's, oldest first.
+    pub pending: Vec<TaskRow>,
+    /// Their running tasks, now `interrupted`.
+    pub interrupted: Vec<String>,
+    /// The servers found dead.
+    pub dead_servers: Vec<String>,
+}
+
 /// How long finished task rows are kept in a store file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -217,6 +228,33 @@ impl Db {
     /// Copies the WAL into the database now (passive: it never waits on another server).
     pub fn checkpoint_now(&self) -> rusqlite::Result<()> {
         checkpoint(&self.conn)
+    }
+
+    /// On a shared store, while this server runs: the crash rule for servers of the project
+    /// that died since (their leases free), and their queued tasks adopted into this run.
+    /// Returns the adopted rows (to queue) and the dead servers (whose processes to sweep);
+    /// nothing on a store held alone, where no other server writes.
+    pub fn adopt_orphans(&mut self) -> rusqlite::Result<Orphans> {
+        let Some(path) = self.path.clone().filter(|_| self.lease.is_some()) else {
+            return Ok(Orphans::default());
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let me = self.me.server_id.clone();
+        let mut live = |id: &str| id == me || Lease::alive(&path, id);
+        let taken = schema::take_over_the_dead(&tx, now_ms(), &mut live)?;
+        let adopted = schema::adopt_pending(&tx, &self.me.server_id, &self.me.run_id)?;
+        tx.commit()?;
+        let mut pending = Vec::with_capacity(adopted.len());
+        for id in &adopted {
+            pending.extend(self.task(id)?);
+        }
+        Ok(Orphans {
+            pending,
+            interrupted: taken.interrupted,
+            dead_servers: taken.dead_servers,
+        })
     }
 
     /// This server's lease file on a shared store (the marker its processes carry).

@@ -232,37 +232,43 @@ pub(crate) struct Opener<'a> {
     pub(crate) live: &'a mut dyn FnMut(&str) -> bool,
 }
 
-/// Applies the crash rule in one transaction, picks the run, then reads what the server
-/// starts from.
-///
-/// Servers whose lease is no longer held are dead: their rows leave `servers`. Of the work
-/// no live server owns (a dead one's, or rows written before servers had owners): running
-/// tasks become `interrupted`; so do pending tasks of a chain (the chain's actor is gone);
-/// chains not completed, failed or cancelled become `failed`, their report saying why;
-/// pending tasks without a chain are adopted by this server, in its run, to run again.
-///
-/// The run: the newest run that never ended gracefully and that no live server is in is
-/// continued (its server crashed); otherwise a new one starts.
-pub(crate) fn recover(
-    conn: &mut Connection,
+/// Work no live server owns: its owner is no row of `servers` (it died), or it has none
+/// (written before servers had owners).
+const UNOWNED: &str = "(owner IS NULL OR owner NOT IN (SELECT id FROM servers))";
+
+/// What the crash rule did to the work of servers found dead.
+#[derive(Debug, Default)]
+pub(crate) struct TakenOver {
+    /// Servers whose leases were free: their rows are gone.
+    pub(crate) dead_servers: Vec<String>,
+    /// Their tasks that were running (and their chains' pending steps), now `interrupted`.
+    pub(crate) interrupted: Vec<String>,
+    /// Their chains, now `failed`.
+    pub(crate) chains_interrupted: Vec<String>,
+}
+
+/// The crash rule for servers that are gone, inside `tx`: removes the rows of servers
+/// whose lease `live` says is free; their running tasks and their chains' pending steps
+/// read `interrupted`, their unfinished chains `failed`. Their pending tasks are left for
+/// [`adopt_pending`].
+pub(crate) fn take_over_the_dead(
+    tx: &Connection,
     now_ms: i64,
-    me: Opener<'_>,
-) -> rusqlite::Result<Recovered> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    live: &mut dyn FnMut(&str) -> bool,
+) -> rusqlite::Result<TakenOver> {
     let servers: Vec<String> = tx
         .prepare("SELECT id FROM servers ORDER BY started_at_ms")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut dead_servers = Vec::new();
     for id in servers {
-        if !(me.live)(&id) {
+        if !live(&id) {
             tx.execute("DELETE FROM servers WHERE id = ?1", [&id])?;
             dead_servers.push(id);
         }
     }
-    const UNOWNED: &str = "(owner IS NULL OR owner NOT IN (SELECT id FROM servers))";
     let mut interrupted = ids(
-        &tx,
+        tx,
         &format!("SELECT id FROM tasks WHERE state = 'running' AND {UNOWNED}"),
     )?;
     tx.execute(
@@ -273,7 +279,7 @@ pub(crate) fn recover(
         params![INTERRUPTED_RUNNING, now_ms],
     )?;
     interrupted.extend(ids(
-        &tx,
+        tx,
         &format!(
             "SELECT id FROM tasks WHERE state = 'pending' AND chain_id IS NOT NULL AND {UNOWNED}"
         ),
@@ -312,7 +318,56 @@ pub(crate) fn recover(
         )?;
         chains_interrupted.push(chain.id);
     }
+    Ok(TakenOver {
+        dead_servers,
+        interrupted,
+        chains_interrupted,
+    })
+}
 
+/// Makes the pending tasks no live server owns (outside chains) this server's, in its
+/// run; returns their ids, oldest first.
+pub(crate) fn adopt_pending(
+    tx: &Connection,
+    server_id: &str,
+    run_id: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let adopted = ids(
+        tx,
+        &format!("SELECT id FROM tasks WHERE state = 'pending' AND chain_id IS NULL AND {UNOWNED}"),
+    )?;
+    tx.execute(
+        &format!(
+            "UPDATE tasks SET owner = ?1, run_id = ?2 \
+             WHERE state = 'pending' AND chain_id IS NULL AND {UNOWNED}"
+        ),
+        params![server_id, run_id],
+    )?;
+    Ok(adopted)
+}
+
+/// Applies the crash rule in one transaction, picks the run, then reads what the server
+/// starts from.
+///
+/// Servers whose lease is no longer held are dead: their rows leave `servers`. Of the work
+/// no live server owns (a dead one's, or rows written before servers had owners): running
+/// tasks become `interrupted`; so do pending tasks of a chain (the chain's actor is gone);
+/// chains not completed, failed or cancelled become `failed`, their report saying why;
+/// pending tasks without a chain are adopted by this server, in its run, to run again.
+///
+/// The run: the newest run that never ended gracefully and that no live server is in is
+/// continued (its server crashed); otherwise a new one starts.
+pub(crate) fn recover(
+    conn: &mut Connection,
+    now_ms: i64,
+    me: Opener<'_>,
+) -> rusqlite::Result<Recovered> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let TakenOver {
+        dead_servers,
+        interrupted,
+        chains_interrupted,
+    } = take_over_the_dead(&tx, now_ms, me.live)?;
     let continued: Option<(String, i64)> = tx
         .query_row(
             "SELECT id, started_at_ms FROM runs WHERE ended_at_ms IS NULL \
@@ -341,13 +396,7 @@ pub(crate) fn recover(
             run
         }
     };
-    tx.execute(
-        &format!(
-            "UPDATE tasks SET owner = ?1, run_id = ?2 \
-             WHERE state = 'pending' AND chain_id IS NULL AND {UNOWNED}"
-        ),
-        params![me.server_id, run.id],
-    )?;
+    adopt_pending(&tx, me.server_id, &run.id)?;
     tx.execute(
         "INSERT INTO servers (id, pid, run_id, started_at_ms) VALUES (?1, ?2, ?3, ?4)",
         params![me.server_id, me.pid, run.id, now_ms],

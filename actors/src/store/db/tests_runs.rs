@@ -299,3 +299,36 @@ fn retention_gives_the_freed_pages_back_to_the_file_system() {
     let (db_bytes, _) = db.file_bytes();
     assert!(db_bytes < 1_500_000, "4 MB written, 0.5 MB kept: the file is {db_bytes}");
 }
+
+#[test]
+fn a_live_server_adopts_the_queue_of_one_that_died_and_interrupts_what_it_ran() {
+    let dir = TempDir::new("adopt");
+    let path = dir.path().join("pool.db");
+    let (mut a, _) = Db::open_as(&path, 30, Sharing::Shared).expect("a");
+    let (mut b, rb) = Db::open_as(&path, 31, Sharing::Shared).expect("b");
+    a.apply(&[
+        Write::InsertTask(row("a-queued", "task", None, 1)),
+        Write::InsertTask(row("a-running", "task", None, 2)),
+        Write::Started {
+            id: "a-running".into(),
+            slot: "slot-0".into(),
+            at_ms: 3,
+        },
+    ])
+    .expect("a writes");
+    b.apply(&[Write::InsertTask(row("b-queued", "task", None, 4))])
+        .expect("b writes");
+    // While a lives, b takes nothing.
+    assert_eq!(b.adopt_orphans().expect("adopt"), Orphans::default());
+    drop(a);
+    let orphans = b.adopt_orphans().expect("adopt");
+    let ids: Vec<_> = orphans.pending.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["a-queued"], "its own queue is not adopted again");
+    assert_eq!(orphans.interrupted, ["a-running"]);
+    assert_eq!(orphans.dead_servers.len(), 1);
+    // Now b's, in b's run: a later server of the project leaves it alone while b lives.
+    let (_c, rc) = Db::open_as(&path, 32, Sharing::Shared).expect("c");
+    assert!(rc.pending.is_empty(), "{:?}", rc.pending);
+    assert_ne!(rc.run.id, rb.run.id);
+    assert_eq!(b.adopt_orphans().expect("again"), Orphans::default());
+}
