@@ -112,6 +112,9 @@ pub struct PoolConfig {
     pub max_depth: u32,
     /// The most a job's `allowedTools` may ask for; `None`: no limit.
     pub max_allowed_tools: Option<Vec<String>>,
+    /// Over HTTP: the main token, kept out of every child's environment, and the depth
+    /// tokens each child gets instead (`CLAUDE_POOL_TOKEN`); `None` over stdio.
+    pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
 }
 
 /// Where the durable store lives.
@@ -200,6 +203,7 @@ impl Default for PoolConfig {
             projects_file: None,
             max_depth: 2,
             max_allowed_tools: None,
+            credentials: None,
         }
     }
 }
@@ -234,6 +238,7 @@ impl fmt::Debug for PoolConfig {
             .field("store", &self.store)
             .field("projects_file", &self.projects_file)
             .field("max_depth", &self.max_depth)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -305,6 +310,11 @@ impl PoolConfig {
         }
         env.retain(|(k, _)| !SCRUBBED_ENV.iter().any(|s| k == s) && k != DEPTH_ENV);
         env.push((DEPTH_ENV.into(), (settings.depth + 1).to_string().into()));
+        // The server's HTTP token is never a child's to see.
+        env.retain(|(k, _)| k != crate::credentials::SERVER_TOKEN_ENV);
+        if let Some(c) = &self.credentials {
+            c.child_env(&mut env, settings.depth + 1);
+        }
         SpawnSpec {
             program: self.claude_bin.clone(),
             args,
