@@ -135,7 +135,11 @@ mod tests {
         let one = c.mint(1).expect("a token");
         let two = c.mint(2).expect("a token");
         assert_ne!(one, two);
-        assert_eq!(c.mint(1).as_deref(), Some(one.as_ref()), "minted once per depth");
+        assert_eq!(
+            c.mint(1).as_deref(),
+            Some(one.as_ref()),
+            "minted once per depth"
+        );
         assert_eq!(c.depth_of(b"main-secret"), Some(0));
         assert_eq!(c.depth_of(one.as_bytes()), Some(1));
         assert_eq!(c.depth_of(two.as_bytes()), Some(2));

@@ -637,7 +637,13 @@ mod tests {
         let bearer = format!("Bearer {two}");
         let auth = g.auth(&headers(&[(header::AUTHORIZATION, bearer.as_str())]));
         assert_eq!(auth, Auth::Depth(2));
-        for (claimed, want) in [(None, "2"), (Some("0"), "2"), (Some("1"), "2"), (Some("5"), "5"), (Some("x"), "2")] {
+        for (claimed, want) in [
+            (None, "2"),
+            (Some("0"), "2"),
+            (Some("1"), "2"),
+            (Some("5"), "5"),
+            (Some("x"), "2"),
+        ] {
             let mut h = HeaderMap::new();
             if let Some(c) = claimed {
                 h.insert(DEPTH_HEADER, c.parse().expect("header value"));

@@ -34,7 +34,11 @@ pub enum Source {
 /// The default token file: see the module's documentation. `None` with neither a runtime
 /// directory, a state directory nor a home.
 pub fn default_file() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let dir = var("XDG_RUNTIME_DIR")
         .or_else(|| var("XDG_STATE_HOME"))
         .or_else(|| var("HOME").map(|h| h.join(".local/state")))?;
@@ -74,7 +78,8 @@ fn our_uid() -> Option<u32> {
 
 /// The first line of the token file `path`, after checking that only we can read it.
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
-    let meta = fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let meta =
+        fs::metadata(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     if !meta.is_file() {
         bail!("{what} {} is not a file", path.display());
     }
@@ -95,7 +100,8 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
             path.display()
         );
     }
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
     let token = text.lines().next().unwrap_or_default().trim().to_owned();
     if token.is_empty() {
         bail!("{what} {} is empty", path.display());

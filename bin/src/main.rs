@@ -128,20 +128,25 @@ fn http_options(args: &Args) -> anyhow::Result<Option<claude_pool::http::HttpOpt
         );
         None
     } else {
-        let (token, source) = http_token::resolve(
-            args.http_token.as_deref(),
-            args.http_token_file.as_deref(),
-        )?;
+        let (token, source) =
+            http_token::resolve(args.http_token.as_deref(), args.http_token_file.as_deref())?;
         match &source {
-            http_token::Source::Given => tracing::info!("HTTP clients need the token given (--http-token or CLAUDE_POOL_HTTP_TOKEN)"),
-            http_token::Source::File(f) => tracing::info!(file = %f.display(), "HTTP clients need the token in --http-token-file"),
-            http_token::Source::Reused(f) => tracing::info!(file = %f.display(), "HTTP clients need the token in this file (reused); export CLAUDE_POOL_TOKEN=$(cat <file>)"),
-            http_token::Source::Created(f) => tracing::info!(file = %f.display(), "HTTP clients need the token in this file (new, mode 0600); export CLAUDE_POOL_TOKEN=$(cat <file>)"),
+            http_token::Source::Given => tracing::info!(
+                "HTTP clients need the token given (--http-token or CLAUDE_POOL_HTTP_TOKEN)"
+            ),
+            http_token::Source::File(f) => {
+                tracing::info!(file = %f.display(), "HTTP clients need the token in --http-token-file")
+            }
+            http_token::Source::Reused(f) => {
+                tracing::info!(file = %f.display(), "HTTP clients need the token in this file (reused); export CLAUDE_POOL_TOKEN=$(cat <file>)")
+            }
+            http_token::Source::Created(f) => {
+                tracing::info!(file = %f.display(), "HTTP clients need the token in this file (new, mode 0600); export CLAUDE_POOL_TOKEN=$(cat <file>)")
+            }
         }
-        Some(std::sync::Arc::new(claude_pool::credentials::Credentials::new(
-            &token,
-            own_depth()?,
-        )))
+        Some(std::sync::Arc::new(
+            claude_pool::credentials::Credentials::new(&token, own_depth()?),
+        ))
     };
     let addr = std::net::SocketAddr::new(args.bind, args.port);
     let listener =

@@ -146,7 +146,9 @@ async fn behind_a_token_the_page_asks_for_it_and_its_cookie_opens_only_the_page(
         page.body
     );
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let wrong = browser.request("POST", "/login", &form, "token=guess").await;
+    let wrong = browser
+        .request("POST", "/login", &form, "token=guess")
+        .await;
     assert_eq!(wrong.status, 401, "{wrong:?}");
     assert!(
         wrong.header("set-cookie").is_none(),

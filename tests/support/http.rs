@@ -269,7 +269,9 @@ impl HttpClient {
                 req.push_str(&format!("{k}: {v}\r\n"));
             }
             if let Some(t) = &self.token
-                && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                && !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
             {
                 req.push_str(&format!("Authorization: Bearer {t}\r\n"));
             }

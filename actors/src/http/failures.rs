@@ -125,14 +125,22 @@ mod tests {
         let other: IpAddr = [127, 0, 0, 2].into();
         let t0 = Instant::now();
         for i in 0..limit.max {
-            assert!(!f.failed(ip, t0), "failure {} of {} blocked", i + 1, limit.max);
+            assert!(
+                !f.failed(ip, t0),
+                "failure {} of {} blocked",
+                i + 1,
+                limit.max
+            );
         }
         assert!(f.failed(ip, t0), "failure {} did not block", limit.max + 1);
         assert!(f.blocked(ip, t0 + limit.block - Duration::from_secs(1)));
         assert!(!f.blocked(other, t0), "another address was blocked");
         let after = t0 + limit.block;
         assert!(!f.blocked(ip, after));
-        assert!(!f.failed(ip, after), "counting did not restart after the block");
+        assert!(
+            !f.failed(ip, after),
+            "counting did not restart after the block"
+        );
     }
 
     #[test]

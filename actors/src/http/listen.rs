@@ -36,7 +36,12 @@ use super::HttpLimits;
 pub struct Peer(pub SocketAddr);
 
 /// Serves `app` on `listener` until `stop`; then waits for the open connections to end.
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    stop: CancellationToken,
+) {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let open = Arc::new(Semaphore::new(max));
     loop {
@@ -67,8 +72,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, stop:
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let mut app = app.clone();
-                let mut req =
-                    req.map(|body| Body::new(Timed::new(body, limits.body_timeout)));
+                let mut req = req.map(|body| Body::new(Timed::new(body, limits.body_timeout)));
                 req.extensions_mut().insert(Peer(peer));
                 async move { app.call(req).await }
             });
@@ -93,7 +97,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, stop:
     }
     drop(listener);
     // Every permit back: every connection has ended.
-    let _ = open.acquire_many(u32::try_from(max).unwrap_or(u32::MAX)).await;
+    let _ = open
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
 }
 
 /// The body read did not finish within `--http-body-timeout`.

@@ -141,8 +141,7 @@ pub async fn sweep(activity: Arc<Activity>, manager: Arc<LocalSessionManager>, i
         // from now.
         for id in &live {
             if let Ok(mut map) = activity.map.lock() {
-                map.entry(Arc::from(id.as_str()))
-                    .or_insert_with(Entry::new);
+                map.entry(Arc::from(id.as_str())).or_insert_with(Entry::new);
             }
         }
         for id in activity.idle(idle, Instant::now(), &|id| live.contains(id)) {
@@ -186,10 +185,20 @@ mod tests {
         let a = Arc::new(Activity::default());
         let max = 2;
         let streams: Vec<Stream> = (0..max)
-            .map(|i| a.stream("s", max).unwrap_or_else(|| panic!("stream {i} refused")))
+            .map(|i| {
+                a.stream("s", max)
+                    .unwrap_or_else(|| panic!("stream {i} refused"))
+            })
             .collect();
-        assert!(a.stream("s", max).is_none(), "stream {} passed the cap", max + 1);
-        assert!(a.stream("other", max).is_some(), "another session's cap was taken");
+        assert!(
+            a.stream("s", max).is_none(),
+            "stream {} passed the cap",
+            max + 1
+        );
+        assert!(
+            a.stream("other", max).is_some(),
+            "another session's cap was taken"
+        );
         let idle = Duration::from_secs(5);
         let later = Instant::now() + Duration::from_secs(10);
         assert!(
@@ -197,6 +206,9 @@ mod tests {
             "a session whose only activity is an open stream was not idle"
         );
         drop(streams);
-        assert!(a.stream("s", max).is_some(), "a closed stream still counted");
+        assert!(
+            a.stream("s", max).is_some(),
+            "a closed stream still counted"
+        );
     }
 }
