@@ -39,7 +39,9 @@ pub fn default_file() -> Option<PathBuf> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
+    // A runtime directory is the session manager's to make; one that is not there is none.
     let dir = var("XDG_RUNTIME_DIR")
+        .filter(|d| d.is_dir())
         .or_else(|| var("XDG_STATE_HOME"))
         .or_else(|| var("HOME").map(|h| h.join(".local/state")))?;
     Some(dir.join("claude-pool").join(FILE_NAME))
@@ -67,8 +69,12 @@ pub fn resolve(given: Option<&str>, file: Option<&Path>) -> anyhow::Result<(Stri
     }
     let token = claude_pool::credentials::random_hex(32)
         .context("cannot read random bytes for the HTTP token")?;
-    write(&path, &token)?;
-    Ok((token, Source::Created(path)))
+    if write(&path, &token)? {
+        Ok((token, Source::Created(path)))
+    } else {
+        // Another server made it first: its token is the one.
+        Ok((read(&path, "the HTTP token file")?, Source::Reused(path)))
+    }
 }
 
 /// Our user id: the owner of `/proc/self`, without unsafe code.
@@ -109,8 +115,9 @@ fn read(path: &Path, what: &str) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Writes `token` to `path` (mode 0600, its directory 0700), atomically.
-fn write(path: &Path, token: &str) -> anyhow::Result<()> {
+/// Writes `token` to `path` (mode 0600, its directory 0700), atomically and only if `path`
+/// does not exist yet; `false` when another process made it first.
+fn write(path: &Path, token: &str) -> anyhow::Result<bool> {
     let dir = path
         .parent()
         .context("the token file's path has no directory")?;
@@ -136,6 +143,67 @@ fn write(path: &Path, token: &str) -> anyhow::Result<()> {
     f.write_all(format!("{token}\n").as_bytes())
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(())
+    // A link, unlike a rename, fails when the name exists: two servers starting at once
+    // end up with one token.
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("claude-pool-token-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_first_writer_wins_and_its_file_is_private() {
+        let dir = scratch("write");
+        let path = dir.join("claude-pool").join(FILE_NAME);
+        assert!(
+            write(&path, "first").expect("write"),
+            "the first write made no file"
+        );
+        assert!(
+            !write(&path, "second").expect("write"),
+            "the second write replaced the first"
+        );
+        assert_eq!(read(&path, "t").expect("read"), "first");
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().expect("a directory")), 0o700);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_others_may_read_or_an_empty_one_is_refused() {
+        let dir = scratch("read");
+        fs::create_dir_all(&dir).expect("mkdir");
+        let loose = dir.join("loose");
+        fs::write(&loose, "zq9-secret-value\n").expect("write");
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o604)).expect("chmod");
+        let err = read(&loose, "t")
+            .expect_err("a world-readable file was used")
+            .to_string();
+        assert!(
+            err.contains(&format!("chmod 600 {}", loose.display())),
+            "{err}"
+        );
+        assert!(!err.contains("zq9-secret-value"), "the token was in the message: {err}");
+        let empty = dir.join("empty");
+        fs::write(&empty, "\n").expect("write");
+        fs::set_permissions(&empty, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(read(&empty, "t").is_err(), "an empty token was used");
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -167,6 +167,28 @@ async fn the_token_file_is_private_under_umask_022_and_a_second_start_reuses_it(
 }
 
 #[tokio::test]
+async fn help_names_the_token_file_and_the_opt_out() {
+    let out = tokio::process::Command::new(claude_pool_tests::server_bin())
+        .arg("--help")
+        .output()
+        .await
+        .expect("run claude-pool-server --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "$XDG_RUNTIME_DIR/claude-pool/http-token",
+        "~/.local/state/claude-pool/http-token",
+        "--http-no-auth",
+        "--http-header-timeout",
+        "--http-max-connections",
+    ] {
+        assert!(
+            help.contains(needle),
+            "--help does not name {needle}: {help}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_token_file_readable_by_others_is_refused_with_the_fix() {
     let scratch = Scratch::new("loose-token");
     let given = scratch.join("token");

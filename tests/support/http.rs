@@ -136,6 +136,8 @@ impl HttpServer {
         let scratch = Scratch::new("http");
         let log = scratch.join("server.log");
         let runtime = setup.runtime.clone().unwrap_or_else(|| scratch.join("run"));
+        // A session's runtime directory exists before any program runs in it.
+        std::fs::create_dir_all(&runtime).expect("create the runtime directory");
         let mut cmd = match setup.umask {
             // The shell sets the umask, then becomes the server (same pid).
             Some(mask) => {

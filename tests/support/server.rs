@@ -205,6 +205,9 @@ impl Server {
             .unwrap_or_else(|| scratch.path().to_path_buf());
         let home = base.join("home");
         std::fs::create_dir_all(&home).unwrap();
+        // The runtime directory (where an HTTP server keeps its token file) exists before
+        // the server runs, as a session's does.
+        std::fs::create_dir_all(base.join("run")).unwrap();
         let stderr_path = scratch.join("server.log");
         let fake_log = scratch.join("fake.log");
         let mut cmd = Command::new(crate::server_bin());
