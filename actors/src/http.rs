@@ -512,6 +512,7 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         failures: failures.clone(),
     };
     let metrics = Arc::new(Metrics::start(&pool).await);
+    let metrics_of_refusals = metrics.clone();
     let inflight = InFlight::new();
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
@@ -571,7 +572,7 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         sessions_ct.cancel();
     });
     tracing::info!(addr = ?addr, "serving MCP over HTTP at /mcp");
-    listen::serve(listener, app, options.limits, stop).await;
+    listen::serve(listener, app, options.limits, metrics_of_refusals, stop).await;
     "stopped".into()
 }
 

@@ -199,7 +199,10 @@ mod tests {
             err.contains(&format!("chmod 600 {}", loose.display())),
             "{err}"
         );
-        assert!(!err.contains("zq9-secret-value"), "the token was in the message: {err}");
+        assert!(
+            !err.contains("zq9-secret-value"),
+            "the token was in the message: {err}"
+        );
         let empty = dir.join("empty");
         fs::write(&empty, "\n").expect("write");
         fs::set_permissions(&empty, fs::Permissions::from_mode(0o600)).expect("chmod");

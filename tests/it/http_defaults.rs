@@ -29,11 +29,25 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration, what: &str) {
 
 /// `GET /health` on an open keep-alive connection; its status code.
 async fn health_on(stream: &mut TcpStream, addr: &str) -> u16 {
-    let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    get_on(stream, addr, "/health", None).await.0
+}
+
+/// `GET path` (with `token` as the bearer) on an open keep-alive connection; its status code
+/// and body.
+async fn get_on(
+    stream: &mut TcpStream,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\n");
     stream.write_all(req.as_bytes()).await.expect("send");
     within(
         Duration::from_secs(30),
-        "a /health answer on the kept connection",
+        "an answer on the kept connection",
         async {
             let mut got = Vec::new();
             let mut buf = [0u8; 4096];
@@ -59,11 +73,13 @@ async fn health_on(stream: &mut TcpStream, addr: &str) -> u16 {
                     .and_then(|v| v.parse().ok())
                     .expect("a content-length");
                 if got.len() >= end + 4 + length {
-                    return text
+                    let status = text
                         .split_whitespace()
                         .nth(1)
                         .and_then(|c| c.parse().ok())
                         .expect("a status code");
+                    let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]);
+                    return (status, body.into_owned());
                 }
             }
         },
@@ -292,6 +308,13 @@ async fn connections_past_the_cap_are_closed_at_once_while_health_still_answers(
         health_on(&mut kept, &server.addr).await,
         200,
         "/health on a connection within the cap, with the cap reached"
+    );
+    let (status, metrics) =
+        get_on(&mut kept, &server.addr, "/metrics", server.token.as_deref()).await;
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("claude_pool_http_connections_refused_total 1\n"),
+        "the one connection past the cap must be counted: {metrics}"
     );
     drop(held);
     server.stop().await;

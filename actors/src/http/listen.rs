@@ -30,16 +30,19 @@ use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
 use super::HttpLimits;
+use crate::metrics::Metrics;
 
 /// The peer of a request's connection (a request extension), for the failure limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
 /// Serves `app` on `listener` until `stop`; then waits for the open connections to end.
+/// Connections refused past the cap are counted in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -64,6 +67,7 @@ pub async fn serve(
         let Ok(permit) = open.clone().try_acquire_owned() else {
             tracing::debug!(peer = %peer, "closing an HTTP connection: --http-max-connections are open");
             drop(stream);
+            metrics.http_connection_refused();
             continue;
         };
         let _ = stream.set_nodelay(true);
