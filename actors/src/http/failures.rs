@@ -34,17 +34,23 @@ impl Default for FailureLimit {
 /// The addresses remembered at most; past it, the ones with nothing left to remember go.
 const MAX_PEERS: usize = 4096;
 
+/// One address's record.
 #[derive(Debug)]
 struct Entry {
+    /// The start of the window its failures are counted in.
     since: Instant,
+    /// Its failures in that window.
     count: u32,
+    /// Until when it gets 429, once it failed too often.
     blocked_until: Option<Instant>,
 }
 
 /// The failures of each peer address (shared by the guard and `/login`).
 #[derive(Debug, Default)]
 pub struct Failures {
+    /// What trips a block, and for how long.
     limit: FailureLimit,
+    /// Each address's record (a plain mutex: held for a map lookup, never across an await).
     map: Mutex<HashMap<IpAddr, Entry>>,
 }
 

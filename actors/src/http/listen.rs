@@ -113,7 +113,9 @@ struct BodyTimedOut;
 
 /// A request body with a deadline for all of it.
 struct Timed {
+    /// The body as hyper reads it.
     inner: Incoming,
+    /// When the whole body must have arrived (armed when the headers did).
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
