@@ -121,6 +121,9 @@ pub struct PoolConfig {
     /// Set by the pool when it opens its store: the marker every process it starts
     /// carries (`crate::process::leftovers`). Not for callers to set.
     pub process_marker: Option<PathBuf>,
+    /// Over HTTP: the main token, kept out of every child's environment, and the depth
+    /// tokens each child gets instead (`CLAUDE_POOL_TOKEN`); `None` over stdio.
+    pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
 }
 
 /// What the dollar budget caps.
@@ -361,6 +364,7 @@ impl Default for PoolConfig {
             projects_file: None,
             max_depth: 2,
             max_allowed_tools: None,
+            credentials: None,
         }
     }
 }
@@ -395,6 +399,7 @@ impl fmt::Debug for PoolConfig {
             .field("store", &self.store)
             .field("projects_file", &self.projects_file)
             .field("max_depth", &self.max_depth)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -466,6 +471,11 @@ impl PoolConfig {
         }
         env.retain(|(k, _)| !SCRUBBED_ENV.iter().any(|s| k == s) && k != DEPTH_ENV);
         env.push((DEPTH_ENV.into(), (settings.depth + 1).to_string().into()));
+        // The server's HTTP token is never a child's to see.
+        env.retain(|(k, _)| k != crate::credentials::SERVER_TOKEN_ENV);
+        if let Some(c) = &self.credentials {
+            c.child_env(&mut env, settings.depth + 1);
+        }
         SpawnSpec {
             program: self.claude_bin.clone(),
             args,

@@ -2,14 +2,23 @@
 //! `GET /metrics` ([`crate::metrics`]), and the live status page `GET /` ([`page`]).
 //!
 //! Safe by default: the listener is whatever the binary bound (loopback unless told
-//! otherwise, and a non-loopback bind needs a token); every request's `Host` must be a
-//! loopback name or one of the configured hosts, and a present `Origin` must match one of
-//! them, else 403 before any MCP processing; with a token, every request needs
-//! `Authorization: Bearer <token>` (compared in constant time, never logged), else 401.
-//! Bodies are bounded (413), and so are open sessions (503); a session with no request open
-//! for `--http-session-idle` (5 minutes) is closed ([`sessions`]), never one under a call. A call that answers at once gets its answer as one
-//! JSON body rather than an event stream ([`oneshot`]). Each client gets its own MCP session; they all share the pool,
-//! and one client's long `pool_run` never delays another's calls.
+//! otherwise); every request's `Host` must be a loopback name or one of the configured
+//! hosts, and a present `Origin` must match one of them, else 403 before any MCP processing;
+//! every request but `GET /health` needs `Authorization: Bearer <token>` — the main token or
+//! a depth token ([`crate::credentials`]), compared in constant time, never logged — else 401
+//! (the page also takes its cookie, [`login`]); only `--http-no-auth` (loopback only) lifts
+//! that. Wrong tokens are limited per peer address (429, [`failures`]). Connections are
+//! bounded, and so are the time a request's headers and body may take ([`listen`]). Bodies
+//! are bounded (413), and so are open sessions (503) and event streams per session (429); a
+//! session with no request open for `--http-session-idle` (5 minutes) is closed
+//! ([`sessions`]), never one under a call, whatever event streams it holds. A call that
+//! answers at once gets its answer as one JSON body rather than an event stream
+//! ([`oneshot`]). Each client gets its own MCP session; they all share the pool, and one
+//! client's long `pool_run` never delays another's calls.
+//!
+//! The recursion depth of a request is the one its token says (the main token: the
+//! server's own); an `x-mcp-depth` header may raise it, never lower it. Without
+//! authentication the header alone says it, which is then advisory.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,14 +32,19 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+mod failures;
 mod inflight;
 mod legacy_tasks;
+mod listen;
 mod login;
 mod oneshot;
 mod page;
 mod sessions;
 
-use crate::mcp::PoolServer;
+pub use failures::FailureLimit;
+
+use crate::credentials::{Credentials, same};
+use crate::mcp::{DEPTH_HEADER, PoolServer};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use inflight::InFlight;
@@ -41,19 +55,50 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How long a graceful shutdown waits for the MCP calls in flight to answer.
 pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Bounds on connections and on how slowly a client may send (see [`listen`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// How long a request's headers may take to arrive, counted from when the connection
+    /// waits for a request (so also how long a keep-alive connection may idle).
+    pub header_timeout: std::time::Duration,
+    /// How long a request's body may take to arrive after its headers.
+    pub body_timeout: std::time::Duration,
+    /// The most connections open at once; one more is closed before it is read.
+    pub max_connections: usize,
+    /// The most event streams (`GET /mcp`) one session may hold open; one more gets 429.
+    pub max_streams_per_session: usize,
+    /// Wrong tokens per peer address before 429.
+    pub failures: FailureLimit,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            max_connections: 512,
+            max_streams_per_session: 4,
+            failures: FailureLimit::default(),
+        }
+    }
+}
+
 /// How the HTTP front-end serves.
 #[derive(Clone)]
 pub struct HttpOptions {
     /// The bound listener.
     pub listener: Arc<std::net::TcpListener>,
-    /// Required as `Authorization: Bearer <token>` when set.
-    pub token: Option<String>,
+    /// The main token and the depth tokens, one of which every request but `/health` must
+    /// present as `Authorization: Bearer <token>`; `None` only with `--http-no-auth`.
+    pub credentials: Option<Arc<Credentials>>,
     /// Host names accepted besides the loopback ones (for a non-loopback bind).
     pub allowed_hosts: Vec<String>,
     /// The most MCP sessions open at once; a client opening one more gets 503.
     pub max_sessions: usize,
     /// A session with no request open for this long is closed.
     pub session_idle: std::time::Duration,
+    /// Connection and timing bounds.
+    pub limits: HttpLimits,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -61,22 +106,43 @@ impl std::fmt::Debug for HttpOptions {
         // The token is a secret: say only whether there is one.
         f.debug_struct("HttpOptions")
             .field("listener", &self.listener.local_addr().ok())
-            .field("token", &self.token.is_some())
+            .field("credentials", &self.credentials)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("max_sessions", &self.max_sessions)
             .field("session_idle", &self.session_idle)
+            .field("limits", &self.limits)
             .finish()
     }
 }
 
+/// What every request passes through before a handler sees it.
 #[derive(Clone)]
 struct Guard {
-    token: Option<Arc<[u8]>>,
+    /// The tokens; `None` with `--http-no-auth`.
+    credentials: Option<Arc<Credentials>>,
+    /// Accepted `Host` values (and `Origin` hosts).
     hosts: Arc<Vec<String>>,
+    /// The listening port, which a same-site `Origin` carries.
     port: u16,
+    /// The session manager and the most sessions it may hold.
     sessions: Option<(Arc<LocalSessionManager>, usize)>,
     /// What the page's cookie holds ([`login`]).
     page_key: Arc<str>,
+    /// Wrong tokens per peer address.
+    failures: Arc<failures::Failures>,
+}
+
+/// What a request's `Authorization` says.
+#[derive(Debug, PartialEq, Eq)]
+enum Auth {
+    /// Authentication is off (`--http-no-auth`).
+    Off,
+    /// A token of this server, standing for this depth.
+    Depth(u32),
+    /// No bearer token at all.
+    Missing,
+    /// A bearer token this server never issued.
+    Wrong,
 }
 
 /// The hosts every server answers to, with and without its port.
@@ -89,15 +155,6 @@ fn loopback_hosts(port: u16, extra: &[String]) -> Vec<String> {
     let with_port: Vec<String> = hosts.iter().map(|h| format!("{h}:{port}")).collect();
     hosts.extend(with_port);
     hosts
-}
-
-/// Equal without revealing where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
 }
 
 fn refuse(status: StatusCode, text: &'static str) -> Response {
@@ -138,27 +195,54 @@ impl Guard {
         }
     }
 
-    fn token_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(want) = &self.token else {
-            return true;
+    fn auth(&self, headers: &HeaderMap) -> Auth {
+        let Some(credentials) = &self.credentials else {
+            return Auth::Off;
         };
         let Some(got) = headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
         else {
-            return false;
+            return Auth::Missing;
         };
         match got.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                same(token.trim().as_bytes(), want)
+                match credentials.depth_of(token.trim().as_bytes()) {
+                    Some(depth) => Auth::Depth(depth),
+                    None => Auth::Wrong,
+                }
             }
-            _ => false,
+            _ => Auth::Missing,
         }
     }
 }
 
+/// Sets the request's depth header to what its token says, unless the header says more.
+fn set_depth(headers: &mut HeaderMap, depth: u32) {
+    let claimed = headers
+        .get(DEPTH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    if claimed.is_none_or(|c| c < depth) {
+        headers.insert(DEPTH_HEADER, axum::http::HeaderValue::from(depth));
+    }
+}
+
+/// The 429 an address gets once it has failed too often.
+fn too_many_failures(limit: FailureLimit) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            (header::RETRY_AFTER, limit.block.as_secs().max(1).to_string()),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+        ],
+        "Too Many Requests: too many wrong tokens from this address; wait and retry with the right one\n",
+    )
+        .into_response()
+}
+
 /// DNS-rebinding protection and authentication, before anything else sees the request.
-async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
     if !g.host_ok(req.headers()) {
         tracing::warn!("refused a request with a foreign Host (403)");
         return refuse(
@@ -173,19 +257,15 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
             "Forbidden: the Origin is not allowed\n",
         );
     }
-    if let Some((manager, max)) = &g.sessions
-        && req.method() == axum::http::Method::POST
-        && !req.headers().contains_key("mcp-session-id")
-        && manager.sessions.read().await.len() >= *max
-    {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable: too many MCP sessions are open (--http-max-sessions); close one or retry later\n",
-        );
+    let get = req.method() == axum::http::Method::GET;
+    if get && req.uri().path() == "/health" {
+        return next.run(req).await; // liveness is no secret
     }
-    if !g.token_ok(req.headers()) {
+    let auth = g.auth(req.headers());
+    if let Auth::Depth(depth) = auth {
+        set_depth(req.headers_mut(), depth);
+    } else if auth != Auth::Off {
         let path = req.uri().path();
-        let get = req.method() == axum::http::Method::GET;
         if path == "/login" && req.method() == axum::http::Method::POST {
             return next.run(req).await; // where the token is presented
         }
@@ -195,6 +275,20 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
                 .is_some_and(|c| same(c.as_bytes(), g.page_key.as_bytes()))
         {
             return next.run(req).await;
+        }
+        if auth == Auth::Wrong {
+            let peer = req.extensions().get::<listen::Peer>().map(|p| p.0.ip());
+            if let Some(ip) = peer {
+                let now = std::time::Instant::now();
+                if g.failures.blocked(ip, now) {
+                    return too_many_failures(g.failures.limit());
+                }
+                tracing::warn!(peer = %ip, path, "refused a request with a wrong bearer token (401)");
+                if g.failures.failed(ip, now) {
+                    tracing::warn!(peer = %ip, "too many wrong tokens from one address: 429 for a while");
+                    return too_many_failures(g.failures.limit());
+                }
+            }
         }
         if get && path == "/" {
             return login::form(StatusCode::UNAUTHORIZED, "This pool needs its token.");
@@ -209,6 +303,16 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
         )
             .into_response();
     }
+    if let Some((manager, max)) = &g.sessions
+        && req.method() == axum::http::Method::POST
+        && !req.headers().contains_key("mcp-session-id")
+        && manager.sessions.read().await.len() >= *max
+    {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: too many MCP sessions are open (--http-max-sessions); close one or retry later\n",
+        );
+    }
     next.run(req).await
 }
 
@@ -219,25 +323,47 @@ async fn not_found() -> Response {
     )
 }
 
+/// What the handlers share.
 #[derive(Clone)]
 struct App {
+    /// The pool served.
     pool: Pool,
+    /// The `/metrics` registry.
     metrics: Arc<Metrics>,
     /// The token, and the key its cookie holds.
-    login: Option<(Arc<[u8]>, Arc<str>)>,
+    login: Option<(Arc<Credentials>, Arc<str>)>,
+    /// Wrong tokens per peer address (a wrong login is one).
+    failures: Arc<failures::Failures>,
 }
 
 /// `POST /login`: the page's form presents the token; the right one gets the cookie.
-async fn sign_in(State(app): State<App>, body: axum::body::Bytes) -> Response {
-    let Some((want, key)) = &app.login else {
+async fn sign_in(
+    State(app): State<App>,
+    peer: Option<axum::Extension<listen::Peer>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some((credentials, key)) = &app.login else {
         return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     };
+    let ip = peer.map(|p| p.0.0.ip());
+    let now = std::time::Instant::now();
+    if ip.is_some_and(|ip| app.failures.blocked(ip, now)) {
+        return too_many_failures(app.failures.limit());
+    }
     match login::token_of(&body) {
-        Some(got) if same(&got, want) => login::signed_in(key),
-        _ => login::form(
-            StatusCode::UNAUTHORIZED,
-            "That is not the token this server was started with.",
-        ),
+        Some(got) if same(&got, credentials.main()) => login::signed_in(key),
+        _ => {
+            if let Some(ip) = ip {
+                tracing::warn!(peer = %ip, "refused a page login with a wrong token (401)");
+                if app.failures.failed(ip, now) {
+                    return too_many_failures(app.failures.limit());
+                }
+            }
+            login::form(
+                StatusCode::UNAUTHORIZED,
+                "That is not the token this server was started with.",
+            )
+        }
     }
 }
 
@@ -375,21 +501,27 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         manager.clone(),
         config,
     );
-    let token: Option<Arc<[u8]>> = options.token.map(|t| Arc::from(t.into_bytes()));
     let page_key: Arc<str> = Arc::from(login::page_key());
+    let failures = Arc::new(failures::Failures::new(options.limits.failures));
     let g = Guard {
-        token: token.clone(),
+        credentials: options.credentials.clone(),
         hosts: Arc::new(hosts),
         port,
         sessions: Some((manager, options.max_sessions.max(1))),
         page_key: page_key.clone(),
+        failures: failures.clone(),
     };
     let metrics = Arc::new(Metrics::start(&pool).await);
+    let metrics_of_refusals = metrics.clone();
     let inflight = InFlight::new();
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
-            (inflight.clone(), activity),
+            (
+                inflight.clone(),
+                activity,
+                options.limits.max_streams_per_session.max(1),
+            ),
             oneshot::layer,
         ))
         .layer(middleware::from_fn_with_state(
@@ -408,7 +540,8 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         .with_state(App {
             pool,
             metrics: metrics.clone(),
-            login: token.map(|t| (t, page_key)),
+            login: options.credentials.map(|c| (c, page_key)),
+            failures,
         })
         .layer(middleware::from_fn_with_state(g, guard))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -439,13 +572,8 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         sessions_ct.cancel();
     });
     tracing::info!(addr = ?addr, "serving MCP over HTTP at /mcp");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    match served {
-        Ok(()) => "stopped".into(),
-        Err(e) => format!("the HTTP server ended: {e}"),
-    }
+    listen::serve(listener, app, options.limits, metrics_of_refusals, stop).await;
+    "stopped".into()
 }
 
 #[cfg(test)]
@@ -454,11 +582,12 @@ mod tests {
 
     fn guard(token: Option<&str>) -> Guard {
         Guard {
-            token: token.map(|t| Arc::from(t.as_bytes())),
+            credentials: token.map(|t| Arc::new(Credentials::new(t, 0))),
             hosts: Arc::new(loopback_hosts(3101, &[])),
             port: 3101,
             sessions: None,
             page_key: Arc::from("k"),
+            failures: Arc::default(),
         }
     }
 
@@ -488,13 +617,44 @@ mod tests {
     #[test]
     fn a_token_is_required_with_the_bearer_scheme_and_compared_whole() {
         let g = guard(Some("s3cret"));
-        assert!(g.token_ok(&headers(&[(header::AUTHORIZATION, "Bearer s3cret")])));
-        assert!(g.token_ok(&headers(&[(header::AUTHORIZATION, "bearer s3cret")])));
-        assert!(!g.token_ok(&HeaderMap::new()));
-        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "Bearer s3cre")])));
-        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "Bearer s3cretX")])));
-        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "s3cret")])));
-        assert!(!g.token_ok(&headers(&[(header::AUTHORIZATION, "Basic s3cret")])));
-        assert!(guard(None).token_ok(&HeaderMap::new()));
+        let auth = |v: &str| g.auth(&headers(&[(header::AUTHORIZATION, v)]));
+        assert_eq!(auth("Bearer s3cret"), Auth::Depth(0));
+        assert_eq!(auth("bearer s3cret"), Auth::Depth(0));
+        assert_eq!(g.auth(&HeaderMap::new()), Auth::Missing);
+        assert_eq!(auth("Bearer s3cre"), Auth::Wrong);
+        assert_eq!(auth("Bearer s3cretX"), Auth::Wrong);
+        assert_eq!(auth("s3cret"), Auth::Missing);
+        assert_eq!(auth("Basic s3cret"), Auth::Missing);
+        assert_eq!(guard(None).auth(&HeaderMap::new()), Auth::Off);
+    }
+
+    #[test]
+    fn a_depth_token_sets_its_depth_and_a_header_may_only_raise_it() {
+        let g = guard(Some("s3cret"));
+        let Some(credentials) = g.credentials.clone() else {
+            panic!("the guard has no credentials");
+        };
+        let two = credentials.mint(2).expect("a depth token");
+        let bearer = format!("Bearer {two}");
+        let auth = g.auth(&headers(&[(header::AUTHORIZATION, bearer.as_str())]));
+        assert_eq!(auth, Auth::Depth(2));
+        for (claimed, want) in [
+            (None, "2"),
+            (Some("0"), "2"),
+            (Some("1"), "2"),
+            (Some("5"), "5"),
+            (Some("x"), "2"),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(c) = claimed {
+                h.insert(DEPTH_HEADER, c.parse().expect("header value"));
+            }
+            set_depth(&mut h, 2);
+            assert_eq!(
+                h.get(DEPTH_HEADER).and_then(|v| v.to_str().ok()),
+                Some(want),
+                "claimed {claimed:?}"
+            );
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod chain;
 pub mod chains;
 pub mod config;
 pub mod context;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod frontend;

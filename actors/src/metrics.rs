@@ -47,6 +47,8 @@ pub struct Metrics {
     api_errors: Counter,
     restarts: Family<Labels, Counter>,
     http: Family<Labels, Counter>,
+    /// Connections closed unread because `--http-max-connections` were open.
+    refused_connections: Counter,
     /// Terminal tasks recorded (plus those that ended before recording began), so a scrape
     /// can wait until every task `pool_status` counts has been recorded.
     seen: Arc<AtomicU64>,
@@ -74,6 +76,7 @@ impl Metrics {
             api_errors: Counter::default(),
             restarts: Family::default(),
             http: Family::default(),
+            refused_connections: Counter::default(),
         };
         let pool = pool.clone();
         let rec = m.clone();
@@ -148,6 +151,11 @@ impl Metrics {
         self.http
             .get_or_create(&labels(&[("status", &status.to_string())]))
             .inc();
+    }
+
+    /// Counts one connection closed unread past the connection cap.
+    pub fn http_connection_refused(&self) {
+        self.refused_connections.inc();
     }
 
     /// Waits (at most a second) until every task `status` counts as ended is recorded.
@@ -282,6 +290,11 @@ impl Metrics {
             "http_requests",
             "HTTP responses by status",
             self.http.clone(),
+        );
+        reg.register(
+            "http_connections_refused",
+            "HTTP connections closed unread because --http-max-connections were open",
+            self.refused_connections.clone(),
         );
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {

@@ -51,6 +51,8 @@ pub(crate) async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .arg(dir)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // The repository's hooks run under it: they get none of the server's secrets.
+        .env_remove(crate::credentials::SERVER_TOKEN_ENV)
         .stdin(std::process::Stdio::null())
         .output()
         .await

@@ -165,7 +165,10 @@ pub struct Args {
     pub(crate) allowed_tools: Option<Vec<String>>,
 
     /// Serve MCP over Streamable HTTP at /mcp (and GET /health) instead of stdio; many
-    /// clients share the pool.
+    /// clients share the pool. Every request but GET /health needs `Authorization: Bearer
+    /// <token>`; with no token given, the token is in $XDG_RUNTIME_DIR/claude-pool/http-token
+    /// (else $XDG_STATE_HOME/claude-pool/http-token, else ~/.local/state/claude-pool/http-token),
+    /// made (mode 0600) when absent and reused when present.
     #[arg(long)]
     pub(crate) http: bool,
 
@@ -173,17 +176,41 @@ pub struct Args {
     #[arg(long, env = "CLAUDE_MCP_PORT", default_value_t = 3101)]
     pub(crate) port: u16,
 
-    /// The address to listen on; anything but loopback needs --http-token.
+    /// The address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1")]
     pub(crate) bind: std::net::IpAddr,
 
-    /// Require `Authorization: Bearer <token>` on every HTTP request.
+    /// The HTTP token (`Authorization: Bearer <token>`). Prefer --http-token-file or the
+    /// environment: a command line is visible to every user in `ps`.
     #[arg(long, env = "CLAUDE_POOL_HTTP_TOKEN", hide_env_values = true)]
     pub(crate) http_token: Option<String>,
 
-    /// Read the HTTP token from this file (its first line).
+    /// Read the HTTP token from this file (its first line); it must be yours and mode 0600.
+    /// Default: the token file named under --http.
     #[arg(long, conflicts_with = "http_token")]
     pub(crate) http_token_file: Option<PathBuf>,
+
+    /// Serve HTTP without any token (loopback --bind only): any local user can then drive
+    /// the pool, and the recursion depth is whatever x-mcp-depth says.
+    #[arg(long, conflicts_with_all = ["http_token", "http_token_file"])]
+    pub(crate) http_no_auth: bool,
+
+    /// How long an HTTP request's headers may take, counted from when the connection waits
+    /// for one (so also how long an idle keep-alive connection stays open).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) http_header_timeout: Duration,
+
+    /// How long an HTTP request's body may take after its headers.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) http_body_timeout: Duration,
+
+    /// The most HTTP connections open at once; one more is closed at once, unread.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) http_max_connections: u64,
+
+    /// The most event streams (GET /mcp) one MCP session may hold open; one more gets 429.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(crate) http_max_streams: u64,
 
     /// The most MCP sessions open at once over HTTP; one more gets 503.
     #[arg(long, default_value_t = 256)]

@@ -13,6 +13,7 @@ use claude_pool::{
 use tokio::signal::unix::{SignalKind, signal};
 
 mod args;
+mod http_token;
 
 use args::Args;
 
@@ -109,41 +110,60 @@ fn resolve_program(program: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// With `--http`: the bound listener and its rules. A non-loopback address needs a token.
+/// With `--http`: the bound listener and its rules. Authentication is on unless
+/// `--http-no-auth`, which only a loopback address may have.
 fn http_options(args: &Args) -> anyhow::Result<Option<claude_pool::http::HttpOptions>> {
     if !args.http {
         return Ok(None);
     }
-    let token = match &args.http_token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read --http-token-file {}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-        ),
-        None => args.http_token.clone(),
-    };
-    if token.as_deref().is_some_and(str::is_empty) {
-        bail!("the HTTP token is empty");
-    }
-    if !args.bind.is_loopback() && token.is_none() {
-        bail!(
-            "--bind {} is reachable from other machines: give --http-token (or --http-token-file) so that only your clients can use the pool",
-            args.bind
+    let credentials = if args.http_no_auth {
+        if !args.bind.is_loopback() {
+            bail!(
+                "--http-no-auth with --bind {}: the pool would be open to other machines; drop --http-no-auth (the server then makes a token) or bind to 127.0.0.1",
+                args.bind
+            );
+        }
+        tracing::warn!(
+            "--http-no-auth: any local user can drive the pool over HTTP, and x-mcp-depth alone says a request's depth"
         );
-    }
+        None
+    } else {
+        let (token, source) =
+            http_token::resolve(args.http_token.as_deref(), args.http_token_file.as_deref())?;
+        match &source {
+            http_token::Source::Given => tracing::info!(
+                "HTTP clients need the token given (--http-token or CLAUDE_POOL_HTTP_TOKEN)"
+            ),
+            http_token::Source::File(f) => {
+                tracing::info!(file = %f.display(), "HTTP clients need the token in --http-token-file")
+            }
+            http_token::Source::Reused(f) => {
+                tracing::info!(file = %f.display(), "HTTP clients need the token in this file (reused); export CLAUDE_POOL_TOKEN=$(cat <file>)")
+            }
+            http_token::Source::Created(f) => {
+                tracing::info!(file = %f.display(), "HTTP clients need the token in this file (new, mode 0600); export CLAUDE_POOL_TOKEN=$(cat <file>)")
+            }
+        }
+        Some(std::sync::Arc::new(
+            claude_pool::credentials::Credentials::new(&token, own_depth()?),
+        ))
+    };
     let addr = std::net::SocketAddr::new(args.bind, args.port);
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     Ok(Some(claude_pool::http::HttpOptions {
         listener: std::sync::Arc::new(listener),
-        token,
+        credentials,
         allowed_hosts: args.allowed_hosts.clone(),
         max_sessions: args.http_max_sessions,
         session_idle: args.http_session_idle,
+        limits: claude_pool::http::HttpLimits {
+            header_timeout: args.http_header_timeout,
+            body_timeout: args.http_body_timeout,
+            max_connections: usize::try_from(args.http_max_connections).unwrap_or(usize::MAX),
+            max_streams_per_session: usize::try_from(args.http_max_streams).unwrap_or(usize::MAX),
+            ..claude_pool::http::HttpLimits::default()
+        },
     }))
 }
 
@@ -180,6 +200,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let transport = match http_options(&args)? {
         Some(options) => FrontendTransport::Http(options),
         None => FrontendTransport::Stdio,
+    };
+    // Over HTTP, children get depth tokens and never the main token.
+    let credentials = match &transport {
+        FrontendTransport::Http(o) => o.credentials.clone(),
+        _ => None,
     };
     let config = PoolConfig {
         slots: usize::from(args.slots),
@@ -229,6 +254,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             window: args.restart_window,
             ..RestartPolicy::SLOT_DEFAULT
         },
+        credentials,
         ..PoolConfig::default()
     };
     let store = config

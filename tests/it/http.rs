@@ -71,10 +71,11 @@ async fn the_listener_is_bound_to_loopback_by_default() {
 }
 
 #[tokio::test]
-async fn a_non_loopback_bind_without_a_token_is_refused() {
+async fn no_auth_on_a_non_loopback_bind_is_refused() {
     let err = start_refused(
         &[
             "--http",
+            "--http-no-auth",
             "--bind",
             "0.0.0.0",
             "--port",
@@ -85,12 +86,16 @@ async fn a_non_loopback_bind_without_a_token_is_refused() {
         &[],
     )
     .await;
-    assert!(err.contains("--http-token"), "{err}");
+    assert!(
+        err.contains("--http-no-auth") && err.contains("0.0.0.0"),
+        "the refusal must name the flag and the address: {err}"
+    );
 }
 
 #[tokio::test]
 async fn with_a_token_every_request_needs_it_as_a_bearer() {
     let server = HttpServer::start(1, &["--http-token", "s3cret-token"]).await;
+    let anon = server.anonymous();
     let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": { "protocolVersion": "2025-06-18", "capabilities": {},
                     "clientInfo": { "name": "t", "version": "1" } } });
@@ -101,15 +106,13 @@ async fn with_a_token_every_request_needs_it_as_a_bearer() {
         Some("Basic s3cret-token"),
     ] {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
-        let r = server.post(None, &headers, &init).await;
+        let r = anon.post(None, &headers, &init).await;
         assert_eq!(r.status, 401, "{auth:?}: {r:?}");
         assert!(
             !server_log_has(&server, "s3cret-token"),
             "the token was logged"
         );
     }
-    let health = server.request("GET", "/health", &[], "").await;
-    assert_eq!(health.status, 401);
     let auth = [("Authorization", "Bearer s3cret-token")];
     let session = server.session(&auth).await;
     let r = server
@@ -124,13 +127,21 @@ async fn with_a_token_every_request_needs_it_as_a_bearer() {
         r["result"]["structuredContent"]["output"], "over http",
         "{r}"
     );
+    // Liveness needs no token: an answer (ready or, with the slot between tasks, not yet),
+    // never a refusal.
+    let health = anon.request("GET", "/health", &[], "").await;
+    assert!(health.status == 200 || health.status == 503, "{health:?}");
+    let h: serde_json::Value = serde_json::from_str(&health.body).expect("the health JSON");
+    assert_eq!(h["slots_total"], 1, "{h}");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn behind_a_token_the_page_asks_for_it_and_its_cookie_opens_only_the_page() {
     let server = HttpServer::start(1, &["--http-token", "s3cret+token"]).await;
-    let page = server.request("GET", "/", &[], "").await;
+    // A browser: no bearer token.
+    let browser = server.anonymous();
+    let page = browser.request("GET", "/", &[], "").await;
     assert_eq!(page.status, 401, "{page:?}");
     assert!(
         page.body.contains("<form") && page.body.contains("action=\"/login\""),
@@ -138,14 +149,16 @@ async fn behind_a_token_the_page_asks_for_it_and_its_cookie_opens_only_the_page(
         page.body
     );
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let wrong = server.request("POST", "/login", &form, "token=guess").await;
+    let wrong = browser
+        .request("POST", "/login", &form, "token=guess")
+        .await;
     assert_eq!(wrong.status, 401, "{wrong:?}");
     assert!(
         wrong.header("set-cookie").is_none(),
         "a wrong token got a cookie"
     );
     // `+` is a space in a form body: the token's own plus sign arrives escaped.
-    let right = server
+    let right = browser
         .request("POST", "/login", &form, "token=s3cret%2Btoken")
         .await;
     assert_eq!(right.status, 303, "{right:?}");
@@ -158,10 +171,10 @@ async fn behind_a_token_the_page_asks_for_it_and_its_cookie_opens_only_the_page(
     let pair = set.split(';').next().expect("name=value").to_owned();
     let cookie = [("Cookie", pair.as_str())];
     for path in ["/", "/status.json"] {
-        let r = server.request("GET", path, &cookie, "").await;
+        let r = browser.request("GET", path, &cookie, "").await;
         assert_eq!(r.status, 200, "{path} with the cookie: {r:?}");
     }
-    let status = server.request("GET", "/status.json", &cookie, "").await;
+    let status = browser.request("GET", "/status.json", &cookie, "").await;
     let v: serde_json::Value = serde_json::from_str(&status.body).expect("status JSON");
     assert_eq!(
         v["status"]["slots"].as_array().map(Vec::len),
@@ -169,13 +182,13 @@ async fn behind_a_token_the_page_asks_for_it_and_its_cookie_opens_only_the_page(
         "{v}"
     );
     // The cookie acts on nothing: MCP and metrics still need the bearer token.
-    for (method, path) in [("POST", "/mcp"), ("GET", "/metrics"), ("GET", "/health")] {
-        let r = server.request(method, path, &cookie, "{}").await;
+    for (method, path) in [("POST", "/mcp"), ("GET", "/metrics")] {
+        let r = browser.request(method, path, &cookie, "{}").await;
         assert_eq!(r.status, 401, "{method} {path} with only the cookie: {r:?}");
     }
     let forged = [("Cookie", "claude_pool_page=0000")];
     assert_eq!(
-        server
+        browser
             .request("GET", "/status.json", &forged, "")
             .await
             .status,

@@ -20,6 +20,7 @@ mod fake_cli;
 mod fanout;
 mod faults;
 mod http;
+mod http_defaults;
 mod idle;
 mod jobs;
 mod mcp;

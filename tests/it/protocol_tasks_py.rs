@@ -36,7 +36,7 @@ fn url(server: &Server) -> &str {
 async fn session(opts: ServerOptions) -> Option<(Server, PyClient)> {
     let python = mcp_python()?;
     let server = Server::start(opts).await;
-    let py = PyClient::http(&python, url(&server)).await;
+    let py = PyClient::http(&python, url(&server), server.token.as_deref()).await;
     Some((server, py))
 }
 
@@ -258,7 +258,7 @@ async fn a_task_is_read_from_another_session_and_after_a_crash_and_a_graceful_re
     let Some(python) = mcp_python() else { return };
     let state = Scratch::new("py-restart");
     let first = Server::start(http_server(2).state(state.path())).await;
-    let mut py = PyClient::http(&python, url(&first)).await;
+    let mut py = PyClient::http(&python, url(&first), first.token.as_deref()).await;
     let quick = py
         .op(json!({ "op": "call_task", "tool": "pool_run",
                     "arguments": { "prompt": "MOCK_TEXT: kept across restarts" } }))
@@ -280,7 +280,7 @@ async fn a_task_is_read_from_another_session_and_after_a_crash_and_a_graceful_re
     );
     first.wait_started(&long).await;
 
-    let mut other = PyClient::http(&python, url(&first)).await;
+    let mut other = PyClient::http(&python, url(&first), first.token.as_deref()).await;
     assert_eq!(
         other.op(json!({ "op": "get", "id": quick })).await["status"],
         "completed"
@@ -296,7 +296,7 @@ async fn a_task_is_read_from_another_session_and_after_a_crash_and_a_graceful_re
     first.crash().await;
 
     let second = Server::start(http_server(2).state(state.path())).await;
-    let mut py = PyClient::http(&python, url(&second)).await;
+    let mut py = PyClient::http(&python, url(&second), second.token.as_deref()).await;
     let q = py.op(json!({ "op": "get", "id": quick })).await;
     assert_eq!(q["status"], "completed", "{q}");
     let read = py.op(json!({ "op": "result", "id": quick })).await;
@@ -323,7 +323,7 @@ async fn a_task_is_read_from_another_session_and_after_a_crash_and_a_graceful_re
     second.close().await;
 
     let third = Server::start(http_server(1).state(state.path())).await;
-    let mut py = PyClient::http(&python, url(&third)).await;
+    let mut py = PyClient::http(&python, url(&third), third.token.as_deref()).await;
     let read = py.op(json!({ "op": "result", "id": quick })).await;
     assert_eq!(read["structuredContent"]["output"], "kept across restarts");
     py.quit().await;

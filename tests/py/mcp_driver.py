@@ -94,7 +94,10 @@ async def serve(session, init):
 async def main():
     args = sys.argv[1:]
     if args[:1] == ["--url"]:
-        async with streamablehttp_client(args[1]) as (read, write, _):
+        # The server's token, as a client's .mcp.json would send it.
+        token = os.environ.get("CLAUDE_POOL_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with streamablehttp_client(args[1], headers=headers) as (read, write, _):
             async with ClientSession(read, write) as session:
                 await serve(session, await session.initialize())
     elif args[:1] == ["--"]:

@@ -2,7 +2,7 @@
 //! status codes a real client library would hide), and MCP sessions over Streamable HTTP
 //! (JSON-RPC posted to `/mcp`, answers read from the SSE stream of each POST).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,7 +23,55 @@ pub struct HttpServer {
     pub client: HttpClient,
     /// Where its log goes.
     pub log: PathBuf,
+    /// Its `XDG_RUNTIME_DIR`, where it keeps its token file unless told otherwise.
+    pub runtime: PathBuf,
     _scratch: Scratch,
+}
+
+/// How to start an [`HttpServer`] besides its flags.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// More environment for the server.
+    pub env: Vec<(String, String)>,
+    /// Its `XDG_RUNTIME_DIR` (default: a fresh one in its scratch directory), so that two
+    /// servers can share a token file.
+    pub runtime: Option<PathBuf>,
+    /// The umask it starts under (default: the test's).
+    pub umask: Option<u32>,
+}
+
+/// The token a test's client must send to a server started with `args` and `env`: the one
+/// given (`--http-token`, `--http-token-file`, `CLAUDE_POOL_HTTP_TOKEN`), none with
+/// `--http-no-auth`, else the one the server wrote to `runtime`'s token file.
+pub fn token_of<A: AsRef<str>>(
+    args: &[A],
+    env: &[(String, String)],
+    runtime: &Path,
+) -> Option<String> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| *a == flag)
+            .and_then(|i| args.get(i + 1).map(|v| (*v).to_owned()))
+    };
+    let first_line = |p: &Path| {
+        let text = std::fs::read_to_string(p)
+            .unwrap_or_else(|e| panic!("read the token file {}: {e}", p.display()));
+        text.lines().next().unwrap_or_default().trim().to_owned()
+    };
+    if args.contains(&"--http-no-auth") {
+        return None;
+    }
+    if let Some(t) = after("--http-token") {
+        return Some(t);
+    }
+    if let Some(f) = after("--http-token-file") {
+        return Some(first_line(Path::new(&f)));
+    }
+    if let Some((_, t)) = env.iter().find(|(k, _)| k == "CLAUDE_POOL_HTTP_TOKEN") {
+        return Some(t.clone());
+    }
+    Some(first_line(&runtime.join("claude-pool/http-token")))
 }
 
 /// A client of an HTTP server: cheap to clone into other tasks.
@@ -31,6 +79,8 @@ pub struct HttpServer {
 pub struct HttpClient {
     /// `127.0.0.1:<port>`.
     pub addr: String,
+    /// The bearer token every request carries unless it sets `Authorization` itself.
+    pub token: Option<String>,
 }
 
 impl std::ops::Deref for HttpServer {
@@ -78,19 +128,42 @@ impl HttpServer {
     /// Starts the server over HTTP with the fake CLI and `slots` slots; waits (reading its
     /// log line by line) until it says where it listens.
     pub async fn start(slots: usize, args: &[&str]) -> HttpServer {
+        HttpServer::start_with(slots, args, Setup::default()).await
+    }
+
+    /// [`HttpServer::start`], with more environment, a given runtime directory or umask.
+    pub async fn start_with(slots: usize, args: &[&str], setup: Setup) -> HttpServer {
         let scratch = Scratch::new("http");
         let log = scratch.join("server.log");
-        let mut child = Command::new(crate::server_bin())
+        let runtime = setup.runtime.clone().unwrap_or_else(|| scratch.join("run"));
+        // A session's runtime directory exists before any program runs in it.
+        std::fs::create_dir_all(&runtime).expect("create the runtime directory");
+        let mut cmd = match setup.umask {
+            // The shell sets the umask, then becomes the server (same pid).
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask:03o} && exec \"$0\" \"$@\""))
+                    .arg(crate::server_bin());
+                c
+            }
+            None => Command::new(crate::server_bin()),
+        };
+        let mut child = cmd
             .args(["--http", "--port", "0", "--slots", &slots.to_string()])
             .arg("--claude-bin")
             .arg(crate::fake_claude_bin())
             .args(["--log-level", "info"])
             .args(args)
             .env("HOME", scratch.path())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("XDG_STATE_HOME")
             .env("FAKE_CLAUDE_TURN_MS", "5")
             .env("FAKE_CLAUDE_STATE", scratch.join("fake-state"))
             .env_remove("CLAUDE_MCP_PORT")
             .env_remove("CLAUDE_POOL_HTTP_TOKEN")
+            .env_remove("CLAUDE_POOL_TOKEN")
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -99,6 +172,8 @@ impl HttpServer {
             .expect("spawn claude-pool-server --http");
         let pid = child.id().expect("pid");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        // The log up to the listening line is kept too: it says where the token is.
+        let mut out = String::new();
         let addr = within(
             Duration::from_secs(30),
             "the server's listening line",
@@ -109,6 +184,8 @@ impl HttpServer {
                         .await
                         .expect("read the log")
                         .expect("the server exited before listening");
+                    out.push_str(&line);
+                    out.push('\n');
                     if let Some(rest) = line.split("listening on http://").nth(1) {
                         return rest.trim_end_matches("/mcp").to_owned();
                     }
@@ -117,19 +194,21 @@ impl HttpServer {
         )
         .await;
         let file = log.clone();
+        let _ = std::fs::write(&file, &out);
         tokio::spawn(async move {
-            let mut out = String::new();
             while let Ok(Some(l)) = lines.next_line().await {
                 out.push_str(&l);
                 out.push('\n');
                 let _ = std::fs::write(&file, &out);
             }
         });
+        let token = token_of(args, &setup.env, &runtime);
         HttpServer {
             child,
             pid,
-            client: HttpClient { addr },
+            client: HttpClient { addr, token },
             log,
+            runtime,
             _scratch: scratch,
         }
     }
@@ -157,7 +236,24 @@ impl HttpClient {
             .expect("port")
     }
 
-    /// Sends one request (`Connection: close`) and reads the whole response.
+    /// The same server without a token: its requests carry no `Authorization`.
+    pub fn anonymous(&self) -> HttpClient {
+        HttpClient {
+            addr: self.addr.clone(),
+            token: None,
+        }
+    }
+
+    /// The same server with `token` as the bearer.
+    pub fn with_token(&self, token: &str) -> HttpClient {
+        HttpClient {
+            addr: self.addr.clone(),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    /// Sends one request (`Connection: close`) and reads the whole response; with the
+    /// client's token unless `headers` has an `Authorization` of its own.
     pub async fn request(
         &self,
         method: &str,
@@ -173,6 +269,13 @@ impl HttpClient {
             }
             for (k, v) in headers {
                 req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            if let Some(t) = &self.token
+                && !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                req.push_str(&format!("Authorization: Bearer {t}\r\n"));
             }
             req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
             s.write_all(req.as_bytes()).await.expect("send");

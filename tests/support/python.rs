@@ -43,9 +43,13 @@ pub struct PyClient {
 const OP_LIMIT: Duration = Duration::from_secs(90);
 
 impl PyClient {
-    /// A session over Streamable HTTP with the server at `url`.
-    pub async fn http(python: &PathBuf, url: &str) -> PyClient {
-        Self::start(python, &["--url", url], &[]).await
+    /// A session over Streamable HTTP with the server at `url`, sending `token` as its bearer.
+    pub async fn http(python: &PathBuf, url: &str, token: Option<&str>) -> PyClient {
+        let env: Vec<(String, String)> = token
+            .map(|t| ("CLAUDE_POOL_TOKEN".to_owned(), t.to_owned()))
+            .into_iter()
+            .collect();
+        Self::start(python, &["--url", url], &env).await
     }
 
     /// A session over stdio: the SDK starts `server` with `args` (and `env`) itself.

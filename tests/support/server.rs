@@ -172,6 +172,9 @@ pub struct Server {
     client: Option<RunningService<RoleClient, TestClient>>,
     /// Where it serves MCP, over HTTP (`http://127.0.0.1:<port>/mcp`).
     pub url: Option<String>,
+    /// Over HTTP, the token its client sends (the one in the server's token file unless
+    /// the test gave one); `None` over stdio or with `--http-no-auth`.
+    pub token: Option<String>,
     progress: tokio::sync::Mutex<mpsc::UnboundedReceiver<ProgressNotificationParam>>,
     resources: tokio::sync::Mutex<mpsc::UnboundedReceiver<ResourceNote>>,
     stdout_problems: Arc<Mutex<Vec<String>>>,
@@ -202,6 +205,9 @@ impl Server {
             .unwrap_or_else(|| scratch.path().to_path_buf());
         let home = base.join("home");
         std::fs::create_dir_all(&home).unwrap();
+        // The runtime directory (where an HTTP server keeps its token file) exists before
+        // the server runs, as a session's does.
+        std::fs::create_dir_all(base.join("run")).unwrap();
         let stderr_path = scratch.join("server.log");
         let fake_log = scratch.join("fake.log");
         let mut cmd = Command::new(crate::server_bin());
@@ -213,6 +219,7 @@ impl Server {
             .arg("debug")
             .args(&opts.args)
             .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", base.join("run"))
             .env("FAKE_CLAUDE_LOG", &fake_log)
             .env("FAKE_CLAUDE_STATE", base.join("fake-state"))
             .env_remove("XDG_STATE_HOME")
@@ -235,18 +242,22 @@ impl Server {
             tasks_extension: opts.tasks_extension,
         };
         let problems = Arc::new(Mutex::new(Vec::new()));
-        let (child, client, url) = match opts.transport {
+        let (child, client, url, token) = match opts.transport {
             Transport::Stdio => {
                 cmd.stdin(Stdio::piped())
                     .stderr(std::fs::File::create(&stderr_path).unwrap());
                 let (child, client) = stdio_client(cmd, handler, problems.clone()).await;
-                (child, client, None)
+                (child, client, None, None)
             }
             Transport::Http => {
                 cmd.args(["--http", "--port", "0"])
                     .stdin(Stdio::null())
                     .stderr(Stdio::piped());
-                http_client(cmd, handler, &stderr_path, problems.clone()).await
+                let runtime = base.join("run");
+                let token = move || crate::http::token_of(&opts.args, &opts.env, &runtime);
+                let (child, client, url, token) =
+                    http_client(cmd, handler, &stderr_path, problems.clone(), token).await;
+                (child, client, url, token)
             }
         };
         let pid = child.id().expect("pid");
@@ -255,6 +266,7 @@ impl Server {
             pid,
             client: Some(client),
             url,
+            token,
             progress: tokio::sync::Mutex::new(rx),
             resources: tokio::sync::Mutex::new(res_rx),
             stdout_problems: problems,
@@ -809,9 +821,11 @@ async fn http_client(
     handler: TestClient,
     log: &Path,
     problems: Arc<Mutex<Vec<String>>>,
+    token: impl FnOnce() -> Option<String>,
 ) -> (
     Child,
     RunningService<RoleClient, TestClient>,
+    Option<String>,
     Option<String>,
 ) {
     use std::io::Write;
@@ -857,7 +871,16 @@ async fn http_client(
         }
     });
     let url = format!("http://{addr}");
-    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.clone());
+    // Listening, so the token file exists.
+    let token = token();
+    let mut config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.clone(),
+        );
+    if let Some(t) = &token {
+        config = config.auth_header(t.clone());
+    }
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
     let client = within(
         Duration::from_secs(30),
         "the MCP handshake with claude-pool-server over HTTP",
@@ -865,7 +888,7 @@ async fn http_client(
     )
     .await
     .expect("MCP initialize over HTTP");
-    (child, client, Some(url))
+    (child, client, Some(url), token)
 }
 
 /// Runs the server binary with `args` (and `env`) expecting it to refuse to start: it must

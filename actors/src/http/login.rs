@@ -1,5 +1,5 @@
 //! The status page behind a token. A browser cannot put a bearer token on a plain
-//! navigation, so with `--http-token` an unauthenticated `GET /` answers 401 with a form that
+//! navigation, so (unless `--http-no-auth`) an unauthenticated `GET /` answers 401 with a form that
 //! posts the token to `/login`. The right token gets a cookie (`HttpOnly`, `SameSite=Strict`)
 //! holding a key made at start, never the token itself; the cookie opens only the page's
 //! own reads (`/`, `/status.json`, `/transcripts/*`), never `/mcp` or `/metrics`, so a
@@ -45,7 +45,7 @@ pub fn form(status: StatusCode, note: &str) -> Response {
 <style>body{{font:16px system-ui,sans-serif;margin:3em auto;max-width:28em}}input,button{{font:inherit;padding:.4em}}\
 :focus{{outline:3px solid #1a5fb4}}</style></head><body><main><h1>claude-pool</h1>\
 <p role=\"status\">{note}</p>\
-<form method=\"post\" action=\"/login\"><label for=\"token\">Token (<code>--http-token</code>)</label><br>\
+<form method=\"post\" action=\"/login\"><label for=\"token\">Token (the first line of the server's <code>http-token</code> file, or the one it was given)</label><br>\
 <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus> \
 <button type=\"submit\">Open the status page</button></form></main></body></html>"
     );

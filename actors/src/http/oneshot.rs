@@ -20,25 +20,44 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::inflight::{InFlight, Ticket};
-use super::sessions::{Activity, Open};
+use super::sessions::{Activity, Open, Stream};
 use http_body::Frame;
 
 /// The longest the headers are held for a first message.
 pub const HOLD: Duration = Duration::from_millis(20);
 
 /// The middleware: see the module's documentation. It also admits each POST as one request
-/// in flight ([`InFlight`]), until its answer is done.
+/// in flight ([`InFlight`]), until its answer is done, and each GET (an event stream) as one
+/// of its session's at most `max_streams` ([`Activity::stream`]).
 pub async fn layer(
-    State((inflight, activity)): State<(InFlight, Arc<Activity>)>,
+    State((inflight, activity, max_streams)): State<(InFlight, Arc<Activity>, usize)>,
     req: Request,
     next: Next,
 ) -> Response {
     let post = req.method() == Method::POST;
-    // The session is busy while this request is open (see `sessions`).
-    let mut open = req
+    let session = req
         .headers()
         .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.to_str().ok());
+    let mut stream: Option<Stream> = None;
+    if req.method() == Method::GET
+        && let Some(id) = session
+    {
+        match activity.stream(id, max_streams) {
+            Some(s) => stream = Some(s),
+            None => {
+                return (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    "Too Many Requests: this session has as many event streams open as it may; close one first\n",
+                )
+                    .into_response();
+            }
+        }
+    }
+    // The session is busy while this request is open (see `sessions`); a stream is not.
+    let mut open = session
+        .filter(|_| req.method() != Method::GET)
         .map(|id| activity.open(id));
     let ticket = if post {
         match inflight.admit() {
@@ -57,6 +76,7 @@ pub async fn layer(
     };
     let res = next.run(req).await;
     if open.is_none()
+        && stream.is_none()
         && let Some(id) = res
             .headers()
             .get("mcp-session-id")
@@ -72,7 +92,7 @@ pub async fn layer(
         return res;
     }
     if !post {
-        // A standalone notification stream: the session stays busy while it is open.
+        // A standalone notification stream: counted against its session's cap while open.
         let (parts, body) = res.into_parts();
         return Response::from_parts(
             parts,
@@ -81,6 +101,7 @@ pub async fn layer(
                 rest: body,
                 _ticket: None,
                 _open: open,
+                _stream: stream,
             }),
         );
     }
@@ -111,6 +132,7 @@ pub async fn layer(
                                 rest: Body::empty(),
                                 _ticket: ticket,
                                 _open: open,
+                                _stream: None,
                             }),
                         );
                     }
@@ -129,6 +151,7 @@ pub async fn layer(
             rest: body,
             _ticket: ticket,
             _open: open,
+            _stream: None,
         }),
     )
 }
@@ -188,6 +211,8 @@ struct Prefixed {
     _ticket: Option<Ticket>,
     /// Keeps the session busy until the body is done or dropped.
     _open: Option<Open>,
+    /// Counts a standalone event stream against its session's cap until it is dropped.
+    _stream: Option<Stream>,
 }
 
 impl HttpBody for Prefixed {

@@ -16,6 +16,45 @@ const PAGE: &str = include_str!("page.html");
 /// Tasks the page lists.
 const RECENT: usize = 50;
 
+/// The most of a task's output (and error) `status.json` carries: the page polls it every
+/// second, and fifty 10 MB outputs would make each poll a 500 MB document. The transcript
+/// link gives the whole.
+pub const HEAD_BYTES: usize = 2048;
+
+/// `text` cut to at most `max` bytes at a character boundary, and whether it was cut.
+fn head(text: &str, max: usize) -> (&str, bool) {
+    if text.len() <= max {
+        return (text, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// A task as the page gets it: its output and error cut to [`HEAD_BYTES`], with
+/// `output_truncated` and the whole output's size in `output_bytes`.
+fn task_head(task: &claude_pool_protocol::tools::TaskReport) -> serde_json::Value {
+    let mut short = task.clone();
+    let bytes = task.output.as_ref().map(String::len);
+    if let Some(out) = &task.output {
+        let (h, cut) = head(out, HEAD_BYTES);
+        if cut {
+            short.output = Some(h.to_owned());
+            short.output_truncated = true;
+        }
+    }
+    if let Some(err) = &task.error {
+        short.error = Some(head(err, HEAD_BYTES).0.to_owned());
+    }
+    let mut v = serde_json::to_value(&short).unwrap_or(serde_json::Value::Null);
+    if let (Some(obj), Some(n)) = (v.as_object_mut(), bytes) {
+        obj.insert("output_bytes".into(), n.into());
+    }
+    v
+}
+
 /// `GET /`.
 pub(super) async fn index() -> Response {
     (
@@ -31,13 +70,20 @@ pub(super) async fn index() -> Response {
         .into_response()
 }
 
-/// `GET /status.json`: what the page shows.
+/// `GET /status.json`: what the page shows, with each task's output cut to its head.
 pub(super) async fn status(State(app): State<App>) -> Response {
     let status = match app.pool.status().await {
         Ok(s) => s,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
-    let tasks = app.pool.recent_tasks(RECENT).await.unwrap_or_default();
+    let tasks: Vec<serde_json::Value> = app
+        .pool
+        .recent_tasks(RECENT)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(task_head)
+        .collect();
     axum::Json(serde_json::json!({ "status": status, "tasks": tasks })).into_response()
 }
 
@@ -50,5 +96,19 @@ pub(super) async fn transcript(State(app): State<App>, Path(id): Path<String>) -
         )
             .into_response(),
         Err(e) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_cut_at_a_character_boundary_within_the_limit() {
+        assert_eq!(head("short", 10), ("short", false));
+        let text = "é".repeat(10); // 2 bytes each
+        let (h, cut) = head(&text, 5);
+        assert!(cut);
+        assert_eq!(h, "éé", "5 bytes hold two whole characters");
     }
 }

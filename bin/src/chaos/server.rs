@@ -296,6 +296,10 @@ async fn spawn(launch: &Launch, n: u64, problems: Arc<Mutex<Vec<String>>>) -> an
             (child, client)
         }
         Wire::Http => {
+            // Every server of the run shares one token, in a file only we can read, as a
+            // user's own setup would (never --http-no-auth: the defaults are the product).
+            let (token_file, token) = http_token(&launch.logs)?;
+            cmd.arg("--http-token-file").arg(&token_file);
             cmd.args(["--http", "--port", "0"])
                 .stdin(Stdio::null())
                 .stderr(Stdio::piped());
@@ -306,8 +310,9 @@ async fn spawn(launch: &Launch, n: u64, problems: Arc<Mutex<Vec<String>>>) -> an
             tokio::spawn(relay_stdout(stdout, tokio::io::sink(), problems));
             let stderr = child.stderr.take().context("the server's stderr")?;
             let addr = listening(stderr, &log_path).await?;
-            let transport =
-                rmcp::transport::StreamableHttpClientTransport::from_uri(format!("http://{addr}"));
+            let config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}"))
+                .auth_header(token);
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
             let client = tokio::time::timeout(Duration::from_secs(60), ().serve(transport))
                 .await
                 .map_err(|_| anyhow!("no MCP handshake with the server within 60 s"))?
@@ -323,6 +328,25 @@ async fn spawn(launch: &Launch, n: u64, problems: Arc<Mutex<Vec<String>>>) -> an
         client,
         restarts: AtomicU64::new(0),
     })
+}
+
+/// The run's HTTP token and its file (`<logs>/http-token`, mode 0600), made on first use.
+fn http_token(logs: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, String)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = logs.join("http-token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok((path, text.trim().to_owned()));
+    }
+    let token = claude_pool::credentials::random_hex(32).context("random bytes for a token")?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((path, token))
 }
 
 fn tracing_line(n: u64, pid: u32, took: Duration) {
