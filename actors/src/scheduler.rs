@@ -315,6 +315,7 @@ impl SchedulerState {
             idle_timeout_secs: self.config.idle_timeout.map(|t| t.as_secs_f64()),
             slots_rss_bytes: 0,
             chains: Default::default(),
+            max_permission_mode: self.config.permission_ceiling(),
         }
     }
 }

@@ -196,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         projects_file: args.projects,
         max_depth: args.max_depth,
         max_allowed_tools: args.allowed_tools,
+        max_permission_mode: args.max_permission_mode,
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,

@@ -181,6 +181,11 @@ pub struct PoolStatusReport {
     pub slots_rss_bytes: u64,
     /// Chains by status.
     pub chains: ChainCounts,
+    /// The most a task may ask for as its permission_mode (--max-permission-mode, or the
+    /// server's own --permission-mode when higher); a higher mode is refused. Modes from
+    /// least to most allowed: plan, dontAsk, manual, default, acceptEdits, auto,
+    /// bypassPermissions.
+    pub max_permission_mode: crate::PermissionMode,
 }
 
 /// Chain counts by status. They add up to `total`.
