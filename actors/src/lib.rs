@@ -31,6 +31,7 @@ pub mod ledger;
 pub mod mcp;
 pub mod metrics;
 pub mod pool;
+pub mod private;
 pub mod process;
 pub mod projects;
 pub mod restart;

@@ -1,6 +1,7 @@
 //! `claude-pool-server`: a pool of warm Claude Code processes, served as an MCP server over
 //! stdio. Stdout carries MCP messages only; logs go to stderr or `--log-file`.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -65,9 +66,12 @@ fn init_tracing(args: &Args) -> anyhow::Result<()> {
         .with_target(false);
     match &args.log_file {
         Some(path) => {
+            // Private whatever the umask: logs name prompts, paths and sessions. A file that
+            // exists keeps the mode its owner gave it.
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(claude_pool::private::FILE_MODE)
                 .open(path)
                 .with_context(|| format!("cannot open --log-file {}", path.display()))?;
             builder

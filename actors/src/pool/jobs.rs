@@ -71,9 +71,9 @@ impl Pool {
             .base_branch
             .clone()
             .unwrap_or_else(|| project.default_branch.clone());
-        let dir = self
-            .build_dir()
-            .join(uuid::Uuid::new_v4().simple().to_string());
+        let builds = self.build_dir();
+        crate::private::private_dir(&builds).map_err(PoolError::Refused)?;
+        let dir = builds.join(uuid::Uuid::new_v4().simple().to_string());
         let plan = crate::build::prepare(&project.path, &p.branch, &base, &dir)
             .await
             .map_err(PoolError::InvalidArgument)?;
@@ -252,13 +252,20 @@ impl Pool {
         Ok(shell)
     }
 
-    /// Where build worktrees are made: beside the store file, else in the temp directory.
+    /// Where build worktrees are made (a private directory, see [`crate::private`]):
+    /// beside the store file, else in the temp directory under a name of this user's own (a
+    /// shared name could be taken first by another user).
     fn build_dir(&self) -> PathBuf {
         self.config
             .store
             .as_ref()
             .and_then(|s| s.beside("builds"))
-            .unwrap_or_else(|| std::env::temp_dir().join("claude-pool-builds"))
+            .unwrap_or_else(|| {
+                let user = crate::private::own_uid()
+                    .map(|u| format!("-{u}"))
+                    .unwrap_or_default();
+                std::env::temp_dir().join(format!("claude-pool-builds{user}"))
+            })
     }
 }
 
