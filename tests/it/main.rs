@@ -10,6 +10,8 @@
 
 mod budget;
 mod builds;
+mod caps;
+mod ceiling;
 mod chains;
 mod chaos;
 mod chaos_cli;
@@ -23,6 +25,7 @@ mod http;
 mod idle;
 mod jobs;
 mod mcp;
+mod private_files;
 mod protocol_tasks;
 mod protocol_tasks_py;
 mod real_cli;
