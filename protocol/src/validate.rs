@@ -82,16 +82,18 @@ pub fn branch(s: &str) -> Result<(), String> {
     }
 }
 
-/// A project name, as the projects file allows it: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+/// A project name, as the projects file allows it: 1 to 64 of `A-Z a-z 0-9 . _ -`, and, like
+/// every checked value, not starting with `-`.
 pub fn project(s: &str) -> Result<(), String> {
     let ok = (1..=MAX_PROJECT_LEN).contains(&s.len())
+        && !s.starts_with('-')
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "unknown project {:?}: a project name is 1 to {MAX_PROJECT_LEN} of A-Z, a-z, 0-9, '.', '_', '-'",
+            "unknown project {:?}: a project name is 1 to {MAX_PROJECT_LEN} of A-Z, a-z, 0-9, '.', '_', '-', not starting with '-'",
             shown(s)
         ))
     }
@@ -279,6 +281,7 @@ mod tests {
             ("", false),
             ("a/b", false),
             ("../x", false),
+            ("-app", false),
         ] {
             assert_eq!(project(s).is_ok(), ok, "{s:?}");
         }

@@ -269,3 +269,68 @@ async fn a_build_gets_the_shell_rules_of_allowed_tools_and_nothing_more() {
     );
     server.close().await;
 }
+
+#[tokio::test]
+async fn the_embedding_api_holds_the_same_ceiling() {
+    use claude_pool::protocol::PermissionMode;
+    use claude_pool::protocol::tools::{ChainParams, ChainStepParams};
+    use claude_pool::{Pool, PoolError, TaskSpec};
+
+    let scratch = Scratch::new("embedded-ceiling");
+    let log = scratch.join("fake.log");
+    let pool = Pool::builder()
+        .slots(1)
+        .claude_bin(claude_pool_tests::fake_claude_bin())
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_LOG", &log)
+        .build()
+        .await
+        .expect("pool starts");
+    let refused = |r: Result<(), PoolError>, what: &str, needle: &str| match r {
+        Err(PoolError::InvalidArgument(e)) => assert!(e.contains(needle), "{what}: {e}"),
+        Err(other) => panic!("{what}: expected an invalid argument, got {other}"),
+        Ok(_) => panic!("{what} was accepted"),
+    };
+    let ceiling = "permission ceiling \"acceptEdits\"";
+    let bypass = TaskSpec::new("x").permission_mode(PermissionMode::BypassPermissions);
+    refused(pool.submit(bypass).await.map(|_| ()), "submit", ceiling);
+    let batch = vec![
+        TaskSpec::new("a"),
+        TaskSpec::new("b").permission_mode(PermissionMode::Auto),
+    ];
+    refused(
+        pool.submit_many(batch).await.map(|_| ()),
+        "submit_many",
+        ceiling,
+    );
+    let chain = ChainParams {
+        steps: vec![ChainStepParams {
+            prompt: "a".into(),
+            ..ChainStepParams::default()
+        }],
+        permission_mode: Some(PermissionMode::BypassPermissions),
+        ..ChainParams::default()
+    };
+    refused(
+        pool.submit_chain(chain, None).await.map(|_| ()),
+        "submit_chain",
+        ceiling,
+    );
+    refused(
+        pool.submit(TaskSpec::new("x").model("--settings"))
+            .await
+            .map(|_| ()),
+        "a model starting with -",
+        "model",
+    );
+    let status = pool.status().await.expect("status");
+    assert_eq!(status.max_permission_mode, PermissionMode::AcceptEdits);
+    assert_eq!(status.tasks.total, 0, "a refused task was queued");
+    assert_eq!(status.chains.total, 0, "a refused chain was queued");
+    let turns = claude_pool_tests::read_fake_log(&log)
+        .iter()
+        .filter(|e| e["event"] == "turn_start")
+        .count();
+    assert_eq!(turns, 0, "a refused task reached Claude");
+    pool.shutdown().await;
+}
