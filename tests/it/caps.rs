@@ -177,3 +177,23 @@ async fn values_that_reach_a_command_line_are_refused_by_field() {
     );
     server.close().await;
 }
+
+#[tokio::test]
+async fn the_operators_own_values_are_checked_like_a_clients() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--model=-x"], "not a model name"),
+        (&["--model", "sonnet;rm"], "not a model name"),
+        (
+            &["--allowed-tools", "Read,Bash(rm (x))"],
+            "not a tool entry",
+        ),
+        (&["--max-permission-mode", "yolo"], "yolo"),
+    ];
+    for (args, needle) in cases {
+        let stderr = claude_pool_tests::server::start_refused(args, &[]).await;
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}: {stderr}"
+        );
+    }
+}
