@@ -334,3 +334,46 @@ async fn the_embedding_api_holds_the_same_ceiling() {
     assert_eq!(turns, 0, "a refused task reached Claude");
     pool.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_task_augmented_call_above_the_ceiling_is_refused_too() {
+    let server = Server::start(ServerOptions::fake(1).tasks_extension()).await;
+    server.wait_ready().await;
+    let processes = server.processes_started();
+    let cases = [
+        (
+            "pool_run",
+            json!({ "prompt": "x", "permission_mode": "bypassPermissions" }),
+        ),
+        (
+            "pool_fan_out",
+            json!({ "prompts": ["a"], "permission_mode": "auto" }),
+        ),
+        (
+            "pool_chain",
+            json!({ "steps": [{ "prompt": "a" }], "permission_mode": "bypassPermissions" }),
+        ),
+    ];
+    for (tool, args) in cases {
+        let Value::Object(map) = args else {
+            unreachable!("the arguments are objects")
+        };
+        let params = rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(map);
+        match server.client().call_tool_once(params).await {
+            Err(rmcp::ServiceError::McpError(e)) => {
+                assert_eq!(
+                    e.code,
+                    rmcp::model::ErrorCode::INVALID_PARAMS,
+                    "{tool}: {e:?}"
+                );
+                assert!(
+                    e.message.contains("permission ceiling \"acceptEdits\""),
+                    "{tool}: {e:?}"
+                );
+            }
+            other => panic!("{tool} above the ceiling was accepted as a task: {other:?}"),
+        }
+    }
+    assert_nothing_ran(&server, processes).await;
+    server.close().await;
+}
