@@ -124,6 +124,10 @@ pub struct PoolConfig {
     /// Over HTTP: the main token, kept out of every child's environment, and the depth
     /// tokens each child gets instead (`CLAUDE_POOL_TOKEN`); `None` over stdio.
     pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
+    /// The most a task may ask for as its permission mode (`--max-permission-mode`): a
+    /// client may lower a task's mode, never raise it past what the operator allowed. See
+    /// [`PoolConfig::permission_ceiling`].
+    pub max_permission_mode: PermissionMode,
 }
 
 /// What the dollar budget caps.
@@ -214,6 +218,10 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
+
+/// The ceiling of a task's permission mode when the operator sets none: edits are the most
+/// a client may ask for, never a classifier's or no checks at all.
+pub const DEFAULT_MAX_PERMISSION_MODE: PermissionMode = PermissionMode::AcceptEdits;
 
 /// Where the durable store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,6 +373,7 @@ impl Default for PoolConfig {
             max_depth: 2,
             max_allowed_tools: None,
             credentials: None,
+            max_permission_mode: DEFAULT_MAX_PERMISSION_MODE,
         }
     }
 }
@@ -400,11 +409,36 @@ impl fmt::Debug for PoolConfig {
             .field("projects_file", &self.projects_file)
             .field("max_depth", &self.max_depth)
             .field("credentials", &self.credentials)
+            .field("max_permission_mode", &self.max_permission_mode)
             .finish_non_exhaustive()
     }
 }
 
 impl PoolConfig {
+    /// The most a task may ask for as its permission mode: `--max-permission-mode`, or the
+    /// server's own default mode when that is higher (an operator who starts the server in
+    /// a mode has allowed it). A server without a default mode runs the CLI's `default`.
+    pub fn permission_ceiling(&self) -> PermissionMode {
+        let own = self
+            .defaults
+            .permission_mode
+            .unwrap_or(PermissionMode::Default);
+        self.max_permission_mode.most(own)
+    }
+
+    /// Refuses a task's permission mode above [`PoolConfig::permission_ceiling`], naming
+    /// the ceiling and the order; `what` names the asker in the message.
+    pub fn check_permission_mode(&self, what: &str, mode: PermissionMode) -> Result<(), String> {
+        let ceiling = self.permission_ceiling();
+        if mode.within(ceiling) {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} \"{mode}\" is above this server's permission ceiling \"{ceiling}\" (modes from least to most allowed: {}); the operator raises the ceiling with --max-permission-mode or --permission-mode",
+            PermissionMode::order_text()
+        ))
+    }
+
     /// Checks the numbers a pool cannot run with.
     pub fn validate(&self) -> Result<(), String> {
         if self.min_slots == 0 {
@@ -515,6 +549,43 @@ mod tests {
             names,
             vec!["ANTHROPIC_BASE_URL".to_owned(), DEPTH_ENV.to_owned()]
         );
+    }
+
+    #[test]
+    fn the_permission_ceiling_is_never_below_the_servers_own_mode() {
+        use PermissionMode::*;
+        // (server's --permission-mode, --max-permission-mode, asked, allowed)
+        let table = [
+            (Some(Plan), AcceptEdits, AcceptEdits, true),
+            (Some(Plan), AcceptEdits, Default, true),
+            (Some(Plan), AcceptEdits, Auto, false),
+            (Some(Plan), AcceptEdits, BypassPermissions, false),
+            (Some(AcceptEdits), Plan, AcceptEdits, true),
+            (Some(AcceptEdits), Plan, Default, true),
+            (Some(AcceptEdits), Plan, Auto, false),
+            (Some(Plan), Plan, Default, false),
+            (Some(Plan), BypassPermissions, BypassPermissions, true),
+            (Some(BypassPermissions), Plan, BypassPermissions, true),
+            (None, Plan, Default, true),
+            (None, Plan, AcceptEdits, false),
+        ];
+        for (own, max, asked, allowed) in table {
+            let cfg = PoolConfig {
+                defaults: ProcSettings {
+                    permission_mode: own,
+                    ..ProcSettings::default()
+                },
+                max_permission_mode: max,
+                ..PoolConfig::default()
+            };
+            let r = cfg.check_permission_mode("permission_mode", asked);
+            assert_eq!(r.is_ok(), allowed, "{own:?} max {max}: {asked} -> {r:?}");
+            if let Err(e) = r {
+                let ceiling = cfg.permission_ceiling();
+                assert!(e.contains(&format!("ceiling \"{ceiling}\"")), "{e}");
+            }
+        }
+        assert_eq!(PoolConfig::default().permission_ceiling(), AcceptEdits);
     }
 
     #[test]

@@ -323,6 +323,7 @@ impl Pool {
         depth: Option<u32>,
     ) -> Result<ChainId, PoolError> {
         self.check_depth(depth)?;
+        self.check_chain_values(&params)?;
         self.ask(&self.refs.chains, |reply| ChainSupervisorMsg::Submit {
             params,
             progress,

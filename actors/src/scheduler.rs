@@ -329,6 +329,7 @@ impl SchedulerState {
             run: None,
             lifetime: Default::default(),
             budget: None,
+            max_permission_mode: self.config.permission_ceiling(),
         }
     }
 }

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use claude_pool_protocol::tools::{SkillArgumentInfo, SkillInfo};
+use claude_pool_protocol::validate::MAX_RENDERED_PROMPT;
 use serde_json::{Map, Value};
 
 /// One skill.
@@ -107,12 +108,53 @@ impl Skill {
             };
             values.insert(a.name.clone(), value);
         }
-        let mut out = self.template.clone();
-        for (k, v) in &values {
-            out = out.replace(&format!("{{{k}}}"), v);
+        // A template may repeat an argument: the length is counted before anything is
+        // built, so an over-long prompt is refused without ever being held in memory.
+        let len = substitute(&self.template, &values, None);
+        if len > MAX_RENDERED_PROMPT {
+            return Err(format!(
+                "skill {:?} renders to {len} bytes with these arguments, over the cap of {MAX_RENDERED_PROMPT} bytes (1 MiB) on a rendered prompt; pass shorter arguments",
+                self.name
+            ));
         }
+        let mut out = String::with_capacity(len);
+        substitute(&self.template, &values, Some(&mut out));
         Ok(out)
     }
+}
+
+/// Replaces every `{name}` of `template` whose name is in `values` by its value, in one
+/// pass (a value is inserted as it is: a `{name}` inside it is not replaced again), into
+/// `out` when given; returns the length of the result either way (saturating, so a
+/// template repeating a huge value cannot overflow the count).
+fn substitute(
+    template: &str,
+    values: &BTreeMap<String, String>,
+    mut out: Option<&mut String>,
+) -> usize {
+    let mut len = 0usize;
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let (text, from_brace) = rest.split_at(open);
+        let value = from_brace[1..]
+            .find('}')
+            .and_then(|close| values.get(&from_brace[1..=close]).map(|v| (v, close + 2)));
+        let (piece, advance) = match value {
+            Some((v, consumed)) => (v.as_str(), consumed),
+            None => ("{", 1),
+        };
+        len = len.saturating_add(text.len()).saturating_add(piece.len());
+        if let Some(out) = out.as_deref_mut() {
+            out.push_str(text);
+            out.push_str(piece);
+        }
+        rest = &from_brace[advance..];
+    }
+    len = len.saturating_add(rest.len());
+    if let Some(out) = out {
+        out.push_str(rest);
+    }
+    len
 }
 
 /// Every skill of a pool, by name.
@@ -245,6 +287,62 @@ impl SkillRegistry {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A skill with one optional argument `x` and this template.
+    fn skill(template: &str) -> Skill {
+        Skill {
+            name: "t".into(),
+            description: "test".into(),
+            arguments: vec![
+                arg("x", "a value", false, None),
+                arg("y", "another", false, None),
+            ],
+            template: template.into(),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn placeholders_are_replaced_in_one_pass() {
+        // (template, x, y, rendered)
+        let table = [
+            ("{x}", "a", "b", "a"),
+            ("{x}-{y}-{x}", "a", "b", "a-b-a"),
+            ("{z} {x}", "a", "b", "{z} a"),
+            ("{{x}}", "a", "b", "{a}"),
+            ("{x", "a", "b", "{x"),
+            ("}{x}{", "a", "b", "}a{"),
+            ("{x}", "{y}", "b", "{y}"),
+            ("é{x}ü", "ß", "b", "éßü"),
+            ("", "a", "b", ""),
+        ];
+        for (template, x, y, want) in table {
+            let args = json!({ "x": x, "y": y });
+            let got = skill(template)
+                .render(args.as_object().expect("object"))
+                .expect("renders");
+            assert_eq!(got, want, "{template:?} x={x:?} y={y:?}");
+        }
+    }
+
+    #[test]
+    fn a_rendering_past_the_cap_is_refused_before_it_is_built() {
+        let repeats = 4096;
+        let template = "{x}".repeat(repeats);
+        let at_cap = "v".repeat(MAX_RENDERED_PROMPT / repeats);
+        let args = json!({ "x": at_cap });
+        let out = skill(&template)
+            .render(args.as_object().expect("object"))
+            .expect("exactly at the cap renders");
+        assert_eq!(out.len(), MAX_RENDERED_PROMPT);
+        let over = json!({ "x": format!("{at_cap}v") });
+        let e = skill(&template)
+            .render(over.as_object().expect("object"))
+            .expect_err("one byte per repeat over the cap");
+        let want = MAX_RENDERED_PROMPT + repeats;
+        assert!(e.contains(&format!("renders to {want} bytes")), "{e}");
+        assert!(e.contains(&MAX_RENDERED_PROMPT.to_string()), "{e}");
+    }
 
     #[test]
     fn the_four_builtins_exist_and_render() {

@@ -93,8 +93,7 @@ impl Worktrees {
                 )
             })?;
         let dir = PathBuf::from(common).join("claude-pool").join("worktrees");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        crate::private::private_dir(&dir)?;
         Ok(Worktrees { repo, dir })
     }
 

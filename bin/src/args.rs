@@ -53,7 +53,7 @@ pub struct Args {
     pub(crate) skills_dirs: Vec<PathBuf>,
 
     /// Default model for every task (e.g. sonnet, opus).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_model)]
     pub(crate) model: Option<String>,
 
     /// Default effort: min, low, medium, high, xhigh, max.
@@ -67,6 +67,12 @@ pub struct Args {
     /// Default permission mode: default, acceptEdits, auto, bypassPermissions, manual, dontAsk, plan.
     #[arg(long, default_value = "plan", value_parser = parse_permission_mode)]
     pub(crate) permission_mode: PermissionMode,
+
+    /// The most a task may ask for as its permission_mode (a higher one is refused). Modes
+    /// from least to most allowed: plan < dontAsk < manual < default < acceptEdits < auto <
+    /// bypassPermissions. Never below --permission-mode.
+    #[arg(long, default_value = "acceptEdits", value_parser = parse_permission_mode)]
+    pub(crate) max_permission_mode: PermissionMode,
 
     /// The Claude Code CLI to run.
     #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
@@ -160,8 +166,9 @@ pub struct Args {
     #[arg(long, env = "CLAUDE_MCP_MAX_DEPTH", default_value_t = 2)]
     pub(crate) max_depth: u32,
 
-    /// The most a job's allowedTools may ask for (comma-separated); default: no limit.
-    #[arg(long, value_delimiter = ',')]
+    /// The most a job's allowedTools may ask for, and the Bash rules a claude_build gets
+    /// (comma-separated; a build needs Bash or a Bash(...) rule); default: no limit.
+    #[arg(long, value_delimiter = ',', value_parser = parse_tool)]
     pub(crate) allowed_tools: Option<Vec<String>>,
 
     /// Serve MCP over Streamable HTTP at /mcp (and GET /health) instead of stdio; many
@@ -257,6 +264,16 @@ fn parse_retain_for(s: &str) -> Result<IdleTimeout, String> {
     let d = humantime::parse_duration(t)
         .map_err(|e| format!("{s:?} is not a duration (e.g. 30d, 12h): {e}"))?;
     Ok(IdleTimeout((!d.is_zero()).then_some(d)))
+}
+
+/// A model name as a client's must be: it goes on every process's command line.
+fn parse_model(s: &str) -> Result<String, String> {
+    claude_pool::protocol::validate::model(s).map(|()| s.to_owned())
+}
+
+/// One `--allowed-tools` entry, as a client's must be: they travel joined by commas.
+fn parse_tool(s: &str) -> Result<String, String> {
+    claude_pool::protocol::validate::tool(s).map(|()| s.to_owned())
 }
 
 fn parse_usd(s: &str) -> Result<f64, String> {

@@ -1,6 +1,7 @@
 //! `claude-pool-server`: a pool of warm Claude Code processes, served as an MCP server over
 //! stdio. Stdout carries MCP messages only; logs go to stderr or `--log-file`.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -66,9 +67,12 @@ fn init_tracing(args: &Args) -> anyhow::Result<()> {
         .with_target(false);
     match &args.log_file {
         Some(path) => {
+            // Private whatever the umask: logs name prompts, paths and sessions. A file that
+            // exists keeps the mode its owner gave it.
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(claude_pool::private::FILE_MODE)
                 .open(path)
                 .with_context(|| format!("cannot open --log-file {}", path.display()))?;
             builder
@@ -241,6 +245,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         projects_file: args.projects,
         max_depth: args.max_depth,
         max_allowed_tools: args.allowed_tools,
+        max_permission_mode: args.max_permission_mode,
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,

@@ -15,6 +15,7 @@ pub mod status;
 pub mod stream;
 pub mod timeout;
 pub mod tools;
+pub mod validate;
 
 pub use cost::{TurnCost, turn_cost};
 pub use ids::{ChainId, SlotId, TaskId};

@@ -45,6 +45,65 @@ impl PermissionMode {
         PermissionMode::Plan,
     ];
 
+    /// Every mode from the one that lets a task do least to the one that lets it do most:
+    /// the order the server's ceiling (`--max-permission-mode`) is measured in.
+    ///
+    /// | rank | mode | why here |
+    /// |---|---|---|
+    /// | 0 | `plan` | executes nothing: Claude only plans |
+    /// | 1 | `dontAsk` | never asks: anything not pre-approved (`--allowedTools`, settings rules) is denied |
+    /// | 2 | `manual` | every tool waits for an approval; an approver (a permission-prompt tool) may grant it, which dontAsk never does |
+    /// | 3 | `default` | read-only tools run; anything else would ask, and under `-p` nobody answers |
+    /// | 4 | `acceptEdits` | file edits in the working directory are accepted without asking |
+    /// | 5 | `auto` | a classifier approves tool calls, the shell included: no human in the loop |
+    /// | 6 | `bypassPermissions` | every tool runs without any check |
+    pub const BY_ALLOWANCE: [PermissionMode; 7] = [
+        PermissionMode::Plan,
+        PermissionMode::DontAsk,
+        PermissionMode::Manual,
+        PermissionMode::Default,
+        PermissionMode::AcceptEdits,
+        PermissionMode::Auto,
+        PermissionMode::BypassPermissions,
+    ];
+
+    /// The mode's place in [`PermissionMode::BY_ALLOWANCE`]: a mode with a higher rank lets a
+    /// task do more.
+    pub fn rank(self) -> u8 {
+        match self {
+            PermissionMode::Plan => 0,
+            PermissionMode::DontAsk => 1,
+            PermissionMode::Manual => 2,
+            PermissionMode::Default => 3,
+            PermissionMode::AcceptEdits => 4,
+            PermissionMode::Auto => 5,
+            PermissionMode::BypassPermissions => 6,
+        }
+    }
+
+    /// Whether a task may ask for this mode under `ceiling`: it lets it do no more.
+    pub fn within(self, ceiling: PermissionMode) -> bool {
+        self.rank() <= ceiling.rank()
+    }
+
+    /// The one of the two that lets a task do more.
+    pub fn most(self, other: PermissionMode) -> PermissionMode {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The modes from least to most allowed, for messages: `plan < dontAsk < … `.
+    pub fn order_text() -> String {
+        let names: Vec<&str> = PermissionMode::BY_ALLOWANCE
+            .iter()
+            .map(|m| m.as_str())
+            .collect();
+        names.join(" < ")
+    }
+
     /// The CLI's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -164,6 +223,48 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", m.as_str()));
         }
         assert!("yolo".parse::<PermissionMode>().is_err());
+    }
+
+    #[test]
+    fn permission_modes_are_ordered_by_what_they_let_a_task_do() {
+        use PermissionMode::*;
+        // (mode, ceiling, allowed)
+        let table = [
+            (Plan, Plan, true),
+            (DontAsk, Plan, false),
+            (Plan, DontAsk, true),
+            (Manual, DontAsk, false),
+            (DontAsk, Manual, true),
+            (Default, Manual, false),
+            (Manual, Default, true),
+            (Default, AcceptEdits, true),
+            (AcceptEdits, AcceptEdits, true),
+            (Auto, AcceptEdits, false),
+            (BypassPermissions, AcceptEdits, false),
+            (AcceptEdits, Auto, true),
+            (BypassPermissions, Auto, false),
+            (Auto, BypassPermissions, true),
+            (BypassPermissions, BypassPermissions, true),
+            (AcceptEdits, Plan, false),
+        ];
+        for (mode, ceiling, allowed) in table {
+            assert_eq!(mode.within(ceiling), allowed, "{mode} under {ceiling}");
+        }
+        // The order is total: every mode once, ranks strictly increasing.
+        let ranks: Vec<u8> = PermissionMode::BY_ALLOWANCE
+            .iter()
+            .map(|m| m.rank())
+            .collect();
+        assert_eq!(ranks, (0..7).collect::<Vec<u8>>());
+        for m in PermissionMode::ALL {
+            assert!(PermissionMode::BY_ALLOWANCE.contains(&m), "{m} unranked");
+        }
+        assert_eq!(Plan.most(AcceptEdits), AcceptEdits);
+        assert_eq!(BypassPermissions.most(Default), BypassPermissions);
+        assert_eq!(
+            PermissionMode::order_text(),
+            "plan < dontAsk < manual < default < acceptEdits < auto < bypassPermissions"
+        );
     }
 
     #[test]

@@ -115,9 +115,16 @@ macro_rules! with_task_options {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub timeout: Option<$crate::Timeout>,
             /// Model for these tasks only (e.g. "sonnet", "opus"); defaults to the server's --model.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
+            /// 1 to 128 of A-Z, a-z, 0-9, '.', '_', ':', '[', ']', '-'.
+            #[serde(
+                default,
+                skip_serializing_if = "Option::is_none",
+                deserialize_with = "crate::validate::de::opt_model"
+            )]
             pub model: Option<String>,
             /// Permission mode for these tasks only; defaults to the server's --permission-mode.
+            /// A mode above the server's ceiling (--max-permission-mode, see pool_status) is
+            /// refused.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub permission_mode: Option<$crate::PermissionMode>,
             /// Effort for these tasks only; defaults to the server's --effort.

@@ -10,6 +10,8 @@
 
 mod budget;
 mod builds;
+mod caps;
+mod ceiling;
 mod chains;
 mod chaos;
 mod chaos_cli;
@@ -24,6 +26,7 @@ mod http_defaults;
 mod idle;
 mod jobs;
 mod mcp;
+mod private_files;
 mod protocol_tasks;
 mod protocol_tasks_py;
 mod real_cli;

@@ -883,6 +883,7 @@ async fn a_cli_that_cannot_start_is_given_up_and_queued_tasks_fail_with_its_erro
         state: None,
         transport: claude_pool_tests::server::Transport::from_env(),
         tasks_extension: false,
+        umask: None,
     };
     let server = Server::start(opts).await;
     // The task waits in the queue while the slot crash-loops; once the slot exceeds its limit
@@ -1059,7 +1060,13 @@ async fn invalid_flags_exit_nonzero_with_a_clear_message() {
 async fn a_task_asking_for_bypass_permissions_gets_a_process_started_in_that_mode() {
     // The CLI refuses to switch into bypassPermissions by control request (and, as root,
     // refuses it without IS_SANDBOX=1): such a task gets a fresh process started in it.
-    let server = Server::start(ServerOptions::fake(1).env("IS_SANDBOX", "1")).await;
+    // The operator allows it (the default ceiling is acceptEdits).
+    let server = Server::start(
+        ServerOptions::fake(1)
+            .env("IS_SANDBOX", "1")
+            .args(&["--max-permission-mode", "bypassPermissions"]),
+    )
+    .await;
     let before = Server::slot_pids(&server.wait_ready().await)[0];
     let r = server
         .call_ok(

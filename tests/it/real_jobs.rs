@@ -53,6 +53,7 @@ impl Real {
             state: None,
             transport: claude_pool_tests::server::Transport::from_env(),
             tasks_extension: false,
+            umask: None,
         }
         .args(&["--projects", &self.projects, "--db", &self.db]);
         for (k, v) in hermetic_cli_env(&self.mock.url(), self.scratch.path()) {

@@ -45,6 +45,9 @@ pub struct ServerOptions {
     pub transport: Transport,
     /// Whether the client declares the `io.modelcontextprotocol/tasks` extension.
     pub tasks_extension: bool,
+    /// The server runs under this umask (set by a `sh` that then execs it, since a umask
+    /// set in the test binary would change every test's); `None`: the test binary's.
+    pub umask: Option<u32>,
 }
 
 /// How a test client talks to the server.
@@ -78,7 +81,14 @@ impl ServerOptions {
             state: None,
             transport: Transport::from_env(),
             tasks_extension: false,
+            umask: None,
         }
+    }
+
+    /// Runs the server under `mask` (e.g. `0o022`).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
+        self
     }
 
     /// The client declares the `io.modelcontextprotocol/tasks` extension.
@@ -210,7 +220,17 @@ impl Server {
         std::fs::create_dir_all(base.join("run")).unwrap();
         let stderr_path = scratch.join("server.log");
         let fake_log = scratch.join("fake.log");
-        let mut cmd = Command::new(crate::server_bin());
+        let mut cmd = match opts.umask {
+            Some(mask) => {
+                // `exec` keeps the pid: the server is still this child.
+                let mut sh = Command::new("/bin/sh");
+                sh.arg("-c")
+                    .arg(format!("umask {mask:03o} && exec \"$0\" \"$@\""))
+                    .arg(crate::server_bin());
+                sh
+            }
+            None => Command::new(crate::server_bin()),
+        };
         cmd.arg("--slots")
             .arg(opts.slots.to_string())
             .arg("--claude-bin")

@@ -2,6 +2,7 @@
 //! an MCP prompt, so Claude Code offers it as a slash command.
 
 use claude_pool_protocol::tools::{SkillGetParams, SkillListReport, SkillRunParams};
+use claude_pool_protocol::validate::MAX_RENDERED_PROMPT;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResult, GetPromptResult, JsonObject, Prompt, PromptArgument, PromptMessage, Role,
@@ -46,7 +47,17 @@ pub(super) fn get_prompt(
         .skills()
         .get(name)
         .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt {name:?}"), None))?;
-    let call = serde_json::json!({ "skill": name, "arguments": args });
+    let call = serde_json::json!({ "skill": name, "arguments": args }).to_string();
+    // The task is within the cap already; the call repeats the arguments beside it.
+    let len = call.len() + task.prompt.len();
+    if len > MAX_RENDERED_PROMPT {
+        return Err(ErrorData::invalid_params(
+            format!(
+                "prompt {name:?} would be over {len} bytes with these arguments, over the cap of {MAX_RENDERED_PROMPT} bytes (1 MiB) on a prompts/get result; pass shorter arguments"
+            ),
+            None,
+        ));
+    }
     let text = format!(
         "Run the claude-pool skill \"{name}\" on a pool slot: call the pool_skill_run tool with {call}, then report its output.\n\nThe task it runs:\n\n{}",
         task.prompt

@@ -85,7 +85,14 @@ impl PoolBuilder {
         self
     }
 
-    /// Default permission mode (default `plan`).
+    /// The most a task may ask for as its permission mode (default `acceptEdits`; never
+    /// below the default mode).
+    pub fn max_permission_mode(mut self, mode: PermissionMode) -> Self {
+        self.config.max_permission_mode = mode;
+        self
+    }
+
+    /// Default permission mode (default `plan`); allowed whatever the ceiling.
     pub fn permission_mode(mut self, mode: PermissionMode) -> Self {
         self.config.defaults.permission_mode = Some(mode);
         self

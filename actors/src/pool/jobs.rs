@@ -9,7 +9,7 @@ use claude_pool_protocol::tools::{
     BuildJobParams, DEFAULT_BUILD_TIMEOUT_MS, DEFAULT_RUN_TIMEOUT_MS, JobAccepted, JobCancelled,
     JobReport, JobState, MAX_JOB_TIMEOUT_MS, ProjectInfo, RunJobParams, TaskKind,
 };
-use claude_pool_protocol::{PermissionMode, TaskId};
+use claude_pool_protocol::{PermissionMode, TaskId, validate};
 
 use super::Pool;
 use super::stored::query;
@@ -18,9 +18,14 @@ use crate::projects::{Projects, Reload};
 use crate::store::db::TaskFilter;
 use crate::task::TaskSpec;
 
-/// The tools a build may use without asking: besides edits (accepted by its permission
-/// mode), the shell, for the tests and git.
-const BUILD_TOOLS: [&str; 1] = ["Bash"];
+/// The tool a build needs besides edits (accepted by its permission mode): Claude itself
+/// runs the project's tests and `git add`/`git commit` on the build's branch (the pool only
+/// reads the branch afterwards), so the shell must run without asking.
+const BUILD_TOOL: &str = "Bash";
+
+/// The permission mode a build runs in: its edits are accepted without asking.
+/// bypassPermissions would be simpler, but the CLI refuses it to root.
+const BUILD_MODE: PermissionMode = PermissionMode::AcceptEdits;
 
 impl Pool {
     // ---- jobs
@@ -49,6 +54,13 @@ impl Pool {
         depth: Option<u32>,
     ) -> Result<JobAccepted, PoolError> {
         self.check_depth(depth)?;
+        let tools = self.build_tools()?;
+        validate::branch(&p.branch)
+            .map_err(|e| PoolError::InvalidArgument(format!("branch: {e}")))?;
+        if let Some(base) = &p.base_branch {
+            validate::branch(base)
+                .map_err(|e| PoolError::InvalidArgument(format!("baseBranch: {e}")))?;
+        }
         let timeout = job_timeout(p.timeout_ms, DEFAULT_BUILD_TIMEOUT_MS)?;
         let projects = self.durable.projects.current();
         let project = known_project(&projects, &p.project)?;
@@ -59,20 +71,18 @@ impl Pool {
             .base_branch
             .clone()
             .unwrap_or_else(|| project.default_branch.clone());
-        let dir = self
-            .build_dir()
-            .join(uuid::Uuid::new_v4().simple().to_string());
+        let builds = self.build_dir();
+        crate::private::private_dir(&builds).map_err(PoolError::Refused)?;
+        let dir = builds.join(uuid::Uuid::new_v4().simple().to_string());
         let plan = crate::build::prepare(&project.path, &p.branch, &base, &dir)
             .await
             .map_err(PoolError::InvalidArgument)?;
         let prompt = crate::build::prompt(&p.spec, &p.branch, &base, p.run_tests.unwrap_or(true));
-        // Edits are accepted and Bash (tests, git) runs without asking; bypassPermissions
-        // would be simpler, but the CLI refuses it to root.
         let mut spec = TaskSpec::new(prompt)
             .timeout(timeout)
             .project(p.project)
-            .permission_mode(PermissionMode::AcceptEdits);
-        spec.allowed_tools = Some(BUILD_TOOLS.iter().map(|t| (*t).to_owned()).collect());
+            .permission_mode(BUILD_MODE);
+        spec.allowed_tools = Some(tools);
         spec.kind = TaskKind::Build;
         spec.depth = depth;
         spec.cwd = Some(plan.worktree.clone());
@@ -213,13 +223,49 @@ impl Pool {
         }
     }
 
-    /// Where build worktrees are made: beside the store file, else in the temp directory.
+    /// The tools a build runs with, or why this server cannot run one: it edits in
+    /// [`BUILD_MODE`], which must be within the permission ceiling, and it needs the shell
+    /// ([`BUILD_TOOL`]), which must be within `--allowed-tools` (its `Bash` entries are what
+    /// the build gets: `Bash(git:*)` lets it commit but not run other commands).
+    fn build_tools(&self) -> Result<Vec<String>, PoolError> {
+        let ceiling = self.config.permission_ceiling();
+        if !BUILD_MODE.within(ceiling) {
+            return Err(PoolError::InvalidArgument(format!(
+                "claude_build edits files in permission mode \"{BUILD_MODE}\", above this server's permission ceiling \"{ceiling}\" (modes from least to most allowed: {}); the operator allows builds with --max-permission-mode acceptEdits",
+                PermissionMode::order_text()
+            )));
+        }
+        let Some(max) = &self.config.max_allowed_tools else {
+            return Ok(vec![BUILD_TOOL.to_owned()]);
+        };
+        let shell: Vec<String> = max
+            .iter()
+            .filter(|t| *t == BUILD_TOOL || t.starts_with(&format!("{BUILD_TOOL}(")))
+            .cloned()
+            .collect();
+        if shell.is_empty() {
+            return Err(PoolError::InvalidArgument(format!(
+                "claude_build needs the {BUILD_TOOL} tool (Claude runs git commit and the project's tests itself), which this server's --allowed-tools ({}) does not allow; the operator allows builds by adding {BUILD_TOOL} (or a rule such as {BUILD_TOOL}(git:*)) to --allowed-tools",
+                max.join(",")
+            )));
+        }
+        Ok(shell)
+    }
+
+    /// Where build worktrees are made (a private directory, see [`crate::private`]):
+    /// beside the store file, else in the temp directory under a name of this user's own (a
+    /// shared name could be taken first by another user).
     fn build_dir(&self) -> PathBuf {
         self.config
             .store
             .as_ref()
             .and_then(|s| s.beside("builds"))
-            .unwrap_or_else(|| std::env::temp_dir().join("claude-pool-builds"))
+            .unwrap_or_else(|| {
+                let user = crate::private::own_uid()
+                    .map(|u| format!("-{u}"))
+                    .unwrap_or_default();
+                std::env::temp_dir().join(format!("claude-pool-builds{user}"))
+            })
     }
 }
 

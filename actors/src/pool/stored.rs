@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use claude_pool_protocol::tools::{ChainReport, TaskReport, TranscriptReport};
-use claude_pool_protocol::{ChainId, TaskId};
+use claude_pool_protocol::tools::{ChainParams, ChainReport, TaskReport, TranscriptReport};
+use claude_pool_protocol::{ChainId, PermissionMode, TaskId, validate};
 
 use super::Pool;
 use super::jobs::known_project;
@@ -51,10 +51,20 @@ impl Pool {
         Ok(())
     }
 
-    /// What a task must pass before it is queued: the recursion guard, a known project
-    /// (whose directory it then runs in), a session that exists.
+    /// What a task must pass before it is queued: the recursion guard, a permission mode
+    /// within the server's ceiling, well-formed values for the command line, a known
+    /// project (whose directory it then runs in), a session that exists.
     pub(super) async fn admit(&self, mut spec: TaskSpec) -> Result<TaskSpec, PoolError> {
         self.check_depth(spec.depth)?;
+        self.check_permission_mode(spec.permission_mode)?;
+        if let Some(model) = &spec.model {
+            validate::model(model)
+                .map_err(|e| PoolError::InvalidArgument(format!("model: {e}")))?;
+        }
+        for tool in spec.allowed_tools.iter().flatten() {
+            validate::tool(tool)
+                .map_err(|e| PoolError::InvalidArgument(format!("allowed tools: {e}")))?;
+        }
         if let Some(name) = &spec.project
             && spec.cwd.is_none()
         {
@@ -68,19 +78,39 @@ impl Pool {
         Ok(spec)
     }
 
+    /// Refuses a permission mode above the server's ceiling (`--max-permission-mode`);
+    /// `None` (the server's own default mode) is always allowed.
+    pub fn check_permission_mode(&self, mode: Option<PermissionMode>) -> Result<(), PoolError> {
+        match mode {
+            Some(mode) => self
+                .config
+                .check_permission_mode("permission_mode", mode)
+                .map_err(PoolError::InvalidArgument),
+            None => Ok(()),
+        }
+    }
+
+    /// What a chain's steps must pass before any runs (they are queued by the chain, not
+    /// through [`Pool::submit`]): the permission ceiling and well-formed model names.
+    pub(super) fn check_chain_values(&self, params: &ChainParams) -> Result<(), PoolError> {
+        self.check_permission_mode(params.permission_mode)?;
+        let models =
+            params.model.iter().map(|m| ("model".to_owned(), m)).chain(
+                params.steps.iter().enumerate().filter_map(|(i, s)| {
+                    s.model.as_ref().map(|m| (format!("steps[{i}].model"), m))
+                }),
+            );
+        for (field, model) in models {
+            validate::model(model)
+                .map_err(|e| PoolError::InvalidArgument(format!("{field}: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// A session can be resumed when a task of this store reported it, or when the CLI's
     /// own transcript of it exists.
     async fn check_session(&self, session: &str) -> Result<(), PoolError> {
-        let valid = !session.is_empty()
-            && session.len() <= 128
-            && session
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
-            return Err(PoolError::NotFound(format!(
-                "unknown session \"{session}\": not a Claude session id"
-            )));
-        }
+        validate::session_id(session).map_err(PoolError::NotFound)?;
         if let Some(store) = &self.durable.writer {
             let s = session.to_owned();
             let known = query(store, move |db| db.session_known(&s)).await?;

@@ -194,6 +194,11 @@ pub struct PoolStatusReport {
     /// The budget: the period the cap covers, the spend in it, the run's and the lifetime's.
     #[serde(default)]
     pub budget: Option<BudgetReport>,
+    /// The most a task may ask for as its permission_mode (--max-permission-mode, or the
+    /// server's own --permission-mode when higher); a higher mode is refused. Modes from
+    /// least to most allowed: plan, dontAsk, manual, default, acceptEdits, auto,
+    /// bypassPermissions.
+    pub max_permission_mode: crate::PermissionMode,
 }
 
 /// Where the store is and how it is held.

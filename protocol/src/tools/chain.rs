@@ -54,7 +54,11 @@ pub struct ChainStepParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Timeout>,
     /// Model of this step's task, over the chain's `model`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validate::de::opt_model"
+    )]
     pub model: Option<String>,
 }
 

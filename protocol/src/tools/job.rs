@@ -21,17 +21,27 @@ pub const DEFAULT_BUILD_TIMEOUT_MS: u64 = 4 * 3600 * 1000;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RunJobParams {
     /// The project (from claude_list_projects) whose directory Claude works in.
+    #[serde(deserialize_with = "crate::validate::de::project")]
     pub project: String,
     /// The prompt.
     pub prompt: String,
     /// Deadline in milliseconds from submission (default 30 min, at most 6 h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Continue this Claude conversation (the sessionId of an earlier job).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Continue this Claude conversation (the sessionId of an earlier job, a UUID).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validate::de::opt_session_id"
+    )]
     pub session_id: Option<String>,
     /// Tools Claude may use without asking, intersected with the server's --allowed-tools.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Each a tool name, optionally with one rule in parentheses (`Bash(git diff:*)`); no commas.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validate::de::opt_tools"
+    )]
     pub allowed_tools: Option<Vec<String>>,
 }
 
@@ -40,13 +50,21 @@ pub struct RunJobParams {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BuildJobParams {
     /// The project (from claude_list_projects).
+    #[serde(deserialize_with = "crate::validate::de::project")]
     pub project: String,
     /// What to implement.
     pub spec: String,
-    /// The new branch the work is committed on; it must not exist yet.
+    /// The new branch the work is committed on; it must not exist yet. 1 to 200 of A-Z, a-z,
+    /// 0-9, '.', '_', '/', '+', '-', as git allows them (not starting with '-').
+    #[serde(deserialize_with = "crate::validate::de::branch")]
     pub branch: String,
-    /// The branch to start from (default: the project's defaultBranch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The branch to start from (default: the project's defaultBranch); a branch name, as
+    /// for `branch`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::validate::de::opt_branch"
+    )]
     pub base_branch: Option<String>,
     /// Whether Claude runs the project's tests before committing (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,7 +18,12 @@ with_task_options! {
         pub prompt: String,
         /// Continue this Claude conversation (a `session_id` from an earlier result) instead
         /// of starting fresh. Tasks on one session run one at a time, in submission order.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// A UUID.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "crate::validate::de::opt_session_id"
+        )]
         pub session_id: Option<String>,
     }
 }
