@@ -5,7 +5,8 @@
 //! - `embedding`: the library API (`Pool`) in-process, several pools in one test binary;
 //! - `chaos`: slot processes killed on purpose while work flows;
 //! - `tree_doc`: `supervision-tree.md` stays true to the code;
-//! - `real_cli`: the pinned real Claude CLI against the Rust mock of the Messages API.
+//! - `real_cli`: the pinned real Claude CLI against the Rust mock of the Messages API;
+//! - `real_depth`: the real CLI as a nested client over HTTP, held by `--max-depth`.
 #![allow(clippy::unwrap_used)]
 
 mod budget;
@@ -30,6 +31,7 @@ mod private_files;
 mod protocol_tasks;
 mod protocol_tasks_py;
 mod real_cli;
+mod real_depth;
 mod real_jobs;
 mod real_toolkit;
 mod resources;

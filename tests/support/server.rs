@@ -270,9 +270,13 @@ impl Server {
                 (child, client, None, None)
             }
             Transport::Http => {
-                cmd.args(["--http", "--port", "0"])
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::piped());
+                cmd.arg("--http");
+                // A test that must know the port before the server starts (to write it into
+                // a client's config the server's children read) gives its own `--port`.
+                if !opts.args.iter().any(|a| a == "--port") {
+                    cmd.args(["--port", "0"]);
+                }
+                cmd.stdin(Stdio::null()).stderr(Stdio::piped());
                 let runtime = base.join("run");
                 let token = move || crate::http::token_of(&opts.args, &opts.env, &runtime);
                 let (child, client, url, token) =
