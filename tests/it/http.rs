@@ -699,7 +699,20 @@ async fn rendered(browser: &std::path::Path, url: &str, profile: &std::path::Pat
 #[tokio::test]
 async fn the_status_page_in_a_real_browser_shows_slots_a_running_task_then_its_spend() {
     let Some(browser) = chromium() else { return };
-    let server = HttpServer::start(2, &[]).await;
+    // With default flags a browser first meets the sign-in form, which says where the
+    // token is (the form's own flow is `behind_a_token_the_page_asks_for_it_...`).
+    let guarded = HttpServer::start(1, &[]).await;
+    let profile = claude_pool_tests::Scratch::new("chromium-guarded");
+    let dom = rendered(&browser, &format!("http://{}/", guarded.addr), profile.path()).await;
+    assert!(
+        dom.contains("action=\"/login\"") && dom.contains("http-token"),
+        "no sign-in form: {dom}"
+    );
+    assert!(!dom.contains("slot-0"), "the pool shown without its token: {dom}");
+    guarded.stop().await;
+    // The page itself, on a server whose operator opted out of the token on loopback (a
+    // browser cannot send a bearer header).
+    let server = HttpServer::start(2, &["--http-no-auth"]).await;
     let s = server.session(&[]).await;
     server
         .call(&s, &[], "pool_status", json!({ "wait_ready": 30 }))

@@ -186,3 +186,44 @@ async fn real_cli_killed_mid_task_fails_the_task_and_the_slot_recovers() {
         assert_gone(pid, GONE, "a slot after shutdown").await;
     }
 }
+
+/// With the real CLI, a mode above the server's ceiling never reaches a process: the call
+/// is refused naming the ceiling, no API request is made, no process is started or
+/// switched, and the slot then runs a task allowed under the ceiling as usual.
+#[tokio::test]
+async fn real_cli_a_mode_above_the_ceiling_is_refused_before_any_process_sees_it() {
+    let Some(p) = real_pool(1, &[]).await else {
+        return;
+    };
+    let before = p.server.status().await;
+    let pids = Server::slot_pids(&before);
+    let requests = p.mock.message_requests();
+    let started = procs::children(p.server.pid).len();
+    for mode in ["bypassPermissions", "auto"] {
+        p.server
+            .expect_invalid_params(
+                "pool_run",
+                json!({ "prompt": "MOCK_TEXT: never", "permission_mode": mode }),
+                "acceptEdits",
+            )
+            .await;
+    }
+    assert_eq!(p.mock.message_requests(), requests, "an API request was made");
+    let after = p.server.status().await;
+    assert_eq!(Server::slot_pids(&after), pids, "a slot's process changed");
+    assert_eq!(after["tasks"]["total"], 0, "something was queued: {after}");
+    assert_eq!(
+        procs::children(p.server.pid).len(),
+        started,
+        "a process was started"
+    );
+    let r = p
+        .server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_TEXT: allowed", "permission_mode": "acceptEdits" }),
+        )
+        .await;
+    assert_eq!(r["output"], "allowed");
+    p.server.close().await;
+}

@@ -87,6 +87,7 @@ async fn pool_calling_back(max_depth: u32) -> Option<CallingBack> {
         state: None,
         transport: Transport::Http,
         tasks_extension: false,
+        umask: None,
     }
     .args(&["--port", &port.to_string()])
     .args(&["--max-depth", &max_depth.to_string()])
