@@ -420,6 +420,8 @@ async fn health(State(App { pool, .. }): State<App>) -> Response {
         "slots_ready": ready_slots,
         "slots_total": status.slots.len(),
         "store": store,
+        "store_path": status.store.as_ref().and_then(|st| st.path.clone()),
+        "store_mode": status.store.as_ref().map(|st| st.mode.clone()),
         "budget_usd": status.budget_usd,
         "spend_usd": status.spend_usd,
         "budget_remaining": status.budget_remaining,

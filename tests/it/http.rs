@@ -21,6 +21,13 @@ async fn a_foreign_host_or_origin_is_refused_and_a_loopback_host_is_served() {
     assert_eq!(h["ok"], true);
     assert_eq!(h["slots_total"], 1);
     assert_eq!(h["store"]["open"], true);
+    // The store it names is this directory's project store under the server's HOME.
+    let expected = claude_pool::StoreLocation::project_store_in(
+        &server.home.join(".local/state/claude-pool"),
+        &std::env::current_dir().unwrap(),
+    );
+    assert_eq!(h["store_path"], expected.display().to_string(), "{h}");
+    assert_eq!(h["store_mode"], "project", "{h}");
     let local = server
         .request("GET", "/health", &[("Host", "localhost")], "")
         .await;
@@ -546,6 +553,13 @@ async fn metrics_agree_with_pool_status_and_the_tasks_own_numbers() {
     assert_eq!(
         sample(text, "claude_pool_queue_length"),
         Some(0.0),
+        "{text}"
+    );
+    // The store's files: a database holding three tasks is more than empty pages.
+    let db = sample(text, "claude_pool_store_bytes{file=\"db\"}").expect("store bytes");
+    assert!(db >= 4096.0, "{text}");
+    assert!(
+        sample(text, "claude_pool_store_bytes{file=\"wal\"}").is_some(),
         "{text}"
     );
     assert_eq!(

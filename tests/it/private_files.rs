@@ -1,6 +1,7 @@
 //! What the server creates outside its store is private whatever the umask: under umask 022
-//! (which would make files 0644 and directories 0755) the `--log-file` is 0600, and the
-//! directory of build worktrees and of slot worktrees is 0700.
+//! (which would make files 0644 and directories 0755) the `--log-file` is 0600, the
+//! directory of build worktrees and of slot worktrees is 0700, and so are the store's
+//! directories; its files (database, WAL, shared memory, lock) are 0600.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -63,8 +64,28 @@ async fn the_log_file_and_the_worktrees_parents_are_private_under_umask_022() {
     let id = r["jobId"].as_str().unwrap().to_owned();
     let done = server.wait_task(&id).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let builds = server.home().join(".local/state/claude-pool/pool-builds");
+    // The project's store (the server's --cwd is the repository) and what is beside it.
+    let db = claude_pool::StoreLocation::project_store_in(
+        &server.home().join(".local/state/claude-pool"),
+        &repo,
+    );
+    let builds = db.with_file_name("pool-builds");
     assert_eq!(mode(&builds), 0o700, "{}", builds.display());
+    let beside = |suffix: &str| {
+        let mut s = db.clone().into_os_string();
+        s.push(suffix);
+        std::path::PathBuf::from(s)
+    };
+    for dir in [
+        db.parent().unwrap().to_path_buf(),
+        db.with_file_name("pool-transcripts"),
+        beside(".servers"),
+    ] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    for file in [db.clone(), beside("-wal"), beside("-shm"), beside(".lock")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
     // The umask did reach the server and its children: the fake CLI's own log, which it
     // creates with the default mode, is 0644.
     assert_eq!(

@@ -25,6 +25,8 @@ pub struct HttpServer {
     pub log: PathBuf,
     /// Its `XDG_RUNTIME_DIR`, where it keeps its token file unless told otherwise.
     pub runtime: PathBuf,
+    /// Its HOME (and so the default store's state directory).
+    pub home: PathBuf,
     _scratch: Scratch,
 }
 
@@ -209,6 +211,7 @@ impl HttpServer {
             client: HttpClient { addr, token },
             log,
             runtime,
+            home: scratch.path().to_path_buf(),
             _scratch: scratch,
         }
     }
