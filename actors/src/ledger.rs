@@ -46,7 +46,13 @@ pub struct LedgerArgs {
     pub run_spent: f64,
     /// What every other run spent.
     pub lifetime_before: f64,
+    /// The store, read again every [`WINDOW_SYNC`] for a calendar window's spend: the
+    /// project's other servers spend in the same window.
+    pub store: Option<crate::store::actor::StoreWriter>,
 }
+
+/// How often a calendar window's spend is read again from the store.
+pub const WINDOW_SYNC: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Messages the ledger handles.
 pub enum LedgerMsg {
@@ -90,6 +96,19 @@ pub enum LedgerMsg {
     Report(RpcReplyPort<BudgetReport>),
     /// A calendar window may have ended: start the next one.
     Roll,
+    /// Read the window's spend from the store again; `again`: and every [`WINDOW_SYNC`]
+    /// after (the timer's own message; a one-off read passes false).
+    Sync {
+        /// Whether to schedule the next read.
+        again: bool,
+    },
+    /// The store's figure for the window that began at `start_ms`.
+    WindowSeen {
+        /// The window's start (unix ms).
+        start_ms: i64,
+        /// Dollars every server of the project spent in it.
+        usd: f64,
+    },
 }
 
 impl fmt::Debug for LedgerMsg {
@@ -103,6 +122,8 @@ impl fmt::Debug for LedgerMsg {
             LedgerMsg::Release(_) => "Release",
             LedgerMsg::Report(_) => "Report",
             LedgerMsg::Roll => "Roll",
+            LedgerMsg::Sync { .. } => "Sync",
+            LedgerMsg::WindowSeen { .. } => "WindowSeen",
         };
         f.write_str(name)
     }
@@ -115,6 +136,7 @@ pub struct LedgerState {
     scheduler: Option<ActorRef<SchedulerMsg>>,
     events: EventBus,
     budget_period: crate::config::BudgetPeriod,
+    store: Option<crate::store::actor::StoreWriter>,
 }
 
 impl Actor for LedgerActor {
@@ -139,8 +161,12 @@ impl Actor for LedgerActor {
             scheduler: None,
             events: args.events,
             budget_period: args.budget_period,
+            store: args.store,
         };
         state.schedule_roll(&myself);
+        if state.book.period().end_ms.is_some() && state.store.is_some() {
+            myself.send_after(WINDOW_SYNC, || LedgerMsg::Sync { again: true });
+        }
         Ok(state)
     }
 
@@ -170,6 +196,25 @@ impl Actor for LedgerActor {
                     }
                 }
                 state.schedule_roll(&myself);
+                let _ = myself.cast(LedgerMsg::Sync { again: false });
+            }
+            LedgerMsg::Sync { again } => {
+                if let Some(store) = state.store.clone() {
+                    let start_ms = state.book.period().start_ms;
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Ok(usd)) = store.read(move |db| db.spend_since(start_ms)).await {
+                            let _ = me.cast(LedgerMsg::WindowSeen { start_ms, usd });
+                        }
+                    });
+                    if again {
+                        myself.send_after(WINDOW_SYNC, || LedgerMsg::Sync { again: true });
+                    }
+                }
+            }
+            LedgerMsg::WindowSeen { start_ms, usd } => {
+                let effects = state.book.seen_window(start_ms, usd);
+                state.apply(effects);
             }
             LedgerMsg::Reserve { task, max, reply } => {
                 let _ = reply.send(state.book.reserve(&task, max));

@@ -49,6 +49,16 @@ pub fn create_file(path: &Path) -> io::Result<()> {
     open_rw(path).map(drop)
 }
 
+/// Brings an existing file of ours to 0600 (a store's WAL or shared memory left by an older
+/// server); a missing one is fine.
+pub fn tighten_existing(path: &Path) -> io::Result<()> {
+    match File::open(path) {
+        Ok(file) => tighten(&file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens `path` for appending, creating it 0600 when missing.
 pub fn open_append(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()

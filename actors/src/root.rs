@@ -195,6 +195,7 @@ impl Actor for RootActor {
                     .unwrap_or(restored.spend_usd),
                 run_spent: restored.spend_usd,
                 lifetime_before: restored.lifetime_before.spend_usd,
+                store: args.durable.writer.clone(),
             },
             cell.clone(),
         )
@@ -489,14 +490,14 @@ impl RootState {
                 }
                 Err(_) => return,
             };
-            if orphans.dead_servers.is_empty() {
+            if orphans.dead_servers.is_empty() && orphans.pending.is_empty() {
                 return;
             }
             tracing::warn!(
                 servers = orphans.dead_servers.len(),
                 interrupted = orphans.interrupted.len(),
                 adopted = orphans.pending.len(),
-                "took over the work of a server of this project that died"
+                "took over the work a server of this project left (it stopped or died)"
             );
             let dead = orphans.dead_servers.clone();
             let _ = tokio::task::spawn_blocking(move || {

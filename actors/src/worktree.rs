@@ -53,6 +53,9 @@ pub(crate) async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .env("GIT_TERMINAL_PROMPT", "0")
         // The repository's hooks run under it: they get none of the server's secrets.
         .env_remove(crate::credentials::SERVER_TOKEN_ENV)
+        // The clients' variable (a user who exported the main token for `.mcp.json` and
+        // started the server from that shell has it here too).
+        .env_remove("CLAUDE_POOL_TOKEN")
         .stdin(std::process::Stdio::null())
         .output()
         .await

@@ -175,6 +175,12 @@ fn http_options(args: &Args) -> anyhow::Result<Option<claude_pool::http::HttpOpt
 /// project's store shared by every server started in the same directory.
 fn store_location(args: &Args) -> anyhow::Result<StoreLocation> {
     if args.no_db {
+        if args.budget_period != claude_pool::config::BudgetPeriod::Run {
+            bail!(
+                "--budget-period {} keeps its window's spend in the store: it cannot be used with --no-db",
+                args.budget_period.name()
+            );
+        }
         return Ok(StoreLocation::Memory);
     }
     if let Some(db) = &args.db {

@@ -294,3 +294,64 @@ async fn a_live_server_runs_the_queue_of_a_server_of_its_project_that_was_killed
     assert_eq!(was["status"], "interrupted", "{was}");
     survivor.close().await;
 }
+
+#[tokio::test]
+async fn a_live_server_runs_what_a_stopped_one_left_queued_within_its_own_limits() {
+    let scratch = Scratch::new("sessions-stopped");
+    let state = scratch.join("state");
+    let dir = project(&scratch, "app");
+    let d = dir.display().to_string();
+    let generous = Server::start(ServerOptions::fake(1).state(&state).args(&[
+        "--cwd",
+        &d,
+        "--max-permission-mode",
+        "bypassPermissions",
+    ]))
+    .await;
+    let strict = in_project(&state, &dir).await;
+    let (_call, _token, running) = generous.start_run("MOCK_SLEEP:60").await;
+    generous.wait_started(&running).await;
+    let submit = |prompt: &str, mode: Option<&str>| {
+        let mut args = json!({ "prompt": prompt });
+        if let Some(m) = mode {
+            args["permission_mode"] = json!(m);
+        }
+        args
+    };
+    let plain = generous
+        .call_ok("pool_submit", submit("MOCK_TEXT: left by the first", None))
+        .await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bypass = generous
+        .call_ok(
+            "pool_submit",
+            submit("MOCK_TEXT: never here", Some("bypassPermissions")),
+        )
+        .await["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    generous.close().await;
+    // The stopped server's queue is nobody's now: the live server takes it (every 10 s) and
+    // runs it, but only within its own ceiling (acceptEdits by default).
+    let r = strict
+        .wait_status(&plain, "the left task's end", |s| {
+            !matches!(s, "pending" | "running")
+        })
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["output"], "left by the first");
+    let r = strict
+        .wait_status(&bypass, "the over-ceiling task's end", |s| {
+            !matches!(s, "pending" | "running")
+        })
+        .await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(
+        r["error"].as_str().unwrap_or_default().contains("ceiling"),
+        "{r}"
+    );
+    strict.close().await;
+}

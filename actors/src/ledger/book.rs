@@ -115,6 +115,17 @@ impl Book {
         self.exhausted.take().is_some()
     }
 
+    /// The store says the window that began at `start_ms` has spent `usd` across every
+    /// server of the project: spend in this book is never below it (this server's own
+    /// settled tasks are in that figure too, once committed).
+    pub fn seen_window(&mut self, start_ms: i64, usd: f64) -> Vec<Effect> {
+        if self.period.end_ms.is_none() || self.period.start_ms != start_ms || usd <= self.spent {
+            return Vec::new();
+        }
+        self.spent = usd;
+        self.check_cap()
+    }
+
     /// The period the cap covers.
     pub fn period(&self) -> &Period {
         &self.period
@@ -399,5 +410,34 @@ mod tests {
         let e = b.settle(&id(1), 0.5, true);
         assert!(matches!(e.as_slice(), [Effect::Exhausted(_)]));
         assert_eq!(b.report().budget_remaining, Some(0.0));
+    }
+
+    #[test]
+    fn a_window_takes_the_stores_higher_figure_and_only_for_its_own_start() {
+        let period = Period {
+            name: "day",
+            start_ms: 86_400_000,
+            end_ms: Some(2 * 86_400_000),
+        };
+        let mut book = Book::with_history(Some(1.0), period, 0.25, 0.0, 0.0);
+        // Another server's spend in the same window: the book follows, and the cap holds.
+        assert!(book.seen_window(86_400_000, 0.5).is_empty());
+        assert_eq!(book.report().spend_usd, 0.5);
+        // A lower figure (this server's settle not yet committed) changes nothing.
+        assert!(book.seen_window(86_400_000, 0.4).is_empty());
+        assert_eq!(book.report().spend_usd, 0.5);
+        // A figure for another window is ignored.
+        assert!(book.seen_window(0, 5.0).is_empty());
+        assert_eq!(book.report().spend_usd, 0.5);
+        // Past the cap: exhausted, naming the window's end.
+        let e = book.seen_window(86_400_000, 1.2);
+        assert!(
+            matches!(e.as_slice(), [Effect::Exhausted(why)] if why.contains("1970-01-03T00:00:00Z")),
+            "{e:?}"
+        );
+        // The next window starts from nothing and is open again.
+        assert!(book.roll(2 * 86_400_000, 3 * 86_400_000));
+        assert_eq!(book.report().spend_usd, 0.0);
+        assert!(!book.report().exhausted);
     }
 }

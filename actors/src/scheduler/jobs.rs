@@ -67,17 +67,49 @@ impl SchedulerState {
                 finished_ms: None,
                 keep_queued: false,
             };
+            let settings = options.settings();
+            // Queued under another server's limits (or this one's before a restart with a
+            // lower ceiling): it runs only within this server's.
+            let refused = self.beyond_limits(&settings);
             self.insert_record(
                 id.clone(),
                 submitted_at,
                 Duration::from_millis(options.timeout_ms),
-                options.settings(),
+                settings,
                 options.max_budget_usd,
                 (Arc::from(row.prompt.as_str()), None),
                 meta,
             );
-            self.queue.push_back(id);
+            match refused {
+                Some(why) => {
+                    tracing::warn!(task = %id, "a stored task is beyond this server's limits: {why}");
+                    let outcome = TaskOutcome::unbilled(
+                        TaskStatus::Failed,
+                        format!("{why}; the task never started"),
+                    );
+                    self.finalize(&id, outcome, None);
+                }
+                None => self.queue.push_back(id),
+            }
         }
+    }
+
+    /// Why a task with `settings` may not run on this server (its permission mode above the
+    /// ceiling, or a tool `--allowed-tools` does not allow), if it may not.
+    fn beyond_limits(&self, settings: &crate::config::ProcSettings) -> Option<String> {
+        if let Some(mode) = settings.permission_mode
+            && let Err(why) = self.config.check_permission_mode("permission_mode", mode)
+        {
+            return Some(why);
+        }
+        let (Some(asked), Some(allowed)) = (&settings.allowed_tools, &self.config.max_allowed_tools)
+        else {
+            return None;
+        };
+        asked
+            .iter()
+            .find(|t| !allowed.contains(t))
+            .map(|t| format!("the allowed tool {t:?} is not in this server's --allowed-tools"))
     }
 
     /// A slot reported a task's end. A completed build has its branch checked first (off

@@ -241,6 +241,18 @@ impl Db {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // First this server's own row, should anything have removed it: without it, its own
+        // work would read as nobody's.
+        tx.execute(
+            "INSERT OR IGNORE INTO servers (id, pid, run_id, started_at_ms) \
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                self.me.server_id,
+                std::process::id(),
+                self.me.run_id,
+                now_ms()
+            ],
+        )?;
         let me = self.me.server_id.clone();
         let mut live = |id: &str| id == me || Lease::alive(&path, id);
         let taken = schema::take_over_the_dead(&tx, now_ms(), &mut live)?;
@@ -375,7 +387,9 @@ impl Db {
     /// and spend in `pruned` by run and UTC day, so run, window and lifetime totals stay
     /// exact. Pending and running tasks are never deleted. Returns how many rows went.
     pub fn prune(&mut self, retention: &Retention) -> rusqlite::Result<usize> {
-        const AGE: &str = "COALESCE(finished_at_ms, enqueued_at_ms)";
+        // Terminal rows always have a finish time; ordering on the column itself lets the
+        // queries read the `tasks_retention` index instead of the rows.
+        const AGE: &str = "finished_at_ms";
         const TERMINAL: &str = "state NOT IN ('pending','running')";
         let keep = i64::try_from(retention.max_tasks).unwrap_or(i64::MAX);
         let cutoff = retention
@@ -383,7 +397,11 @@ impl Db {
             .map(|age| now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(i64::MIN);
         let max_bytes = i64::try_from(retention.max_bytes).unwrap_or(i64::MAX);
-        let tx = self.conn.transaction()?;
+        // Immediate: another server of the project writing between this read and its
+        // deletes would otherwise fail the upgrade to a write (SQLITE_BUSY_SNAPSHOT).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS victims (id INTEGER PRIMARY KEY); \
              DELETE FROM temp.victims;",
@@ -401,19 +419,18 @@ impl Db {
             .execute([cutoff])?;
         }
         if max_bytes < i64::MAX {
-            // A row's bytes: its texts plus a fixed share for the rest of it.
+            // A row's bytes: its texts (`text_bytes`) plus a fixed share for the rest of it.
             tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO temp.victims SELECT id FROM (SELECT rowid AS id, \
-                 SUM(LENGTH(CAST(prompt AS BLOB)) + COALESCE(LENGTH(CAST(output AS BLOB)), 0) \
-                 + LENGTH(CAST(options AS BLOB)) + COALESCE(LENGTH(CAST(error AS BLOB)), 0) \
-                 + 256) OVER (ORDER BY {AGE} DESC, rowid DESC) AS total \
+                 SUM(text_bytes + 256) OVER (ORDER BY {AGE} DESC, rowid DESC) AS total \
                  FROM tasks WHERE {TERMINAL}) WHERE total > ?1"
             ))?
             .execute([max_bytes])?;
         }
         tx.execute_batch(&format!(
             "INSERT INTO pruned (run_id, day, kind, state, tasks, spend_usd) \
-             SELECT COALESCE(run_id, ''), {AGE} / 86400000, kind, state, COUNT(*), \
+             SELECT COALESCE(run_id, ''), COALESCE({AGE}, enqueued_at_ms) / 86400000, kind, \
+             state, COUNT(*), \
              SUM(spend_usd) FROM tasks WHERE rowid IN (SELECT id FROM temp.victims) \
              GROUP BY 1, 2, 3, 4 \
              ON CONFLICT (run_id, day, kind, state) DO UPDATE SET \
@@ -431,7 +448,9 @@ impl Db {
                 // Give the freed pages back to the file system (auto_vacuum = INCREMENTAL):
                 // each step of the pragma frees one page, so it is stepped to the end. The
                 // file shrinks at the next checkpoint.
-                let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
+                // At most 4,096 pages (16 MiB) a run, so the write lock other servers of the
+                // project wait on is held briefly; the rest goes at the next prune.
+                let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum(4096)")?;
                 let mut rows = stmt.query([])?;
                 while rows.next()?.is_some() {}
             }

@@ -74,7 +74,8 @@ pub(crate) fn apply_one(tx: &Transaction<'_>, me: &Writer, write: &Write) -> rus
 fn insert_task(tx: &Transaction<'_>, me: &Writer, t: &TaskRow) -> rusqlite::Result<()> {
     let output_bytes = t.output_bytes.map(to_i64);
     let [input, output, cache_read, cache_write] = t.tokens.map(to_i64);
-    let values: [&dyn ToSql; 27] = [
+    let text_bytes = to_i64((t.prompt.len() + t.options.to_string().len()) as u64);
+    let values: [&dyn ToSql; 28] = [
         &t.id,
         &t.kind,
         &t.project,
@@ -102,11 +103,12 @@ fn insert_task(tx: &Transaction<'_>, me: &Writer, t: &TaskRow) -> rusqlite::Resu
         &t.worktree,
         &me.run_id,
         &me.server_id,
+        &text_bytes,
     ];
     let sql = format!(
-        "INSERT INTO tasks ({TASK_COLUMNS}, run_id, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-         ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, \
-         ?25, ?26, ?27) \
+        "INSERT INTO tasks ({TASK_COLUMNS}, run_id, owner, text_bytes) VALUES (?1, ?2, ?3, ?4, \
+         ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
+         ?23, ?24, ?25, ?26, ?27, ?28) \
          ON CONFLICT (id) DO NOTHING"
     );
     tx.prepare_cached(&sql)?.execute(&values[..]).map(drop)
@@ -116,7 +118,10 @@ fn finish_task(tx: &Transaction<'_>, f: &Finish) -> rusqlite::Result<()> {
     let output_bytes = f.output.as_ref().map(|o| to_i64(o.len() as u64));
     let output = f.output.as_deref().map(keep_tail);
     let [input, out_tokens, cache_read, cache_write] = f.tokens.map(to_i64);
-    let values: [&dyn ToSql; 18] = [
+    let added = to_i64(
+        (output.map_or(0, str::len) + f.error.as_ref().map_or(0, String::len)) as u64,
+    );
+    let values: [&dyn ToSql; 19] = [
         &f.id,
         &f.state,
         &f.finished_at_ms,
@@ -135,6 +140,7 @@ fn finish_task(tx: &Transaction<'_>, f: &Finish) -> rusqlite::Result<()> {
         &f.worktree,
         &f.started_at_ms,
         &f.slot,
+        &added,
     ];
     tx.prepare_cached(
         "UPDATE tasks SET state = ?2, finished_at_ms = ?3, output = ?4, output_bytes = ?5, \
@@ -143,7 +149,8 @@ fn finish_task(tx: &Transaction<'_>, f: &Finish) -> rusqlite::Result<()> {
          cache_write_tokens = ?12, model = COALESCE(?13, model), \
          branch = COALESCE(?14, branch), commit_sha = COALESCE(?15, commit_sha), \
          worktree = COALESCE(?16, worktree), \
-         started_at_ms = COALESCE(started_at_ms, ?17), slot = COALESCE(slot, ?18) \
+         started_at_ms = COALESCE(started_at_ms, ?17), slot = COALESCE(slot, ?18), \
+         text_bytes = text_bytes + ?19 \
          WHERE id = ?1 AND state IN ('pending','running')",
     )?
     .execute(&values[..])

@@ -165,6 +165,11 @@ pub(crate) fn open_checked(path: &Path, pid: u32, sharing: Sharing) -> Result<Op
     // SQLite gives the WAL and shared-memory files the mode of the database file: a store
     // created private keeps every file of it private.
     crate::private::create_file(path).map_err(|e| unusable(e.to_string()))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        crate::private::tighten_existing(Path::new(&side)).map_err(|e| unusable(e.to_string()))?;
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -264,11 +269,13 @@ fn lock(path: &Path, pid: u32) -> Result<File, OpenError> {
             let mut text = String::new();
             // An exclusive holder writes its pid here; servers sharing the store each write
             // theirs in a lease file.
-            let pid = file
-                .read_to_string(&mut text)
-                .ok()
-                .and_then(|_| text.trim().parse().ok())
-                .or_else(|| lease_pid(path));
+            // (The pid a past exclusive holder wrote may be stale while shared servers
+            // hold the lock: their leases come first.)
+            let pid = lease_pid(path).or_else(|| {
+                file.read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok())
+            });
             return Err(OpenError::InUse {
                 path: path.to_owned(),
                 pid,
@@ -327,9 +334,8 @@ pub struct Lease {
 impl Lease {
     /// Takes a new lease for `server_id`, writing `pid` into it.
     pub(crate) fn take(store: &Path, server_id: &str, pid: u32) -> std::io::Result<Lease> {
-        let dir = leases_dir(store);
-        crate::private::create_dir_all(&dir)?;
-        let path = dir.join(format!("{server_id}.lock"));
+        crate::private::create_dir_all(&leases_dir(store))?;
+        let path = Self::path_of(store, server_id);
         let mut file = crate::private::open_rw(&path)?;
         file.try_lock().map_err(std::io::Error::other)?;
         file.set_len(0)?;
@@ -338,25 +344,32 @@ impl Lease {
     }
 
     /// Whether the server with this id still holds its lease. A missing lease file means
-    /// dead; a free one is taken and removed, so the server is known dead for good.
+    /// dead; a free one is taken and removed, so the server is known dead for good. Any
+    /// other answer (a file that cannot be opened for now, a lock that errs) counts as
+    /// alive: taking over a live server's work would run it twice and kill its processes.
     pub(crate) fn alive(store: &Path, server_id: &str) -> bool {
-        let path = leases_dir(store).join(format!("{server_id}.lock"));
-        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
-            return false;
+        let path = Self::path_of(store, server_id);
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) => return e.kind() != ErrorKind::NotFound,
         };
         match file.try_lock() {
             Ok(()) => {
                 let _ = std::fs::remove_file(&path);
                 false
             }
-            Err(TryLockError::WouldBlock) => true,
-            Err(TryLockError::Error(_)) => false,
+            Err(TryLockError::WouldBlock | TryLockError::Error(_)) => true,
         }
     }
 
-    /// The lease file of a server, live or dead (the marker its processes carry).
+    /// The lease file of a server, live or dead, under the leases directory's canonical
+    /// path: the marker its processes carry, the same whether or not the file still exists
+    /// (a symlink in the store's path must not hide a dead server's leftovers).
     pub(crate) fn path_of(store: &Path, server_id: &str) -> PathBuf {
-        leases_dir(store).join(format!("{server_id}.lock"))
+        let dir = leases_dir(store);
+        std::fs::canonicalize(&dir)
+            .unwrap_or(dir)
+            .join(format!("{server_id}.lock"))
     }
 }
 

@@ -81,7 +81,9 @@ pub const MIGRATIONS: &[&str] = &[
     // server runs a task or chain. The context table of every earlier server is dropped: it
     // belonged to no run, and yesterday's context is never today's. `pruned` keeps the
     // counts and spend of task rows the retention rule deleted, by run and UTC day (when they
-    // finished), so run, window and lifetime totals survive retention.
+    // finished), so run, window and lifetime totals survive retention. `text_bytes` is a row's
+    // stored text (prompt, options, output, error), so retention's byte bound reads an index
+    // instead of every prompt.
     "CREATE TABLE runs (
         id            TEXT PRIMARY KEY NOT NULL,
         started_at_ms INTEGER NOT NULL,
@@ -96,8 +98,12 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE tasks ADD COLUMN run_id TEXT;
     ALTER TABLE tasks ADD COLUMN owner TEXT;
     ALTER TABLE chains ADD COLUMN owner TEXT;
+    ALTER TABLE tasks ADD COLUMN text_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE tasks SET text_bytes = LENGTH(CAST(prompt AS BLOB)) + LENGTH(CAST(options AS BLOB))
+        + COALESCE(LENGTH(CAST(output AS BLOB)), 0) + COALESCE(LENGTH(CAST(error AS BLOB)), 0);
     CREATE INDEX tasks_run ON tasks (run_id, state);
     CREATE INDEX tasks_finished ON tasks (finished_at_ms);
+    CREATE INDEX tasks_retention ON tasks (state, finished_at_ms, text_bytes);
     DROP TABLE context;
     CREATE TABLE context (
         run_id        TEXT NOT NULL,

@@ -196,7 +196,12 @@ impl Writer {
             return None;
         };
         let file = match crate::private::open_append(&path) {
-            Ok(file) => file,
+            // Held shared while open: another server of the project sharing the directory
+            // then knows it is being written and never deletes it (see `enforce_keep`).
+            Ok(file) => {
+                let _ = file.try_lock_shared();
+                file
+            }
             Err(e) => {
                 self.warn(task, "cannot open", &e);
                 return None;
@@ -268,6 +273,11 @@ impl Writer {
             self.total = self
                 .total
                 .saturating_sub(self.sizes.remove(&*name).unwrap_or(0));
+            // Another server of the project (the directory is the project's) is writing it:
+            // it is that server's to count, not this one's to delete.
+            if transcript_path(&self.dir, &name).is_some_and(|p| held_elsewhere(&p)) {
+                continue;
+            }
             if let Some(path) = transcript_path(&self.dir, &name) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
@@ -317,6 +327,15 @@ impl Writer {
     }
 }
 
+/// Whether another open file description holds a lock on `path` (a writer of another
+/// server has it open).
+fn held_elsewhere(path: &Path) -> bool {
+    match File::open(path) {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
 /// Lists `dir` once: deletes the oldest transcripts (by modification time, then name) beyond
 /// `keep`, or beyond `max_bytes` together, and returns the task ids of the others with their
 /// sizes, oldest first. Only `<valid id>.ndjson` files count; a file that cannot be deleted
@@ -361,6 +380,9 @@ pub(super) fn scan(dir: &Path, keep: usize, max_bytes: u64) -> std::io::Result<V
             continue;
         }
         let path = dir.join(&name);
+        if held_elsewhere(&path) {
+            continue; // another server of the project is writing it
+        }
         if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != ErrorKind::NotFound
         {
