@@ -15,6 +15,8 @@
 //!    default), two servers sharing it, an explicit `--db` and memory, side by side; store
 //!    and WAL bytes after 10,000 tasks; start to serving with 3 servers of one project
 //!    started at once beside one alone.
+//! 7. 2,000 tasks with 1 MB prompts under the default retention: the store's and the
+//!    transcripts' bytes while serving and after a clean stop, beside their caps.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -375,6 +377,74 @@ async fn main() {
     if on("6") {
         project_store().await;
     }
+    if on("7") {
+        big_prompts().await;
+    }
+}
+
+/// Bytes of the regular files directly in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn big_prompts() {
+    println!("7. 2,000 tasks with 1 MB prompts, default retention (256 MiB of rows, 1 GiB of transcripts)");
+    let state = Scratch::new("bench-big");
+    let server = Server::start(quiet(ServerOptions::fake(4)).state(state.path())).await;
+    server.wait_ready().await;
+    let db = Server::default_db(state.path());
+    let transcripts = db.with_file_name("pool-transcripts");
+    let body = "x".repeat(1 << 20);
+    let t = Instant::now();
+    let mut peak_db = 0u64;
+    let mut peak_wal = 0u64;
+    let mut last = String::new();
+    for i in 0..2000 {
+        last = server
+            .call_ok(
+                "pool_submit",
+                json!({ "prompt": format!("MOCK_ECHO_STATS {i} {body}") }),
+            )
+            .await["task_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if i % 50 == 49 {
+            let s = server.status().await;
+            peak_db = peak_db.max(s["store"]["db_bytes"].as_u64().unwrap());
+            peak_wal = peak_wal.max(s["store"]["wal_bytes"].as_u64().unwrap());
+        }
+    }
+    let r = server.wait_task(&last).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let wall = t.elapsed();
+    let s = server.status().await;
+    let t_bytes = dir_bytes(&transcripts);
+    server.close().await;
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!(
+        "  {:.0} s for 2,000 tasks ({} completed this run); peak while serving: db {:.1} MiB, WAL {:.1} MiB",
+        wall.as_secs_f64(),
+        s["tasks"]["completed"],
+        mib(peak_db),
+        mib(peak_wal)
+    );
+    println!(
+        "  after a clean stop: db {:.1} MiB (cap 256 MiB of rows), WAL {} bytes, transcripts {:.1} MiB (cap 1024 MiB)",
+        mib(std::fs::metadata(&db).map_or(0, |m| m.len())),
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        mib(t_bytes)
+    );
 }
 
 async fn runs(server: &Server, n: usize) -> Vec<Duration> {
@@ -394,20 +464,26 @@ async fn runs(server: &Server, n: usize) -> Vec<Duration> {
 
 async fn project_store() {
     println!("6. the project store (shared by the project's servers) beside an explicit --db and memory");
+    // An explicit store per phase: the queued submissions' tasks stay queued in theirs.
     let explicit = Scratch::new("bench-explicit");
-    let db = explicit.join("mine.db").display().to_string();
-    let kinds: [(&str, Vec<&str>); 3] = [
-        ("project store (default)", vec![]),
-        ("explicit --db", vec!["--db", db.as_str()]),
-        ("in memory (--no-db)", vec!["--no-db"]),
+    let db_submit = explicit.join("submit.db").display().to_string();
+    let db_run = explicit.join("run.db").display().to_string();
+    let kinds: [(&str, Vec<&str>, Vec<&str>); 3] = [
+        ("project store (default)", vec![], vec![]),
+        (
+            "explicit --db",
+            vec!["--db", db_submit.as_str()],
+            vec!["--db", db_run.as_str()],
+        ),
+        ("in memory (--no-db)", vec!["--no-db"], vec!["--no-db"]),
     ];
     let mut submit = Vec::new();
     let mut run = Vec::new();
-    for (name, args) in &kinds {
-        let (server, _s) = mcp_server(args).await;
+    for (name, submit_args, run_args) in &kinds {
+        let (server, _s) = mcp_server(submit_args).await;
         submit.push((*name, mcp_queued_submits(&server).await));
         server.close().await;
-        let (server, _s) = mcp_server(args).await;
+        let (server, _s) = mcp_server(run_args).await;
         run.push((*name, runs(&server, 500).await));
         server.close().await;
     }

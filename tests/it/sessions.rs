@@ -60,7 +60,9 @@ async fn servers_in_two_projects_share_nothing_queued_set_or_spent() {
     let scratch = Scratch::new("sessions-two-projects");
     let state = scratch.join("state");
     let (dir_a, dir_b) = (project(&scratch, "a"), project(&scratch, "b"));
+    // Both at once, as two Claude Code windows on two projects.
     let a = in_project(&state, &dir_a).await;
+    let b = in_project(&state, &dir_b).await;
     a.call_ok(
         "context_set",
         json!({ "key": "secret-plan", "value": "context-of-project-a" }),
@@ -81,7 +83,6 @@ async fn servers_in_two_projects_share_nothing_queued_set_or_spent() {
     drop(call);
     a.close().await;
 
-    let b = in_project(&state, &dir_b).await;
     let status = b.status().await;
     assert_ne!(
         status["store"]["path"],

@@ -173,6 +173,9 @@ const CHECKPOINT_EVERY: usize = 1000;
 /// A WAL past this many bytes is checkpointed at once, however few writes made it (a few
 /// tasks with megabyte prompts grow it as much as thousands of small ones).
 const CHECKPOINT_WAL_BYTES: u64 = 32 * 1024 * 1024;
+/// A WAL past this many bytes is checkpointed by the writer itself and cut back: the bound
+/// on the WAL's size whatever the load.
+const WAL_HARD_BYTES: u64 = 96 * 1024 * 1024;
 /// Committed writes between two runs of the retention rule; it also runs once the texts
 /// written since the last run reach an eighth of its byte bound (at least 1 MiB), so a
 /// few huge tasks cannot carry the store far past it.
@@ -260,7 +263,17 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, rete
                 Err(e) => tracing::warn!(error = %e, "the store's retention failed; it runs again later"),
             }
         }
-        let wal_full = checkpointer.is_some() && db.file_bytes().1 >= CHECKPOINT_WAL_BYTES;
+        let wal_bytes = if checkpointer.is_some() { db.file_bytes().1 } else { 0 };
+        if wal_bytes >= WAL_HARD_BYTES {
+            // The checkpointer copies behind a writer that never pauses, and a WAL is only
+            // rewound once a checkpoint has caught up: under a long burst of large writes
+            // it would grow without end. Here the writer stops for one full checkpoint and
+            // the file is cut back.
+            if let Err(e) = db.checkpoint_truncate() {
+                tracing::warn!(error = %e, "a store checkpoint failed; the next one retries");
+            }
+        }
+        let wal_full = wal_bytes >= CHECKPOINT_WAL_BYTES;
         if (since_checkpoint >= CHECKPOINT_EVERY || wal_full)
             && let Some(c) = &checkpointer
         {

@@ -225,6 +225,13 @@ impl Db {
         ))
     }
 
+    /// Copies the whole WAL into the database and cuts the file to nothing, waiting (up to
+    /// the busy timeout) for readers; a WAL another server still reads is left as it is.
+    pub fn checkpoint_truncate(&self) -> rusqlite::Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    }
+
     /// Copies the WAL into the database now (passive: it never waits on another server).
     pub fn checkpoint_now(&self) -> rusqlite::Result<()> {
         checkpoint(&self.conn)
