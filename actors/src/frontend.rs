@@ -83,7 +83,15 @@ impl Actor for FrontendActor {
                 FrontendTransport::Stdio => {
                     let server = PoolServer::new(pool);
                     let (reader, writer) = rmcp::transport::stdio_pipes();
-                    serve(server, stdio::checked(reader, writer), stop_rx).await
+                    let (checked_in, checked_out) = stdio::checked(reader, writer);
+                    // rmcp's own limit (16 MiB) would drop a longer line without an answer
+                    // that the check in front of it let through: the two limits are one.
+                    let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(
+                        checked_in,
+                        checked_out,
+                    )
+                    .with_max_line_length(stdio::MAX_LINE + 1);
+                    serve(server, transport, stop_rx).await
                 }
                 FrontendTransport::Duplex(stream) => {
                     serve(PoolServer::new(pool), stream, stop_rx).await

@@ -466,3 +466,27 @@ async fn ten_thousand_hostile_messages_over_stdio_crash_nothing_and_each_gets_th
     .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A message between rmcp's own line limit (16 MiB) and the server's (64 MiB) is served:
+/// twenty 1 MiB prompts in one `pool_fan_out`, each run whole (its byte count comes back).
+#[tokio::test]
+async fn a_twenty_megabyte_message_over_stdio_is_served_whole() {
+    let server = claude_pool_tests::server::Server::start(
+        claude_pool_tests::server::ServerOptions::fake(2)
+            .transport(claude_pool_tests::server::Transport::Stdio),
+    )
+    .await;
+    let body = "x".repeat(1 << 20);
+    let prompts: Vec<String> = (0..20).map(|i| format!("MOCK_ECHO_STATS {i:02} {body}")).collect();
+    let r = server
+        .call_ok("pool_fan_out", json!({ "prompts": prompts }))
+        .await;
+    assert_eq!(r["completed"], 20, "{}", &r.to_string()[..r.to_string().len().min(500)]);
+    // Each prompt reached its CLI whole: "len=<bytes>" of the whole user message.
+    let want = format!("len={}", prompts[0].len());
+    for item in r["results"].as_array().unwrap() {
+        let out = item["output"].as_str().unwrap_or_default();
+        assert!(out.contains(&want), "{out} lacks {want}");
+    }
+    server.close().await;
+}
