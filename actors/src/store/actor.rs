@@ -269,7 +269,7 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, rete
             // rewound once a checkpoint has caught up: under a long burst of large writes
             // it would grow without end. Here the writer stops for one full checkpoint and
             // the file is cut back.
-            if let Err(e) = db.checkpoint_truncate() {
+            if let Err(e) = db.checkpoint_truncate().map(drop) {
                 tracing::warn!(error = %e, "a store checkpoint failed; the next one retries");
             }
         }

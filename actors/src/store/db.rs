@@ -227,9 +227,12 @@ impl Db {
 
     /// Copies the whole WAL into the database and cuts the file to nothing, waiting (up to
     /// the busy timeout) for readers; a WAL another server still reads is left as it is.
-    pub fn checkpoint_truncate(&self) -> rusqlite::Result<()> {
+    /// Returns whether it completed (false: busy).
+    pub fn checkpoint_truncate(&self) -> rusqlite::Result<bool> {
         self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0).map(|busy| busy == 0)
+            })
     }
 
     /// Copies the WAL into the database now (passive: it never waits on another server).
@@ -299,11 +302,15 @@ impl Db {
         tx.execute("DELETE FROM servers WHERE id = ?1", [&self.me.server_id])?;
         tx.commit()?;
         if self.path.is_some() {
-            // Busy (another server of the project reading) is no failure: the last one out
-            // empties it.
-            let _ = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            // The checkpointer thread may be mid-checkpoint (which answers busy at once):
+            // try again for a while. Still busy (another server of the project reading) is
+            // no failure: the last one out empties it.
+            for _ in 0..40 {
+                match self.checkpoint_truncate() {
+                    Ok(true) | Err(_) => break,
+                    Ok(false) => std::thread::sleep(std::time::Duration::from_millis(25)),
+                }
+            }
         }
         if let Some(lease) = self.lease.take() {
             let _ = std::fs::remove_file(&lease.path);
@@ -455,11 +462,26 @@ impl Db {
                 // Give the freed pages back to the file system (auto_vacuum = INCREMENTAL):
                 // each step of the pragma frees one page, so it is stepped to the end. The
                 // file shrinks at the next checkpoint.
-                // At most 4,096 pages (16 MiB) a run, so the write lock other servers of the
-                // project wait on is held briefly; the rest goes at the next prune.
-                let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum(4096)")?;
-                let mut rows = stmt.query([])?;
-                while rows.next()?.is_some() {}
+                // 4,096 pages (16 MiB) a step, each step its own transaction, so the write
+                // lock other servers of the project wait on is held briefly each time.
+                loop {
+                    let free: i64 =
+                        self.conn
+                            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+                    if free == 0 {
+                        break;
+                    }
+                    let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum(4096)")?;
+                    let mut rows = stmt.query([])?;
+                    while rows.next()?.is_some() {}
+                    drop(rows);
+                    let after: i64 =
+                        self.conn
+                            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+                    if after >= free {
+                        break; // auto_vacuum is off (an older store): nothing to give back
+                    }
+                }
             }
         }
         Ok(n)
