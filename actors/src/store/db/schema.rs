@@ -464,15 +464,7 @@ fn counts_by_kind_where(
     clause: &str,
     value: &str,
 ) -> rusqlite::Result<Vec<(String, String, u64)>> {
-    conn.prepare(&format!(
-        "SELECT kind, state, COUNT(*) FROM tasks WHERE {clause} GROUP BY kind, state \
-         ORDER BY kind, state"
-    ))?
-    .query_map([value], |r| {
-        let n: i64 = r.get(2)?;
-        Ok((r.get(0)?, r.get(1)?, u64::try_from(n).unwrap_or(0)))
-    })?
-    .collect()
+    grouped(conn, "COUNT(*) FROM tasks", clause, value)
 }
 
 /// Counts by (kind, state) of the pruned rows matching `clause`.
@@ -481,8 +473,18 @@ fn pruned_counts(
     clause: &str,
     value: &str,
 ) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    grouped(conn, "SUM(tasks) FROM pruned", clause, value)
+}
+
+/// `SELECT kind, state, <what> WHERE <clause> GROUP BY kind, state`, as counts.
+fn grouped(
+    conn: &Connection,
+    what: &str,
+    clause: &str,
+    value: &str,
+) -> rusqlite::Result<Vec<(String, String, u64)>> {
     conn.prepare(&format!(
-        "SELECT kind, state, SUM(tasks) FROM pruned WHERE {clause} GROUP BY kind, state"
+        "SELECT kind, state, {what} WHERE {clause} GROUP BY kind, state ORDER BY kind, state"
     ))?
     .query_map([value], |r| {
         let n: i64 = r.get(2)?;
