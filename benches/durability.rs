@@ -396,7 +396,9 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 async fn big_prompts() {
-    println!("7. 2,000 tasks with 1 MB prompts, default retention (256 MiB of rows, 1 GiB of transcripts)");
+    println!(
+        "7. 2,000 tasks with 1 MB prompts, default retention (256 MiB of rows, 1 GiB of transcripts)"
+    );
     let state = Scratch::new("bench-big");
     let server = Server::start(quiet(ServerOptions::fake(4)).state(state.path())).await;
     server.wait_ready().await;
@@ -463,7 +465,9 @@ async fn runs(server: &Server, n: usize) -> Vec<Duration> {
 }
 
 async fn project_store() {
-    println!("6. the project store (shared by the project's servers) beside an explicit --db and memory");
+    println!(
+        "6. the project store (shared by the project's servers) beside an explicit --db and memory"
+    );
     // An explicit store per phase: the queued submissions' tasks stay queued in theirs.
     let explicit = Scratch::new("bench-explicit");
     let db_submit = explicit.join("submit.db").display().to_string();
@@ -529,7 +533,10 @@ async fn project_store() {
             s.close().await;
         }
     }
-    for (name, v) in [("one server alone", &alone), ("3 servers of one project at once (each)", &three)] {
+    for (name, v) in [
+        ("one server alone", &alone),
+        ("3 servers of one project at once (each)", &three),
+    ] {
         println!(
             "  start to serving, {name:<40} median {:>7.1} ms   max {:>7.1} ms",
             ms(median(v)),

@@ -119,7 +119,12 @@ async fn python_sdk(n: usize) {
         return;
     };
     let server = busy_server(Transport::Http, false).await;
-    let mut py = PyClient::http(&python, server.url.as_deref().unwrap(), server.token.as_deref()).await;
+    let mut py = PyClient::http(
+        &python,
+        server.url.as_deref().unwrap(),
+        server.token.as_deref(),
+    )
+    .await;
     let inner = |v: &Value| Duration::from_secs_f64(v["ms"].as_f64().unwrap() / 1000.0);
     let (mut task_handle, mut submit) = (Vec::new(), Vec::new());
     let mut last = String::new();

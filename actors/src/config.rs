@@ -621,14 +621,43 @@ mod store_tests {
     fn calendar_windows_hold_the_instant_and_start_where_the_calendar_says() {
         // 2026-12-07 is a Monday; 2024 is a leap year.
         let cases = [
-            (BudgetPeriod::Day, at(2026, 12, 7, 13), at(2026, 12, 7, 0), at(2026, 12, 8, 0)),
-            (BudgetPeriod::Week, at(2026, 12, 7, 0), at(2026, 12, 7, 0), at(2026, 12, 14, 0)),
-            (BudgetPeriod::Week, at(2026, 12, 13, 23), at(2026, 12, 7, 0), at(2026, 12, 14, 0)),
-            (BudgetPeriod::Month, at(2026, 12, 31, 23), at(2026, 12, 1, 0), at(2027, 1, 1, 0)),
-            (BudgetPeriod::Month, at(2024, 2, 29, 12), at(2024, 2, 1, 0), at(2024, 3, 1, 0)),
+            (
+                BudgetPeriod::Day,
+                at(2026, 12, 7, 13),
+                at(2026, 12, 7, 0),
+                at(2026, 12, 8, 0),
+            ),
+            (
+                BudgetPeriod::Week,
+                at(2026, 12, 7, 0),
+                at(2026, 12, 7, 0),
+                at(2026, 12, 14, 0),
+            ),
+            (
+                BudgetPeriod::Week,
+                at(2026, 12, 13, 23),
+                at(2026, 12, 7, 0),
+                at(2026, 12, 14, 0),
+            ),
+            (
+                BudgetPeriod::Month,
+                at(2026, 12, 31, 23),
+                at(2026, 12, 1, 0),
+                at(2027, 1, 1, 0),
+            ),
+            (
+                BudgetPeriod::Month,
+                at(2024, 2, 29, 12),
+                at(2024, 2, 1, 0),
+                at(2024, 3, 1, 0),
+            ),
         ];
         for (period, now, start, end) in cases {
-            assert_eq!(period.window(now), Some((start, end)), "{period:?} at {now}");
+            assert_eq!(
+                period.window(now),
+                Some((start, end)),
+                "{period:?} at {now}"
+            );
         }
         assert_eq!(BudgetPeriod::Run.window(at(2026, 1, 1, 0)), None);
         // 1970-01-01 was a Thursday: its week began on Monday 1969-12-29.
@@ -645,8 +674,15 @@ mod store_tests {
         assert_ne!(a, b, "two directories named alike have two stores");
         assert!(a.starts_with("/state/projects/"), "{}", a.display());
         assert_eq!(a.file_name().and_then(|n| n.to_str()), Some("pool.db"));
-        let dir = a.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or_default();
-        assert!(dir.starts_with("app-") && dir.len() == "app-".len() + 16, "{dir}");
+        let dir = a
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(
+            dir.starts_with("app-") && dir.len() == "app-".len() + 16,
+            "{dir}"
+        );
         assert_eq!(
             a,
             StoreLocation::project_store_in(state, Path::new("/nonexistent/proj/app"))

@@ -189,7 +189,10 @@ impl Actor for LedgerActor {
                     && state.book.period().end_ms.is_some_and(|e| now >= e)
                 {
                     let renewed = state.book.roll(start, end);
-                    tracing::info!(period = state.budget_period.name(), "a new budget window began");
+                    tracing::info!(
+                        period = state.budget_period.name(),
+                        "a new budget window began"
+                    );
                     state.events.publish(PoolEvent::Budget);
                     if renewed && let Some(s) = &state.scheduler {
                         let _ = s.cast(SchedulerMsg::BudgetRenewed);
@@ -246,7 +249,9 @@ impl LedgerState {
             return;
         };
         let now = crate::store::db::now_ms_pub();
-        let wait = u64::try_from(end.saturating_sub(now)).unwrap_or(0).clamp(1_000, 3_600_000);
+        let wait = u64::try_from(end.saturating_sub(now))
+            .unwrap_or(0)
+            .clamp(1_000, 3_600_000);
         myself.send_after(std::time::Duration::from_millis(wait), || LedgerMsg::Roll);
     }
 

@@ -25,7 +25,10 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
     // `mode` is filtered by the umask; set it outright on the directory we asked for.
     std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
 }
@@ -84,7 +87,6 @@ fn tighten(file: &File) -> io::Result<()> {
 pub fn current_uid() -> u32 {
     own_uid().unwrap_or(u32::MAX)
 }
-
 
 /// The user this process runs as: the owner of `/proc/self` (no `unsafe` needed for
 /// `geteuid`); `None` where there is no `/proc`.

@@ -174,7 +174,11 @@ impl Actor for RootActor {
             LedgerArgs {
                 cap: args.config.budget_usd,
                 events: args.events.clone(),
-                period: match args.config.budget_period.window(crate::store::db::now_ms_pub()) {
+                period: match args
+                    .config
+                    .budget_period
+                    .window(crate::store::db::now_ms_pub())
+                {
                     Some((start, end)) if args.durable.window_spend_usd.is_some() => {
                         crate::ledger::book::Period {
                             name: args.config.budget_period.name(),
@@ -189,10 +193,7 @@ impl Actor for RootActor {
                     },
                 },
                 budget_period: args.config.budget_period,
-                window_spent: args
-                    .durable
-                    .window_spend_usd
-                    .unwrap_or(restored.spend_usd),
+                window_spent: args.durable.window_spend_usd.unwrap_or(restored.spend_usd),
                 run_spent: restored.spend_usd,
                 lifetime_before: restored.lifetime_before.spend_usd,
                 store: args.durable.writer.clone(),

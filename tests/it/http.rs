@@ -717,12 +717,20 @@ async fn the_status_page_in_a_real_browser_shows_slots_a_running_task_then_its_s
     // token is (the form's own flow is `behind_a_token_the_page_asks_for_it_...`).
     let guarded = HttpServer::start(1, &[]).await;
     let profile = claude_pool_tests::Scratch::new("chromium-guarded");
-    let dom = rendered(&browser, &format!("http://{}/", guarded.addr), profile.path()).await;
+    let dom = rendered(
+        &browser,
+        &format!("http://{}/", guarded.addr),
+        profile.path(),
+    )
+    .await;
     assert!(
         dom.contains("action=\"/login\"") && dom.contains("http-token"),
         "no sign-in form: {dom}"
     );
-    assert!(!dom.contains("slot-0"), "the pool shown without its token: {dom}");
+    assert!(
+        !dom.contains("slot-0"),
+        "the pool shown without its token: {dom}"
+    );
     guarded.stop().await;
     // The page itself, on a server whose operator opted out of the token on loopback (a
     // browser cannot send a bearer header).

@@ -208,7 +208,11 @@ async fn real_cli_a_mode_above_the_ceiling_is_refused_before_any_process_sees_it
             )
             .await;
     }
-    assert_eq!(p.mock.message_requests(), requests, "an API request was made");
+    assert_eq!(
+        p.mock.message_requests(),
+        requests,
+        "an API request was made"
+    );
     let after = p.server.status().await;
     assert_eq!(Server::slot_pids(&after), pids, "a slot's process changed");
     assert_eq!(after["tasks"]["total"], 0, "something was queued: {after}");

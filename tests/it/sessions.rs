@@ -32,12 +32,21 @@ async fn two_servers_in_one_project_both_serve_and_answer_for_each_others_tasks(
         .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: from the first" }))
         .await;
     let b = second
-        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: from the second" }))
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_TEXT: from the second" }),
+        )
         .await;
     let (s1, s2) = (first.status().await, second.status().await);
-    assert_eq!(s1["store"]["path"], s2["store"]["path"], "one project, one store");
+    assert_eq!(
+        s1["store"]["path"], s2["store"]["path"],
+        "one project, one store"
+    );
     assert_eq!(s1["store"]["mode"], "project");
-    assert_ne!(s1["run"]["id"], s2["run"]["id"], "each session is a run of its own");
+    assert_ne!(
+        s1["run"]["id"], s2["run"]["id"],
+        "each session is a run of its own"
+    );
     // Each counts only its own run.
     assert_eq!(s1["tasks"]["total"], 1, "{s1}");
     assert_eq!(s2["tasks"]["total"], 1, "{s2}");
@@ -69,7 +78,10 @@ async fn servers_in_two_projects_share_nothing_queued_set_or_spent() {
     )
     .await;
     let spent = a
-        .call_ok("pool_run", json!({ "prompt": "MOCK_USAGE:1000,10 MOCK_TEXT: a" }))
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_USAGE:1000,10 MOCK_TEXT: a" }),
+        )
         .await;
     // Queued in project a when its server stops: it belongs to project a.
     let (call, _token, running) = a.start_run("MOCK_SLEEP:60").await;
@@ -90,7 +102,10 @@ async fn servers_in_two_projects_share_nothing_queued_set_or_spent() {
     );
     assert_eq!(status["spend_usd"], 0.0, "{status}");
     assert_eq!(status["lifetime"]["spend_usd"], 0.0, "{status}");
-    assert_eq!(status["tasks"]["total"], 0, "nothing of a runs in b: {status}");
+    assert_eq!(
+        status["tasks"]["total"], 0,
+        "nothing of a runs in b: {status}"
+    );
     let echo = b
         .call_ok("pool_run", json!({ "prompt": "MOCK_ECHO_PROMPT" }))
         .await;
@@ -144,7 +159,10 @@ async fn a_task_that_spent_past_its_own_cap_reads_failed_naming_it() {
     let body = claude_pool_tests::server::content(&r);
     assert_eq!(body["status"], "failed", "{body}");
     assert!(
-        body["error"].as_str().unwrap_or_default().contains("max_budget_usd"),
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("max_budget_usd"),
         "{body}"
     );
     server.close().await;
@@ -211,7 +229,10 @@ async fn megabyte_prompts_leave_the_store_and_transcripts_within_their_caps() {
     // retention's step of an eighth of it, and a MiB of pages, as slack).
     let db_bytes = std::fs::metadata(&db).unwrap().len();
     let slack = store_cap / 8 + MB as u64 * 2;
-    assert!(db_bytes <= store_cap + slack, "store {db_bytes} > {store_cap}");
+    assert!(
+        db_bytes <= store_cap + slack,
+        "store {db_bytes} > {store_cap}"
+    );
     // A clean shutdown leaves the WAL empty: pool.db alone is the whole store.
     let mut wal = db.clone().into_os_string();
     wal.push("-wal");
@@ -261,7 +282,12 @@ async fn every_file_and_directory_of_the_store_is_private() {
     {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
-    within(Duration::from_secs(30), "the server's close", server.close()).await;
+    within(
+        Duration::from_secs(30),
+        "the server's close",
+        server.close(),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -477,11 +477,18 @@ async fn a_twenty_megabyte_message_over_stdio_is_served_whole() {
     )
     .await;
     let body = "x".repeat(1 << 20);
-    let prompts: Vec<String> = (0..20).map(|i| format!("MOCK_ECHO_STATS {i:02} {body}")).collect();
+    let prompts: Vec<String> = (0..20)
+        .map(|i| format!("MOCK_ECHO_STATS {i:02} {body}"))
+        .collect();
     let r = server
         .call_ok("pool_fan_out", json!({ "prompts": prompts }))
         .await;
-    assert_eq!(r["completed"], 20, "{}", &r.to_string()[..r.to_string().len().min(500)]);
+    assert_eq!(
+        r["completed"],
+        20,
+        "{}",
+        &r.to_string()[..r.to_string().len().min(500)]
+    );
     // Each prompt reached its CLI whole: "len=<bytes>" of the whole user message.
     let want = format!("len={}", prompts[0].len());
     for item in r["results"].as_array().unwrap() {

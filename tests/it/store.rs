@@ -183,7 +183,10 @@ async fn after_a_graceful_restart_results_read_the_same_and_a_new_run_starts_fro
         .await;
     let id = r["task_id"].as_str().unwrap().to_owned();
     server
-        .call_ok("context_set", json!({ "key": "lang", "value": "rust-context-value" }))
+        .call_ok(
+            "context_set",
+            json!({ "key": "lang", "value": "rust-context-value" }),
+        )
         .await;
     let chain = server
         .call_ok(
@@ -262,7 +265,10 @@ async fn after_kill_9_the_next_server_continues_the_run_with_its_spend_budget_an
         )
         .await;
     server
-        .call_ok("context_set", json!({ "key": "lang", "value": "kept-context" }))
+        .call_ok(
+            "context_set",
+            json!({ "key": "lang", "value": "kept-context" }),
+        )
         .await;
     let before = server.status().await;
     server.crash().await;
@@ -272,7 +278,10 @@ async fn after_kill_9_the_next_server_continues_the_run_with_its_spend_budget_an
     assert_eq!(status["run"]["id"], before["run"]["id"], "{status}");
     assert_eq!(status["run"]["continued"], true, "{status}");
     let spent = call_usd(5000, 100);
-    assert!(close(status["spend_usd"].as_f64().unwrap(), spent), "{status}");
+    assert!(
+        close(status["spend_usd"].as_f64().unwrap(), spent),
+        "{status}"
+    );
     assert!(
         close(status["budget_remaining"].as_f64().unwrap(), 5.0 - spent),
         "{status}"
@@ -281,7 +290,10 @@ async fn after_kill_9_the_next_server_continues_the_run_with_its_spend_budget_an
     let r = server
         .call_ok("pool_run", json!({ "prompt": "MOCK_ECHO_PROMPT" }))
         .await;
-    assert!(r["output"].as_str().unwrap().contains("kept-context"), "{r}");
+    assert!(
+        r["output"].as_str().unwrap().contains("kept-context"),
+        "{r}"
+    );
     server.close().await;
 }
 
@@ -306,7 +318,10 @@ async fn a_day_window_keeps_its_spend_across_a_graceful_restart() {
         .expect("pool://budget");
     let spent = call_usd(2000, 100);
     assert_eq!(budget["period"], "day", "{budget}");
-    assert!(close(budget["spend_usd"].as_f64().unwrap(), spent), "{budget}");
+    assert!(
+        close(budget["spend_usd"].as_f64().unwrap(), spent),
+        "{budget}"
+    );
     assert!(
         close(budget["budget_remaining"].as_f64().unwrap(), 5.0 - spent),
         "{budget}"

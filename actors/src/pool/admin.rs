@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use claude_pool_protocol::SlotId;
 use claude_pool_protocol::tools::{
-    LifetimeReport, RunReport, StoreReport, TaskCounts,
-    BudgetReport, ContextEntry, DrainReport, PoolStatusReport, ScaleReport, SlotReport,
+    BudgetReport, ContextEntry, DrainReport, LifetimeReport, PoolStatusReport, RunReport,
+    ScaleReport, SlotReport, StoreReport, TaskCounts,
 };
 use serde_json::{Map, Value};
 

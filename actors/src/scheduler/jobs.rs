@@ -102,7 +102,8 @@ impl SchedulerState {
         {
             return Some(why);
         }
-        let (Some(asked), Some(allowed)) = (&settings.allowed_tools, &self.config.max_allowed_tools)
+        let (Some(asked), Some(allowed)) =
+            (&settings.allowed_tools, &self.config.max_allowed_tools)
         else {
             return None;
         };

@@ -46,7 +46,8 @@ impl SlotState {
         // Which store's server started it, so the next server on that store can find what
         // this process leaves behind if the server is killed (`crate::process::leftovers`).
         if let Some(marker) = &self.args.config.process_marker {
-            spec.env.push((STORE_ENV.into(), marker.clone().into_os_string()));
+            spec.env
+                .push((STORE_ENV.into(), marker.clone().into_os_string()));
         }
         let me = self.myself.clone();
         let process = ClaudeProcess::spawn(&spec, move |event| {

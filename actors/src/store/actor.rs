@@ -260,10 +260,16 @@ fn run(mut db: Db, rx: mpsc::Receiver<Op>, failure: &Mutex<Option<String>>, rete
                     // The freed pages leave the file at the next checkpoint.
                     since_checkpoint = CHECKPOINT_EVERY;
                 }
-                Err(e) => tracing::warn!(error = %e, "the store's retention failed; it runs again later"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the store's retention failed; it runs again later")
+                }
             }
         }
-        let wal_bytes = if checkpointer.is_some() { db.file_bytes().1 } else { 0 };
+        let wal_bytes = if checkpointer.is_some() {
+            db.file_bytes().1
+        } else {
+            0
+        };
         if wal_bytes >= WAL_HARD_BYTES {
             // The checkpointer copies behind a writer that never pauses, and a WAL is only
             // rewound once a checkpoint has caught up: under a long burst of large writes

@@ -465,9 +465,9 @@ impl Db {
                 // 4,096 pages (16 MiB) a step, each step its own transaction, so the write
                 // lock other servers of the project wait on is held briefly each time.
                 loop {
-                    let free: i64 =
-                        self.conn
-                            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+                    let free: i64 = self
+                        .conn
+                        .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
                     if free == 0 {
                         break;
                     }
@@ -475,9 +475,9 @@ impl Db {
                     let mut rows = stmt.query([])?;
                     while rows.next()?.is_some() {}
                     drop(rows);
-                    let after: i64 =
-                        self.conn
-                            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+                    let after: i64 = self
+                        .conn
+                        .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
                     if after >= free {
                         break; // auto_vacuum is off (an older store): nothing to give back
                     }

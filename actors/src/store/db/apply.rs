@@ -118,9 +118,8 @@ fn finish_task(tx: &Transaction<'_>, f: &Finish) -> rusqlite::Result<()> {
     let output_bytes = f.output.as_ref().map(|o| to_i64(o.len() as u64));
     let output = f.output.as_deref().map(keep_tail);
     let [input, out_tokens, cache_read, cache_write] = f.tokens.map(to_i64);
-    let added = to_i64(
-        (output.map_or(0, str::len) + f.error.as_ref().map_or(0, String::len)) as u64,
-    );
+    let added =
+        to_i64((output.map_or(0, str::len) + f.error.as_ref().map_or(0, String::len)) as u64);
     let values: [&dyn ToSql; 19] = [
         &f.id,
         &f.state,

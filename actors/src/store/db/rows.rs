@@ -206,9 +206,7 @@ impl Write {
         let len = |s: &Option<String>| s.as_ref().map_or(0, String::len) as u64;
         match self {
             Write::InsertTask(t) => t.prompt.len() as u64,
-            Write::Finished(f) => {
-                len(&f.output).min(OUTPUT_KEEP_BYTES as u64) + len(&f.error)
-            }
+            Write::Finished(f) => len(&f.output).min(OUTPUT_KEEP_BYTES as u64) + len(&f.error),
             _ => 0,
         }
     }

@@ -429,11 +429,7 @@ pub(crate) fn recover(
     let mut counts_by_kind = counts_by_kind_where(conn, "run_id = ?1", &run.id)?;
     counts_by_kind.extend(pruned_counts(conn, "run_id = ?1", &run.id)?);
     let counts = counts_of(&counts_by_kind);
-    let mut before = counts_by_kind_where(
-        conn,
-        "(run_id IS NULL OR run_id != ?1)",
-        &run.id,
-    )?;
+    let mut before = counts_by_kind_where(conn, "(run_id IS NULL OR run_id != ?1)", &run.id)?;
     before.extend(pruned_counts(conn, "run_id != ?1", &run.id)?);
     let spend_before: f64 = conn.query_row(
         "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE run_id IS NULL OR run_id != ?1), 0.0) \

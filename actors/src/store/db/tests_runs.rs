@@ -90,7 +90,10 @@ fn servers_share_a_project_store_and_only_a_dead_ones_work_is_taken_over() {
     let path = dir.path().join("pool.db");
     let (mut a, ra) = Db::open_as(&path, 10, Sharing::Shared).expect("first server");
     let (mut b, rb) = Db::open_as(&path, 11, Sharing::Shared).expect("second server at once");
-    assert_ne!(ra.run.id, rb.run.id, "each live server has a run of its own");
+    assert_ne!(
+        ra.run.id, rb.run.id,
+        "each live server has a run of its own"
+    );
     a.apply(&[
         Write::InsertTask(row("a-running", "task", None, 1)),
         Write::Started {
@@ -190,7 +193,11 @@ fn retention_deletes_the_oldest_finished_rows_and_keeps_their_totals() {
         .into_iter()
         .map(|t| t.id)
         .collect();
-    assert_eq!(kept, ["queued", "t9", "t8"], "the newest stay, pending never goes");
+    assert_eq!(
+        kept,
+        ["queued", "t9", "t8"],
+        "the newest stay, pending never goes"
+    );
     let mut counts = db.counts().expect("counts");
     counts.sort();
     assert_eq!(
@@ -233,7 +240,10 @@ fn a_graceful_close_empties_the_wal_and_leaves_a_complete_database_file() {
         db.apply(&[Write::InsertTask(r)]).expect("insert");
     }
     let (_, wal_before) = db.file_bytes();
-    assert!(wal_before > 4_000_000, "the WAL holds the writes: {wal_before}");
+    assert!(
+        wal_before > 4_000_000,
+        "the WAL holds the writes: {wal_before}"
+    );
     drop(checkpoints);
     db.close_gracefully().expect("close");
     let (_, wal_after) = db.file_bytes();
@@ -297,7 +307,10 @@ fn retention_gives_the_freed_pages_back_to_the_file_system() {
     .expect("prune");
     db.close_gracefully().expect("close");
     let (db_bytes, _) = db.file_bytes();
-    assert!(db_bytes < 1_500_000, "4 MB written, 0.5 MB kept: the file is {db_bytes}");
+    assert!(
+        db_bytes < 1_500_000,
+        "4 MB written, 0.5 MB kept: the file is {db_bytes}"
+    );
 }
 
 #[test]

@@ -113,7 +113,12 @@ pub(super) struct Writer {
 
 impl Writer {
     /// A writer for `dir` that knows `found` (oldest first), as [`scan`] returned it.
-    pub(super) fn new(dir: PathBuf, keep: usize, max_bytes: u64, found: &[(Arc<str>, u64)]) -> Writer {
+    pub(super) fn new(
+        dir: PathBuf,
+        keep: usize,
+        max_bytes: u64,
+        found: &[(Arc<str>, u64)],
+    ) -> Writer {
         let mut writer = Writer {
             dir,
             keep,
@@ -340,7 +345,11 @@ fn held_elsewhere(path: &Path) -> bool {
 /// `keep`, or beyond `max_bytes` together, and returns the task ids of the others with their
 /// sizes, oldest first. Only `<valid id>.ndjson` files count; a file that cannot be deleted
 /// is logged and no longer counted.
-pub(super) fn scan(dir: &Path, keep: usize, max_bytes: u64) -> std::io::Result<Vec<(Arc<str>, u64)>> {
+pub(super) fn scan(
+    dir: &Path,
+    keep: usize,
+    max_bytes: u64,
+) -> std::io::Result<Vec<(Arc<str>, u64)>> {
     let mut found: Vec<(SystemTime, String, u64)> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -376,7 +385,10 @@ pub(super) fn scan(dir: &Path, keep: usize, max_bytes: u64) -> std::io::Result<V
     let mut kept = Vec::with_capacity(found.len() - excess.min(found.len()));
     for (i, (_, name, len)) in found.into_iter().enumerate() {
         if i >= excess {
-            kept.push((Arc::from(name.strip_suffix(".ndjson").unwrap_or(&name)), len));
+            kept.push((
+                Arc::from(name.strip_suffix(".ndjson").unwrap_or(&name)),
+                len,
+            ));
             continue;
         }
         let path = dir.join(&name);
