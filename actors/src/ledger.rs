@@ -184,7 +184,7 @@ impl Actor for LedgerActor {
                 state.apply(effects);
             }
             LedgerMsg::Roll => {
-                let now = crate::store::db::now_ms_pub();
+                let now = crate::store::db::now_ms();
                 if let Some((start, end)) = state.budget_period.window(now)
                     && state.book.period().end_ms.is_some_and(|e| now >= e)
                 {
@@ -248,7 +248,7 @@ impl LedgerState {
         let Some(end) = self.book.period().end_ms else {
             return;
         };
-        let now = crate::store::db::now_ms_pub();
+        let now = crate::store::db::now_ms();
         let wait = u64::try_from(end.saturating_sub(now))
             .unwrap_or(0)
             .clamp(1_000, 3_600_000);

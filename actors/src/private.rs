@@ -77,15 +77,10 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 /// and a file made by an older server may be 0644). Another user's file is left alone.
 fn tighten(file: &File) -> io::Result<()> {
     let meta = file.metadata()?;
-    if meta.uid() == current_uid() && meta.mode() & 0o077 != 0 {
+    if own_uid() == Some(meta.uid()) && meta.mode() & 0o077 != 0 {
         file.set_permissions(Permissions::from_mode(meta.mode() & 0o700))?;
     }
     Ok(())
-}
-
-/// The effective user id of this process (`u32::MAX` where there is no `/proc`).
-pub fn current_uid() -> u32 {
-    own_uid().unwrap_or(u32::MAX)
 }
 
 /// The user this process runs as: the owner of `/proc/self` (no `unsafe` needed for

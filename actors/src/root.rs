@@ -174,11 +174,7 @@ impl Actor for RootActor {
             LedgerArgs {
                 cap: args.config.budget_usd,
                 events: args.events.clone(),
-                period: match args
-                    .config
-                    .budget_period
-                    .window(crate::store::db::now_ms_pub())
-                {
+                period: match args.config.budget_period.window(crate::store::db::now_ms()) {
                     Some((start, end)) if args.durable.window_spend_usd.is_some() => {
                         crate::ledger::book::Period {
                             name: args.config.budget_period.name(),

@@ -80,14 +80,6 @@ pub struct Book {
 }
 
 impl Book {
-    /// A book with `cap` that has already spent `spent` (an earlier server's tasks, read
-    /// from the store).
-    pub fn resumed(cap: Option<f64>, spent: f64) -> Self {
-        let mut book = Book::new(cap);
-        book.spent = spent.max(0.0);
-        book
-    }
-
     /// A book that resumes a store's history: `window_spent` already counts against `cap`
     /// in `period`, `run_spent` was spent in this run (a run continued after a crash), and
     /// `lifetime_before` by every other run.

@@ -132,11 +132,6 @@ impl StoreWriter {
         }
     }
 
-    /// The bytes of the store's database and WAL files.
-    pub async fn file_bytes(&self) -> (u64, u64) {
-        self.read(|db| db.file_bytes()).await.unwrap_or_default()
-    }
-
     /// `None` while the store writes; the last error while it cannot.
     pub fn health(&self) -> Option<String> {
         self.failure.lock().ok().and_then(|f| f.clone())

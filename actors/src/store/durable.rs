@@ -54,7 +54,7 @@ impl Durable {
         let keep = config.keep_transcripts;
         let keep_bytes = config.transcripts_max_bytes;
         let retention = config.retention;
-        let window = config.budget_period.window(super::db::now_ms_pub());
+        let window = config.budget_period.window(super::db::now_ms());
         let opened = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let Some(location) = location else {
                 return Ok(None);
