@@ -131,7 +131,17 @@ pub struct PoolConfig {
     /// client may lower a task's mode, never raise it past what the operator allowed. See
     /// [`PoolConfig::permission_ceiling`].
     pub max_permission_mode: PermissionMode,
+    /// The server's permission rules (`--allow`, `--deny`, `--rules`): they answer a
+    /// worker's permission question before anyone is asked. Deny rules also go to every
+    /// process as `--disallowedTools`, so they hold in modes that never ask.
+    pub rules: std::sync::Arc<claude_pool_protocol::rules::RuleSet>,
+    /// How long a permission question waits for an answer before it is denied, unless its
+    /// task sets its own (`--approval-timeout`).
+    pub approval_timeout: Duration,
 }
+
+/// How long a worker's permission question waits for a person by default.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// The ceiling of a task's permission mode when the operator sets none: edits are the most
 /// a client may ask for, never a classifier's or no checks at all.
@@ -288,6 +298,8 @@ impl Default for PoolConfig {
             max_allowed_tools: None,
             credentials: None,
             max_permission_mode: DEFAULT_MAX_PERMISSION_MODE,
+            rules: std::sync::Arc::default(),
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
     }
 }
@@ -324,6 +336,8 @@ impl fmt::Debug for PoolConfig {
             .field("max_depth", &self.max_depth)
             .field("credentials", &self.credentials)
             .field("max_permission_mode", &self.max_permission_mode)
+            .field("rules", &self.rules)
+            .field("approval_timeout", &self.approval_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -351,6 +365,35 @@ impl PoolConfig {
             "{what} \"{mode}\" is above this server's permission ceiling \"{ceiling}\" (modes from least to most allowed: {}); the operator raises the ceiling with --max-permission-mode or --permission-mode",
             PermissionMode::order_text()
         ))
+    }
+
+    /// A task's own permission rules, refused when one does not parse or an allow rule
+    /// reaches past every one of the server's allow rules (a task may narrow what the
+    /// server allows without asking, never widen it). `None` when it gives none.
+    pub fn task_rules(
+        &self,
+        allow: &[String],
+        deny: &[String],
+    ) -> Result<Option<std::sync::Arc<claude_pool_protocol::rules::RuleSet>>, String> {
+        if allow.is_empty() && deny.is_empty() {
+            return Ok(None);
+        }
+        let set = claude_pool_protocol::rules::RuleSet::parse(allow, deny)
+            .map_err(|e| format!("permission rules: {e}"))?;
+        for rule in set.allow() {
+            if !self.rules.allow().iter().any(|wide| rule.covered_by(wide)) {
+                let server: Vec<String> = self.rules.allow().iter().map(ToString::to_string).collect();
+                let server = if server.is_empty() {
+                    "none".to_owned()
+                } else {
+                    server.join(", ")
+                };
+                return Err(format!(
+                    "allow: {rule} is wider than this server's allow rules ({server}); a task's rules may only narrow them (the operator adds rules with --allow or --rules)"
+                ));
+            }
+        }
+        Ok(Some(std::sync::Arc::new(set)))
     }
 
     /// Checks the numbers a pool cannot run with.
@@ -388,6 +431,12 @@ impl PoolConfig {
         resume: Option<&str>,
     ) -> SpawnSpec {
         let mut args: Vec<String> = PERSISTENT_ARGS.map(String::from).to_vec();
+        // Permission questions come to the slot as control requests (approvals).
+        args.extend(["--permission-prompt-tool".into(), "stdio".into()]);
+        if !self.rules.deny().is_empty() {
+            let deny: Vec<String> = self.rules.deny().iter().map(ToString::to_string).collect();
+            args.extend(["--disallowedTools".into(), deny.join(",")]);
+        }
         if let Some(session) = resume {
             args.extend(["--resume".into(), session.to_owned()]);
         }

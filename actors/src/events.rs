@@ -54,12 +54,19 @@ pub enum PoolEvent {
     Context,
     /// The projects file was read again (SIGHUP), whether or not it could be used.
     Projects,
+    /// A task's approval requests changed (one was asked, answered, timed out or dropped).
+    Approvals {
+        /// The task.
+        task: TaskId,
+    },
 }
 
 /// Where a pool's events are published.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<PoolEvent>,
+    /// Each new approval request, whole (for [`crate::Pool::approvals`]).
+    asked: broadcast::Sender<claude_pool_protocol::approvals::ApprovalRequest>,
 }
 
 impl EventBus {
@@ -69,7 +76,20 @@ impl EventBus {
     /// A bus with no readers yet.
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(Self::CAPACITY);
-        EventBus { tx }
+        let (asked, _) = broadcast::channel(Self::CAPACITY);
+        EventBus { tx, asked }
+    }
+
+    /// Publishes a new approval request (a no-op without readers).
+    pub fn asked(&self, request: claude_pool_protocol::approvals::ApprovalRequest) {
+        let _ = self.asked.send(request);
+    }
+
+    /// A new reader of approval requests, seeing those asked from now on.
+    pub fn approval_requests(
+        &self,
+    ) -> broadcast::Receiver<claude_pool_protocol::approvals::ApprovalRequest> {
+        self.asked.subscribe()
     }
 
     /// Publishes `event` (a no-op without readers).

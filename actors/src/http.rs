@@ -128,6 +128,8 @@ struct Guard {
     sessions: Option<(Arc<LocalSessionManager>, usize)>,
     /// What the page's cookie holds ([`login`]).
     page_key: Arc<str>,
+    /// What the page's answers to approval requests carry ([`page::CSRF_HEADER`]).
+    csrf: Arc<str>,
     /// Wrong tokens per peer address.
     failures: Arc<failures::Failures>,
 }
@@ -262,6 +264,31 @@ async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response
         return next.run(req).await; // liveness is no secret
     }
     let auth = g.auth(req.headers());
+    // The page's one action, answering an approval request: a browser's cookie (or a
+    // server without a token) opens it only with the page's CSRF value, which only an
+    // authenticated read of `status.json` gives and no other site can put in a header.
+    let answering = req.method() == axum::http::Method::POST
+        && req.uri().path().starts_with(page::ANSWER_PREFIX);
+    if answering && !matches!(auth, Auth::Depth(_)) {
+        let cookie_ok = auth == Auth::Off
+            || login::cookie(req.headers())
+                .is_some_and(|c| same(c.as_bytes(), g.page_key.as_bytes()));
+        let csrf_ok = req
+            .headers()
+            .get(page::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| same(v.as_bytes(), g.csrf.as_bytes()));
+        if cookie_ok && csrf_ok {
+            return next.run(req).await;
+        }
+        if cookie_ok {
+            tracing::warn!("refused an approval answer without the page's CSRF value (403)");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Forbidden: an answer from the page needs its CSRF value\n",
+            );
+        }
+    }
     if let Auth::Depth(depth) = auth {
         set_depth(req.headers_mut(), depth);
     } else if auth != Auth::Off {
@@ -334,6 +361,8 @@ struct App {
     login: Option<(Arc<Credentials>, Arc<str>)>,
     /// Wrong tokens per peer address (a wrong login is one).
     failures: Arc<failures::Failures>,
+    /// The page's guard against cross-site requests, given in `status.json`.
+    csrf: Arc<str>,
 }
 
 /// `POST /login`: the page's form presents the token; the right one gets the cookie.
@@ -379,12 +408,13 @@ async fn metrics(State(app): State<App>) -> Response {
     match app.pool.status().await {
         Ok(status) => {
             app.metrics.caught_up(&status).await;
+            let approvals = app.pool.approval_stats().await.unwrap_or_default();
             (
                 [(
                     header::CONTENT_TYPE,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )],
-                app.metrics.render(&status),
+                app.metrics.render(&status, &approvals),
             )
                 .into_response()
         }
@@ -504,6 +534,7 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         config,
     );
     let page_key: Arc<str> = Arc::from(login::page_key());
+    let csrf: Arc<str> = Arc::from(login::page_key());
     let failures = Arc::new(failures::Failures::new(options.limits.failures));
     let g = Guard {
         credentials: options.credentials.clone(),
@@ -511,6 +542,7 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         port,
         sessions: Some((manager, options.max_sessions.max(1))),
         page_key: page_key.clone(),
+        csrf: csrf.clone(),
         failures: failures.clone(),
     };
     let metrics = Arc::new(Metrics::start(&pool).await);
@@ -538,12 +570,14 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
         .route("/login", axum::routing::post(sign_in))
         .route("/status.json", axum::routing::get(page::status))
         .route("/transcripts/{id}", axum::routing::get(page::transcript))
+        .route("/approvals/{id}", axum::routing::post(page::answer))
         .fallback(not_found)
         .with_state(App {
             pool,
             metrics: metrics.clone(),
             login: options.credentials.map(|c| (c, page_key)),
             failures,
+            csrf,
         })
         .layer(middleware::from_fn_with_state(g, guard))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -589,6 +623,7 @@ mod tests {
             port: 3101,
             sessions: None,
             page_key: Arc::from("k"),
+            csrf: Arc::from("c"),
             failures: Arc::default(),
         }
     }

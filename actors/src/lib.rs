@@ -18,6 +18,7 @@
 //! Embed it with [`Pool`]; serve it over MCP with [`FrontendActor`] / [`PoolServer`].
 #![warn(missing_docs)]
 
+pub mod approvals;
 pub mod build;
 pub mod chain;
 pub mod chains;

@@ -11,6 +11,7 @@
 //! and did not complete is a tool error result carrying the task report.
 
 mod admin;
+mod approvals;
 mod chains;
 mod jobs;
 pub mod protocol_tasks;
@@ -48,6 +49,7 @@ pub const INSTRUCTIONS: &str = "claude-pool runs your prompts on a pool of warm 
 - Money: every result has spend_usd; pool_status shows spend_usd, budget_usd and budget_remaining. Give max_budget_usd to cap one task. Once the budget is spent, new work is refused.
 - Size: pool_scale_up / pool_scale_down / pool_set_target_slots; pool_drain finishes running work and stops the pool.
 - Reusable tasks: pool_skill_list, then pool_skill_run. Timeouts are seconds (90) or durations (\"5m\").
+- Workers' permission questions: rules answer what they match; the rest come to you as a form (or see pool_approvals, answer with pool_approve).
 - Jobs in projects (claude_list_projects): claude_run (sessionId continues a conversation), claude_build (commits on a new branch), claude_job_status, claude_list_jobs, claude_cancel. pool_transcript reads any task's full transcript.";
 
 /// The MCP server: one per connection; all pool state lives in the pool's actors.
@@ -55,6 +57,9 @@ pub const INSTRUCTIONS: &str = "claude-pool runs your prompts on a pool of warm 
 pub struct PoolServer {
     pool: Pool,
     subscriptions: Arc<Subscriptions>,
+    /// Where the questions of tasks this session submitted without waiting go (to be put
+    /// to its client by elicitation); made on first use.
+    session_asker: Arc<std::sync::OnceLock<crate::task::ProgressSink>>,
     #[allow(dead_code)] // read by the #[tool_handler] expansion
     tool_router: Arc<ToolRouter<Self>>,
 }
@@ -64,6 +69,7 @@ impl PoolServer {
     pub fn new(pool: Pool) -> Self {
         PoolServer {
             subscriptions: Arc::new(Subscriptions::new(pool.clone())),
+            session_asker: Arc::default(),
             pool,
             tool_router: Self::tools(),
         }
@@ -80,7 +86,8 @@ impl PoolServer {
                         + Self::chain_tools()
                         + Self::admin_tools()
                         + Self::skill_tools()
-                        + Self::job_tools(),
+                        + Self::job_tools()
+                        + Self::approval_tools(),
                 )
             })
             .clone()
@@ -280,6 +287,10 @@ impl ServerHandler for PoolServer {
     ) -> Result<CallToolResponse, ErrorData> {
         if protocol_tasks::as_task(&request, &context) {
             return self.start_task(request, &context).await;
+        }
+        if request.name == "pool_run" && approvals::asking(&context) == approvals::Asking::InputRequired
+        {
+            return self.run_task_input_required(request, &context).await;
         }
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
         self.tool_router.call(call).await

@@ -174,8 +174,30 @@ impl Metrics {
     }
 
     /// The text exposition of everything, with the pool's counts as of `status`.
-    pub fn render(&self, status: &PoolStatusReport) -> String {
+    pub fn render(
+        &self,
+        status: &PoolStatusReport,
+        approvals: &crate::approvals::ApprovalStats,
+    ) -> String {
         let mut reg = Registry::with_prefix("claude_pool");
+        let pending: Gauge = Gauge::default();
+        pending.set(i64::try_from(approvals.pending).unwrap_or(i64::MAX));
+        reg.register(
+            "approvals_pending",
+            "Workers' permission questions waiting for an answer",
+            pending,
+        );
+        let decided: Family<Labels, Counter> = Family::default();
+        for ((outcome, by), n) in &approvals.decided {
+            decided
+                .get_or_create(&labels(&[("outcome", outcome), ("by", by)]))
+                .inc_by(*n);
+        }
+        reg.register(
+            "approvals",
+            "Workers' permission questions answered by a person, a timeout or their task's end, by outcome and by who (client, page, tool, api, timeout, task_ended, no_one)",
+            decided,
+        );
         let tasks: Family<Labels, Counter> = Family::default();
         let open: Family<Labels, Gauge> = Family::default();
         for kind in [TaskKind::Task, TaskKind::Run, TaskKind::Build] {

@@ -20,6 +20,7 @@
 //! several pools can live in one process.
 
 mod admin;
+mod approvals;
 mod builder;
 pub mod faults;
 pub mod handles;
@@ -192,7 +193,16 @@ impl Pool {
             .ask(&self.refs.scheduler, |reply| SchedulerMsg::Get(task, reply))
             .await?
         {
-            Some(r) => Ok(r),
+            Some(mut r) => {
+                if r.status == claude_pool_protocol::TaskStatus::Running {
+                    r.waiting_for_approval = self
+                        .pending_approvals(Some(id))
+                        .await
+                        .ok()
+                        .and_then(|p| p.into_iter().next());
+                }
+                Ok(r)
+            }
             None => self.stored_report(id).await,
         }
     }

@@ -1,12 +1,13 @@
 //! The root supervisor: the top of a pool's tree.
 //!
-//! **Children**, started in this order: the budget ledger, the context table, the
-//! scheduler, the slot supervisor, the chain supervisor. Front-ends (the MCP server) attach
+//! **Children**, started in this order: the store, the budget ledger, the approval desk, the
+//! context table, the scheduler, the slot supervisor, the chain supervisor. Front-ends (the MCP server) attach
 //! themselves to it later.
 //!
 //! **Strategy.**
-//! - Ledger, context table, scheduler or chain supervisor failure → fail-stop: each holds
-//!   state a fresh one would silently lose (spend, the table, every task, every chain), so
+//! - Ledger, approval desk, context table, scheduler or chain supervisor failure →
+//!   fail-stop: each holds state a fresh one would silently lose (spend, the questions slots
+//!   wait on, the table, every task, every chain), so
 //!   the pool stops (slots killed, health `Stopped` with the reason).
 //! - Slot supervisor failure (every slot over its restart limit) → the running tasks fail,
 //!   and the slot supervisor is restarted after a backoff with the pool's current slots, at
@@ -37,6 +38,7 @@ use tokio::time::Instant;
 /// How often a server on a project store looks for servers of the project that died.
 const ADOPT_EVERY: Duration = Duration::from_secs(10);
 
+use crate::approvals::{ApprovalsActor, ApprovalsArgs, ApprovalsMsg};
 use crate::chains::{ChainSupervisorActor, ChainSupervisorArgs, ChainSupervisorMsg};
 use crate::config::PoolConfig;
 use crate::context::{ContextActor, ContextArgs, ContextMsg};
@@ -96,6 +98,8 @@ pub struct PoolRefs {
     pub context: ActorRef<ContextMsg>,
     /// Chains.
     pub chains: ActorRef<ChainSupervisorMsg>,
+    /// Permission questions waiting for a person.
+    pub approvals: ActorRef<ApprovalsMsg>,
 }
 
 /// Messages the root handles.
@@ -197,6 +201,15 @@ impl Actor for RootActor {
             cell.clone(),
         )
         .await?;
+        let (approvals, _) = Actor::spawn_linked(
+            None,
+            ApprovalsActor,
+            ApprovalsArgs {
+                events: args.events.clone(),
+            },
+            cell.clone(),
+        )
+        .await?;
         let (preamble_tx, preamble_rx) = watch::channel(None);
         let (context, _) = Actor::spawn_linked(
             None,
@@ -247,6 +260,7 @@ impl Actor for RootActor {
                 ledger,
                 context,
                 chains,
+                approvals,
             },
             slot_supervisor: None,
             store,
@@ -359,6 +373,7 @@ impl Actor for RootActor {
             (refs.ledger.get_id(), "the budget ledger"),
             (refs.context.get_id(), "the context table"),
             (refs.chains.get_id(), "the chain supervisor"),
+            (refs.approvals.get_id(), "the approval desk"),
         ];
         if let Some((_, name)) = essential.iter().find(|(a, _)| *a == id) {
             tracing::error!(%reason, "{name} failed; stopping the pool");
@@ -421,6 +436,7 @@ impl RootState {
                 .writer
                 .as_ref()
                 .is_some_and(|w| w.path().is_some()),
+            approvals: self.refs.approvals.clone(),
         };
         let (sup, _) =
             Actor::spawn_linked(None, SlotSupervisorActor, args, myself.get_cell()).await?;
@@ -530,6 +546,7 @@ impl RootState {
         self.refs.scheduler.stop(None);
         self.refs.ledger.stop(None);
         self.refs.context.stop(None);
+        self.refs.approvals.stop(None);
         if let Some(sink) = &self.args.durable.sink {
             sink.flush();
         }

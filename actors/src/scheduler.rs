@@ -330,6 +330,7 @@ impl SchedulerState {
             lifetime: Default::default(),
             budget: None,
             max_permission_mode: self.config.permission_ceiling(),
+            approvals: Default::default(),
         }
     }
 }

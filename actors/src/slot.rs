@@ -32,6 +32,7 @@
 //! list is in `supervision-tree.md`. The process's life (spawn, warm-up, timers, exit,
 //! removal) is in [`life`], a task's turn in [`turn`].
 
+mod asks;
 mod life;
 pub mod phase;
 mod turn;
@@ -84,6 +85,8 @@ pub struct SlotArgs {
     /// With a store file: a task's prompt is written only once the store has committed
     /// that it started, so a server killed in between never runs it a second time.
     pub record_starts: bool,
+    /// Where permission questions no rule answers wait for a person.
+    pub approvals: ActorRef<crate::approvals::ApprovalsMsg>,
 }
 
 impl fmt::Debug for SlotArgs {
@@ -135,6 +138,18 @@ pub enum SlotMsg {
         generation: u64,
         /// What it reported.
         event: ProcessEvent,
+    },
+    /// The answer to one of the running task's permission questions (from the approval
+    /// desk).
+    Answered {
+        /// The task that asked.
+        task: TaskId,
+        /// The question (`apr-…`).
+        request_id: String,
+        /// The answer.
+        answer: claude_pool_protocol::approvals::Answer,
+        /// Who answered.
+        by: String,
     },
     /// A timer armed for process `generation` fired.
     TimerFired {
@@ -196,6 +211,8 @@ struct ActiveTask {
     live_usd: f64,
     /// API message ids already priced (one call may be printed as several events).
     priced: HashSet<String>,
+    /// Its permission questions: open ones, grants, and the audit trail.
+    asks: asks::TaskAsks,
 }
 
 /// A slot's state. Private: only the actor touches it.
@@ -340,6 +357,15 @@ impl Actor for SlotActor {
             SlotMsg::Retire { grace } => state.on_retire(grace),
             SlotMsg::ProcessReported { generation, event } => state.on_process(generation, event),
             SlotMsg::TimerFired { generation, timer } => state.on_timer(generation, timer),
+            SlotMsg::Answered {
+                task,
+                request_id,
+                answer,
+                by,
+            } => {
+                state.on_answered(&task, &request_id, answer, by);
+                Ok(())
+            }
         };
         if result.is_ok() && state.retiring && state.phase == Phase::Stopped {
             myself.stop(Some(format!(
@@ -356,11 +382,12 @@ impl Actor for SlotActor {
         state: &mut SlotState,
     ) -> Result<(), ActorProcessingErr> {
         state.cancel_timers();
-        if let Some(task) = state.task.take() {
-            let outcome = TaskOutcome::unbilled(
+        if let Some(mut task) = state.task.take() {
+            let mut outcome = TaskOutcome::unbilled(
                 TaskStatus::Cancelled,
                 "the pool shut down while the task was running",
             );
+            outcome.approvals = state.end_asks(&mut task.asks, &task.assignment.task);
             state.report_finished(task.assignment.task, outcome);
         }
         if let Some(mut process) = state.process.take() {

@@ -58,6 +58,8 @@ pub struct SlotSupervisorArgs {
     pub transcripts: Option<crate::store::transcripts::TranscriptSink>,
     /// With a store file: a task's prompt is written only once its start is committed.
     pub record_starts: bool,
+    /// The approval desk, handed to every slot.
+    pub approvals: ActorRef<crate::approvals::ApprovalsMsg>,
 }
 
 impl fmt::Debug for SlotSupervisorArgs {
@@ -255,6 +257,7 @@ impl SlotSupervisorState {
             worktrees: self.args.worktrees.clone(),
             transcripts: self.args.transcripts.clone(),
             record_starts: self.args.record_starts,
+            approvals: self.args.approvals.clone(),
         };
         match Actor::spawn_linked(None, SlotActor, args, myself.get_cell()).await {
             Ok((actor, _join)) => {

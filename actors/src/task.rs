@@ -14,7 +14,7 @@ use crate::config::ProcSettings;
 pub type ProgressSink = mpsc::UnboundedSender<TaskProgress>;
 
 /// Something a running task did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TaskProgress {
     /// A slot took the task.
     Started {
@@ -28,6 +28,9 @@ pub enum TaskProgress {
         /// Tools called.
         tool_uses: Vec<String>,
     },
+    /// Claude (or one of its MCP servers) asks, and waits for an answer
+    /// ([`crate::Pool::approve`]).
+    Approval(claude_pool_protocol::approvals::ApprovalRequest),
 }
 
 /// One task handed to one slot.
@@ -49,6 +52,10 @@ pub struct Assignment {
     pub progress: Option<ProgressSink>,
     /// Continue this conversation: the process is started with `--resume` for the task.
     pub resume: Option<String>,
+    /// The task's own permission rules (never wider than the server's).
+    pub rules: Option<std::sync::Arc<claude_pool_protocol::rules::RuleSet>>,
+    /// How long its permission questions wait; the pool's `--approval-timeout` when `None`.
+    pub approval_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Assignment {
@@ -83,6 +90,8 @@ pub struct TaskOutcome {
     pub started_at: Option<Instant>,
     /// With worktrees: where the task ran and the head it left.
     pub worktree: Option<WorktreeState>,
+    /// Every permission question of the task and how it ended.
+    pub approvals: Vec<claude_pool_protocol::approvals::ApprovalRecord>,
 }
 
 /// A slot's git worktree as a task left it.
@@ -108,6 +117,7 @@ impl TaskOutcome {
             model: None,
             started_at: None,
             worktree: None,
+            approvals: Vec::new(),
         }
     }
 }
@@ -141,6 +151,13 @@ pub struct TaskSpec {
     pub allowed_tools: Option<Vec<String>>,
     /// The recursion depth of the request that submitted it (the server's own when `None`).
     pub depth: Option<u32>,
+    /// Permission rules that allow without asking, in Claude Code's syntax; each must be
+    /// within the server's allow rules, and when any is given only these allow.
+    pub allow: Vec<String>,
+    /// Permission rules that deny without asking, on top of the server's.
+    pub deny: Vec<String>,
+    /// How long a permission question waits for a person; the pool's default when `None`.
+    pub approval_timeout: Option<std::time::Duration>,
     /// Set by the pool: the chain the task is a step of.
     pub(crate) chain: Option<claude_pool_protocol::ChainId>,
     /// Set by the pool: the working directory (a project's, or a build's worktree).
@@ -195,6 +212,13 @@ impl TaskSpec {
         self.permission_mode = o.permission_mode.or(self.permission_mode);
         self.effort = o.effort.or(self.effort);
         self.max_budget_usd = o.max_budget_usd.map(|u| u.0).or(self.max_budget_usd);
+        if let Some(allow) = &o.allow {
+            self.allow.clone_from(allow);
+        }
+        if let Some(deny) = &o.deny {
+            self.deny.clone_from(deny);
+        }
+        self.approval_timeout = o.approval_timeout.map(|t| t.0).or(self.approval_timeout);
         self
     }
 
@@ -207,6 +231,25 @@ impl TaskSpec {
     /// Runs the task in a project's directory, under its concurrency limit.
     pub fn project(mut self, name: impl Into<String>) -> Self {
         self.project = Some(name.into());
+        self
+    }
+
+    /// Lets tools that `rules` match run without asking (each within the server's allow
+    /// rules).
+    pub fn allow(mut self, rules: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allow = rules.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Refuses tools that `rules` match without asking.
+    pub fn deny(mut self, rules: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.deny = rules.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long a permission question of this task waits for an answer.
+    pub fn approval_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.approval_timeout = Some(timeout);
         self
     }
 

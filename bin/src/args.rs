@@ -74,6 +74,27 @@ pub struct Args {
     #[arg(long, default_value = "acceptEdits", value_parser = parse_permission_mode)]
     pub(crate) max_permission_mode: PermissionMode,
 
+    /// A permission rule (Claude Code's syntax: "Bash(cargo test:*)", "Edit(src/**)",
+    /// "WebFetch(domain:docs.rs)", "mcp__github") whose matches a worker may do without
+    /// asking anyone. Repeatable.
+    #[arg(long = "allow", value_name = "RULE")]
+    pub(crate) allow: Vec<String>,
+
+    /// A permission rule whose matches are refused without asking anyone; a deny always
+    /// wins over an allow, and holds in every permission mode. Repeatable.
+    #[arg(long = "deny", value_name = "RULE")]
+    pub(crate) deny: Vec<String>,
+
+    /// A file of permission rules: Claude Code's settings JSON
+    /// ({"permissions": {"allow": [...], "deny": [...]}}) or lines "allow RULE" / "deny RULE".
+    #[arg(long = "rules", value_name = "FILE")]
+    pub(crate) rules: Option<PathBuf>,
+
+    /// How long a worker's permission question that no rule answers waits for a person
+    /// (elicitation, pool_approve, the status page) before it is denied.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub(crate) approval_timeout: Duration,
+
     /// The Claude Code CLI to run.
     #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
     pub(crate) claude_bin: PathBuf,

@@ -194,6 +194,25 @@ fn store_location(args: &Args) -> anyhow::Result<StoreLocation> {
 }
 
 /// The server's own recursion depth: `CLAUDE_MCP_DEPTH` of its environment (0 when unset).
+/// The server's permission rules: `--allow`, `--deny`, and a `--rules` file.
+fn server_rules(
+    allow: &[String],
+    deny: &[String],
+    file: Option<&Path>,
+) -> anyhow::Result<claude_pool::protocol::rules::RuleSet> {
+    use anyhow::Context as _;
+    let mut rules = claude_pool::protocol::rules::RuleSet::parse(allow, deny)
+        .map_err(|e| anyhow::anyhow!("--allow/--deny: {e}"))?;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--rules {}", path.display()))?;
+        let from_file = claude_pool::protocol::rules::RuleSet::from_file_text(&text)
+            .map_err(|e| anyhow::anyhow!("--rules {}: {e}", path.display()))?;
+        rules.extend(from_file);
+    }
+    Ok(rules)
+}
+
 fn own_depth() -> anyhow::Result<u32> {
     match std::env::var("CLAUDE_MCP_DEPTH") {
         Ok(v) if !v.trim().is_empty() => v
@@ -252,6 +271,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_depth: args.max_depth,
         max_allowed_tools: args.allowed_tools,
         max_permission_mode: args.max_permission_mode,
+        rules: std::sync::Arc::new(server_rules(&args.allow, &args.deny, args.rules.as_deref())?),
+        approval_timeout: args.approval_timeout,
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,

@@ -7,9 +7,11 @@
 //!
 //! No tokio, no ractor: the behaviour lives in the `claude-pool` crate (`actors/`).
 
+pub mod approvals;
 pub mod cost;
 pub mod ids;
 pub mod pricing;
+pub mod rules;
 pub mod settings;
 pub mod status;
 pub mod stream;

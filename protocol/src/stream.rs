@@ -50,6 +50,8 @@ pub enum ClaudeEvent {
         request_id: String,
         /// What is asked.
         subtype: String,
+        /// The whole request object (tool name, input, suggestions; or the elicitation).
+        request: serde_json::Map<String, Value>,
     },
     /// `/clear` started a new conversation.
     ConversationReset,
@@ -215,6 +217,7 @@ pub fn parse_line(line: &[u8]) -> Result<ClaudeEvent, ParseError> {
                     .and_then(|r| str_field(r, "subtype"))
                     .unwrap_or_default()
                     .to_owned(),
+                request: req.cloned().unwrap_or_default(),
             }
         }
         "conversation_reset" => ClaudeEvent::ConversationReset,
@@ -426,6 +429,45 @@ pub fn deny_control_response_line(request_id: &str, message: &str) -> String {
     line
 }
 
+/// The answer to a `can_use_tool` control request that lets the tool run with `input`.
+pub fn allow_control_response_line(request_id: &str, input: &Value) -> String {
+    let mut line = json!({
+        "type": "control_response",
+        "response": {
+            "subtype": "success",
+            "request_id": request_id,
+            "response": { "behavior": "allow", "updatedInput": input },
+        },
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
+/// The answer to an `elicitation` control request: `action` is accept, decline or cancel;
+/// `content` goes with accept.
+pub fn elicitation_response_line(
+    request_id: &str,
+    action: &str,
+    content: Option<&serde_json::Map<String, Value>>,
+) -> String {
+    let mut response = json!({ "action": action });
+    if let Some(c) = content {
+        response["content"] = Value::Object(c.clone());
+    }
+    let mut line = json!({
+        "type": "control_response",
+        "response": {
+            "subtype": "success",
+            "request_id": request_id,
+            "response": response,
+        },
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,10 +528,12 @@ mod tests {
                 },
             ),
             (
-                r#"{"type":"control_request","request_id":"q","request":{"subtype":"can_use_tool"}}"#,
+                r#"{"type":"control_request","request_id":"q","request":{"subtype":"can_use_tool","tool_name":"Bash"}}"#,
                 ClaudeEvent::ControlRequest {
                     request_id: "q".into(),
                     subtype: "can_use_tool".into(),
+                    request: serde_json::from_str(r#"{"subtype":"can_use_tool","tool_name":"Bash"}"#)
+                        .unwrap(),
                 },
             ),
             (

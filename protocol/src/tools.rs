@@ -93,6 +93,12 @@ pub struct TaskOptions {
     pub effort: Option<crate::Effort>,
     /// Spend cap of one task.
     pub max_budget_usd: Option<Usd>,
+    /// Permission rules that allow without asking (within the server's allow rules).
+    pub allow: Option<Vec<String>>,
+    /// Permission rules that deny without asking.
+    pub deny: Option<Vec<String>>,
+    /// How long a permission question waits for an answer.
+    pub approval_timeout: Option<crate::Timeout>,
 }
 
 /// Declares a parameter struct with its own fields followed by the [`TaskOptions`] fields,
@@ -134,6 +140,18 @@ macro_rules! with_task_options {
             /// stopped (what ran is billed) and fails.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub max_budget_usd: Option<$crate::tools::Usd>,
+            /// Permission rules (Claude Code's syntax, e.g. "Bash(cargo test:*)", "Edit(src/**)")
+            /// that let a tool run without asking. Each must be within the server's own allow
+            /// rules (see pool_status); when given, only these allow for the task.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub allow: Option<Vec<String>>,
+            /// Permission rules that refuse a tool without asking, on top of the server's.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub deny: Option<Vec<String>>,
+            /// How long a permission question no rule answers waits for a person before it
+            /// is denied (seconds or "5m"); defaults to the server's --approval-timeout.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub approval_timeout: Option<$crate::Timeout>,
         }
 
         impl $name {
@@ -145,6 +163,9 @@ macro_rules! with_task_options {
                     permission_mode: self.permission_mode,
                     effort: self.effort,
                     max_budget_usd: self.max_budget_usd,
+                    allow: self.allow.clone(),
+                    deny: self.deny.clone(),
+                    approval_timeout: self.approval_timeout,
                 }
             }
         }

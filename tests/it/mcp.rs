@@ -57,6 +57,8 @@ async fn server_reports_its_own_name_and_version_and_every_tool() {
             "context_get",
             "context_list",
             "context_set",
+            "pool_approvals",
+            "pool_approve",
             "pool_cancel",
             "pool_chain",
             "pool_chain_result",

@@ -13,6 +13,7 @@ async fn the_resources_and_templates_are_listed_and_read() {
     assert_eq!(
         uris,
         [
+            "pool://approvals",
             "pool://budget",
             "pool://context",
             "pool://projects",

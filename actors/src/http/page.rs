@@ -1,7 +1,9 @@
 //! The live status page (`GET /`): one self-contained HTML file (no external asset) that
 //! polls `status.json` every second — slots with their state, task and restarts; the queue;
 //! running and recent tasks with duration, spend and error, each linked to its transcript
-//! (`transcripts/{id}`); chains; spend against budget. Tables with captions and header
+//! (`transcripts/{id}`); workers' permission questions waiting for an answer, with Allow
+//! and Deny buttons (`POST /approvals/{id}`, guarded against cross-site requests); chains;
+//! spend against budget. Tables with captions and header
 //! scopes, an `aria-live` summary, and focus outlines keep it usable by keyboard and screen
 //! reader. The same guard as `/mcp` applies.
 
@@ -84,7 +86,54 @@ pub(super) async fn status(State(app): State<App>) -> Response {
         .iter()
         .map(task_head)
         .collect();
-    axum::Json(serde_json::json!({ "status": status, "tasks": tasks })).into_response()
+    axum::Json(serde_json::json!({ "status": status, "tasks": tasks, "csrf": &*app.csrf }))
+        .into_response()
+}
+
+/// Where the page posts an answer: `/approvals/{request id}`.
+pub const ANSWER_PREFIX: &str = "/approvals/";
+
+/// The header an answer from the page carries, holding `status.json`'s `csrf`.
+pub const CSRF_HEADER: &str = "x-claude-pool-csrf";
+
+/// `POST /approvals/{id}` with `{"decision": "allow"|"deny", "message"?, "scope"?}`: the
+/// page's Approve and Deny buttons. The audit trail says `page`.
+pub(super) async fn answer(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        decision: claude_pool_protocol::approvals::Decision,
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        scope: Option<claude_pool_protocol::approvals::Scope>,
+    }
+    let body: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid answer: {e}\n")).into_response(),
+    };
+    let params = claude_pool_protocol::approvals::ApproveParams {
+        request_id: id,
+        decision: body.decision,
+        message: body.message.filter(|m| !m.trim().is_empty()),
+        scope: body.scope,
+        content: None,
+    };
+    let answer = match claude_pool_protocol::approvals::Answer::from_params(&params) {
+        Ok(a) => a,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    match app.pool.approve_as(&params.request_id, answer, "page").await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(crate::PoolError::InvalidArgument(e)) => {
+            (StatusCode::CONFLICT, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }
 
 /// `GET /transcripts/{id}`: a task's transcript (its first 4 MiB), as NDJSON.

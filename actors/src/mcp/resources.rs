@@ -1,6 +1,7 @@
 //! The pool as MCP resources, and notifications when they change.
 //!
-//! Listed: `pool://status`, `pool://slots`, `pool://budget`, `pool://context`. Templates:
+//! Listed: `pool://status`, `pool://slots`, `pool://budget`, `pool://context`,
+//! `pool://projects`, `pool://approvals`. Templates:
 //! `pool://slots/{id}`, `pool://results/{task_id}`, `pool://chains/{chain_id}`. Every one is
 //! JSON. A client subscribed to a URI (with `resources/subscribe`, or `subscriptions/listen`
 //! in protocol 2026-07-28) is sent `notifications/resources/updated` when what it names
@@ -30,6 +31,7 @@ const SLOTS: &str = "pool://slots";
 const BUDGET: &str = "pool://budget";
 const CONTEXT: &str = "pool://context";
 const PROJECTS: &str = "pool://projects";
+const APPROVALS: &str = "pool://approvals";
 const TRANSCRIPT_PREFIX: &str = "pool://transcripts/";
 const SLOT_PREFIX: &str = "pool://slots/";
 const RESULT_PREFIX: &str = "pool://results/";
@@ -52,6 +54,11 @@ pub(super) fn listed() -> Vec<Resource> {
             PROJECTS,
             "projects",
             "The job API's projects, their file, and why its last reload was refused",
+        ),
+        (
+            APPROVALS,
+            "approvals",
+            "Workers' permission questions waiting for an answer (answer with pool_approve)",
         ),
     ]
     .into_iter()
@@ -107,6 +114,7 @@ enum Target {
     Result(TaskId),
     Chain(ChainId),
     Projects,
+    Approvals,
     Transcript(String),
 }
 
@@ -118,6 +126,7 @@ fn parse(uri: &str) -> Result<Target, ErrorData> {
         BUDGET => Some(Target::Budget),
         CONTEXT => Some(Target::Context),
         PROJECTS => Some(Target::Projects),
+        APPROVALS => Some(Target::Approvals),
         _ => uri
             .strip_prefix(SLOT_PREFIX)
             .and_then(nonempty)
@@ -141,7 +150,7 @@ fn parse(uri: &str) -> Result<Target, ErrorData> {
     target.ok_or_else(|| {
         ErrorData::resource_not_found(
             format!(
-                "unknown resource {uri:?}: the pool serves pool://status, pool://slots, pool://budget, pool://context, pool://projects, pool://slots/{{id}}, pool://results/{{task_id}}, pool://chains/{{chain_id}} and pool://transcripts/{{task_id}}"
+                "unknown resource {uri:?}: the pool serves pool://status, pool://slots, pool://budget, pool://context, pool://projects, pool://approvals, pool://slots/{{id}}, pool://results/{{task_id}}, pool://chains/{{chain_id}} and pool://transcripts/{{task_id}}"
             ),
             None,
         )
@@ -173,6 +182,12 @@ pub(super) async fn read(pool: &Pool, uri: &str) -> Result<ReadResourceResult, E
         Target::Result(id) => json(uri, &pool.result(&id).await.map_err(not_found)?),
         Target::Chain(id) => json(uri, &pool.chain_result(&id).await.map_err(not_found)?),
         Target::Projects => json(uri, &pool.projects_report()),
+        Target::Approvals => json(
+            uri,
+            &claude_pool_protocol::approvals::ApprovalsReport {
+                pending: pool.pending_approvals(None).await.map_err(to_error_data)?,
+            },
+        ),
         Target::Transcript(id) => {
             let page = pool
                 .transcript(&id, 0, Some(4 * 1024 * 1024))
@@ -198,6 +213,13 @@ pub(super) fn uris_of(event: &PoolEvent) -> Vec<String> {
         PoolEvent::Budget => vec![BUDGET.into(), STATUS.into()],
         PoolEvent::Context => vec![CONTEXT.into()],
         PoolEvent::Projects => vec![PROJECTS.into()],
+        PoolEvent::Approvals { task } => {
+            vec![
+                APPROVALS.into(),
+                format!("{RESULT_PREFIX}{task}"),
+                STATUS.into(),
+            ]
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use tokio::sync::mpsc;
 
-use super::{Checked, PoolServer, fail, long_poll, structured, task_result};
+use super::{Checked, PoolServer, approvals, fail, long_poll, structured, task_result};
+use claude_pool_protocol::approvals::{Answer, ApprovalKind, ApprovalRequest};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, ElicitResult};
 use crate::task::{TaskProgress, TaskSpec};
 
 /// How often a running call sends a progress notification when nothing else happens, so
@@ -30,6 +32,7 @@ pub(super) fn describe_progress(id: &TaskId, event: TaskProgress) -> String {
         TaskProgress::Assistant { tool_uses, .. } => {
             format!("{id}: calling {}", tool_uses.join(", "))
         }
+        TaskProgress::Approval(request) => format!("{id}: {}", approvals::waiting_line(&request)),
     }
 }
 
@@ -133,32 +136,195 @@ pub(super) async fn follow<T, M>(
 
 impl PoolServer {
     /// Submits `spec` and waits for it, with progress and heartbeats; a client that cancels
-    /// the request cancels the task.
+    /// the request cancels the task. The task's permission questions are put to the client
+    /// by elicitation from inside this call when it can be asked that way.
     pub(super) async fn run_task(
         &self,
         mut spec: TaskSpec,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        if Progress::new(context).wanted() {
-            spec.progress = Some(tx);
-        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        spec.progress = Some(tx);
         spec.depth = spec.depth.or(self.request_depth(context));
         let id = match self.pool.submit(spec).await {
             Ok(id) => id,
             Err(e) => return fail(e),
         };
-        let what = format!("task {id}");
-        let cancel = async {
-            let _ = self.pool.cancel(&id).await;
+        let asking = approvals::asking(context);
+        let by = approvals::client_name(context);
+        let mut progress = Progress::new(context);
+        let mut asks = futures::stream::FuturesUnordered::new();
+        let wait = self.pool.wait(&id);
+        tokio::pin!(wait);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        let answer = loop {
+            let message = tokio::select! {
+                answer = &mut wait => {
+                    while let Ok(event) = rx.try_recv() {
+                        progress.say(context, describe_progress(&id, event)).await;
+                    }
+                    break answer;
+                }
+                Some(event) = rx.recv() => {
+                    if let TaskProgress::Approval(request) = &event {
+                        match asking {
+                            approvals::Asking::Request => asks.push(approvals::ask_client(
+                                self.pool.clone(),
+                                context.peer.clone(),
+                                request.clone(),
+                                by.clone(),
+                            )),
+                            _ if request.kind == ApprovalKind::Elicitation => {
+                                let _ = self
+                                    .pool
+                                    .approve_as(
+                                        &request.request_id,
+                                        Answer::cancel("the client of this task cannot answer it"),
+                                        &by,
+                                    )
+                                    .await;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if !progress.wanted() {
+                        continue;
+                    }
+                    describe_progress(&id, event)
+                }
+                Some(_) = futures::StreamExt::next(&mut asks), if !asks.is_empty() => continue,
+                _ = heartbeat.tick() => format!("task {id} is still running"),
+                () = context.ct.cancelled() => {
+                    let _ = self.pool.cancel(&id).await;
+                    return Err(ErrorData::internal_error(
+                        format!("the request was cancelled; task {id} was cancelled"),
+                        None,
+                    ));
+                }
+            };
+            progress.say(context, message).await;
         };
-        let describe = |event| describe_progress(&id, event);
-        let report = match follow(context, &what, self.pool.wait(&id), rx, describe, cancel).await?
+        match answer {
+            Ok(report) => task_result(&report),
+            Err(e) => fail(e),
+        }
+    }
+
+    /// `pool_run` in a session that cannot take a server→client request (2026-07-28): a
+    /// permission question ends the call with an `InputRequiredResult` carrying the form,
+    /// and the client's retry — with its answer and the `requestState` — answers the
+    /// question and goes on waiting for the same task.
+    pub(super) async fn run_task_input_required(
+        &self,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let by = approvals::client_name(context);
+        let mut asked = self.pool.approvals();
+        let mut skip: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let (id, mut rx) = match request.request_state.as_deref() {
+            Some(state) => {
+                let id = approvals::task_of_state(state).ok_or_else(|| {
+                    ErrorData::invalid_params("requestState is not one this server gave", None)
+                })?;
+                let pending = self.pool.pending_approvals(Some(&id)).await.unwrap_or_default();
+                for (key, value) in request.input_responses.clone().unwrap_or_default() {
+                    skip.insert(key.clone());
+                    let Some(asked) = pending.iter().find(|r| r.request_id == key) else {
+                        continue;
+                    };
+                    let Ok(reply) = serde_json::from_value::<ElicitResult>(value) else {
+                        continue;
+                    };
+                    if let Some(answer) = approvals::answer_of(asked.kind, &reply) {
+                        let _ = self.pool.approve_as(&key, answer, &by).await;
+                    }
+                }
+                (id, None)
+            }
+            None => {
+                let arguments = request.arguments.clone().unwrap_or_default();
+                let params: TaskParams =
+                    serde_json::from_value::<Checked<TaskParams>>(serde_json::Value::Object(
+                        arguments,
+                    ))
+                    .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?
+                    .get()?;
+                let mut spec = task_spec(params)?;
+                let (tx, rx) = mpsc::unbounded_channel();
+                spec.progress = Some(tx);
+                spec.depth = spec.depth.or(self.request_depth(context));
+                match self.pool.submit(spec).await {
+                    Ok(id) => (id, Some(rx)),
+                    Err(e) => return fail(e).map(Into::into),
+                }
+            }
+        };
+        let input_required = |r: &ApprovalRequest| -> Option<CallToolResponse> {
+            let params = approvals::elicitation_of(r)?;
+            let mut requests = rmcp::model::InputRequests::new();
+            requests.insert(
+                approvals::input_key(r).into_owned(),
+                rmcp::model::InputRequest::Elicitation(rmcp::model::ElicitRequest::new(params)),
+            );
+            Some(CallToolResponse::InputRequired(
+                rmcp::model::InputRequiredResult::new(
+                    Some(requests),
+                    Some(approvals::request_state(&id)),
+                ),
+            ))
+        };
+        if let Ok(pending) = self.pool.pending_approvals(Some(&id)).await
+            && let Some(r) = pending.iter().find(|r| !skip.contains(&r.request_id))
+            && let Some(answer) = input_required(r)
         {
-            Ok(r) => r,
-            Err(e) => return fail(e),
-        };
-        task_result(&report)
+            return Ok(answer);
+        }
+        let mut progress = Progress::new(context);
+        let wait = self.pool.wait(&id);
+        tokio::pin!(wait);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        loop {
+            let next = async {
+                match rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let message = tokio::select! {
+                answer = &mut wait => return match answer {
+                    Ok(report) => task_result(&report).map(Into::into),
+                    Err(e) => fail(e).map(Into::into),
+                },
+                Some(event) = next => {
+                    if let TaskProgress::Approval(r) = &event
+                        && let Some(answer) = input_required(r)
+                    {
+                        return Ok(answer);
+                    }
+                    describe_progress(&id, event)
+                }
+                Ok(r) = asked.recv() => {
+                    if r.task_id == id && !skip.contains(&r.request_id)
+                        && let Some(answer) = input_required(&r)
+                    {
+                        return Ok(answer);
+                    }
+                    continue;
+                }
+                _ = heartbeat.tick() => format!("task {id} is still running"),
+                () = context.ct.cancelled() => {
+                    let _ = self.pool.cancel(&id).await;
+                    return Err(ErrorData::internal_error(
+                        format!("the request was cancelled; task {id} was cancelled"),
+                        None,
+                    ));
+                }
+            };
+            progress.say(context, message).await;
+        }
     }
 }
 
@@ -190,6 +356,7 @@ impl PoolServer {
     ) -> Result<CallToolResult, ErrorData> {
         let mut spec = task_spec(params.get()?)?;
         spec.depth = self.request_depth(&context);
+        spec.progress = self.session_listener(&context);
         match self.pool.submit(spec).await {
             Ok(id) => structured(&SubmitReport {
                 task_id: id,

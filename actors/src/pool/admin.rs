@@ -94,6 +94,12 @@ impl Pool {
             started_at: crate::ledger::book::rfc3339(run.started_at_ms),
             continued: run.continued,
         });
+        status.approvals = claude_pool_protocol::tools::ApprovalsStatus {
+            allow: self.config.rules.allow().iter().map(ToString::to_string).collect(),
+            deny: self.config.rules.deny().iter().map(ToString::to_string).collect(),
+            timeout_secs: self.config.approval_timeout.as_secs_f64(),
+            pending: self.pending_approvals(None).await.unwrap_or_default(),
+        };
         self.add_memory(&mut status).await;
         Ok(status)
     }

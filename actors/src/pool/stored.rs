@@ -94,6 +94,12 @@ impl Pool {
     /// through [`Pool::submit`]): the permission ceiling and well-formed model names.
     pub(super) fn check_chain_values(&self, params: &ChainParams) -> Result<(), PoolError> {
         self.check_permission_mode(params.permission_mode)?;
+        self.config
+            .task_rules(
+                params.allow.as_deref().unwrap_or_default(),
+                params.deny.as_deref().unwrap_or_default(),
+            )
+            .map_err(PoolError::InvalidArgument)?;
         let models =
             params.model.iter().map(|m| ("model".to_owned(), m)).chain(
                 params.steps.iter().enumerate().filter_map(|(i, s)| {

@@ -66,11 +66,18 @@ impl SchedulerState {
                 started_ms: None,
                 finished_ms: None,
                 keep_queued: false,
+                rules: None,
+                approval_timeout: options.approval_timeout_ms.map(Duration::from_millis),
             };
             let settings = options.settings();
             // Queued under another server's limits (or this one's before a restart with a
-            // lower ceiling): it runs only within this server's.
-            let refused = self.beyond_limits(&settings);
+            // lower ceiling): it runs only within this server's — its own rules too.
+            let mut refused = self.beyond_limits(&settings);
+            let mut meta = meta;
+            match self.config.task_rules(&options.allow, &options.deny) {
+                Ok(rules) => meta.rules = rules,
+                Err(why) => refused = refused.or(Some(why)),
+            }
             self.insert_record(
                 id.clone(),
                 submitted_at,

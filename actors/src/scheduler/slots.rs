@@ -274,6 +274,8 @@ impl SchedulerState {
                 timeout: r.timeout,
                 progress,
                 resume: r.meta.resume.clone(),
+                rules: r.meta.rules.clone(),
+                approval_timeout: r.meta.approval_timeout,
             };
             match actor.cast(SlotMsg::Run(assignment)) {
                 Ok(()) => {

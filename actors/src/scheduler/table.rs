@@ -74,6 +74,10 @@ pub(crate) struct TaskMeta {
     pub finished_ms: Option<i64>,
     /// Shut down while queued with a durable store: the store keeps it pending.
     pub keep_queued: bool,
+    /// Its own permission rules.
+    pub rules: Option<Arc<claude_pool_protocol::rules::RuleSet>>,
+    /// How long its permission questions wait.
+    pub approval_timeout: Option<Duration>,
 }
 
 /// Now, in unix milliseconds.
@@ -122,12 +126,20 @@ impl TaskRecord {
 
     /// The store's row of this (new) task.
     pub fn row(&self, id: &claude_pool_protocol::TaskId) -> TaskRow {
-        let options = StoredOptions::of(
+        let mut options = StoredOptions::of(
             &self.settings,
             self.timeout,
             self.max_budget_usd,
             self.meta.build.as_ref(),
         );
+        if let Some(rules) = &self.meta.rules {
+            options.allow = rules.allow().iter().map(ToString::to_string).collect();
+            options.deny = rules.deny().iter().map(ToString::to_string).collect();
+        }
+        options.approval_timeout_ms = self
+            .meta
+            .approval_timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let prompt = self
             .payload
             .as_ref()
@@ -193,6 +205,8 @@ impl TaskRecord {
             commit: worktree.and_then(|w| w.commit.clone()),
             project: self.meta.project.clone(),
             kind: self.meta.kind,
+            approvals: outcome.map(|o| o.approvals.clone()).unwrap_or_default(),
+            waiting_for_approval: None,
             enqueued_at: Some(rfc3339(self.meta.enqueued_ms)),
             started_at: self.meta.started_ms.map(rfc3339),
             finished_at: self.meta.finished_ms.map(rfc3339),

@@ -109,6 +109,9 @@ impl SchedulerState {
                     "max_budget_usd must be a positive amount, not {m}"
                 )));
             }
+            self.config
+                .task_rules(&spec.allow, &spec.deny)
+                .map_err(PoolError::InvalidArgument)?;
         }
         Ok(())
     }
@@ -136,6 +139,13 @@ impl SchedulerState {
             started_ms: None,
             finished_ms: None,
             keep_queued: false,
+            // Checked when the task was accepted.
+            rules: self
+                .config
+                .task_rules(&spec.allow, &spec.deny)
+                .ok()
+                .flatten(),
+            approval_timeout: spec.approval_timeout,
         };
         self.insert_record(
             id.clone(),

@@ -382,7 +382,7 @@ impl SlotState {
         });
     }
 
-    pub(super) fn finish(&mut self, task: ActiveTask) {
+    pub(super) fn finish(&mut self, mut task: ActiveTask) {
         if let Some(t) = self.deadline_timer.take() {
             t.abort();
         }
@@ -398,6 +398,7 @@ impl SlotState {
             branch: w.branch.clone(),
             commit: crate::worktree::head_commit(&w.path),
         });
+        let approvals = self.end_asks(&mut task.asks, &task.assignment.task);
         let outcome = TaskOutcome {
             status,
             output,
@@ -407,6 +408,7 @@ impl SlotState {
             model: task.model,
             started_at: task.started_at,
             worktree,
+            approvals,
         };
         self.report_finished(task.assignment.task, outcome);
     }

@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use claude_pool_protocol::cost::{TurnCost, turn_cost};
 use claude_pool_protocol::pricing::call_cost_usd;
 use claude_pool_protocol::stream::{
-    AssistantEvent, ClaudeEvent, ControlRequest, ResultEvent, deny_control_response_line,
-    user_message_line,
+    AssistantEvent, ClaudeEvent, ControlRequest, ResultEvent, user_message_line,
 };
 use claude_pool_protocol::{PermissionMode, TaskId, TaskStatus};
 use ractor::ActorProcessingErr;
@@ -56,6 +55,7 @@ impl SlotState {
             cost: TurnCost::default(),
             live_usd: 0.0,
             priced: HashSet::new(),
+            asks: Default::default(),
         });
         self.begin_task();
         Ok(())
@@ -349,14 +349,8 @@ impl SlotState {
             ClaudeEvent::ControlRequest {
                 request_id,
                 subtype,
-            } => {
-                // No one can answer a permission prompt here: deny so the turn goes on.
-                tracing::warn!(slot = %self.args.slot, %subtype, "claude asked for permission; denied");
-                self.send(deny_control_response_line(
-                    &request_id,
-                    "claude-pool slots cannot grant permissions interactively",
-                ));
-            }
+                request,
+            } => self.on_control_request(request_id, &subtype, request),
             ClaudeEvent::System { .. }
             | ClaudeEvent::User
             | ClaudeEvent::ConversationReset

@@ -42,6 +42,15 @@ pub struct StoredOptions {
     /// A build's worktree and branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildPlan>,
+    /// The task's own allow rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// The task's own deny rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    /// How long its permission questions wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_ms: Option<u64>,
 }
 
 impl StoredOptions {
@@ -62,6 +71,9 @@ impl StoredOptions {
             depth: settings.depth,
             cwd: settings.cwd.clone(),
             build: build.cloned(),
+            allow: Vec::new(),
+            deny: Vec::new(),
+            approval_timeout_ms: None,
         }
     }
 
@@ -120,6 +132,12 @@ pub fn report_of(row: &TaskRow) -> TaskReport {
         started_at: row.started_at_ms.map(crate::scheduler::rfc3339),
         finished_at: row.finished_at_ms.map(crate::scheduler::rfc3339),
         output_truncated: row.output_truncated(),
+        approvals: row
+            .approvals
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        waiting_for_approval: None,
     }
 }
 
@@ -153,5 +171,8 @@ pub fn finish_of(
         worktree: wt.map(|w| w.path.display().to_string()),
         started_at_ms: started_ms,
         slot: slot.map(|s| s.0.clone()),
+        approvals: (!outcome.approvals.is_empty())
+            .then(|| serde_json::to_string(&outcome.approvals).ok())
+            .flatten(),
     }
 }

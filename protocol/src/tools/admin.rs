@@ -199,6 +199,22 @@ pub struct PoolStatusReport {
     /// least to most allowed: plan, dontAsk, manual, default, acceptEdits, auto,
     /// bypassPermissions.
     pub max_permission_mode: crate::PermissionMode,
+    /// Workers' permission questions: the server's rules, the timeout, what waits now.
+    #[serde(default)]
+    pub approvals: ApprovalsStatus,
+}
+
+/// The approvals part of `pool_status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApprovalsStatus {
+    /// Rules that allow without asking (a task's own allow rules must lie within them).
+    pub allow: Vec<String>,
+    /// Rules that deny without asking.
+    pub deny: Vec<String>,
+    /// How long a question waits for an answer before it is denied, in seconds.
+    pub timeout_secs: f64,
+    /// Questions waiting now, oldest first (answer with pool_approve).
+    pub pending: Vec<crate::approvals::ApprovalRequest>,
 }
 
 /// Where the store is and how it is held.

@@ -107,6 +107,13 @@ pub struct TaskReport {
     /// What started it: a pool task, or a job (`run`, `build`).
     #[serde(default)]
     pub kind: TaskKind,
+    /// Every permission question the task's Claude asked and how it ended: who decided
+    /// (a rule, a client, the page, pool_approve, the timeout) and what.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::approvals::ApprovalRecord>,
+    /// While running: the question it is waiting on (answer with pool_approve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for_approval: Option<crate::approvals::ApprovalRequest>,
     /// When it was submitted (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enqueued_at: Option<String>,

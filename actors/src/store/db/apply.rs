@@ -75,7 +75,8 @@ fn insert_task(tx: &Transaction<'_>, me: &Writer, t: &TaskRow) -> rusqlite::Resu
     let output_bytes = t.output_bytes.map(to_i64);
     let [input, output, cache_read, cache_write] = t.tokens.map(to_i64);
     let text_bytes = to_i64((t.prompt.len() + t.options.to_string().len()) as u64);
-    let values: [&dyn ToSql; 28] = [
+    let approvals = t.approvals.as_ref().map(ToString::to_string);
+    let values: [&dyn ToSql; 29] = [
         &t.id,
         &t.kind,
         &t.project,
@@ -101,6 +102,7 @@ fn insert_task(tx: &Transaction<'_>, me: &Writer, t: &TaskRow) -> rusqlite::Resu
         &t.branch,
         &t.commit_sha,
         &t.worktree,
+        &approvals,
         &me.run_id,
         &me.server_id,
         &text_bytes,
@@ -108,7 +110,7 @@ fn insert_task(tx: &Transaction<'_>, me: &Writer, t: &TaskRow) -> rusqlite::Resu
     let sql = format!(
         "INSERT INTO tasks ({TASK_COLUMNS}, run_id, owner, text_bytes) VALUES (?1, ?2, ?3, ?4, \
          ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, \
-         ?23, ?24, ?25, ?26, ?27, ?28) \
+         ?23, ?24, ?25, ?26, ?27, ?28, ?29) \
          ON CONFLICT (id) DO NOTHING"
     );
     tx.prepare_cached(&sql)?.execute(&values[..]).map(drop)
@@ -118,9 +120,12 @@ fn finish_task(tx: &Transaction<'_>, f: &Finish) -> rusqlite::Result<()> {
     let output_bytes = f.output.as_ref().map(|o| to_i64(o.len() as u64));
     let output = f.output.as_deref().map(keep_tail);
     let [input, out_tokens, cache_read, cache_write] = f.tokens.map(to_i64);
-    let added =
-        to_i64((output.map_or(0, str::len) + f.error.as_ref().map_or(0, String::len)) as u64);
-    let values: [&dyn ToSql; 19] = [
+    let added = to_i64(
+        (output.map_or(0, str::len)
+            + f.error.as_ref().map_or(0, String::len)
+            + f.approvals.as_ref().map_or(0, String::len)) as u64,
+    );
+    let values: [&dyn ToSql; 20] = [
         &f.id,
         &f.state,
         &f.finished_at_ms,
@@ -140,6 +145,7 @@ fn finish_task(tx: &Transaction<'_>, f: &Finish) -> rusqlite::Result<()> {
         &f.started_at_ms,
         &f.slot,
         &added,
+        &f.approvals,
     ];
     tx.prepare_cached(
         "UPDATE tasks SET state = ?2, finished_at_ms = ?3, output = ?4, output_bytes = ?5, \
@@ -149,7 +155,7 @@ fn finish_task(tx: &Transaction<'_>, f: &Finish) -> rusqlite::Result<()> {
          branch = COALESCE(?14, branch), commit_sha = COALESCE(?15, commit_sha), \
          worktree = COALESCE(?16, worktree), \
          started_at_ms = COALESCE(started_at_ms, ?17), slot = COALESCE(slot, ?18), \
-         text_bytes = text_bytes + ?19 \
+         text_bytes = text_bytes + ?19, approvals = ?20 \
          WHERE id = ?1 AND state IN ('pending','running')",
     )?
     .execute(&values[..])

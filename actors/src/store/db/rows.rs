@@ -61,6 +61,8 @@ pub struct TaskRow {
     pub commit_sha: Option<String>,
     /// The worktree it worked in (builds).
     pub worktree: Option<String>,
+    /// Its permission questions and how they ended (a JSON array), once finished.
+    pub approvals: Option<serde_json::Value>,
 }
 
 impl TaskRow {
@@ -95,6 +97,7 @@ impl TaskRow {
             branch: None,
             commit_sha: None,
             worktree: None,
+            approvals: None,
         }
     }
 
@@ -136,6 +139,8 @@ pub struct Finish {
     pub commit_sha: Option<String>,
     /// The worktree (builds).
     pub worktree: Option<String>,
+    /// Its permission questions and how they ended (a JSON array); `None` when it had none.
+    pub approvals: Option<String>,
     /// When it started, for a task whose start was never written.
     pub started_at_ms: Option<i64>,
     /// The slot that ran it, for a task whose start was never written.
@@ -275,7 +280,7 @@ pub struct Lifetime {
 pub(crate) const TASK_COLUMNS: &str = "id, kind, project, chain_id, prompt, options, state, \
      enqueued_at_ms, started_at_ms, finished_at_ms, slot, output, output_bytes, error, \
      session_id, resume_session, spend_usd, input_tokens, output_tokens, cache_read_tokens, \
-     cache_write_tokens, model, branch, commit_sha, worktree";
+     cache_write_tokens, model, branch, commit_sha, worktree, approvals";
 
 /// Reads a row selected with [`TASK_COLUMNS`].
 pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
@@ -307,6 +312,9 @@ pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
         branch: row.get(22)?,
         commit_sha: row.get(23)?,
         worktree: row.get(24)?,
+        approvals: row
+            .get::<_, Option<String>>(25)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 

@@ -18,7 +18,7 @@ use super::rows::{
 pub const APPLICATION_ID: i32 = 0x436C_506C;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// `MIGRATIONS[i]` migrates schema version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -121,6 +121,9 @@ pub const MIGRATIONS: &[&str] = &[
         spend_usd REAL NOT NULL,
         PRIMARY KEY (run_id, day, kind, state)
     );",
+    // 3 → 4: every permission question of a task and how it ended (a JSON array), kept
+    // with the task as its audit trail.
+    "ALTER TABLE tasks ADD COLUMN approvals TEXT;",
 ];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);

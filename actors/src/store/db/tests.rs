@@ -56,6 +56,7 @@ pub(super) fn row(id: &str, kind: &str, project: Option<&str>, enqueued_at_ms: i
         branch: None,
         commit_sha: None,
         worktree: None,
+        approvals: None,
     }
 }
 
@@ -74,6 +75,7 @@ pub(super) fn finish(id: &str, state: &str, at_ms: i64, output: Option<String>) 
         branch: None,
         commit_sha: None,
         worktree: None,
+        approvals: None,
         started_at_ms: None,
         slot: None,
     }
@@ -115,6 +117,7 @@ fn insert_started_finished_round_trip_through_task() {
     done.branch = Some("pool/t1".into());
     done.commit_sha = Some("abc123".into());
     done.worktree = Some("/tmp/wt".into());
+    done.approvals = Some(r#"[{"request_id":"apr-1","outcome":"allow"}]"#.into());
     db.apply(&[Write::Finished(done)]).expect("finish");
 
     let expected = TaskRow {
@@ -131,6 +134,7 @@ fn insert_started_finished_round_trip_through_task() {
         branch: Some("pool/t1".into()),
         commit_sha: Some("abc123".into()),
         worktree: Some("/tmp/wt".into()),
+        approvals: Some(serde_json::json!([{"request_id": "apr-1", "outcome": "allow"}])),
         ..inserted
     };
     let got = db.task("t1").expect("get").expect("stored");
