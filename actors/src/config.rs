@@ -382,7 +382,8 @@ impl PoolConfig {
             .map_err(|e| format!("permission rules: {e}"))?;
         for rule in set.allow() {
             if !self.rules.allow().iter().any(|wide| rule.covered_by(wide)) {
-                let server: Vec<String> = self.rules.allow().iter().map(ToString::to_string).collect();
+                let server: Vec<String> =
+                    self.rules.allow().iter().map(ToString::to_string).collect();
                 let server = if server.is_empty() {
                     "none".to_owned()
                 } else {

@@ -288,7 +288,8 @@ impl ServerHandler for PoolServer {
         if protocol_tasks::as_task(&request, &context) {
             return self.start_task(request, &context).await;
         }
-        if request.name == "pool_run" && approvals::asking(&context) == approvals::Asking::InputRequired
+        if request.name == "pool_run"
+            && approvals::asking(&context) == approvals::Asking::InputRequired
         {
             return self.run_task_input_required(request, &context).await;
         }

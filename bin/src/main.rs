@@ -204,8 +204,8 @@ fn server_rules(
     let mut rules = claude_pool::protocol::rules::RuleSet::parse(allow, deny)
         .map_err(|e| anyhow::anyhow!("--allow/--deny: {e}"))?;
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--rules {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("--rules {}", path.display()))?;
         let from_file = claude_pool::protocol::rules::RuleSet::from_file_text(&text)
             .map_err(|e| anyhow::anyhow!("--rules {}: {e}", path.display()))?;
         rules.extend(from_file);
@@ -271,7 +271,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_depth: args.max_depth,
         max_allowed_tools: args.allowed_tools,
         max_permission_mode: args.max_permission_mode,
-        rules: std::sync::Arc::new(server_rules(&args.allow, &args.deny, args.rules.as_deref())?),
+        rules: std::sync::Arc::new(server_rules(
+            &args.allow,
+            &args.deny,
+            args.rules.as_deref(),
+        )?),
         approval_timeout: args.approval_timeout,
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,

@@ -318,9 +318,7 @@ mod tests {
             content: None,
         };
         assert!(Answer::from_params(&p(Decision::Deny, Some(Scope::Task), None)).is_err());
-        assert!(
-            Answer::from_params(&p(Decision::Deny, None, Some("x".repeat(4097)))).is_err()
-        );
+        assert!(Answer::from_params(&p(Decision::Deny, None, Some("x".repeat(4097)))).is_err());
         let ok = Answer::from_params(&p(Decision::Allow, Some(Scope::Task), None)).unwrap();
         assert_eq!(ok.scope, Scope::Task);
     }
@@ -330,7 +328,13 @@ mod tests {
         assert_eq!(Answer::allow().outcome(ApprovalKind::Tool), "allow");
         assert_eq!(Answer::deny("x").outcome(ApprovalKind::Tool), "deny");
         assert_eq!(Answer::allow().outcome(ApprovalKind::Elicitation), "accept");
-        assert_eq!(Answer::deny("x").outcome(ApprovalKind::Elicitation), "decline");
-        assert_eq!(Answer::cancel("x").outcome(ApprovalKind::Elicitation), "cancel");
+        assert_eq!(
+            Answer::deny("x").outcome(ApprovalKind::Elicitation),
+            "decline"
+        );
+        assert_eq!(
+            Answer::cancel("x").outcome(ApprovalKind::Elicitation),
+            "cancel"
+        );
     }
 }

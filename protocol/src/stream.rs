@@ -29,6 +29,16 @@ pub enum ClaudeEvent {
         /// The subtype, as printed.
         subtype: String,
     },
+    /// The CLI refused a tool by itself (a `--disallowedTools` rule, or its mode), without
+    /// asking (`system/permission_denied`).
+    PermissionDenied {
+        /// The tool refused.
+        tool_name: String,
+        /// What the CLI says (and tells the model).
+        message: String,
+        /// Why (`subcommandResults` for a rule, `classifier`, …).
+        reason: String,
+    },
     /// A message from the model: text and tool calls.
     Assistant(AssistantEvent),
     /// A user-role event: tool results, or the interruption marker.
@@ -190,6 +200,12 @@ pub fn parse_line(line: &[u8]) -> Result<ClaudeEvent, ParseError> {
                     session_id: string_field(&obj, "session_id"),
                     model: string_field(&obj, "model"),
                     permission_mode: string_field(&obj, "permissionMode"),
+                }
+            } else if subtype == "permission_denied" {
+                ClaudeEvent::PermissionDenied {
+                    tool_name: string_field(&obj, "tool_name").unwrap_or_default(),
+                    message: string_field(&obj, "message").unwrap_or_default(),
+                    reason: string_field(&obj, "decision_reason_type").unwrap_or_default(),
                 }
             } else {
                 ClaudeEvent::System {
@@ -532,8 +548,10 @@ mod tests {
                 ClaudeEvent::ControlRequest {
                     request_id: "q".into(),
                     subtype: "can_use_tool".into(),
-                    request: serde_json::from_str(r#"{"subtype":"can_use_tool","tool_name":"Bash"}"#)
-                        .unwrap(),
+                    request: serde_json::from_str(
+                        r#"{"subtype":"can_use_tool","tool_name":"Bash"}"#,
+                    )
+                    .unwrap(),
                 },
             ),
             (

@@ -30,6 +30,7 @@ mod mcp;
 mod private_files;
 mod protocol_tasks;
 mod protocol_tasks_py;
+mod real_approvals;
 mod real_cli;
 mod real_depth;
 mod real_jobs;

@@ -885,6 +885,7 @@ async fn a_cli_that_cannot_start_is_given_up_and_queued_tasks_fail_with_its_erro
         state: None,
         transport: claude_pool_tests::server::Transport::from_env(),
         tasks_extension: false,
+        elicitation: false,
         umask: None,
     };
     let server = Server::start(opts).await;

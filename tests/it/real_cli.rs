@@ -50,6 +50,7 @@ pub(crate) async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
         state: None,
         transport: claude_pool_tests::server::Transport::from_env(),
         tasks_extension: false,
+        elicitation: false,
         umask: None,
     }
     .args(args);

@@ -87,6 +87,7 @@ async fn pool_calling_back(max_depth: u32) -> Option<CallingBack> {
         state: None,
         transport: Transport::Http,
         tasks_extension: false,
+        elicitation: false,
         umask: None,
     }
     .args(&["--port", &port.to_string()])

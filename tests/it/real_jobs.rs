@@ -53,6 +53,7 @@ impl Real {
             state: None,
             transport: claude_pool_tests::server::Transport::from_env(),
             tasks_extension: false,
+            elicitation: false,
             umask: None,
         }
         .args(&["--projects", &self.projects, "--db", &self.db]);

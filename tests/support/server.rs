@@ -45,6 +45,9 @@ pub struct ServerOptions {
     pub transport: Transport,
     /// Whether the client declares the `io.modelcontextprotocol/tasks` extension.
     pub tasks_extension: bool,
+    /// Whether the client declares form elicitation; its requests reach
+    /// [`Server::next_elicitation`].
+    pub elicitation: bool,
     /// The server runs under this umask (set by a `sh` that then execs it, since a umask
     /// set in the test binary would change every test's); `None`: the test binary's.
     pub umask: Option<u32>,
@@ -81,8 +84,15 @@ impl ServerOptions {
             state: None,
             transport: Transport::from_env(),
             tasks_extension: false,
+            elicitation: false,
             umask: None,
         }
+    }
+
+    /// The client declares form elicitation and hands each request to the test.
+    pub fn elicitation(mut self) -> Self {
+        self.elicitation = true;
+        self
     }
 
     /// Runs the server under `mask` (e.g. `0o022`).
@@ -131,7 +141,15 @@ pub struct TestClient {
     progress: mpsc::UnboundedSender<ProgressNotificationParam>,
     resources: mpsc::UnboundedSender<ResourceNote>,
     tasks_extension: bool,
+    /// With elicitation: where the server's requests go, each with the way to answer it.
+    elicitations: Option<mpsc::UnboundedSender<Elicitation>>,
 }
+
+/// An elicitation the server sent, and the way to answer it.
+pub type Elicitation = (
+    rmcp::model::ElicitRequestParams,
+    tokio::sync::oneshot::Sender<rmcp::model::ElicitResult>,
+);
 
 /// A resource notification the server sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +168,28 @@ impl ClientHandler for TestClient {
                 .enable_tasks()
                 .build();
         }
+        if self.elicitations.is_some() {
+            let mut e = rmcp::model::ElicitationCapability::new();
+            e.form = Some(rmcp::model::FormElicitationCapability::new());
+            info.capabilities.elicitation = Some(e);
+        }
         info
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        let cancel = || rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Cancel);
+        let Some(tx) = &self.elicitations else {
+            return Ok(cancel());
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        if tx.send((request, answer)).is_err() {
+            return Ok(cancel());
+        }
+        Ok(answered.await.unwrap_or_else(|_| cancel()))
     }
 
     async fn on_progress(
@@ -187,6 +226,7 @@ pub struct Server {
     pub token: Option<String>,
     progress: tokio::sync::Mutex<mpsc::UnboundedReceiver<ProgressNotificationParam>>,
     resources: tokio::sync::Mutex<mpsc::UnboundedReceiver<ResourceNote>>,
+    elicitations: tokio::sync::Mutex<mpsc::UnboundedReceiver<Elicitation>>,
     stdout_problems: Arc<Mutex<Vec<String>>>,
     transport: Transport,
     /// Where the server's stderr (its log) goes.
@@ -256,10 +296,12 @@ impl Server {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let (res_tx, res_rx) = mpsc::unbounded_channel();
+        let (el_tx, el_rx) = mpsc::unbounded_channel();
         let handler = TestClient {
             progress: tx,
             resources: res_tx,
             tasks_extension: opts.tasks_extension,
+            elicitations: opts.elicitation.then_some(el_tx),
         };
         let problems = Arc::new(Mutex::new(Vec::new()));
         let (child, client, url, token) = match opts.transport {
@@ -293,6 +335,7 @@ impl Server {
             token,
             progress: tokio::sync::Mutex::new(rx),
             resources: tokio::sync::Mutex::new(res_rx),
+            elicitations: tokio::sync::Mutex::new(el_rx),
             stdout_problems: problems,
             transport: opts.transport,
             stderr_path,
@@ -322,6 +365,16 @@ impl Server {
     }
 
     /// The connected client.
+    /// The next elicitation the server sends this client (the client must have been
+    /// started with [`ServerOptions::elicitation`]), within `limit`.
+    pub async fn next_elicitation(&self, limit: Duration, what: &str) -> Elicitation {
+        let mut rx = self.elicitations.lock().await;
+        within(limit, what, async {
+            rx.recv().await.expect("elicitation channel open")
+        })
+        .await
+    }
+
     pub fn client(&self) -> &RunningService<RoleClient, TestClient> {
         self.client.as_ref().expect("client connected")
     }

@@ -114,7 +114,9 @@ pub(super) async fn answer(
     }
     let body: Body = match serde_json::from_slice(&body) {
         Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid answer: {e}\n")).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid answer: {e}\n")).into_response();
+        }
     };
     let params = claude_pool_protocol::approvals::ApproveParams {
         request_id: id,
@@ -127,7 +129,11 @@ pub(super) async fn answer(
         Ok(a) => a,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    match app.pool.approve_as(&params.request_id, answer, "page").await {
+    match app
+        .pool
+        .approve_as(&params.request_id, answer, "page")
+        .await
+    {
         Ok(r) => axum::Json(r).into_response(),
         Err(crate::PoolError::InvalidArgument(e)) => {
             (StatusCode::CONFLICT, format!("{e}\n")).into_response()

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use claude_pool_protocol::TaskId;
 use claude_pool_protocol::approvals::{
     Answer, ApprovalKind, ApprovalRequest, ApprovalsParams, ApprovalsReport, ApproveParams,
-    approval_form_schema, answer_from_form,
+    answer_from_form, approval_form_schema,
 };
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -165,7 +165,11 @@ pub(super) async fn ask_client(
     let Some(params) = elicitation_of(&request) else {
         if request.kind == ApprovalKind::Elicitation {
             let _ = pool
-                .approve_as(&id, Answer::cancel("its form cannot be shown over MCP"), &by)
+                .approve_as(
+                    &id,
+                    Answer::cancel("its form cannot be shown over MCP"),
+                    &by,
+                )
                 .await;
         }
         return (id, false);
@@ -255,7 +259,8 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<ApproveParams>>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        let answer = Answer::from_params(&params).map_err(|e| ErrorData::invalid_params(e, None))?;
+        let answer =
+            Answer::from_params(&params).map_err(|e| ErrorData::invalid_params(e, None))?;
         match self
             .pool
             .approve_as(&params.request_id, answer, "tool:pool_approve")

@@ -13,9 +13,9 @@ use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use tokio::sync::mpsc;
 
 use super::{Checked, PoolServer, approvals, fail, long_poll, structured, task_result};
+use crate::task::{TaskProgress, TaskSpec};
 use claude_pool_protocol::approvals::{Answer, ApprovalKind, ApprovalRequest};
 use rmcp::model::{CallToolRequestParams, CallToolResponse, ElicitResult};
-use crate::task::{TaskProgress, TaskSpec};
 
 /// How often a running call sends a progress notification when nothing else happens, so
 /// a client's tool watchdog sees activity.
@@ -228,7 +228,11 @@ impl PoolServer {
                 let id = approvals::task_of_state(state).ok_or_else(|| {
                     ErrorData::invalid_params("requestState is not one this server gave", None)
                 })?;
-                let pending = self.pool.pending_approvals(Some(&id)).await.unwrap_or_default();
+                let pending = self
+                    .pool
+                    .pending_approvals(Some(&id))
+                    .await
+                    .unwrap_or_default();
                 for (key, value) in request.input_responses.clone().unwrap_or_default() {
                     skip.insert(key.clone());
                     let Some(asked) = pending.iter().find(|r| r.request_id == key) else {
@@ -245,12 +249,11 @@ impl PoolServer {
             }
             None => {
                 let arguments = request.arguments.clone().unwrap_or_default();
-                let params: TaskParams =
-                    serde_json::from_value::<Checked<TaskParams>>(serde_json::Value::Object(
-                        arguments,
-                    ))
-                    .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?
-                    .get()?;
+                let params: TaskParams = serde_json::from_value::<Checked<TaskParams>>(
+                    serde_json::Value::Object(arguments),
+                )
+                .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?
+                .get()?;
                 let mut spec = task_spec(params)?;
                 let (tx, rx) = mpsc::unbounded_channel();
                 spec.progress = Some(tx);

@@ -95,8 +95,20 @@ impl Pool {
             continued: run.continued,
         });
         status.approvals = claude_pool_protocol::tools::ApprovalsStatus {
-            allow: self.config.rules.allow().iter().map(ToString::to_string).collect(),
-            deny: self.config.rules.deny().iter().map(ToString::to_string).collect(),
+            allow: self
+                .config
+                .rules
+                .allow()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            deny: self
+                .config
+                .rules
+                .deny()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             timeout_secs: self.config.approval_timeout.as_secs_f64(),
             pending: self.pending_approvals(None).await.unwrap_or_default(),
         };

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use claude_pool_protocol::TaskId;
 use claude_pool_protocol::approvals::{
     APPROVAL_PREFIX, Answer, ApprovalKind, ApprovalRecord, ApprovalRequest, Decision,
     SUMMARY_CHARS, Scope,
@@ -20,7 +21,6 @@ use claude_pool_protocol::rules::{MatchContext, Rule, RuleSet, Verdict, describe
 use claude_pool_protocol::stream::{
     allow_control_response_line, deny_control_response_line, elicitation_response_line,
 };
-use claude_pool_protocol::TaskId;
 use serde_json::{Map, Value};
 
 use super::SlotState;
@@ -240,6 +240,32 @@ impl SlotState {
         );
     }
 
+    /// The CLI refused a tool itself (a deny rule it was given, or its mode): recorded so
+    /// the audit trail has every refusal, not only those the pool decided.
+    pub(super) fn on_cli_denial(&mut self, tool: String, message: String, reason: String) {
+        if self.task.as_ref().is_none_or(|t| !t.turn_began) {
+            return;
+        }
+        let stamp = rfc3339(now_ms());
+        let by = format!("cli:{}", if reason.is_empty() { "rule" } else { &reason });
+        let _ = self.args.approvals.cast(ApprovalsMsg::Decided {
+            outcome: "deny".into(),
+            by: by.clone(),
+        });
+        self.audit(ApprovalRecord {
+            request_id: new_id(),
+            kind: ApprovalKind::Tool,
+            tool,
+            summary: message.chars().take(SUMMARY_CHARS).collect(),
+            outcome: "deny".into(),
+            by,
+            scope: None,
+            message: Some(message),
+            requested_at: stamp.clone(),
+            decided_at: stamp,
+        });
+    }
+
     fn on_elicitation(&mut self, cli_request: String, request: Map<String, Value>) {
         let server = request
             .get("mcp_server_name")
@@ -327,11 +353,7 @@ impl SlotState {
 
     /// The desk's answer to question `id` of `task`.
     pub(super) fn on_answered(&mut self, task_id: &TaskId, id: &str, answer: Answer, by: String) {
-        let Some(task) = self
-            .task
-            .as_mut()
-            .filter(|t| &t.assignment.task == task_id)
-        else {
+        let Some(task) = self.task.as_mut().filter(|t| &t.assignment.task == task_id) else {
             return; // the task ended meanwhile; its record says so
         };
         let Some(ask) = task.asks.open.remove(id) else {

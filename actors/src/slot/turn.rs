@@ -351,6 +351,11 @@ impl SlotState {
                 subtype,
                 request,
             } => self.on_control_request(request_id, &subtype, request),
+            ClaudeEvent::PermissionDenied {
+                tool_name,
+                message,
+                reason,
+            } => self.on_cli_denial(tool_name, message, reason),
             ClaudeEvent::System { .. }
             | ClaudeEvent::User
             | ClaudeEvent::ConversationReset

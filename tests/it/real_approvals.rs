@@ -1,0 +1,174 @@
+//! Approvals with the pinned real Claude CLI (2.1.329) in the slots, against the mock API:
+//! the CLI's own permission question (`can_use_tool`) reaches the MCP client as an
+//! elicitation, and the client's answer decides whether the command runs. With `CI=true` a
+//! missing CLI fails these tests instead of skipping them.
+
+use std::time::Duration;
+
+use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
+use claude_pool_tests::server::{Server, ServerOptions, content, first_text};
+use claude_pool_tests::{Scratch, real_claude_bin};
+use rmcp::model::{ElicitRequestParams, ElicitResult, ElicitationAction};
+use serde_json::json;
+
+const ASKED: Duration = Duration::from_secs(60);
+
+struct Pool {
+    server: Server,
+    _mock: MockServer,
+    scratch: Scratch,
+}
+
+async fn real_pool(args: &[&str]) -> Option<Pool> {
+    let claude = real_claude_bin()?;
+    let mock = MockServer::start().expect("mock API");
+    let scratch = Scratch::new("real-approvals");
+    let mut opts = ServerOptions::fake(1).elicitation().args(args);
+    opts.claude_bin = claude;
+    for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
+        opts = opts.env(&k, &v);
+    }
+    let server = Server::start(opts).await;
+    server.wait_ready().await;
+    Some(Pool {
+        server,
+        _mock: mock,
+        scratch,
+    })
+}
+
+/// The message of a form elicitation.
+fn message_of(p: &ElicitRequestParams) -> String {
+    match p {
+        ElicitRequestParams::FormElicitationParams { message, .. } => message.clone(),
+        other => panic!("expected a form elicitation, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bash_command_runs_once_the_client_allows_it_and_not_when_it_denies() {
+    let Some(p) = real_pool(&["--permission-mode", "default"]).await else {
+        return;
+    };
+    let allowed = p.scratch.join("allowed");
+    let denied = p.scratch.join("denied");
+
+    // Allowed: the file is created, and the answer says the tool ran.
+    let prompt = format!("MOCK_TOOL:touch {}", allowed.display());
+    let run = {
+        let server = &p.server;
+        let prompt = prompt.clone();
+        async move { server.call("pool_run", json!({ "prompt": prompt })).await }
+    };
+    let answer = async {
+        let (request, reply) = p.server.next_elicitation(ASKED, "the allow question").await;
+        let message = message_of(&request);
+        assert!(
+            message.contains("Bash") && message.contains(&format!("touch {}", allowed.display())),
+            "the form names the tool and the command: {message}"
+        );
+        assert!(!allowed.exists(), "nothing ran before the answer was given");
+        let _ = reply.send(
+            ElicitResult::new(ElicitationAction::Accept)
+                .with_content(json!({ "decision": "allow_once" })),
+        );
+    };
+    let (r, ()) = tokio::join!(run, answer);
+    assert_ne!(r.is_error, Some(true), "{:?}", r.content);
+    let report = content(&r);
+    assert!(allowed.exists(), "the allowed command ran: {report}");
+    assert_eq!(
+        report["output"], "MOCK: tool said: (Bash completed with no output)",
+        "{report}"
+    );
+    let trail = report["approvals"].as_array().expect("an audit trail");
+    assert_eq!(trail.len(), 1, "{report}");
+    assert_eq!(trail[0]["outcome"], "allow");
+    assert_eq!(trail[0]["tool"], "Bash");
+    assert!(
+        trail[0]["by"].as_str().unwrap().starts_with("client:"),
+        "{report}"
+    );
+
+    // Denied with a message: nothing runs, and Claude reads the message.
+    let prompt = format!("MOCK_TOOL:touch {}", denied.display());
+    let run = {
+        let server = &p.server;
+        async move { server.call("pool_run", json!({ "prompt": prompt })).await }
+    };
+    let answer = async {
+        let (_, reply) = p.server.next_elicitation(ASKED, "the deny question").await;
+        let _ = reply.send(
+            ElicitResult::new(ElicitationAction::Accept)
+                .with_content(json!({ "decision": "deny", "message": "no files today, thanks" })),
+        );
+    };
+    let (r, ()) = tokio::join!(run, answer);
+    let report = content(&r);
+    assert!(!denied.exists(), "a denied command never runs: {report}");
+    // The mock echoes the first 40 characters of the tool result Claude got back.
+    assert_eq!(
+        report["output"],
+        "MOCK: tool said: no files today, thanks",
+        "{}",
+        first_text(&r)
+    );
+    assert_eq!(report["approvals"][0]["outcome"], "deny");
+    assert_eq!(report["approvals"][0]["message"], "no files today, thanks");
+}
+
+#[tokio::test]
+async fn a_rule_allows_or_denies_without_asking_and_a_task_cannot_widen_the_rules() {
+    let Some(p) = real_pool(&[
+        "--permission-mode",
+        "default",
+        "--allow",
+        "Bash(touch:*)",
+        "--deny",
+        "Bash(rm:*)",
+    ])
+    .await
+    else {
+        return;
+    };
+    let made = p.scratch.join("by-rule");
+    let r = p
+        .server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": format!("MOCK_TOOL:touch {}", made.display()) }),
+        )
+        .await;
+    assert!(made.exists(), "the allow rule let it run: {r}");
+    assert_eq!(r["approvals"][0]["by"], "rule:Bash(touch:*)", "{r}");
+
+    let keep = p.scratch.join("keep");
+    std::fs::write(&keep, "x").unwrap();
+    let r = p
+        .server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": format!("MOCK_TOOL:rm {}", keep.display()) }),
+        )
+        .await;
+    assert!(keep.exists(), "the deny rule kept the file: {r}");
+    // Deny rules also go to the CLI (--disallowedTools), which refuses by itself; the
+    // refusal is still in the audit trail.
+    assert_eq!(r["approvals"][0]["outcome"], "deny", "{r}");
+    assert!(
+        r["approvals"][0]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:"),
+        "{r}"
+    );
+
+    // A task's allow rule wider than the server's is refused before anything runs.
+    p.server
+        .expect_invalid_params(
+            "pool_run",
+            json!({ "prompt": "MOCK_TOOL:true", "allow": ["Bash(curl:*)"] }),
+            "wider than this server's allow rules",
+        )
+        .await;
+}
