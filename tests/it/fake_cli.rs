@@ -139,3 +139,202 @@ async fn its_help_documents_every_directive_the_readme_names() {
         assert!(help.contains(name), "--help does not document {name}");
     }
 }
+
+/// A persistent `fake-claude --permission-prompt-tool stdio` in `dir`, with its stdin and a
+/// reader of its stdout lines as JSON.
+struct Asking {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Asking {
+    fn spawn(scratch: &Scratch, dir: &std::path::Path) -> Asking {
+        let mut child = Command::new(fake_claude_bin())
+            .args([
+                "-p",
+                "--input-format",
+                "stream-json",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-prompt-tool",
+                "stdio",
+                "--permission-mode",
+                "default",
+            ])
+            .current_dir(dir)
+            .env("HOME", scratch.path())
+            .env("FAKE_CLAUDE_TURN_MS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn fake-claude");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Asking {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    async fn send(&mut self, v: &Value) {
+        let line = format!("{v}\n");
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+    }
+
+    /// The next stdout line whose `type` is `kind`.
+    async fn next(&mut self, kind: &str) -> Value {
+        within(Duration::from_secs(20), &format!("a {kind} line"), async {
+            loop {
+                let line = self.lines.next_line().await.unwrap();
+                let line = line.unwrap_or_else(|| panic!("stdout ended before a {kind} line"));
+                let v: Value = serde_json::from_str(&line).expect("every stdout line is JSON");
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+        })
+        .await
+    }
+
+    async fn answer(&mut self, request: &Value, response: Value) {
+        let id = &request["request_id"];
+        self.send(&json!({"type": "control_response",
+                          "response": {"subtype": "success", "request_id": id,
+                                       "response": response}}))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn permission_questions_and_elicitations_wait_for_the_hosts_answer() {
+    let scratch = Scratch::new("fake-cli-ask");
+    let dir = scratch.path().join("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    let mut fake = Asking::spawn(&scratch, &dir);
+
+    // Allowed: the command really runs.
+    fake.send(&json!({"type": "user", "message": {"role": "user",
+                                                  "content": "MOCK_TOOL:touch approved"}}))
+        .await;
+    let tool_use = fake.next("assistant").await;
+    let ask = fake.next("control_request").await;
+    let q = &ask["request"];
+    assert_eq!(q["subtype"], "can_use_tool", "{ask}");
+    assert_eq!(q["tool_name"], "Bash", "{ask}");
+    assert_eq!(q["input"]["command"], "touch approved", "{ask}");
+    assert_eq!(
+        q["tool_use_id"], tool_use["message"]["content"][0]["id"],
+        "{ask}"
+    );
+    let blocked = dir.join("approved");
+    assert_eq!(q["blocked_path"], blocked.to_str().unwrap(), "{ask}");
+    assert!(!blocked.exists(), "nothing runs before the answer");
+    fake.answer(
+        &ask,
+        json!({"behavior": "allow", "updatedInput": q["input"]}),
+    )
+    .await;
+    let r = fake.next("result").await;
+    assert_eq!(
+        r["result"], "MOCK: tool said: (Bash completed with no output)",
+        "{r}"
+    );
+    assert_eq!(r["permission_denials"], json!([]), "{r}");
+    assert!(blocked.exists(), "an allowed command runs");
+
+    // Denied: the message goes to the model, the call to permission_denials.
+    fake.send(&json!({"type": "user", "message": {"role": "user",
+                                                  "content": "MOCK_TOOL:touch refused"}}))
+        .await;
+    let ask = fake.next("control_request").await;
+    fake.answer(
+        &ask,
+        json!({"behavior": "deny", "message": "no touching here"}),
+    )
+    .await;
+    let r = fake.next("result").await;
+    assert_eq!(r["is_error"], false, "{r}");
+    assert_eq!(r["result"], "MOCK: tool said: no touching here", "{r}");
+    assert_eq!(
+        r["permission_denials"][0]["tool_input"]["command"], "touch refused",
+        "{r}"
+    );
+    assert!(
+        !dir.join("refused").exists(),
+        "a denied command does not run"
+    );
+
+    // Read-only commands are not asked about.
+    fake.send(&json!({"type": "user", "message": {"role": "user",
+                                                  "content": "MOCK_TOOL:echo hi"}}))
+        .await;
+    let r = fake.next("result").await;
+    assert_eq!(r["result"], "MOCK: tool said: hi", "{r}");
+
+    // An elicitation from the CLI's MCP server "mock".
+    let schema =
+        r#"{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}}}"#;
+    fake.send(&json!({"type": "user", "message": {"role": "user",
+                                                  "content": format!("MOCK_ELICIT:{schema}")}}))
+        .await;
+    let ask = fake.next("control_request").await;
+    assert_eq!(ask["request"]["subtype"], "elicitation", "{ask}");
+    assert_eq!(ask["request"]["mcp_server_name"], "mock", "{ask}");
+    assert_eq!(
+        ask["request"]["property_order"],
+        json!(["name", "age"]),
+        "{ask}"
+    );
+    fake.answer(&ask, json!({"action": "accept", "content": {"name": "x"}}))
+        .await;
+    let r = fake.next("result").await;
+    assert_eq!(
+        r["result"], r#"MOCK: elicitation accept {"name":"x"}"#,
+        "{r}"
+    );
+
+    drop(fake.stdin);
+    let status = within(
+        Duration::from_secs(10),
+        "fake-claude's exit",
+        fake.child.wait(),
+    )
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_interrupt_withdraws_an_open_permission_question() {
+    let scratch = Scratch::new("fake-cli-ask");
+    let mut fake = Asking::spawn(&scratch, scratch.path());
+    fake.send(&json!({"type": "user", "message": {"role": "user",
+                                                  "content": "MOCK_TOOL:touch never"}}))
+        .await;
+    let ask = fake.next("control_request").await;
+    fake.send(&json!({"type": "control_request", "request_id": "int-1",
+                      "request": {"subtype": "interrupt"}}))
+        .await;
+    let cancel = fake.next("control_cancel_request").await;
+    assert_eq!(cancel["request_id"], ask["request_id"], "{cancel}");
+    let r = fake.next("result").await;
+    assert_eq!(r["subtype"], "error_during_execution", "{r}");
+    assert_eq!(r["terminal_reason"], "aborted_tools", "{r}");
+    assert_eq!(
+        r["permission_denials"][0]["tool_input"]["command"],
+        "touch never"
+    );
+    // A late answer is dropped; the process takes the next prompt.
+    fake.answer(&ask, json!({"behavior": "allow"})).await;
+    fake.send(&json!({"type": "user", "message": {"role": "user",
+                                                  "content": "MOCK_TEXT: still here"}}))
+        .await;
+    let r = fake.next("result").await;
+    assert_eq!(r["result"], "still here", "{r}");
+    assert!(!scratch.path().join("never").exists());
+}

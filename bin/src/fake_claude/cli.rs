@@ -83,6 +83,13 @@ pub struct Opts {
     pub effort: Option<String>,
     pub system_prompt: Option<String>,
     pub append_system_prompt: Option<String>,
+    /// `--permission-prompt-tool`: with `stdio`, permission questions go to the host as
+    /// `can_use_tool` control requests (see `approvals.rs`).
+    pub permission_prompt_tool: Option<String>,
+    /// Every value given to `--allowedTools` / `--allowed-tools`, as given.
+    pub allowed_tools: Vec<String>,
+    /// Every value given to `--disallowedTools` / `--disallowed-tools`, as given.
+    pub disallowed_tools: Vec<String>,
     pub prompt: Vec<String>,
     /// A positional argument with a space swallowed by a variadic flag: (argument, flag).
     pub swallowed: Option<(String, String)>,
@@ -111,6 +118,9 @@ impl Default for Opts {
             effort: None,
             system_prompt: None,
             append_system_prompt: None,
+            permission_prompt_tool: None,
+            allowed_tools: Vec::new(),
+            disallowed_tools: Vec::new(),
             prompt: Vec::new(),
             swallowed: None,
         }
@@ -134,6 +144,11 @@ impl Opts {
         self.skip_permissions
             || self.allow_skip_permissions
             || self.permission_mode.as_deref() == Some("bypassPermissions")
+    }
+
+    /// Whether permission questions go to the host (`--permission-prompt-tool stdio`).
+    pub fn asks_host(&self) -> bool {
+        self.permission_prompt_tool.as_deref() == Some("stdio")
     }
 }
 
@@ -222,14 +237,22 @@ pub fn parse(argv: &[String]) -> Opts {
                 }
             };
             if MULTI.contains(&a) {
+                let mut vals = vec![val];
                 while let Some(next) = argv.get(i + 1).filter(|n| !n.starts_with('-')) {
                     i += 1;
                     if o.prompt.is_empty() && next.contains(' ') {
                         o.swallowed = Some((next.clone(), a.to_string()));
                     }
+                    vals.push(next.clone());
                 }
+                match a {
+                    "--allowedTools" | "--allowed-tools" => o.allowed_tools.extend(vals),
+                    "--disallowedTools" | "--disallowed-tools" => o.disallowed_tools.extend(vals),
+                    _ => {}
+                }
+            } else {
+                store(&mut o, a, val);
             }
-            store(&mut o, a, val);
             i += 1;
             continue;
         }
@@ -279,6 +302,7 @@ fn store(o: &mut Opts, flag: &str, val: String) {
         "--effort" => o.effort = Some(val),
         "--system-prompt" => o.system_prompt = Some(val),
         "--append-system-prompt" => o.append_system_prompt = Some(val),
+        "--permission-prompt-tool" => o.permission_prompt_tool = Some(val),
         _ => {}
     }
 }

@@ -4,10 +4,12 @@
 #![allow(unsafe_code)]
 
 mod api_error;
+mod approvals;
 mod cli;
 mod control;
 mod directives;
 mod faults;
+mod permissions;
 mod pricing;
 mod runner;
 mod session;
@@ -173,6 +175,10 @@ fn main() {
         std::thread::sleep(Duration::from_secs_f64(ms.min(1e12) / 1000.0));
     }
     let stream_in = o.input == "stream-json";
+    if !stream_in {
+        // One-shot: stdin is read to its end before the turn, so no question can be answered.
+        sh.close();
+    }
     let mut runner = Runner::new(sh, st, o);
 
     if let Err(err) = opened {

@@ -10,22 +10,23 @@ use crate::api_error;
 use crate::cli::{Opts, VERSION};
 use crate::control::Shared;
 use crate::directives as d;
+use crate::permissions::Policy;
 use crate::pricing::{Usage, js_num, resolve_model};
 use crate::session::{self, ApiMsg, State, usage_map_json};
 use crate::sys;
 
 /// What a result reports; `Res::default()` is a plain success.
 #[derive(Debug)]
-struct Res {
-    turns: u64,
-    usage: Usage,
-    stop: Option<&'static str>,
-    subtype: &'static str,
-    result: Option<String>,
-    errors: Option<Vec<String>>,
-    api_status: Option<i64>,
-    api_type: Option<&'static str>,
-    terminal: &'static str,
+pub(crate) struct Res {
+    pub(crate) turns: u64,
+    pub(crate) usage: Usage,
+    pub(crate) stop: Option<&'static str>,
+    pub(crate) subtype: &'static str,
+    pub(crate) result: Option<String>,
+    pub(crate) errors: Option<Vec<String>>,
+    pub(crate) api_status: Option<i64>,
+    pub(crate) api_type: Option<&'static str>,
+    pub(crate) terminal: &'static str,
 }
 
 impl Default for Res {
@@ -86,6 +87,13 @@ pub struct Runner {
     pub stream: bool,
     turn_delay: Duration,
     base_input_tokens: u64,
+    /// Permission rules and extra working directories (`--permission-prompt-tool stdio`);
+    /// what answers add outlives `/clear`.
+    pub(crate) policy: Policy,
+    /// This turn's refused tool calls, for the result's `permission_denials`.
+    pub(crate) denials: Vec<Value>,
+    /// Whether the auto-mode "can't check actions" notice was printed (once per process).
+    pub(crate) classifier_warned: bool,
 }
 
 impl Runner {
@@ -97,6 +105,7 @@ impl Runner {
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
+        let policy = Policy::new(&o.allowed_tools, &o.disallowed_tools);
         Self {
             sh,
             st,
@@ -105,6 +114,9 @@ impl Runner {
             stream,
             turn_delay: Duration::from_millis(env_u64("FAKE_CLAUDE_TURN_MS").unwrap_or(20)),
             base_input_tokens: env_u64("FAKE_CLAUDE_INPUT_TOKENS").unwrap_or(12414),
+            policy,
+            denials: Vec::new(),
+            classifier_warned: false,
         }
     }
 
@@ -153,7 +165,7 @@ impl Runner {
         self.assistant_event(model, json!([{"type": "text", "text": text}]), u, None)
     }
 
-    fn result(&mut self, t0: Instant, r: Res) -> Value {
+    pub(crate) fn result(&mut self, t0: Instant, r: Res) -> Value {
         let st = &mut self.st;
         let is_error =
             r.subtype != "success" || r.api_status.is_some() || r.terminal != "completed";
@@ -163,7 +175,8 @@ impl Runner {
             "duration_ms": ms, "duration_api_ms": st.api_ms, "num_turns": r.turns,
             "stop_reason": r.stop, "session_id": st.session_id, "total_cost_usd": js_num(st.cost),
             "usage": usage_block(&r.usage), "modelUsage": st.model_usage_json(),
-            "permission_denials": [], "terminal_reason": r.terminal, "fast_mode_state": "off",
+            "permission_denials": std::mem::take(&mut self.denials),
+            "terminal_reason": r.terminal, "fast_mode_state": "off",
             "fast_mode_disabled_reason": "sdk_opt_in_required",
             "subagent_stats": subagent_stats(), "safety_stops": 0, "uuid": sys::uuid4(),
             "queued_turn_count": 0, "result_index": st.result_index,
@@ -369,7 +382,17 @@ impl Runner {
             return self.aborted_result(t0);
         }
 
-        let forced_text = self.stats_text(prompt);
+        let elicited = match d::line(prompt, "MOCK_ELICIT") {
+            Some(schema) => match self.elicit(&schema) {
+                Some(text) => Some(text),
+                None => return self.aborted_result(t0),
+            },
+            None => None,
+        };
+        let forced_text = match (self.stats_text(prompt), elicited) {
+            (Some(stats), Some(elicited)) => Some(format!("{stats} {elicited}")),
+            (stats, elicited) => stats.or(elicited),
+        };
         let mut text = forced_text.clone().unwrap_or_else(|| {
             if d::flag(prompt, "MOCK_COUNT") {
                 let (messages, users) = self.st.api_counts();
@@ -414,10 +437,11 @@ impl Runner {
 
         let mut turns = 1;
         if let Some(tool) = d::line(prompt, "MOCK_TOOL").filter(|t| !t.is_empty()) {
-            if let Err(early) = self.tool_call(t0, &tool, &model, usage) {
-                return early;
-            }
-            text = forced_text.unwrap_or_else(|| "MOCK: tool said: ok".into());
+            let said = match self.tool_call(t0, &tool, &model, usage) {
+                Ok(said) => said,
+                Err(early) => return early,
+            };
+            text = forced_text.unwrap_or(said);
             turns = 2;
         }
         let mut structured = None;
@@ -513,15 +537,17 @@ impl Runner {
         self.sh.wait(self.turn_delay)
     }
 
-    /// MOCK_TOOL: the first API call asks for a Bash tool, whose result is "ok" (nothing runs).
-    /// `Err` carries the result when the turn ends here (max turns, budget, interrupt).
+    /// MOCK_TOOL: the first API call asks for a Bash tool, whose result is "ok" (nothing runs)
+    /// — or, with `--permission-prompt-tool stdio`, what the permission check and the command
+    /// make of it (see `approvals.rs`). `Ok` carries the mock's answer to the tool_result;
+    /// `Err` the result when the turn ends here (max turns, budget, interrupt).
     fn tool_call(
         &mut self,
         t0: Instant,
         tool: &str,
         model: &str,
         usage: Usage,
-    ) -> Result<(), Value> {
+    ) -> Result<String, Value> {
         let tid = format!("toolu_fake_{}", sys::rand_hex(80));
         let tool_use = json!([{"type": "tool_use", "id": tid, "name": "Bash",
                                "input": {"command": tool, "description": "mock tool call"}}]);
@@ -552,21 +578,26 @@ impl Runner {
         if let Some(r) = self.budget_exceeded(t0, 1, usage, "tool_use") {
             return Err(r);
         }
-        if self.stream {
-            let ev = json!({"type": "user", "message": {"role": "user", "content": [
-                                {"tool_use_id": tid, "type": "tool_result", "content": "ok",
-                                 "is_error": false}]},
-                            "parent_tool_use_id": null, "session_id": self.st.session_id,
-                            "uuid": sys::uuid4(), "timestamp": sys::iso_now(),
-                            "tool_use_result": {"stdout": "ok", "stderr": "",
-                                                "interrupted": false, "isImage": false,
-                                                "noOutputExpected": false}});
-            self.emit(ev);
-        }
+        let said = if self.o.asks_host() {
+            self.bash_tool(t0, &tid, tool, usage)?
+        } else {
+            if self.stream {
+                let ev = json!({"type": "user", "message": {"role": "user", "content": [
+                                    {"tool_use_id": tid, "type": "tool_result", "content": "ok",
+                                     "is_error": false}]},
+                                "parent_tool_use_id": null, "session_id": self.st.session_id,
+                                "uuid": sys::uuid4(), "timestamp": sys::iso_now(),
+                                "tool_use_result": {"stdout": "ok", "stderr": "",
+                                                    "interrupted": false, "isImage": false,
+                                                    "noOutputExpected": false}});
+                self.emit(ev);
+            }
+            crate::approvals::tool_said("ok")
+        };
         if self.sh.wait(self.turn_delay) {
             return Err(self.aborted_result(t0));
         }
-        Ok(())
+        Ok(said)
     }
 
     fn budget_exceeded(

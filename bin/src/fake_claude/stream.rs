@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Sender};
 
 use serde_json::{Value, json};
 
-use crate::control::Shared;
+use crate::control::{Asked, Shared};
 use crate::pricing::resolve_model;
 use crate::runner::Runner;
 use crate::sys;
@@ -68,10 +68,26 @@ fn control(sh: &Shared, msg: &Value) -> bool {
                "response": {"subtype": "error", "request_id": rid, "error": text,
                             "error_code": code}})
     };
+    // A question the turn waits on is withdrawn when interrupt / end_session aborts it: the
+    // real CLI prints the control_cancel_request before its answer for a can_use_tool, after
+    // it for an elicitation.
+    let pending = sh.pending();
+    let cancel = || {
+        if let Some((id, _)) = &pending {
+            respond(&json!({"type": "control_cancel_request", "request_id": id}));
+        }
+    };
+    let cancel_first = matches!(pending, Some((_, Asked::CanUseTool)));
     match sub.and_then(Value::as_str) {
         Some("interrupt") => {
-            // Answer first: the real CLI's control_response precedes the aborted turn's events.
+            // The control_response precedes the aborted turn's events, as the real CLI's does.
+            if cancel_first {
+                cancel();
+            }
             respond(&ok(json!({"still_queued": []})));
+            if !cancel_first {
+                cancel();
+            }
             sh.abort();
         }
         Some("set_model") => {
@@ -112,8 +128,14 @@ fn control(sh: &Shared, msg: &Value) -> bool {
             }
         }
         Some("end_session") => {
+            if cancel_first {
+                cancel();
+            }
             respond(&json!({"type": "control_response",
                             "response": {"subtype": "success", "request_id": rid}}));
+            if !cancel_first {
+                cancel();
+            }
             sh.end();
             return false;
         }
@@ -157,8 +179,14 @@ fn reader(sh: &Shared, work: &Sender<Option<String>>) {
                 }
                 continue;
             }
-            // Answers to our (never sent) requests and keep-alives: nothing to do.
-            Some("control_response" | "keep_alive") => continue,
+            // The host's answer to a question a turn asked (can_use_tool, elicitation).
+            Some("control_response") => {
+                if let Some(r) = msg.get("response") {
+                    sh.deliver(r);
+                }
+                continue;
+            }
+            Some("keep_alive") => continue,
             _ => {}
         }
         let m = msg.get("message").filter(|m| m.is_object());
@@ -182,6 +210,7 @@ fn reader(sh: &Shared, work: &Sender<Option<String>>) {
             break;
         }
     }
+    sh.close();
     let _ = work.send(None);
 }
 
