@@ -89,6 +89,8 @@ pub enum ApprovalsMsg {
     },
     /// A task ended: its open requests are gone.
     TaskEnded(TaskId),
+    /// The CLI withdrew this request (its turn is being interrupted).
+    Withdrawn(String),
     /// The pending requests, oldest first (of one task, when given).
     List {
         /// Only this task's.
@@ -110,6 +112,7 @@ impl fmt::Debug for ApprovalsMsg {
             ApprovalsMsg::Expired(id) => write!(f, "Expired({id})"),
             ApprovalsMsg::Decided { outcome, by } => write!(f, "Decided({outcome} by {by})"),
             ApprovalsMsg::TaskEnded(t) => write!(f, "TaskEnded({t})"),
+            ApprovalsMsg::Withdrawn(id) => write!(f, "Withdrawn({id})"),
             ApprovalsMsg::List { task, .. } => write!(f, "List({task:?})"),
             ApprovalsMsg::Stats(_) => f.write_str("Stats"),
         }
@@ -321,6 +324,13 @@ impl Actor for ApprovalsActor {
                         state.count("dropped", "task_ended");
                         state.publish(&p.request);
                     }
+                }
+            }
+            ApprovalsMsg::Withdrawn(id) => {
+                if let Some(p) = state.pending.remove(&id) {
+                    p.timer.abort();
+                    state.count("dropped", "withdrawn");
+                    state.publish(&p.request);
                 }
             }
             ApprovalsMsg::List { task, reply } => {

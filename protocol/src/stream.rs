@@ -63,6 +63,11 @@ pub enum ClaudeEvent {
         /// The whole request object (tool name, input, suggestions; or the elicitation).
         request: serde_json::Map<String, Value>,
     },
+    /// The CLI withdrew a question it had asked (its turn is being interrupted).
+    ControlCancel {
+        /// The withdrawn request's id.
+        request_id: String,
+    },
     /// `/clear` started a new conversation.
     ConversationReset,
     /// A type this parser does not model; carried by name only.
@@ -237,6 +242,9 @@ pub fn parse_line(line: &[u8]) -> Result<ClaudeEvent, ParseError> {
             }
         }
         "conversation_reset" => ClaudeEvent::ConversationReset,
+        "control_cancel_request" => ClaudeEvent::ControlCancel {
+            request_id: string_field(&obj, "request_id").unwrap_or_default(),
+        },
         other => ClaudeEvent::Other {
             kind: other.to_owned(),
         },

@@ -9,6 +9,7 @@
 //! - `real_depth`: the real CLI as a nested client over HTTP, held by `--max-depth`.
 #![allow(clippy::unwrap_used)]
 
+mod approvals;
 mod budget;
 mod builds;
 mod caps;

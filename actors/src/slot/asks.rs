@@ -410,6 +410,42 @@ impl SlotState {
         self.send(line);
     }
 
+    /// The CLI withdrew question `cli_request` (its turn is being interrupted): it ends
+    /// unanswered, and the desk forgets it.
+    pub(super) fn on_withdrawn(&mut self, cli_request: &str) {
+        let Some(task) = self.task.as_mut() else {
+            return;
+        };
+        let Some(id) = task
+            .asks
+            .open
+            .iter()
+            .find(|(_, a)| a.cli_request == cli_request)
+            .map(|(id, _)| id.clone())
+        else {
+            return;
+        };
+        let Some(ask) = task.asks.open.remove(&id) else {
+            return;
+        };
+        let _ = self
+            .args
+            .approvals
+            .cast(ApprovalsMsg::Withdrawn(id.clone()));
+        self.audit(ApprovalRecord {
+            request_id: id,
+            kind: ask.kind,
+            tool: ask.tool,
+            summary: ask.summary,
+            outcome: "unanswered".into(),
+            by: "withdrawn".into(),
+            scope: None,
+            message: None,
+            requested_at: rfc3339(ask.requested_ms),
+            decided_at: rfc3339(now_ms()),
+        });
+    }
+
     /// The task is ending: its open questions end with it (recorded as such), and the desk
     /// forgets them. Returns the audit trail.
     pub(super) fn end_asks(&self, asks: &mut TaskAsks, task: &TaskId) -> Vec<ApprovalRecord> {

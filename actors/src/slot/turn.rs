@@ -356,6 +356,7 @@ impl SlotState {
                 message,
                 reason,
             } => self.on_cli_denial(tool_name, message, reason),
+            ClaudeEvent::ControlCancel { request_id } => self.on_withdrawn(&request_id),
             ClaudeEvent::System { .. }
             | ClaudeEvent::User
             | ClaudeEvent::ConversationReset
