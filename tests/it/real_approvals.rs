@@ -172,3 +172,115 @@ async fn a_rule_allows_or_denies_without_asking_and_a_task_cannot_widen_the_rule
         )
         .await;
 }
+
+/// Real Claude Code is the coordinator: its model calls `pool_run`; the slot's Claude (a
+/// real CLI too) asks to run a command; the question reaches the coordinator as a form,
+/// its headless `Elicitation` hook allows it, the command runs, and the slot's answer
+/// comes back through both hops into the coordinator's result.
+#[tokio::test]
+async fn real_claude_code_as_the_coordinator_answers_a_workers_question_with_its_hook() {
+    let Some(claude) = real_claude_bin() else {
+        return;
+    };
+    let mock = MockServer::start().expect("mock");
+    let scratch = Scratch::new("coordinator-approvals");
+    let server_log = scratch.join("server.log");
+    let made = scratch.join("made-by-the-worker");
+    let seen = scratch.join("hook-input.json");
+    let hook = scratch.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat > '{}'\nprintf '%s' '{}'\n",
+            seen.display(),
+            json!({ "hookSpecificOutput": {
+                "hookEventName": "Elicitation",
+                "action": "accept",
+                "content": { "decision": "allow_once" },
+            }})
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let settings = scratch.join("settings.json");
+    std::fs::write(
+        &settings,
+        json!({ "hooks": { "Elicitation": [
+            { "matcher": "pool", "hooks": [ { "type": "command", "command": hook } ] }
+        ] } })
+        .to_string(),
+    )
+    .unwrap();
+    let config = json!({ "mcpServers": { "pool": {
+        "command": claude_pool_tests::server_bin(),
+        "args": ["--slots", "1", "--claude-bin", claude, "--permission-mode", "default",
+                 "--log-file", server_log, "--log-level", "debug"],
+    }}});
+    let config_path = scratch.join("mcp.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let calls = json!([
+        { "name": "mcp__pool__pool_run",
+          "input": { "prompt": format!("MOCK_TOOL:touch {}", made.display()) } },
+    ]);
+    let mut cmd = tokio::process::Command::new(&claude);
+    cmd.args(["-p", "--output-format", "json", "--settings"])
+        .arg(&settings)
+        .arg("--mcp-config")
+        .arg(&config_path)
+        .args([
+            "--strict-mcp-config",
+            "--allowedTools",
+            "mcp__pool__pool_run",
+        ])
+        .env_clear()
+        .envs(hermetic_cli_env(&mock.url(), scratch.path()))
+        .env("MCP_TIMEOUT", "60000")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("spawn the coordinator CLI");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("MOCK_CALLS:{calls}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let out = claude_pool_tests::within(
+        Duration::from_secs(180),
+        "the coordinator's result",
+        child.wait_with_output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = std::fs::read_to_string(&server_log).unwrap_or_default();
+    let why = format!(
+        "{stdout}\nstderr: {}\nserver log:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "coordinator failed: {why}");
+    // Claude Code 2.1.329 negotiates 2026-07-28 with this server, where a server cannot
+    // send it a request: the question went out as the call's `input_required` result.
+    assert!(
+        log.contains("input_required"),
+        "the question went out as an InputRequiredResult: {why}"
+    );
+    assert!(made.exists(), "the worker's command never ran: {why}");
+    let asked = std::fs::read_to_string(&seen).unwrap_or_default();
+    assert!(
+        asked.contains(&format!("touch {}", made.display())),
+        "the hook saw the command: {asked}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON result");
+    let text = result["result"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("MOCK: tool said: (Bash completed with no output)"),
+        "the worker's answer came back through both hops: {text}"
+    );
+}
