@@ -84,6 +84,9 @@ pub struct ApprovalsParams {
     /// Only this task's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<TaskId>,
+    /// With none pending, wait up to this long for one (seconds, or "30s").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::Timeout>,
 }
 
 /// Parameters of `pool_approve`.

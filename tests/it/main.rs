@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod approvals_http;
 mod budget;
 mod builds;
 mod caps;

@@ -365,6 +365,42 @@ impl Server {
     }
 
     /// The connected client.
+    /// Over HTTP: one more client of this server, in a session of its own, declaring form
+    /// elicitation; its elicitations arrive on the receiver.
+    pub async fn other_client(
+        &self,
+    ) -> (
+        RunningService<RoleClient, TestClient>,
+        mpsc::UnboundedReceiver<Elicitation>,
+    ) {
+        let url = self.url.clone().expect("an HTTP server");
+        let (progress, _) = mpsc::unbounded_channel();
+        let (resources, _) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handler = TestClient {
+            progress,
+            resources,
+            tasks_extension: false,
+            elicitations: Some(tx),
+        };
+        let mut config =
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url,
+            );
+        if let Some(t) = &self.token {
+            config = config.auth_header(t.clone());
+        }
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+        let client = within(
+            Duration::from_secs(30),
+            "a second client's handshake",
+            handler.serve(transport),
+        )
+        .await
+        .expect("a second client");
+        (client, rx)
+    }
+
     /// The next elicitation the server sends this client (the client must have been
     /// started with [`ServerOptions::elicitation`]), within `limit`.
     pub async fn next_elicitation(&self, limit: Duration, what: &str) -> Elicitation {

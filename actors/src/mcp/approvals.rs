@@ -236,14 +236,22 @@ impl PoolServer {
     /// Pending permission questions.
     #[tool(
         name = "pool_approvals",
-        description = "List workers' permission questions waiting for an answer (oldest first), optionally of one task: request_id, task_id, tool, summary (the command, file or URL), the full input, expires_at. Answer with pool_approve."
+        description = "List workers' permission questions waiting for an answer (oldest first), optionally of one task: request_id, task_id, tool, summary (the command, file or URL), the full input, expires_at. With `wait`, waits for one when none is pending. Answer with pool_approve."
     )]
     async fn pool_approvals(
         &self,
         Parameters(params): Parameters<Checked<ApprovalsParams>>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
-        match self.pool.pending_approvals(params.task_id.as_ref()).await {
+        let pending = match params.wait {
+            Some(limit) => {
+                self.pool
+                    .wait_approvals(params.task_id.as_ref(), limit.0)
+                    .await
+            }
+            None => self.pool.pending_approvals(params.task_id.as_ref()).await,
+        };
+        match pending {
             Ok(pending) => structured(&ApprovalsReport { pending }),
             Err(e) => fail(e),
         }

@@ -29,6 +29,32 @@ impl Pool {
         .await
     }
 
+    /// The pending requests (of one task, when given); with none, waits up to `limit` for
+    /// one to be asked, and answers with what is pending then (possibly nothing).
+    pub async fn wait_approvals(
+        &self,
+        task: Option<&TaskId>,
+        limit: std::time::Duration,
+    ) -> Result<Vec<ApprovalRequest>, PoolError> {
+        let mut asked = self.approvals();
+        let now = self.pending_approvals(task).await?;
+        if !now.is_empty() {
+            return Ok(now);
+        }
+        let wanted = |r: &ApprovalRequest| task.is_none_or(|t| &r.task_id == t);
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                match asked.recv().await {
+                    Ok(r) if wanted(&r) => return,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+        .await;
+        self.pending_approvals(task).await
+    }
+
     /// Answers request `request_id`; the audit trail says `api`.
     pub async fn approve(
         &self,
