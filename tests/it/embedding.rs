@@ -190,3 +190,83 @@ async fn only_the_most_recent_finished_tasks_are_kept_and_counts_still_add_up() 
     assert_eq!((t.total, t.completed), (5, 5), "{t:?}");
     pool.shutdown().await;
 }
+
+/// An embedding program sees each worker question on `Pool::approvals()` and answers it
+/// with `Pool::approve`; the audit trail says `api`.
+#[tokio::test]
+async fn an_embedding_program_answers_workers_questions_through_the_api() {
+    let scratch = Scratch::new("pool-approvals");
+    let pool = Pool::builder()
+        .slots(1)
+        .claude_bin(fake_claude_bin())
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_TURN_MS", "5")
+        .permission_mode(claude_pool::protocol::PermissionMode::Default)
+        .build()
+        .await
+        .expect("pool starts");
+    let mut asked = pool.approvals();
+    let allowed = scratch.join("allowed");
+    let denied = scratch.join("denied");
+    let a = pool
+        .submit(TaskSpec::new(format!(
+            "MOCK_TOOL:touch {}",
+            allowed.display()
+        )))
+        .await
+        .unwrap();
+    let q = within(LIMIT, "the first question", asked.recv())
+        .await
+        .unwrap();
+    assert_eq!(q.task_id, a);
+    assert_eq!(q.tool, "Bash");
+    assert_eq!(q.summary, format!("touch {}", allowed.display()));
+    assert_eq!(
+        pool.pending_approvals(Some(&a)).await.unwrap()[0].request_id,
+        q.request_id
+    );
+    pool.approve(
+        &q.request_id,
+        claude_pool::protocol::approvals::Answer::allow(),
+    )
+    .await
+    .unwrap();
+    let r = within(LIMIT, "the allowed task", pool.wait(&a))
+        .await
+        .unwrap();
+    assert_eq!(r.status, TaskStatus::Completed);
+    assert!(allowed.exists());
+    assert_eq!(r.approvals[0].by, "api");
+
+    let b = pool
+        .submit(TaskSpec::new(format!(
+            "MOCK_TOOL:touch {}",
+            denied.display()
+        )))
+        .await
+        .unwrap();
+    let q = within(LIMIT, "the second question", asked.recv())
+        .await
+        .unwrap();
+    pool.approve(
+        &q.request_id,
+        claude_pool::protocol::approvals::Answer::deny("not from this program"),
+    )
+    .await
+    .unwrap();
+    let r = within(LIMIT, "the denied task", pool.wait(&b))
+        .await
+        .unwrap();
+    assert!(!denied.exists());
+    assert_eq!(
+        r.output.as_deref(),
+        Some("MOCK: tool said: not from this program")
+    );
+    let stats = pool.approval_stats().await.unwrap();
+    assert_eq!(stats.pending, 0);
+    assert_eq!(
+        stats.decided.get(&("allow".to_owned(), "api".to_owned())),
+        Some(&1)
+    );
+    within(LIMIT, "the shutdown", pool.shutdown()).await;
+}
