@@ -284,3 +284,28 @@ async fn real_claude_code_as_the_coordinator_answers_a_workers_question_with_its
         "the worker's answer came back through both hops: {text}"
     );
 }
+
+/// In the default `plan` mode a worker that tries to leave plan mode is refused at once by
+/// the pool (a task keeps the mode it was given); nobody is asked, nothing waits.
+#[tokio::test]
+async fn leaving_plan_mode_is_refused_at_once_and_asks_nobody() {
+    let Some(p) = real_pool(&[]).await else {
+        return;
+    };
+    let calls = json!([{ "name": "ExitPlanMode", "input": { "plan": "1. edit 2. test" } }]);
+    let r = p
+        .server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": format!("MOCK_CALLS:{calls}") }),
+        )
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let trail = r["approvals"].as_array().expect("an audit trail");
+    assert_eq!(trail.len(), 1, "{r}");
+    assert_eq!(trail[0]["tool"], "ExitPlanMode");
+    assert_eq!(trail[0]["outcome"], "deny");
+    assert_eq!(trail[0]["by"], "pool:mode");
+    let listed = p.server.call_ok("pool_approvals", json!({})).await;
+    assert_eq!(listed["pending"], json!([]));
+}

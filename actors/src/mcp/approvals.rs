@@ -195,6 +195,63 @@ pub(super) async fn ask_client(
     }
 }
 
+/// The questions of the tasks one waiting call started (`pool_run`, `pool_fan_out`): each
+/// is put to the call's client by elicitation from inside the call (so over HTTP it rides
+/// the call's own response stream), or — an MCP server's elicitation the client cannot
+/// answer — cancelled at once.
+pub(super) struct CallAsker<'a> {
+    pool: crate::Pool,
+    context: &'a RequestContext<RoleServer>,
+    asking: Asking,
+    by: String,
+    asks: futures::stream::FuturesUnordered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = (String, bool)> + Send>>,
+    >,
+}
+
+impl<'a> CallAsker<'a> {
+    pub(super) fn new(pool: crate::Pool, context: &'a RequestContext<RoleServer>) -> Self {
+        CallAsker {
+            pool,
+            asking: asking(context),
+            by: client_name(context),
+            context,
+            asks: futures::stream::FuturesUnordered::new(),
+        }
+    }
+
+    /// A question of one of the call's tasks.
+    pub(super) async fn question(&mut self, request: &ApprovalRequest) {
+        match self.asking {
+            Asking::Request => self.asks.push(Box::pin(ask_client(
+                self.pool.clone(),
+                self.context.peer.clone(),
+                request.clone(),
+                self.by.clone(),
+            ))),
+            _ if request.kind == ApprovalKind::Elicitation => {
+                let _ = self
+                    .pool
+                    .approve_as(
+                        &request.request_id,
+                        Answer::cancel("the client of this task cannot answer it"),
+                        &self.by,
+                    )
+                    .await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Drives the forms in flight; pending while there are none.
+    pub(super) async fn drive(&mut self) {
+        if self.asks.is_empty() {
+            return std::future::pending().await;
+        }
+        let _ = futures::StreamExt::next(&mut self.asks).await;
+    }
+}
+
 impl PoolServer {
     /// A listener for tasks this session submits without waiting on them: their
     /// questions go to the session's client by elicitation (when it can be asked that way).

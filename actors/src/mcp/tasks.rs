@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{Checked, PoolServer, approvals, fail, long_poll, structured, task_result};
 use crate::task::{TaskProgress, TaskSpec};
-use claude_pool_protocol::approvals::{Answer, ApprovalKind, ApprovalRequest};
+use claude_pool_protocol::approvals::ApprovalRequest;
 use rmcp::model::{CallToolRequestParams, CallToolResponse, ElicitResult};
 
 /// How often a running call sends a progress notification when nothing else happens, so
@@ -150,10 +150,8 @@ impl PoolServer {
             Ok(id) => id,
             Err(e) => return fail(e),
         };
-        let asking = approvals::asking(context);
-        let by = approvals::client_name(context);
+        let mut asker = approvals::CallAsker::new(self.pool.clone(), context);
         let mut progress = Progress::new(context);
-        let mut asks = futures::stream::FuturesUnordered::new();
         let wait = self.pool.wait(&id);
         tokio::pin!(wait);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -168,32 +166,14 @@ impl PoolServer {
                 }
                 Some(event) = rx.recv() => {
                     if let TaskProgress::Approval(request) = &event {
-                        match asking {
-                            approvals::Asking::Request => asks.push(approvals::ask_client(
-                                self.pool.clone(),
-                                context.peer.clone(),
-                                request.clone(),
-                                by.clone(),
-                            )),
-                            _ if request.kind == ApprovalKind::Elicitation => {
-                                let _ = self
-                                    .pool
-                                    .approve_as(
-                                        &request.request_id,
-                                        Answer::cancel("the client of this task cannot answer it"),
-                                        &by,
-                                    )
-                                    .await;
-                            }
-                            _ => {}
-                        }
+                        asker.question(request).await;
                     }
                     if !progress.wanted() {
                         continue;
                     }
                     describe_progress(&id, event)
                 }
-                Some(_) = futures::StreamExt::next(&mut asks), if !asks.is_empty() => continue,
+                () = asker.drive() => continue,
                 _ = heartbeat.tick() => format!("task {id} is still running"),
                 () = context.ct.cancelled() => {
                     let _ = self.pool.cancel(&id).await;
@@ -431,8 +411,14 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<FanOutParams>>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let specs = self.fan_out_specs(params.get()?, &context)?;
+        let mut specs = self.fan_out_specs(params.get()?, &context)?;
         let n = specs.len();
+        let (questions_tx, mut questions) = mpsc::unbounded_channel();
+        for spec in &mut specs {
+            spec.progress = Some(questions_tx.clone());
+        }
+        drop(questions_tx);
+        let mut asker = approvals::CallAsker::new(self.pool.clone(), &context);
         let ids = match self.pool.submit_many(specs).await {
             Ok(ids) => ids,
             Err(e) => return fail(e),
@@ -468,6 +454,12 @@ impl PoolServer {
                     Err(e) => return fail(e),
                 },
                 Some(item) = rx.recv() => say(&mut progress, item).await,
+                Some(event) = questions.recv() => {
+                    if let TaskProgress::Approval(request) = &event {
+                        asker.question(request).await;
+                    }
+                }
+                () = asker.drive() => {}
                 () = context.ct.cancelled() => {
                     for id in &ids {
                         let _ = self.pool.cancel(id).await;

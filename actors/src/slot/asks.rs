@@ -185,7 +185,12 @@ impl SlotState {
         }
         .filter(|(verdict, _)| *verdict == Verdict::Allow)
         .map(|(_, rule)| rule.to_string());
+        // A task keeps the mode it was given: leaving plan mode from inside the turn would
+        // change the warm process's mode behind the slot's back (and past any answer a
+        // person gave for one tool).
+        let mode_switch = tool == "ExitPlanMode";
         let decided = match (denied, granted, allowed) {
+            _ if mode_switch => Some((Decision::Deny, "pool:mode".to_owned())),
             (Some(rule), _, _) => Some((Decision::Deny, format!("rule:{rule}"))),
             (None, Some(id), _) => Some((Decision::Allow, format!("grant:{id}"))),
             (None, None, Some(rule)) => Some((Decision::Allow, format!("rule:{rule}"))),
@@ -193,10 +198,14 @@ impl SlotState {
         };
         if let Some((decision, by)) = decided {
             let message = (decision == Decision::Deny).then(|| {
-                format!(
-                    "denied by claude-pool's permission rule {}",
-                    by.trim_start_matches("rule:")
-                )
+                if mode_switch {
+                    "claude-pool tasks keep the permission mode they were given: give the plan as your answer".to_owned()
+                } else {
+                    format!(
+                        "denied by claude-pool's permission rule {}",
+                        by.trim_start_matches("rule:")
+                    )
+                }
             });
             let line = match decision {
                 Decision::Allow => allow_control_response_line(&cli_request, &input),
