@@ -55,14 +55,18 @@ fn wrong_for(schema_type: &str, pick: u8) -> Value {
         json!({ "nested": { "deep": [1] } }),
         json!(-1.5e300),
     ];
-    let fits = |v: &Value| match schema_type {
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        "array" => v.is_array(),
-        "object" => v.is_object(),
-        _ => false,
+    // A field of several types (`oneOf`, e.g. a timeout: a number or a string) is named
+    // "number|string"; a value fits when it fits one of them.
+    let fits = |v: &Value| {
+        schema_type.split('|').any(|t| match t {
+            "string" => v.is_string(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "array" => v.is_array(),
+            "object" => v.is_object(),
+            _ => false,
+        })
     };
     let others: Vec<&Value> = all.iter().filter(|v| !fits(v)).collect();
     others[pick as usize % others.len()].clone()
@@ -83,7 +87,9 @@ fn fields(tools: &Value) -> Vec<(String, String, String)> {
                         .find(|s| *s != "null")
                         .unwrap_or("string")
                         .to_owned(),
-                    _ => "string".to_owned(),
+                    // No type of its own (a reference, or several types such as a timeout's
+                    // number or string): a value wrong for it is neither.
+                    _ => "number|string".to_owned(),
                 };
                 out.push((name.clone(), field.clone(), ty));
             }
