@@ -81,9 +81,10 @@ impl Actor for FrontendActor {
         let serving = tokio::spawn(async move {
             let served = match args.transport {
                 FrontendTransport::Stdio => {
-                    let server = PoolServer::new(pool);
+                    let eof = tokio_util::sync::CancellationToken::new();
+                    let server = PoolServer::new(pool).closing_with(eof.clone());
                     let (reader, writer) = rmcp::transport::stdio_pipes();
-                    let (checked_in, checked_out) = stdio::checked(reader, writer);
+                    let (checked_in, checked_out) = stdio::checked(reader, writer, eof);
                     // rmcp's own limit (16 MiB) would drop a longer line without an answer
                     // that the check in front of it let through: the two limits are one.
                     let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(

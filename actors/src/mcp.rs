@@ -60,6 +60,9 @@ pub struct PoolServer {
     /// Where the questions of tasks this session submitted without waiting go (to be put
     /// to its client by elicitation); made on first use.
     session_asker: Arc<std::sync::OnceLock<crate::task::ProgressSink>>,
+    /// Cancelled when the transport is closing (stdin's EOF): a call cut short by that is
+    /// not a client's cancel, and its work is left to the server's shutdown.
+    closing: tokio_util::sync::CancellationToken,
     #[allow(dead_code)] // read by the #[tool_handler] expansion
     tool_router: Arc<ToolRouter<Self>>,
 }
@@ -70,9 +73,37 @@ impl PoolServer {
         PoolServer {
             subscriptions: Arc::new(Subscriptions::new(pool.clone())),
             session_asker: Arc::default(),
+            closing: tokio_util::sync::CancellationToken::new(),
             pool,
             tool_router: Self::tools(),
         }
+    }
+
+    /// The same server, told by `closing` when its transport is closing.
+    pub fn closing_with(mut self, closing: tokio_util::sync::CancellationToken) -> Self {
+        self.closing = closing;
+        self
+    }
+
+    /// A call cut short: by its client (its work is cancelled: nothing is left running
+    /// for no one), or by the transport closing (the work is left to the shutdown, which
+    /// keeps it for the next server with a store).
+    pub(crate) async fn call_cut(
+        &self,
+        what: &str,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> ErrorData {
+        if self.closing.is_cancelled() {
+            return ErrorData::internal_error(
+                format!("the server is stopping; {what} is left to its shutdown"),
+                None,
+            );
+        }
+        cancel.await;
+        ErrorData::internal_error(
+            format!("the request was cancelled; {what} was cancelled"),
+            None,
+        )
     }
 
     /// Every tool with its schema, built once: a server is made per HTTP session (and per

@@ -108,7 +108,12 @@ pub fn classify(line: &[u8]) -> Verdict {
 
 /// Puts the checks between `reader`/`writer` (the process's stdio) and rmcp: returns the
 /// pair rmcp serves on. Two tasks do the work; they end with stdin's EOF and rmcp's exit.
-pub fn checked<R, W>(reader: R, writer: W) -> (DuplexStream, DuplexStream)
+/// `eof` is cancelled when stdin ends, before rmcp is told.
+pub fn checked<R, W>(
+    reader: R,
+    writer: W,
+    eof: tokio_util::sync::CancellationToken,
+) -> (DuplexStream, DuplexStream)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -168,6 +173,7 @@ where
             }
         }
         // EOF for rmcp: the server ends as it always did when stdin closes.
+        eof.cancel();
         let _ = to_rmcp.shutdown().await;
     });
     tokio::spawn(async move {

@@ -36,7 +36,7 @@ impl PoolServer {
             let _ = self.pool.cancel_chain(&id).await;
         };
         let wait = self.pool.wait_chain(&id);
-        let report = match follow(&context, &what, wait, rx, |line| line, cancel).await? {
+        let report = match follow(self, &context, &what, wait, rx, |line| line, cancel).await? {
             Ok(r) => r,
             Err(e) => return fail(e),
         };

@@ -100,6 +100,7 @@ impl Progress {
 /// A client that cancels the request gets `cancel` run — nothing is left running for no
 /// one — and an error naming `what`.
 pub(super) async fn follow<T, M>(
+    server: &PoolServer,
     context: &RequestContext<RoleServer>,
     what: &str,
     wait: impl std::future::Future<Output = Result<T, crate::PoolError>>,
@@ -122,13 +123,7 @@ pub(super) async fn follow<T, M>(
             }
             Some(event) = events.recv() => describe(event),
             _ = heartbeat.tick() => format!("{what} is still running"),
-            () = context.ct.cancelled() => {
-                cancel.await;
-                return Err(ErrorData::internal_error(
-                    format!("the request was cancelled; {what} was cancelled"),
-                    None,
-                ));
-            }
+            () = context.ct.cancelled() => return Err(server.call_cut(what, cancel).await),
         };
         progress.say(context, message).await;
     }
@@ -176,11 +171,10 @@ impl PoolServer {
                 () = asker.drive() => continue,
                 _ = heartbeat.tick() => format!("task {id} is still running"),
                 () = context.ct.cancelled() => {
-                    let _ = self.pool.cancel(&id).await;
-                    return Err(ErrorData::internal_error(
-                        format!("the request was cancelled; task {id} was cancelled"),
-                        None,
-                    ));
+                    let what = format!("task {id}");
+                    return Err(self.call_cut(&what, async {
+                        let _ = self.pool.cancel(&id).await;
+                    }).await);
                 }
             };
             progress.say(context, message).await;
@@ -299,11 +293,10 @@ impl PoolServer {
                 }
                 _ = heartbeat.tick() => format!("task {id} is still running"),
                 () = context.ct.cancelled() => {
-                    let _ = self.pool.cancel(&id).await;
-                    return Err(ErrorData::internal_error(
-                        format!("the request was cancelled; task {id} was cancelled"),
-                        None,
-                    ));
+                    let what = format!("task {id}");
+                    return Err(self.call_cut(&what, async {
+                        let _ = self.pool.cancel(&id).await;
+                    }).await);
                 }
             };
             progress.say(context, message).await;
@@ -461,13 +454,12 @@ impl PoolServer {
                 }
                 () = asker.drive() => {}
                 () = context.ct.cancelled() => {
-                    for id in &ids {
-                        let _ = self.pool.cancel(id).await;
-                    }
-                    return Err(ErrorData::internal_error(
-                        format!("the request was cancelled; its {n} tasks were cancelled"),
-                        None,
-                    ));
+                    let what = format!("its {n} tasks");
+                    return Err(self.call_cut(&what, async {
+                        for id in &ids {
+                            let _ = self.pool.cancel(id).await;
+                        }
+                    }).await);
                 }
             }
         };
