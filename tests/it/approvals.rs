@@ -399,3 +399,50 @@ async fn an_mcp_servers_question_with_no_client_to_ask_is_cancelled_at_once() {
     assert_eq!(r["output"], "MOCK: elicitation cancel", "{r}");
     assert_eq!(r["approvals"][0]["outcome"], "cancel");
 }
+
+#[tokio::test]
+async fn the_audit_trail_is_in_the_transcript_and_outlives_the_server() {
+    let scratch = claude_pool_tests::Scratch::new("approvals-store");
+    let state = scratch.join("state");
+    let opts = || {
+        ServerOptions::fake(1).state(&state).args(&[
+            "--permission-mode",
+            "default",
+            "--allow",
+            "Bash(touch:*)",
+        ])
+    };
+    let server = Server::start(opts()).await;
+    server.wait_ready().await;
+    let made = scratch.join("made");
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": format!("MOCK_TOOL:touch {}", made.display()) }),
+        )
+        .await;
+    let task = r["task_id"].as_str().unwrap().to_owned();
+    let record = r["approvals"][0].clone();
+    assert_eq!(record["by"], "rule:Bash(touch:*)", "{r}");
+    let transcript = server
+        .call_ok("pool_transcript", json!({ "task_id": task }))
+        .await;
+    let line: Value = transcript["ndjson"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["type"] == "pool_approval")
+        .unwrap_or_else(|| panic!("no pool_approval line: {transcript}"));
+    assert_eq!(line["request_id"], record["request_id"]);
+    assert_eq!(line["by"], "rule:Bash(touch:*)");
+    server.close().await;
+
+    // The next server reads the task, and its trail, from the store.
+    let server = Server::start(opts()).await;
+    let again = server
+        .call_ok("pool_result", json!({ "task_id": task }))
+        .await;
+    assert_eq!(again["approvals"], json!([record]), "{again}");
+    server.close().await;
+}
