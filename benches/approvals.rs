@@ -54,7 +54,12 @@ async fn servers(
     ruled: ServerOptions,
     transport: Transport,
 ) -> (Server, Server) {
-    let mode = ["--permission-mode", "default", "--log-level", "warn"];
+    // Over HTTP the harness reads the "listening on" line, logged at info.
+    let level = match transport {
+        Transport::Stdio => "warn",
+        Transport::Http => "info",
+    };
+    let mode = ["--permission-mode", "default", "--log-level", level];
     let asking = Server::start(asking.transport(transport).elicitation().args(&mode)).await;
     let ruled = Server::start(
         ruled
@@ -154,9 +159,26 @@ fn report_round_trips(r: &RoundTrips) {
     row("  call start -> form at the client", &r.form);
     row("  answer sent -> result at the client", &r.after);
     println!(
-        "  => approval cost (median asked - median rule): {:.3} ms\n",
-        ms(median(&r.asked)) - ms(median(&r.rule))
+        "  => approval cost: median asked - median rule {:.3} ms; median of paired differences {:.3} ms\n",
+        ms(median(&r.asked)) - ms(median(&r.rule)),
+        paired(&r.asked, &r.rule)
     );
+}
+
+/// The median of `a[i] - b[i]` in milliseconds: the samples of a pair ran back to back, so
+/// their difference is less touched by drift and by other load than a difference of medians.
+fn paired(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut d: Vec<f64> = a.iter().zip(b).map(|(x, y)| ms(*x) - ms(*y)).collect();
+    d.sort_by(f64::total_cmp);
+    d[d.len() / 2]
+}
+
+/// The 1-minute load average against the cores, said so a reader knows how much else ran.
+fn load(when: &str) {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let one = avg.split_whitespace().next().unwrap_or("?");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("  (load average {one} on {cores} cores {when})");
 }
 
 /// Sections 1 and 2 for one CLI and transport; both servers are closed (and audited for
@@ -347,8 +369,9 @@ async fn prompt_tool_cost(iters: usize) {
         row(&format!("baseline: {label}, without the flag"), b);
         row(&format!("{label}, with the flag"), a);
         println!(
-            "  => flag cost, {label} (median with - median without): {:.3} ms",
-            ms(median(a)) - ms(median(b))
+            "  => flag cost, {label}: median with - median without {:.3} ms; median of paired differences {:.3} ms",
+            ms(median(a)) - ms(median(b)),
+            paired(a, b)
         );
     }
 }
@@ -363,7 +386,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        println!("claude-pool approvals ({iters} samples each, medians; 1 slot per server)\n");
+        println!("claude-pool approvals ({iters} samples each, medians; 1 slot per server)");
+        load("at the start");
+        println!();
 
         for (n, transport, over) in [
             (1, Transport::Stdio, "MCP stdio"),
@@ -382,5 +407,6 @@ fn main() {
         }
 
         prompt_tool_cost(iters).await;
+        load("at the end");
     });
 }
