@@ -232,6 +232,7 @@ fn fill(path: &std::path::Path, n: usize) {
                 branch: None,
                 commit_sha: None,
                 worktree: None,
+                approvals: None,
                 started_at_ms: Some(now + i as i64 + 1),
                 slot: Some("slot-0".into()),
             }));

@@ -195,6 +195,9 @@ pub(super) async fn ask_client(
     }
 }
 
+/// One form in flight: the request it asks about, and whether the client answered.
+type FormInFlight = std::pin::Pin<Box<dyn std::future::Future<Output = (String, bool)> + Send>>;
+
 /// The questions of the tasks one waiting call started (`pool_run`, `pool_fan_out`): each
 /// is put to the call's client by elicitation from inside the call (so over HTTP it rides
 /// the call's own response stream), or — an MCP server's elicitation the client cannot
@@ -204,9 +207,7 @@ pub(super) struct CallAsker<'a> {
     context: &'a RequestContext<RoleServer>,
     asking: Asking,
     by: String,
-    asks: futures::stream::FuturesUnordered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = (String, bool)> + Send>>,
-    >,
+    asks: futures::stream::FuturesUnordered<FormInFlight>,
 }
 
 impl<'a> CallAsker<'a> {
