@@ -14,6 +14,9 @@ use crate::restart::RestartPolicy;
 mod budget;
 pub use budget::BudgetPeriod;
 
+/// The CLI's own retry budget for a failed API call.
+pub const MAX_RETRIES_ENV: &str = "CLAUDE_CODE_MAX_RETRIES";
+
 /// Variables a child Claude must never inherit: under a Claude Code parent they make the
 /// child refuse to start.
 pub const SCRUBBED_ENV: [&str; 2] = ["CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"];
@@ -138,6 +141,9 @@ pub struct PoolConfig {
     /// How long a permission question waits for an answer before it is denied, unless its
     /// task sets its own (`--approval-timeout`).
     pub approval_timeout: Duration,
+    /// The first wait of a task whose turn the API refused for rate or load, before it is
+    /// queued again; it doubles with each refusal, up to 30 s (`--requeue-backoff`).
+    pub requeue_backoff: Duration,
 }
 
 /// How long a worker's permission question waits for a person by default.
@@ -300,6 +306,7 @@ impl Default for PoolConfig {
             max_permission_mode: DEFAULT_MAX_PERMISSION_MODE,
             rules: std::sync::Arc::default(),
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            requeue_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -468,6 +475,13 @@ impl PoolConfig {
             env.push((k.clone(), v.clone()));
         }
         env.retain(|(k, _)| !SCRUBBED_ENV.iter().any(|s| k == s) && k != DEPTH_ENV);
+        // A refused turn (429, 529) ends after two quick retries of the CLI's own, and the
+        // pool takes over: its gate runs fewer turns at once and the task is queued again
+        // after a backoff with jitter — instead of every slot's CLI retrying for minutes in
+        // lock-step. An operator's own setting wins.
+        if !env.iter().any(|(k, _)| k == MAX_RETRIES_ENV) {
+            env.push((MAX_RETRIES_ENV.into(), "2".into()));
+        }
         env.push((DEPTH_ENV.into(), (settings.depth + 1).to_string().into()));
         // The server's HTTP token is never a child's to see.
         env.retain(|(k, _)| k != crate::credentials::SERVER_TOKEN_ENV);

@@ -54,6 +54,8 @@ pub enum PoolEvent {
     Context,
     /// The projects file was read again (SIGHUP), whether or not it could be used.
     Projects,
+    /// The admission gate moved (the API refused turns, or calmed down).
+    Api,
     /// A task's approval requests changed (one was asked, answered, timed out or dropped).
     Approvals {
         /// The task.

@@ -187,6 +187,20 @@ impl Metrics {
             "Workers' permission questions waiting for an answer",
             pending,
         );
+        let ceiling: Gauge = Gauge::default();
+        ceiling.set(i64::try_from(status.api.ceiling).unwrap_or(i64::MAX));
+        reg.register(
+            "api_ceiling",
+            "Turns allowed at once: the slot count, or fewer while the API refuses turns for rate or load",
+            ceiling,
+        );
+        let refusals: Gauge = Gauge::default();
+        refusals.set(i64::try_from(status.api.retries_last_minute).unwrap_or(i64::MAX));
+        reg.register(
+            "api_refusals_last_minute",
+            "Rate and load refusals (HTTP 429, 529) seen in the last minute",
+            refusals,
+        );
         let decided: Family<Labels, Counter> = Family::default();
         for ((outcome, by), n) in &approvals.decided {
             decided

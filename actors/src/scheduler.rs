@@ -21,6 +21,7 @@
 //! (drain, budget stops, halts, shutdown) in [`intake`].
 
 mod deadlines;
+mod gate;
 mod intake;
 mod jobs;
 mod msg;
@@ -38,6 +39,7 @@ use claude_pool_protocol::tools::{PoolStatusReport, TasksByKind};
 use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::PoolConfig;
 use crate::context::Preamble;
@@ -137,6 +139,10 @@ pub struct SchedulerState {
     projects: Arc<ProjectRegistry>,
     /// The idle check's timer, if armed (see [`warmth`]).
     idle_timer: Option<warmth::IdleTimer>,
+    /// How many turns may be in flight while the API pushes back ([`gate`]).
+    gate: gate::Gate,
+    /// Whether the gate's calm timer is armed.
+    gate_tick_armed: bool,
 }
 
 impl fmt::Debug for SchedulerState {
@@ -184,6 +190,8 @@ impl Actor for SchedulerActor {
             store: args.store,
             projects: args.projects,
             idle_timer: None,
+            gate: gate::Gate::default(),
+            gate_tick_armed: false,
         };
         state.restore(&args.restored);
         Ok(state)
@@ -273,6 +281,29 @@ impl Actor for SchedulerActor {
             } => state.on_slot_down(slot, reason, restarts, restarting),
             SchedulerMsg::AllSlotsDown { reason } => state.on_all_slots_down(&reason),
             SchedulerMsg::QueueDeadlines => state.on_queue_deadlines(),
+            SchedulerMsg::RateLimited {
+                slot,
+                assignment,
+                error,
+            } => state.on_rate_limited(slot, assignment, error),
+            SchedulerMsg::ApiPressure { status } => {
+                let in_flight = state.in_flight();
+                if state.gate.refused(Instant::now(), in_flight) {
+                    tracing::info!(status, ceiling = ?state.gate.ceiling(), "the API pushes back: fewer turns at once");
+                    state.events.publish(crate::events::PoolEvent::Api);
+                }
+                state.arm_gate_tick();
+            }
+            SchedulerMsg::GateTick => {
+                state.gate_tick_armed = false;
+                let slots = state.slots.values().filter(|e| !e.retiring).count();
+                if state.gate.tick(Instant::now(), slots) {
+                    tracing::info!(ceiling = ?state.gate.ceiling(), "the API is calm: more turns at once");
+                    state.events.publish(crate::events::PoolEvent::Api);
+                }
+                state.arm_gate_tick();
+            }
+            SchedulerMsg::Requeue(id) => state.on_requeue(id),
             SchedulerMsg::IdleCheck => state.on_idle_check(),
             SchedulerMsg::Halt { reason } => state.on_halt(reason),
             SchedulerMsg::BudgetExhausted { reason } => state.on_budget_exhausted(reason),
@@ -331,6 +362,20 @@ impl SchedulerState {
             budget: None,
             max_permission_mode: self.config.permission_ceiling(),
             approvals: Default::default(),
+            api: {
+                let now = Instant::now();
+                let slots = self.slots.values().filter(|e| !e.retiring).count();
+                claude_pool_protocol::tools::ApiStatus {
+                    state: if self.gate.ceiling().is_some() {
+                        "limited"
+                    } else {
+                        "ok"
+                    }
+                    .into(),
+                    ceiling: self.gate.ceiling().unwrap_or(slots) as u64,
+                    retries_last_minute: self.gate.refusals_last_minute(now) as u64,
+                }
+            },
         }
     }
 }

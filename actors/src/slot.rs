@@ -213,6 +213,11 @@ struct ActiveTask {
     priced: HashSet<String>,
     /// Its permission questions: open ones, grants, and the audit trail.
     asks: asks::TaskAsks,
+    /// Tool calls the turn has made (a turn that made none may run again after a rate
+    /// limit).
+    tool_calls: usize,
+    /// The turn ended with the API refusing it for rate or load (429, 529).
+    rate_limited: bool,
 }
 
 /// A slot's state. Private: only the actor touches it.

@@ -92,6 +92,9 @@ pub struct TaskOutcome {
     pub worktree: Option<WorktreeState>,
     /// Every permission question of the task and how it ended.
     pub approvals: Vec<claude_pool_protocol::approvals::ApprovalRecord>,
+    /// The API refused the turn for rate or load (429, 529) before it ran any tool or
+    /// spent anything: the task may run again.
+    pub rate_limited: bool,
 }
 
 /// A slot's git worktree as a task left it.
@@ -118,6 +121,7 @@ impl TaskOutcome {
             started_at: None,
             worktree: None,
             approvals: Vec::new(),
+            rate_limited: false,
         }
     }
 }

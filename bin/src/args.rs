@@ -95,6 +95,12 @@ pub struct Args {
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub(crate) approval_timeout: Duration,
 
+    /// The first wait of a task whose turn the API refused for rate or load (429, 529)
+    /// before it is queued again; it doubles with each refusal (up to 30 s, with jitter),
+    /// and the fifth refusal fails the task.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) requeue_backoff: Duration,
+
     /// The Claude Code CLI to run.
     #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
     pub(crate) claude_bin: PathBuf,

@@ -277,6 +277,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.rules.as_deref(),
         )?),
         approval_timeout: args.approval_timeout,
+        requeue_backoff: args.requeue_backoff,
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,

@@ -29,6 +29,19 @@ pub enum ClaudeEvent {
         /// The subtype, as printed.
         subtype: String,
     },
+    /// The CLI is retrying a failed API call (`system/api_retry`): one line per attempt.
+    ApiRetry {
+        /// This attempt's number (1 for the first retry).
+        attempt: u64,
+        /// The CLI's retry budget.
+        max_retries: u64,
+        /// How long the CLI waits before it.
+        retry_delay_ms: u64,
+        /// The HTTP status of the failed call (429, 529, 5xx, 401, …), if it had one.
+        error_status: Option<u64>,
+        /// The error's text.
+        error: Option<String>,
+    },
     /// The CLI refused a tool by itself (a `--disallowedTools` rule, or its mode), without
     /// asking (`system/permission_denied`).
     PermissionDenied {
@@ -205,6 +218,14 @@ pub fn parse_line(line: &[u8]) -> Result<ClaudeEvent, ParseError> {
                     session_id: string_field(&obj, "session_id"),
                     model: string_field(&obj, "model"),
                     permission_mode: string_field(&obj, "permissionMode"),
+                }
+            } else if subtype == "api_retry" {
+                ClaudeEvent::ApiRetry {
+                    attempt: u64_field(&obj, "attempt").unwrap_or(0),
+                    max_retries: u64_field(&obj, "max_retries").unwrap_or(0),
+                    retry_delay_ms: u64_field(&obj, "retry_delay_ms").unwrap_or(0),
+                    error_status: u64_field(&obj, "error_status"),
+                    error: string_field(&obj, "error"),
                 }
             } else if subtype == "permission_denied" {
                 ClaudeEvent::PermissionDenied {
@@ -510,9 +531,13 @@ mod tests {
                 },
             ),
             (
-                r#"{"type":"system","subtype":"api_retry","attempt":1}"#,
-                ClaudeEvent::System {
-                    subtype: "api_retry".into(),
+                r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":581,"error_status":529,"error":"overloaded"}"#,
+                ClaudeEvent::ApiRetry {
+                    attempt: 1,
+                    max_retries: 10,
+                    retry_delay_ms: 581,
+                    error_status: Some(529),
+                    error: Some("overloaded".into()),
                 },
             ),
             (

@@ -28,6 +28,7 @@ mod http;
 mod http_defaults;
 mod idle;
 mod jobs;
+mod limits;
 mod mcp;
 mod private_files;
 mod protocol_tasks;

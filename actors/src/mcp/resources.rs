@@ -213,6 +213,7 @@ pub(super) fn uris_of(event: &PoolEvent) -> Vec<String> {
         PoolEvent::Budget => vec![BUDGET.into(), STATUS.into()],
         PoolEvent::Context => vec![CONTEXT.into()],
         PoolEvent::Projects => vec![PROJECTS.into()],
+        PoolEvent::Api => vec![STATUS.into()],
         PoolEvent::Approvals { task } => {
             vec![
                 APPROVALS.into(),

@@ -117,6 +117,25 @@ pub enum SchedulerMsg {
         /// once; a second time it fails with this reason.
         died_before_turn: Option<String>,
     },
+    /// The API refused a task's turn for rate or load (429, 529) before it ran a tool or
+    /// spent anything: it is queued again after a backoff, up to a bound.
+    RateLimited {
+        /// The slot.
+        slot: SlotId,
+        /// The task, returned whole.
+        assignment: Assignment,
+        /// What the CLI said.
+        error: String,
+    },
+    /// A slot saw a rate or load refusal (HTTP 429 or 529): the admission gate closes in.
+    ApiPressure {
+        /// The status.
+        status: u64,
+    },
+    /// The gate's calm timer: it may open by a turn.
+    GateTick,
+    /// A rate-limited task's backoff is over: back to the head of the queue.
+    Requeue(TaskId),
     /// A task reached a terminal state on a slot.
     TaskFinished {
         /// The task.
@@ -225,6 +244,10 @@ impl fmt::Debug for SchedulerMsg {
             SchedulerMsg::SlotDown { .. } => "SlotDown",
             SchedulerMsg::AllSlotsDown { .. } => "AllSlotsDown",
             SchedulerMsg::QueueDeadlines => "QueueDeadlines",
+            SchedulerMsg::RateLimited { .. } => "RateLimited",
+            SchedulerMsg::ApiPressure { .. } => "ApiPressure",
+            SchedulerMsg::GateTick => "GateTick",
+            SchedulerMsg::Requeue(_) => "Requeue",
             SchedulerMsg::IdleCheck => "IdleCheck",
             SchedulerMsg::Halt { .. } => "Halt",
             SchedulerMsg::BudgetExhausted { .. } => "BudgetExhausted",

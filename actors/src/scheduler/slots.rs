@@ -209,6 +209,21 @@ impl SchedulerState {
         }
     }
 
+    /// Turns in flight: slots with a task assigned.
+    pub(super) fn in_flight(&self) -> usize {
+        self.slots.values().filter(|e| e.task.is_some()).count()
+    }
+
+    /// Arms the gate's calm timer while the gate is not open.
+    pub(super) fn arm_gate_tick(&mut self) {
+        if self.gate_tick_armed || self.gate.ceiling().is_none() {
+            return;
+        }
+        self.gate_tick_armed = true;
+        self.myself
+            .send_after(super::gate::CALM, || super::SchedulerMsg::GateTick);
+    }
+
     /// Answers `WaitReady` callers once every slot is idle or given up.
     pub(super) fn check_ready(&mut self) {
         if self.ready_waiters.is_empty() {
@@ -234,6 +249,9 @@ impl SchedulerState {
         while !self.queue.is_empty() && !self.budget_wait {
             if !self.has_idle() {
                 return;
+            }
+            if !self.gate.admits(self.in_flight()) {
+                return; // the API pushes back: the gate's calm timer reopens it
             }
             let Some(id) = self.take_next() else { return };
             let Some(slot) = self.pick_slot(&id) else {

@@ -45,6 +45,8 @@ pub(super) struct TaskRecord {
     pub state: TaskState,
     /// Times the task was retried because its process died before its turn began.
     pub retries: u32,
+    /// Times the API refused its turn for rate or load and it was queued again.
+    pub rate_limits: u32,
     /// `Wait` callers, answered when the task ends.
     pub waiters: Vec<RpcReplyPort<Option<TaskReport>>>,
     /// `Cancel` callers, answered when the task ends (a cancel completes only then).
@@ -207,6 +209,7 @@ impl TaskRecord {
             kind: self.meta.kind,
             approvals: outcome.map(|o| o.approvals.clone()).unwrap_or_default(),
             waiting_for_approval: None,
+            rate_limited: self.rate_limits,
             enqueued_at: Some(rfc3339(self.meta.enqueued_ms)),
             started_at: self.meta.started_ms.map(rfc3339),
             finished_at: self.meta.finished_ms.map(rfc3339),

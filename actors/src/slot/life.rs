@@ -409,6 +409,7 @@ impl SlotState {
             started_at: task.started_at,
             worktree,
             approvals,
+            rate_limited: task.rate_limited,
         };
         self.report_finished(task.assignment.task, outcome);
     }

@@ -56,6 +56,8 @@ impl SlotState {
             live_usd: 0.0,
             priced: HashSet::new(),
             asks: Default::default(),
+            tool_calls: 0,
+            rate_limited: false,
         });
         self.begin_task();
         Ok(())
@@ -357,12 +359,65 @@ impl SlotState {
                 reason,
             } => self.on_cli_denial(tool_name, message, reason),
             ClaudeEvent::ControlCancel { request_id } => self.on_withdrawn(&request_id),
+            ClaudeEvent::ApiRetry {
+                error_status,
+                error,
+                attempt,
+                ..
+            } => self.on_api_retry(error_status, error, attempt),
             ClaudeEvent::System { .. }
             | ClaudeEvent::User
             | ClaudeEvent::ConversationReset
             | ClaudeEvent::Other { .. } => {}
         }
         Ok(())
+    }
+
+    /// A turn the API refused for rate or load before it ran a tool or spent anything goes
+    /// back to the scheduler whole, to run again after a backoff.
+    fn hand_back_rate_limited(&mut self, task: ActiveTask, error: String) {
+        if let Some(t) = self.deadline_timer.take() {
+            t.abort();
+        }
+        if let Some(t) = self.retire_timer.take() {
+            t.abort();
+        }
+        tracing::info!(slot = %self.args.slot, task = %task.assignment.task, %error, "the API refused the turn for rate or load; handed back");
+        let _ = self.args.scheduler.cast(SchedulerMsg::RateLimited {
+            slot: self.args.slot.clone(),
+            assignment: task.assignment,
+            error,
+        });
+    }
+
+    /// The CLI retries a failed API call. Rate and load refusals (429, 529) tell the
+    /// scheduler to hold back; a refusal that no retry can mend (a bad key, a model or
+    /// request the API rejects) ends the turn at once, since the CLI would retry even
+    /// those for minutes.
+    fn on_api_retry(&mut self, status: Option<u64>, error: Option<String>, attempt: u64) {
+        match status {
+            Some(429 | 529) => {
+                let _ = self.args.scheduler.cast(SchedulerMsg::ApiPressure {
+                    status: status.unwrap_or(429),
+                });
+            }
+            Some(s @ (400 | 401 | 403 | 404 | 413)) => {
+                let Some(id) = self.task.as_ref().map(|t| t.assignment.task.clone()) else {
+                    return;
+                };
+                let after = if self.retiring {
+                    AfterExit::Retire
+                } else {
+                    AfterExit::Respawn
+                };
+                let why = format!(
+                    "the API refused the request (HTTP {s}{}); such a refusal is not retried (attempt {attempt} stopped)",
+                    error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
+                self.stop_task(&id, TaskStatus::Failed, why, Input::Cancel, after);
+            }
+            _ => {}
+        }
     }
 
     /// Progress for the caller, and the call's cost for the ledger: each new API message's
@@ -384,6 +439,7 @@ impl SlotState {
                 usd: task.live_usd,
             });
         }
+        task.tool_calls += a.tool_uses.len();
         if let Some(sink) = task.assignment.progress.as_ref() {
             let _ = sink.send(TaskProgress::Assistant {
                 text: a.text,
@@ -443,6 +499,16 @@ impl SlotState {
                             TaskStatus::Failed,
                             format!("claude reported an error: {}", r.error_text()),
                         ));
+                        task.rate_limited = matches!(r.api_error_status, Some(429 | 529))
+                            && task.tool_calls == 0
+                            && task.cost.usd == 0.0;
+                        // A turn handed back counts as a refusal there; one that is not
+                        // (it ran a tool first) is told here.
+                        if matches!(r.api_error_status, Some(429 | 529)) && !task.rate_limited {
+                            let _ = self.args.scheduler.cast(SchedulerMsg::ApiPressure {
+                                status: r.api_error_status.unwrap_or(429),
+                            });
+                        }
                         None
                     } else {
                         Some(r.result.clone().unwrap_or_default())
@@ -451,7 +517,11 @@ impl SlotState {
                     if r.session_id.is_some() {
                         self.session_id = r.session_id.clone();
                     }
-                    self.finish(task);
+                    if task.rate_limited {
+                        self.hand_back_rate_limited(task, r.error_text());
+                    } else {
+                        self.finish(task);
+                    }
                 }
                 if self.retiring
                     || self.turns >= self.args.config.recycle_after_turns

@@ -73,7 +73,16 @@ pub fn usage(text: &str) -> Option<[u64; 4]> {
 
 /// `MOCK_FAIL_FIRST:\s*([0-9]+):([A-Za-z0-9_.-]+)` as (n, key).
 pub fn fail_first(text: &str) -> Option<(u64, String)> {
-    after_colon(text, "MOCK_FAIL_FIRST").find_map(|rest| {
+    first_n(text, "MOCK_FAIL_FIRST")
+}
+
+/// `MOCK_LIMITED_FIRST:<n>:<key>` as (n, key): the first `n` turns are rate limited (429).
+pub fn limited_first(text: &str) -> Option<(u64, String)> {
+    first_n(text, "MOCK_LIMITED_FIRST")
+}
+
+fn first_n(text: &str, name: &str) -> Option<(u64, String)> {
+    after_colon(text, name).find_map(|rest| {
         let (n, tail) = digits(skip_ws(rest));
         let tail = tail.strip_prefix(':').filter(|_| !n.is_empty())?;
         let k = tail

@@ -415,6 +415,13 @@ impl Runner {
         {
             status = Some(500);
         }
+        if status.is_none()
+            && d::limited_first(prompt).is_some_and(|(n, key)| {
+                session::fail_first(&self.st.dir, n, &format!("limited-{key}"))
+            })
+        {
+            status = Some(429);
+        }
         let mut model = self.sh.model();
         if status == Some(529)
             && let Some(fb) = &self.o.fallback

@@ -202,6 +202,21 @@ pub struct PoolStatusReport {
     /// Workers' permission questions: the server's rules, the timeout, what waits now.
     #[serde(default)]
     pub approvals: ApprovalsStatus,
+    /// How the API answers: whether the pool holds turns back because it refuses them.
+    #[serde(default)]
+    pub api: ApiStatus,
+}
+
+/// The admission gate, as `pool_status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApiStatus {
+    /// `ok` (every slot may run a turn) or `limited` (the API refused turns for rate or
+    /// load: fewer run at once until it calms down).
+    pub state: String,
+    /// Turns allowed at once while limited; the slot count when `ok`.
+    pub ceiling: u64,
+    /// Rate and load refusals (HTTP 429 and 529) seen in the last minute.
+    pub retries_last_minute: u64,
 }
 
 /// The approvals part of `pool_status`.

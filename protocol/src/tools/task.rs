@@ -111,6 +111,10 @@ pub struct TaskReport {
     /// (a rule, a client, the page, pool_approve, the timeout) and what.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<crate::approvals::ApprovalRecord>,
+    /// Times the API refused its turn for rate or load (HTTP 429, 529) and it was queued
+    /// again after a backoff; each refused turn ran no tool and cost nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limited: u32,
     /// While running: the question it is waiting on (answer with pool_approve).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for_approval: Option<crate::approvals::ApprovalRequest>,
@@ -180,4 +184,8 @@ pub struct CancelReport {
     pub cancelled: bool,
     /// What happened, in words.
     pub message: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -1,0 +1,148 @@
+//! The admission gate: how many turns may be in flight at once when the API pushes back.
+//!
+//! Open (no limit beyond the slots) until a slot reports a rate or load refusal — a
+//! `system/api_retry` line with status 429 or 529, or a turn that ended with one. Then the
+//! ceiling is cut to half the turns in flight (never below 1; at most one cut per
+//! [`COOLDOWN`], since one burst of refusals is one signal), and grows back by one turn
+//! for every [`CALM`] without a refusal, until it reaches the slot count and the gate is
+//! open again — so once the API stops refusing, the whole pool is back within
+//! `slots × CALM`. Slots stay warm: only dispatch waits.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// One cut per this long: the refusals of one burst arrive together.
+pub const COOLDOWN: Duration = Duration::from_secs(2);
+
+/// The ceiling grows by one turn for every this long without a refusal.
+pub const CALM: Duration = Duration::from_secs(5);
+
+/// How far back `retries_last_minute` looks.
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The gate's state.
+#[derive(Debug, Default)]
+pub(super) struct Gate {
+    /// Turns allowed in flight; `None`: open.
+    ceiling: Option<usize>,
+    last_cut: Option<Instant>,
+    last_refusal: Option<Instant>,
+    /// When each refusal of the last minute was seen.
+    refusals: VecDeque<Instant>,
+}
+
+impl Gate {
+    /// A refusal (429 or 529) seen with `in_flight` turns running. True when the ceiling
+    /// was cut.
+    pub fn refused(&mut self, now: Instant, in_flight: usize) -> bool {
+        self.refusals.push_back(now);
+        self.last_refusal = Some(now);
+        self.forget_old(now);
+        if self
+            .last_cut
+            .is_some_and(|t| now.duration_since(t) < COOLDOWN)
+        {
+            return false;
+        }
+        let base = self.ceiling.unwrap_or(in_flight).min(in_flight.max(1));
+        self.ceiling = Some((base / 2).max(1));
+        self.last_cut = Some(now);
+        true
+    }
+
+    /// Time passed: one more turn for every calm period since the last refusal (or the
+    /// last growth). Opens the gate once the ceiling reaches `slots`. True when it changed.
+    pub fn tick(&mut self, now: Instant, slots: usize) -> bool {
+        self.forget_old(now);
+        let Some(c) = self.ceiling else {
+            return false;
+        };
+        let calm_since = match (self.last_refusal, self.last_cut) {
+            (Some(r), Some(c)) => r.max(c),
+            (Some(r), None) => r,
+            (None, Some(c)) => c,
+            (None, None) => return false,
+        };
+        if now.duration_since(calm_since) < CALM {
+            return false;
+        }
+        let next = c + 1;
+        if next >= slots.max(1) {
+            self.ceiling = None;
+        } else {
+            self.ceiling = Some(next);
+            // The next step counts from now.
+            self.last_cut = Some(now);
+            self.last_refusal = None;
+        }
+        true
+    }
+
+    /// Whether another turn may start with `in_flight` running.
+    pub fn admits(&self, in_flight: usize) -> bool {
+        self.ceiling.is_none_or(|c| in_flight < c)
+    }
+
+    /// The ceiling, if the gate is not open.
+    pub fn ceiling(&self) -> Option<usize> {
+        self.ceiling
+    }
+
+    /// Refusals seen in the last minute.
+    pub fn refusals_last_minute(&self, now: Instant) -> usize {
+        self.refusals
+            .iter()
+            .filter(|t| now.duration_since(**t) < MINUTE)
+            .count()
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while self
+            .refusals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+        {
+            self.refusals.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_halves_the_turns_in_flight_once_per_cooldown_and_calm_opens_it_again() {
+        let t0 = Instant::now();
+        let mut g = Gate::default();
+        assert!(g.admits(100), "open at first");
+        assert!(g.refused(t0, 8));
+        assert_eq!(g.ceiling(), Some(4));
+        assert!(!g.admits(4) && g.admits(3));
+        // More refusals of the same burst: no further cut.
+        assert!(!g.refused(t0 + Duration::from_millis(500), 8));
+        assert_eq!(g.ceiling(), Some(4));
+        // After the cooldown, another refusal halves again, never below one.
+        assert!(g.refused(t0 + Duration::from_secs(3), 4));
+        assert_eq!(g.ceiling(), Some(2));
+        assert!(g.refused(t0 + Duration::from_secs(6), 2));
+        assert!(g.refused(t0 + Duration::from_secs(9), 1));
+        assert_eq!(g.ceiling(), Some(1));
+        assert!(g.admits(0));
+        assert_eq!(g.refusals_last_minute(t0 + Duration::from_secs(9)), 5);
+        // Calm: one more turn per CALM; open again at the slot count (8).
+        let mut now = t0 + Duration::from_secs(9);
+        assert!(!g.tick(now + Duration::from_secs(1), 8), "not calm yet");
+        let mut steps = 0;
+        while g.ceiling().is_some() {
+            now += CALM;
+            assert!(g.tick(now, 8));
+            steps += 1;
+        }
+        assert_eq!(steps, 7, "1 → 8 in seven calm periods");
+        assert!(g.admits(100));
+        assert_eq!(g.refusals_last_minute(now + MINUTE), 0);
+    }
+}

@@ -1,0 +1,96 @@
+//! The API's limits with the fake CLI (which answers `MOCK_LIMITED_FIRST` as the real one
+//! reports a 429 once its retries are spent): a refused turn goes back to the queue and
+//! runs again, the pool runs fewer turns at once while the API refuses them, and it opens
+//! again by itself once the API calms down.
+
+use claude_pool_tests::server::{ResourceNote, Server, ServerOptions};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_rate_limited_turn_is_queued_again_and_completes_billed_once() {
+    let server = Server::start(ServerOptions::fake(1).args(&["--requeue-backoff", "50ms"])).await;
+    server.wait_ready().await;
+    let plain = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: done" }))
+        .await;
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_LIMITED_FIRST:2:once MOCK_TEXT: done" }),
+        )
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["output"], "done");
+    assert_eq!(r["rate_limited"], 2, "the attempts are recorded: {r}");
+    // The refused turns cost nothing: the task is billed for its one real turn, as much as
+    // the same task that was never refused.
+    assert_eq!(r["spend_usd"], plain["spend_usd"], "{r} {plain}");
+    let s = server.status().await;
+    assert_eq!(s["api"]["retries_last_minute"], 2, "{s}");
+    assert_eq!(
+        s["spend_usd"].as_f64().unwrap(),
+        2.0 * plain["spend_usd"].as_f64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_task_refused_over_and_over_fails_with_the_apis_words() {
+    let server = Server::start(ServerOptions::fake(1).args(&["--requeue-backoff", "10ms"])).await;
+    server.wait_ready().await;
+    let r = server
+        .call(
+            "pool_run",
+            json!({ "prompt": "MOCK_LIMITED_FIRST:50:always MOCK_TEXT: never" }),
+        )
+        .await;
+    assert_eq!(r.is_error, Some(true));
+    let report = claude_pool_tests::server::content(&r);
+    assert_eq!(report["status"], "failed", "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused it 5 times") && error.contains("429"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_narrow_the_pool_and_calm_opens_it_again() {
+    let server = Server::start(ServerOptions::fake(2).args(&["--requeue-backoff", "50ms"])).await;
+    server.wait_ready().await;
+    server.subscribe("pool://status").await.expect("subscribe");
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_LIMITED_FIRST:1:narrow MOCK_TEXT: ok" }),
+        )
+        .await;
+    assert_eq!(r["status"], "completed");
+    let s = server.status().await;
+    assert_eq!(s["api"]["state"], "limited", "{s}");
+    assert_eq!(
+        s["api"]["ceiling"], 1,
+        "half of what ran, never below one: {s}"
+    );
+    // Work still runs while limited, one turn at a time.
+    let fan = server
+        .call_ok(
+            "pool_fan_out",
+            json!({ "prompts": ["MOCK_TEXT: a", "MOCK_TEXT: b", "MOCK_TEXT: c"] }),
+        )
+        .await;
+    assert_eq!(fan["completed"], 3, "{fan}");
+    // With no more refusals the gate opens again by itself (one turn per 5 s of calm: here
+    // one step), and says so on pool://status.
+    loop {
+        server
+            .resource_note_until("a pool://status update", |n| {
+                *n == ResourceNote::Updated("pool://status".into())
+            })
+            .await;
+        let s = server.status().await;
+        if s["api"]["state"] == "ok" {
+            assert_eq!(s["api"]["ceiling"], 2, "{s}");
+            break;
+        }
+    }
+}
