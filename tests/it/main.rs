@@ -35,6 +35,7 @@ mod protocol_tasks;
 mod protocol_tasks_py;
 mod real_approvals;
 mod real_cli;
+mod real_limits;
 mod real_depth;
 mod real_jobs;
 mod real_toolkit;
