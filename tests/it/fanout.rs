@@ -31,6 +31,7 @@ async fn fan_out_returns_one_result_per_prompt_in_order_and_one_failure_fails_on
         "a fan-out with one failed prompt is not a tool error"
     );
     let c = content(&r);
+    assert_eq!(c["summary"], "4 of 5 completed; 1 failed", "{c}");
     let results = c["results"].as_array().expect("results");
     let statuses: Vec<&str> = results
         .iter()

@@ -522,6 +522,7 @@ pub(super) fn fan_out_result(
         completed,
         failed: reports.len() - completed,
         total_spend: reports.iter().map(|r| r.spend_usd).sum(),
+        summary: FanOutReport::summarize(&reports),
         results: reports,
     })
 }

@@ -31,4 +31,33 @@ pub struct FanOutReport {
     pub failed: usize,
     /// Dollars spent by all of them.
     pub total_spend: f64,
+    /// One line: how many completed, and how the others ended (e.g. "4 of 5 completed; 1
+    /// failed"). Every completed prompt's output is in `results` whatever the others did.
+    #[serde(default)]
+    pub summary: String,
+}
+
+impl FanOutReport {
+    /// The summary line of `results`.
+    pub fn summarize(results: &[TaskReport]) -> String {
+        let total = results.len();
+        let completed = results
+            .iter()
+            .filter(|r| r.status == crate::TaskStatus::Completed)
+            .count();
+        let mut others: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in results
+            .iter()
+            .filter(|r| r.status != crate::TaskStatus::Completed)
+        {
+            *others.entry(r.status.to_string()).or_default() += 1;
+        }
+        let mut line = format!("{completed} of {total} completed");
+        if !others.is_empty() {
+            let rest: Vec<String> = others.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            line.push_str("; ");
+            line.push_str(&rest.join(", "));
+        }
+        line
+    }
 }
