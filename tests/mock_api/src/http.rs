@@ -368,9 +368,9 @@ pub(crate) fn reason(status: u16) -> &'static str {
     }
 }
 
-/// An HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`) for `now`.
-pub(crate) fn http_date(now: SystemTime) -> String {
-    let secs = now
+/// `(days since the epoch, year, month, day, seconds into the day)` of `t` (UTC).
+fn civil(t: SystemTime) -> (i64, i64, i64, i64, u64) {
+    let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
@@ -386,6 +386,23 @@ pub(crate) fn http_date(now: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    (days, year, month, day, rem)
+}
+
+/// An RFC 3339 UTC time (`2025-01-01T00:00:00Z`), as in `anthropic-ratelimit-*-reset`.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let (_, year, month, day, rem) = civil(t);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// An HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`) for `now`.
+pub(crate) fn http_date(now: SystemTime) -> String {
+    let (days, year, month, day, rem) = civil(now);
     const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MON: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -478,6 +495,10 @@ mod tests {
         assert_eq!(
             http_date(UNIX_EPOCH + Duration::from_secs(784_111_777)),
             "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(784_111_777)),
+            "1994-11-06T08:49:37Z"
         );
     }
 }

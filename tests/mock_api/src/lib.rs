@@ -14,6 +14,7 @@
 //! | `GET /_mock/requests` | JSON array of logged request summaries (see [`MockServer::requests`]) |
 //! | `POST /_mock/config` | update runtime knobs (see [`MockServer::configure`]) |
 //! | `POST /_mock/reset` | clear the request log and counters |
+//! | `GET /_mock/stats` | the `/v1/messages` counters as JSON (see [`MockServer::stats`]) |
 //! | anything else | `404` with an Anthropic-style `not_found_error` body (logged) |
 //!
 //! HTTP/1.1 with keep-alive (many requests per connection), request bodies framed by
@@ -48,6 +49,19 @@
 //! | `MOCK_CALLS:[{"name":..,"input":{..}},..]` | call these tools one per answer (counting tool results so far), then answer `MOCK: tool results: <every result, whole, joined by " \| ">` — the real CLI as a scripted MCP client |
 //! | `MOCK_COUNT` | reply `messages=<messages in the request> users=<user messages with a non-system-reminder text block>` (proves `/clear` starts a fresh conversation) |
 //!
+//! # Limits
+//!
+//! Off by default. [`MockServer::set_limits`] (or `POST /_mock/config`, or the binary's flags)
+//! makes the mock refuse like the real API: `429 rate_limit_error` beyond
+//! [`Limits::max_in_flight`] answers in progress, [`Limits::rpm`] requests or [`Limits::tpm`]
+//! tokens per sliding window, or while the subscription window is exhausted
+//! ([`Unified::rejected_until`]); `529 overloaded_error` for [`Limits::overloaded_for`]. Refusals
+//! carry `retry-after`, `x-should-retry: true` and the `anthropic-ratelimit-*` headers; with
+//! [`Limits::unified`] every answer carries the `anthropic-ratelimit-unified-*` headers that the
+//! real CLI turns into `rate_limit_event` lines (when it runs with `CLAUDE_CODE_OAUTH_TOKEN`).
+//! [`MockServer::stats`] counts what happened ([`Stats`]). See the `limits` module for the
+//! order of the gates.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -75,9 +89,12 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 mod http;
+mod limits;
 mod pyjson;
 mod reply;
 mod server;
+
+pub use limits::{Claim, Limits, Stats, Unified};
 
 use server::Shared;
 
@@ -174,6 +191,40 @@ impl MockServer {
         )
     }
 
+    /// The `/v1/messages` counters since start or the last reset, as `GET /_mock/stats`
+    /// returns them (there `rejected` is an object keyed `in_flight`, `rpm`, `tpm`, `unified`,
+    /// `other`).
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Wait until the counters satisfy `pred`; the last counters seen either way, `Ok` if
+    /// `pred` held before `timeout`, `Err` if not (name the missing event in the assertion).
+    ///
+    /// Needs a tokio runtime with timers (any test runtime).
+    pub async fn wait_for_stats(
+        &self,
+        pred: impl Fn(&Stats) -> bool,
+        timeout: Duration,
+    ) -> Result<Stats, Stats> {
+        let mut rx = self.shared.watch_stats();
+        match tokio::time::timeout(timeout, rx.wait_for(|s| pred(s))).await {
+            Ok(Ok(s)) => Ok(*s),
+            _ => Err(self.shared.stats()),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.shared.limits()
+    }
+
+    /// Replace the limits (all of them; start from [`Limits::default`]). The clock of
+    /// [`Limits::overloaded_for`] starts now; the windows keep what they hold.
+    pub fn set_limits(&self, limits: Limits) {
+        self.shared.set_limits(limits)
+    }
+
     /// Clear the request log and counters (`MOCK_FAIL_FIRST` counters included), like
     /// `POST /_mock/reset`. The runtime knobs of [`MockServer::configure`] are kept.
     pub fn reset(&self) {
@@ -186,7 +237,11 @@ impl MockServer {
     /// 0 = off), `fail_count` (how many requests fail; -1 = forever), `fail_model` (only fail
     /// requests whose model contains this string), `delay` (seconds before every
     /// `/v1/messages` answer), `retry_after` (`retry-after` header on 429/529), `log_bodies`
-    /// (keep whole request bodies in the log as `full_body`).
+    /// (keep whole request bodies in the log as `full_body`). The [`Limits`] too, by field
+    /// name: `max_in_flight`, `rpm`, `tpm` (0 or `null` = off), `window` (seconds),
+    /// `retry_after_limits` (the limiter's `retry-after` seconds), `overloaded_for` (seconds
+    /// from now), `unified` (`null` = off, or an object patching [`Unified`]'s fields by name,
+    /// `claim` as `"five_hour"`/`"seven_day"`, plus `rejected_for`: seconds from now).
     pub fn configure(&self, patch: &Value) -> Value {
         self.shared.configure(patch)
     }

@@ -3,7 +3,15 @@
 //! ```text
 //! mock-anthropic [--port N] [--port-file FILE] [--fail-status CODE [--fail-count N]
 //!                [--fail-model SUBSTR]] [--delay SECONDS] [--retry-after VALUE] [--log-bodies]
+//!                [--max-in-flight N] [--rpm N] [--tpm N] [--rate-window SECONDS]
+//!                [--limit-retry-after SECONDS] [--overloaded-for SECONDS]
+//!                [--unified-claim five_hour|seven_day] [--unified-5h-utilization U]
+//!                [--unified-7d-utilization U] [--unified-rejected-until UNIX]
+//!                [--unified-rejected-for SECONDS] [--unified-warn-at U]
 //! ```
+//!
+//! The limit flags set the library's `Limits` (see `mock_anthropic::Limits`); any
+//! `--unified-*` flag turns the subscription headers on.
 //!
 //! Prints the listening URL (`http://127.0.0.1:<port>`) on stdout once it accepts
 //! connections, writes the port number to `--port-file` (atomically) when given, and serves
@@ -15,7 +23,11 @@ use std::process::ExitCode;
 use serde_json::{Map, Value, json};
 
 const USAGE: &str = "usage: mock-anthropic [--port N] [--port-file FILE] [--fail-status CODE] \
-[--fail-count N] [--fail-model SUBSTR] [--delay SECONDS] [--retry-after VALUE] [--log-bodies]";
+[--fail-count N] [--fail-model SUBSTR] [--delay SECONDS] [--retry-after VALUE] [--log-bodies] \
+[--max-in-flight N] [--rpm N] [--tpm N] [--rate-window SECONDS] [--limit-retry-after SECONDS] \
+[--overloaded-for SECONDS] [--unified-claim five_hour|seven_day] [--unified-5h-utilization U] \
+[--unified-7d-utilization U] [--unified-rejected-until UNIX] [--unified-rejected-for SECONDS] \
+[--unified-warn-at U]";
 
 #[derive(Debug, Default)]
 struct Args {
@@ -28,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args::default();
     let mut fail_count: i64 = -1;
     let mut fail_status: i64 = 0;
+    let mut unified = Map::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -42,7 +55,7 @@ fn parse_args() -> Result<Args, String> {
             args.config.insert("log_bodies".into(), json!(true));
             continue;
         }
-        const WITH_VALUE: [&str; 7] = [
+        const WITH_VALUE: [&str; 19] = [
             "--port",
             "--port-file",
             "--fail-status",
@@ -50,6 +63,18 @@ fn parse_args() -> Result<Args, String> {
             "--fail-model",
             "--delay",
             "--retry-after",
+            "--max-in-flight",
+            "--rpm",
+            "--tpm",
+            "--rate-window",
+            "--limit-retry-after",
+            "--overloaded-for",
+            "--unified-claim",
+            "--unified-5h-utilization",
+            "--unified-7d-utilization",
+            "--unified-rejected-until",
+            "--unified-rejected-for",
+            "--unified-warn-at",
         ];
         if !WITH_VALUE.contains(&name.as_str()) {
             return Err(format!("unknown option '{name}'"));
@@ -74,12 +99,60 @@ fn parse_args() -> Result<Args, String> {
             "--retry-after" => {
                 args.config.insert("retry_after".into(), json!(value));
             }
+            "--max-in-flight" | "--rpm" | "--tpm" | "--limit-retry-after" => {
+                let n: u64 = value.parse().map_err(|_| bad("count"))?;
+                let key = match name.as_str() {
+                    "--max-in-flight" => "max_in_flight",
+                    "--rpm" => "rpm",
+                    "--tpm" => "tpm",
+                    _ => "retry_after_limits",
+                };
+                args.config.insert(key.into(), json!(n));
+            }
+            "--rate-window" | "--overloaded-for" => {
+                let d: f64 = value.parse().map_err(|_| bad("number of seconds"))?;
+                let key = if name == "--rate-window" {
+                    "window"
+                } else {
+                    "overloaded_for"
+                };
+                args.config.insert(key.into(), json!(d));
+            }
+            "--unified-claim" => {
+                if value != "five_hour" && value != "seven_day" {
+                    return Err(bad("claim (five_hour or seven_day)"));
+                }
+                unified.insert("claim".into(), json!(value));
+            }
+            "--unified-5h-utilization"
+            | "--unified-7d-utilization"
+            | "--unified-warn-at"
+            | "--unified-rejected-for"
+            | "--unified-rejected-until" => {
+                let v: f64 = value.parse().map_err(|_| bad("number"))?;
+                let key = match name.as_str() {
+                    "--unified-5h-utilization" => "five_hour_utilization",
+                    "--unified-7d-utilization" => "seven_day_utilization",
+                    "--unified-warn-at" => "warn_at",
+                    "--unified-rejected-for" => "rejected_for",
+                    _ => "rejected_until",
+                };
+                let v = if key == "rejected_until" {
+                    json!(v as u64)
+                } else {
+                    json!(v)
+                };
+                unified.insert(key.into(), v);
+            }
             other => return Err(format!("unknown option '{other}'")),
         }
     }
     if fail_status != 0 {
         args.config.insert("fail_status".into(), json!(fail_status));
         args.config.insert("fail_count".into(), json!(fail_count));
+    }
+    if !unified.is_empty() {
+        args.config.insert("unified".into(), Value::Object(unified));
     }
     Ok(args)
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 use crate::http::{self, Head, HttpError};
+use crate::limits::{Limiter, Limits, Refusal, Stats};
 use crate::pyjson::{approx_tokens, dumps};
 use crate::reply;
 
@@ -88,6 +89,12 @@ struct Inner {
     message_requests: usize,
     fail_first: HashMap<String, u64>,
     config: Config,
+    /// The limits in force (see [`crate::limits`]).
+    limits: Limits,
+    /// What the limits remember: windows, answers in progress, the overload's end.
+    limiter: Limiter,
+    /// The `/v1/messages` counters; every change is also published on `Shared::stats_seen`.
+    stats: Stats,
 }
 
 /// State shared by the server thread and the [`crate::MockServer`] handle.
@@ -96,6 +103,8 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     /// The `POST /v1/messages` count, for waiters.
     messages_seen: watch::Sender<usize>,
+    /// The counters, for waiters ([`crate::MockServer::wait_for_stats`]).
+    stats_seen: watch::Sender<Stats>,
 }
 
 impl Default for Shared {
@@ -103,7 +112,39 @@ impl Default for Shared {
         Shared {
             inner: Mutex::default(),
             messages_seen: watch::channel(0).0,
+            stats_seen: watch::channel(Stats::default()).0,
         }
+    }
+}
+
+/// Extra response headers (rate-limit headers, say).
+type Headers = Vec<(&'static str, String)>;
+
+/// An admitted `/v1/messages` answer in progress: it leaves the in-flight count when dropped,
+/// however the answer ends (written, client gone, connection error).
+pub(crate) struct InFlight<'a>(&'a Shared);
+
+impl InFlight<'_> {
+    /// The answer is decided and its last bytes are about to be written: count it with
+    /// `status` and leave the in-flight count in one step, so a client that has read the
+    /// answer always finds it counted.
+    fn done(self, status: u16) {
+        self.0.update_stats(|g| {
+            g.stats.count_answer(status);
+            g.limiter.finish();
+            g.stats.in_flight = g.limiter.in_flight;
+        });
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    /// The answer ended early (client gone, connection error): not counted as an answer.
+    fn drop(&mut self) {
+        self.0.update_stats(|g| {
+            g.limiter.finish();
+            g.stats.in_flight = g.limiter.in_flight;
+        });
     }
 }
 
@@ -126,7 +167,63 @@ impl Shared {
         g.counter = 0;
         g.message_requests = 0;
         g.fail_first.clear();
+        g.limiter.reset();
+        let in_flight = g.limiter.in_flight;
+        g.stats = Stats {
+            in_flight,
+            peak_in_flight: in_flight,
+            ..Stats::default()
+        };
         self.messages_seen.send_replace(0);
+        self.stats_seen.send_replace(g.stats);
+    }
+
+    /// Change the counters (and anything else in `Inner`) and publish them.
+    fn update_stats(&self, f: impl FnOnce(&mut Inner)) {
+        let mut g = self.lock();
+        f(&mut g);
+        self.stats_seen.send_replace(g.stats);
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.lock().stats
+    }
+
+    pub(crate) fn watch_stats(&self) -> watch::Receiver<Stats> {
+        self.stats_seen.subscribe()
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.lock().limits.clone()
+    }
+
+    pub(crate) fn set_limits(&self, limits: Limits) {
+        let mut g = self.lock();
+        g.limiter.overloaded_until = limits.overloaded_for.map(|d| Instant::now() + d);
+        g.limits = limits;
+    }
+
+    /// Admit a `/v1/messages` request that would cost `tokens`, or say why not (counted).
+    fn admit(&self, tokens: u64) -> Result<(Headers, InFlight<'_>), Refusal> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let r = g
+            .limiter
+            .admit(&g.limits, tokens, Instant::now(), SystemTime::now());
+        match &r {
+            Ok(_) => {
+                g.stats.in_flight = g.limiter.in_flight;
+                g.stats.peak_in_flight = g.stats.peak_in_flight.max(g.stats.in_flight);
+            }
+            Err(refusal) => g.stats.count_refusal(refusal.why),
+        }
+        self.stats_seen.send_replace(g.stats);
+        r.map(|h| (h, InFlight(self)))
+    }
+
+    /// Count an answer the limiter let through.
+    fn count_answer(&self, status: u16) {
+        self.update_stats(|g| g.stats.count_answer(status));
     }
 
     pub(crate) fn watch_message_requests(&self) -> watch::Receiver<usize> {
@@ -136,7 +233,19 @@ impl Shared {
     pub(crate) fn configure(&self, patch: &Value) -> Value {
         let mut g = self.lock();
         g.config.update(patch);
-        g.config.to_json()
+        if g.limits.update(patch) {
+            g.limiter.overloaded_until = g.limits.overloaded_for.map(|d| Instant::now() + d);
+        }
+        let mut out = g.config.to_json();
+        let left = g
+            .limiter
+            .overloaded_until
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero());
+        if let (Value::Object(o), Value::Object(l)) = (&mut out, g.limits.to_json(left)) {
+            o.extend(l);
+        }
+        out
     }
 
     fn config(&self) -> Config {
@@ -195,7 +304,9 @@ impl Shared {
         rec.insert("n".into(), json!(n));
         if is_message {
             g.message_requests += 1;
+            g.stats.received += 1;
             self.messages_seen.send_replace(g.message_requests);
+            self.stats_seen.send_replace(g.stats);
         }
         g.requests.push(Value::Object(rec));
         n
@@ -330,9 +441,21 @@ async fn send_error(
     message: Option<&str>,
     close: bool,
 ) -> io::Result<()> {
+    send_error_with(conn, shared, status, message, Vec::new(), close).await
+}
+
+/// An Anthropic-style error answer with `extra` headers (rate-limit headers, say).
+async fn send_error_with(
+    conn: &mut Conn,
+    shared: &Shared,
+    status: u16,
+    message: Option<&str>,
+    mut extra: Vec<(&str, String)>,
+    close: bool,
+) -> io::Result<()> {
     let etype = reply::error_type(status);
-    let mut extra = Vec::new();
     if (status == 429 || status == 529)
+        && !extra.iter().any(|(k, _)| *k == "retry-after")
         && let Some(ra) = shared.config().retry_after
     {
         extra.push(("retry-after", ra));
@@ -460,6 +583,7 @@ async fn admin(
             let cfg = shared.configure(body.unwrap_or(&Value::Null));
             send_json(conn, 200, &cfg, &[], close).await
         }
+        ("/_mock/stats", _) => send_json(conn, 200, &shared.stats().to_json(), &[], close).await,
         ("/_mock/reset", "POST") => {
             shared.reset();
             send_json(conn, 200, &json!({"ok": true}), &[], close).await
@@ -479,8 +603,33 @@ async fn messages(
 ) -> io::Result<()> {
     let Some(body) = body.filter(Value::is_object) else {
         shared.log(head, raw, None, json!({"status": 400}));
+        shared.count_answer(400);
         return send_error(conn, shared, 400, Some("body must be JSON"), close).await;
     };
+    // the answer is known up front, so the token limit can weigh it before admission
+    let msg = reply::make_message(&body, &reply::plan_reply(&body));
+    let usage = |k: &str| msg["usage"][k].as_u64().unwrap_or(0);
+    let (limit_headers, in_flight) =
+        match shared.admit(usage("input_tokens") + usage("output_tokens")) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                shared.log(
+                    head,
+                    raw,
+                    Some(&body),
+                    json!({"status": refusal.status, "refused": format!("{:?}", refusal.why)}),
+                );
+                return send_error_with(
+                    conn,
+                    shared,
+                    refusal.status,
+                    Some(&refusal.message),
+                    refusal.headers,
+                    close,
+                )
+                .await;
+            }
+        };
     let text = reply::directive_text(&body);
     let after_tool = reply::last_is_tool_result(&body);
     let mut status: u16 = 0;
@@ -530,11 +679,12 @@ async fn messages(
     );
     sleep_unless_hangup(conn, delay).await?;
     if status != 0 {
-        return send_error(conn, shared, status, None, close).await;
+        in_flight.done(status);
+        return send_error_with(conn, shared, status, None, limit_headers, close).await;
     }
-    let msg = reply::make_message(&body, &reply::plan_reply(&body));
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
-        return send_json(conn, 200, &msg, &[], close).await;
+        in_flight.done(200);
+        return send_json(conn, 200, &msg, &limit_headers, close).await;
     }
     // SSE over chunked transfer encoding (keeps the connection reusable); an HTTP/1.0
     // client gets the raw stream and a close instead.
@@ -550,6 +700,7 @@ async fn messages(
         headers.push(("Transfer-Encoding", "chunked".to_string()));
     }
     headers.push(("request-id", request_id()));
+    headers.extend(limit_headers);
     let out = http::response_head(200, &headers, close || !chunked);
     conn.get_mut().write_all(&out).await?;
     conn.get_mut().flush().await?;
@@ -571,6 +722,7 @@ async fn messages(
         conn.get_mut().write_all(&bytes).await?;
         conn.get_mut().flush().await?;
     }
+    in_flight.done(200);
     if chunked {
         conn.get_mut().write_all(b"0\r\n\r\n").await?;
         conn.get_mut().flush().await
