@@ -525,7 +525,34 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["ANTHROPIC_BASE_URL".to_owned(), DEPTH_ENV.to_owned()]
+            vec![
+                "ANTHROPIC_BASE_URL".to_owned(),
+                MAX_RETRIES_ENV.to_owned(),
+                DEPTH_ENV.to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn the_clis_own_retries_are_two_unless_the_operator_says_otherwise() {
+        let retries = |env: Vec<(OsString, OsString)>| {
+            let cfg = PoolConfig {
+                inherit_env: false,
+                env,
+                ..PoolConfig::default()
+            };
+            cfg.spawn_spec(&cfg.defaults, None, None)
+                .env
+                .into_iter()
+                .filter(|(k, _)| k == MAX_RETRIES_ENV)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(retries(Vec::new()), ["2"]);
+        assert_eq!(
+            retries(vec![(MAX_RETRIES_ENV.into(), "7".into())]),
+            ["7"],
+            "an operator's own setting wins"
         );
     }
 
