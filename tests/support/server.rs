@@ -835,7 +835,19 @@ impl Server {
     /// While the server still runs: every process it replaced must already be reaped (a
     /// zombie fails). Returns the current slots' pids.
     async fn audit_replaced_processes(&self) -> BTreeSet<u32> {
-        let current: BTreeSet<u32> = match self.try_call("pool_status", json!({})).await {
+        // A process that replaces one (after a cancel) may exist before the status names
+        // it: let the slots settle first (not for long: a test may close with a task still
+        // running, and then the slots never all settle).
+        let settled = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.try_call("pool_status", json!({ "wait_ready": true })),
+        )
+        .await;
+        let status = match settled {
+            Ok(Ok(r)) => Ok(r),
+            _ => self.try_call("pool_status", json!({})).await,
+        };
+        let current: BTreeSet<u32> = match status {
             Ok(r) => r
                 .structured_content
                 .map(|s| Server::slot_pids(&s).into_iter().collect())
