@@ -144,6 +144,14 @@ pub struct PoolConfig {
     /// The first wait of a task whose turn the API refused for rate or load, before it is
     /// queued again; it doubles with each refusal, up to 30 s (`--requeue-backoff`).
     pub requeue_backoff: Duration,
+    /// Whether the pool answers the API's rate and load refusals itself (`--api-adapt`,
+    /// on by default): fewer turns at once, refused turns queued again, the CLI's own
+    /// retries cut to two. Off, each slot's CLI retries on its own (its default) and a turn
+    /// still refused fails.
+    pub api_adapt: bool,
+    /// Hold dispatch when a subscription usage window reaches this utilisation (0..1),
+    /// until it resets (`--max-window-use`); a used-up window holds it regardless.
+    pub max_window_use: Option<f64>,
 }
 
 /// How long a worker's permission question waits for a person by default.
@@ -307,6 +315,8 @@ impl Default for PoolConfig {
             rules: std::sync::Arc::default(),
             approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
             requeue_backoff: Duration::from_secs(1),
+            api_adapt: true,
+            max_window_use: None,
         }
     }
 }
@@ -479,7 +489,7 @@ impl PoolConfig {
         // pool takes over: its gate runs fewer turns at once and the task is queued again
         // after a backoff with jitter — instead of every slot's CLI retrying for minutes in
         // lock-step. An operator's own setting wins.
-        if !env.iter().any(|(k, _)| k == MAX_RETRIES_ENV) {
+        if self.api_adapt && !env.iter().any(|(k, _)| k == MAX_RETRIES_ENV) {
             env.push((MAX_RETRIES_ENV.into(), "2".into()));
         }
         env.push((DEPTH_ENV.into(), (settings.depth + 1).to_string().into()));

@@ -30,6 +30,7 @@ mod slots;
 pub(crate) mod table;
 mod tasks;
 mod warmth;
+mod windows;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -143,6 +144,10 @@ pub struct SchedulerState {
     gate: gate::Gate,
     /// Whether the gate's calm timer is armed.
     gate_tick_armed: bool,
+    /// The API's usage windows: a used-up one holds dispatch until it resets ([`windows`]).
+    windows: windows::Windows,
+    /// When the armed window timer fires (unix ms), if one is armed.
+    window_timer: Option<i64>,
 }
 
 impl fmt::Debug for SchedulerState {
@@ -166,6 +171,7 @@ impl Actor for SchedulerActor {
         myself: ActorRef<SchedulerMsg>,
         args: SchedulerArgs,
     ) -> Result<SchedulerState, ActorProcessingErr> {
+        let max_window_use = args.config.max_window_use;
         let mut state = SchedulerState {
             next_slot_index: args.config.slots,
             config: args.config,
@@ -192,6 +198,8 @@ impl Actor for SchedulerActor {
             idle_timer: None,
             gate: gate::Gate::default(),
             gate_tick_armed: false,
+            windows: windows::Windows::new(max_window_use),
+            window_timer: None,
         };
         state.restore(&args.restored);
         Ok(state)
@@ -215,7 +223,7 @@ impl Actor for SchedulerActor {
                 outcome,
             } => state.finalize(&task, outcome, Some(slot)),
             SchedulerMsg::Get(id, reply) => {
-                let _ = reply.send(state.tasks.get(&id).map(|r| r.report(&id)));
+                let _ = reply.send(state.report(&id));
             }
             SchedulerMsg::Wait(id, reply) => state.on_wait(id, reply),
             SchedulerMsg::Cancel(id, reply) => state.on_cancel(id, reply),
@@ -286,7 +294,9 @@ impl Actor for SchedulerActor {
                 assignment,
                 error,
             } => state.on_rate_limited(slot, assignment, error),
-            SchedulerMsg::ApiPressure { status } => {
+            SchedulerMsg::ApiWindows(info) => state.on_api_windows(&info),
+            SchedulerMsg::WindowTick => state.on_window_tick(),
+            SchedulerMsg::ApiPressure { status } if state.config.api_adapt => {
                 let in_flight = state.in_flight();
                 if state.gate.refused(Instant::now(), in_flight) {
                     tracing::info!(status, ceiling = ?state.gate.ceiling(), "the API pushes back: fewer turns at once");
@@ -294,6 +304,7 @@ impl Actor for SchedulerActor {
                 }
                 state.arm_gate_tick();
             }
+            SchedulerMsg::ApiPressure { .. } => {}
             SchedulerMsg::GateTick => {
                 state.gate_tick_armed = false;
                 let slots = state.slots.values().filter(|e| !e.retiring).count();
@@ -365,8 +376,11 @@ impl SchedulerState {
             api: {
                 let now = Instant::now();
                 let slots = self.slots.values().filter(|e| !e.retiring).count();
+                let hold = self.windows.hold(table::now_ms());
                 claude_pool_protocol::tools::ApiStatus {
-                    state: if self.gate.ceiling().is_some() {
+                    state: if hold.is_some() {
+                        "paused"
+                    } else if self.gate.ceiling().is_some() {
                         "limited"
                     } else {
                         "ok"
@@ -374,6 +388,11 @@ impl SchedulerState {
                     .into(),
                     ceiling: self.gate.ceiling().unwrap_or(slots) as u64,
                     retries_last_minute: self.gate.refusals_last_minute(now) as u64,
+                    resets_at: hold
+                        .as_ref()
+                        .map(|h| crate::ledger::book::rfc3339(h.until_ms)),
+                    paused: hold.map(|h| h.why),
+                    windows: self.windows.report(),
                 }
             },
         }

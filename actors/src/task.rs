@@ -13,8 +13,9 @@ use crate::config::ProcSettings;
 /// Where a task's progress goes while it runs (for MCP progress notifications).
 pub type ProgressSink = mpsc::UnboundedSender<TaskProgress>;
 
-/// Something a running task did.
+/// Something a task did, or what it waits for. New kinds may be added.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum TaskProgress {
     /// A slot took the task.
     Started {
@@ -31,6 +32,9 @@ pub enum TaskProgress {
     /// Claude (or one of its MCP servers) asks, and waits for an answer
     /// ([`crate::Pool::approve`]).
     Approval(claude_pool_protocol::approvals::ApprovalRequest),
+    /// The task waits in the queue for the API: a usage window is used up (or at the
+    /// operator's cap) until a reset time. Says why and until when.
+    Held(String),
 }
 
 /// One task handed to one slot.

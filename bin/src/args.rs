@@ -101,6 +101,19 @@ pub struct Args {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub(crate) requeue_backoff: Duration,
 
+    /// Whether the pool answers the API's rate and load refusals (429, 529) itself: fewer
+    /// turns at once while they come, refused turns queued again, each CLI's own retries
+    /// cut to two. "off": every CLI retries on its own (its default, about 3 minutes) and
+    /// a turn still refused fails.
+    #[arg(long, default_value = "on", value_parser = parse_on_off)]
+    pub(crate) api_adapt: bool,
+
+    /// Stop starting turns when a subscription usage window (five-hour, seven-day) is this
+    /// much used — 0.8 leaves a fifth of it for interactive use — until the window resets.
+    /// A used-up window always pauses the pool until its reset.
+    #[arg(long, value_parser = parse_fraction)]
+    pub(crate) max_window_use: Option<f64>,
+
     /// The Claude Code CLI to run.
     #[arg(long, env = "CLAUDE_BIN", default_value = "claude")]
     pub(crate) claude_bin: PathBuf,
@@ -375,5 +388,28 @@ mod tests {
             Some(Duration::from_millis(500))
         );
         assert!(parse_idle("soon").is_err());
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("expected on or off, not '{s}'")),
+    }
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("expected a fraction such as 0.8 or 80%, not '{s}'"))?;
+    let v = if s.ends_with('%') { v / 100.0 } else { v };
+    if v.is_finite() && v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "expected a fraction above 0 and at most 1 (or 100%), not '{s}'"
+        ))
     }
 }

@@ -278,6 +278,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )?),
         approval_timeout: args.approval_timeout,
         requeue_backoff: args.requeue_backoff,
+        api_adapt: args.api_adapt,
+        max_window_use: args.max_window_use,
         append_system_prompt: args.system_prompt,
         default_timeout: args.timeout,
         recycle_after_turns: args.recycle_after,

@@ -10,6 +10,7 @@
 pub mod approvals;
 pub mod cost;
 pub mod ids;
+pub mod limits;
 pub mod pricing;
 pub mod rules;
 pub mod settings;

@@ -83,6 +83,9 @@ pub enum ClaudeEvent {
     },
     /// `/clear` started a new conversation.
     ConversationReset,
+    /// The API's usage windows, from its rate-limit headers (`rate_limit_event`, printed
+    /// with subscription credentials).
+    RateLimit(crate::limits::RateLimitInfo),
     /// A type this parser does not model; carried by name only.
     Other {
         /// The `type` field.
@@ -263,6 +266,7 @@ pub fn parse_line(line: &[u8]) -> Result<ClaudeEvent, ParseError> {
             }
         }
         "conversation_reset" => ClaudeEvent::ConversationReset,
+        "rate_limit_event" => ClaudeEvent::RateLimit(crate::limits::RateLimitInfo::parse(&obj)),
         "control_cancel_request" => ClaudeEvent::ControlCancel {
             request_id: string_field(&obj, "request_id").unwrap_or_default(),
         },
@@ -593,8 +597,12 @@ mod tests {
             ),
             (
                 r#"{"type":"rate_limit_event","x":1}"#,
+                ClaudeEvent::RateLimit(crate::limits::RateLimitInfo::default()),
+            ),
+            (
+                r#"{"type":"a_future_event","x":1}"#,
                 ClaudeEvent::Other {
-                    kind: "rate_limit_event".into(),
+                    kind: "a_future_event".into(),
                 },
             ),
         ];

@@ -89,7 +89,7 @@ async fn killing_slot_processes_at_random_loses_no_task_and_leaks_no_process() {
                     procs::kill(pid, libc::SIGKILL);
                     killed.insert(i);
                 }
-                TaskProgress::Assistant { .. } | TaskProgress::Approval(_) => {}
+                _ => {}
             }
         }
     })

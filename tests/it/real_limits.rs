@@ -4,15 +4,50 @@
 //! instead of skipping them.
 
 use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use claude_pool_tests::server::{Server, ServerOptions, content};
 use claude_pool_tests::{Scratch, real_claude_bin};
 use serde_json::json;
 
+/// Subscription credentials: the CLI then prints the API's usage windows
+/// (`rate_limit_event`); an empty API key makes it use them.
+const SUBSCRIPTION: [(&str, &str); 2] = [
+    ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-mock-subscription"),
+    ("ANTHROPIC_API_KEY", ""),
+];
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Unix seconds from an RFC 3339 time the server wrote.
+fn unix_of(rfc3339: &str) -> u64 {
+    humantime::parse_rfc3339(rfc3339)
+        .unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 async fn real_pool(env: &[(&str, &str)]) -> Option<(Server, MockServer, Scratch)> {
+    real_pool_with(1, &[], env).await
+}
+
+async fn real_pool_with(
+    slots: usize,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Option<(Server, MockServer, Scratch)> {
     let claude = real_claude_bin()?;
     let mock = MockServer::start().expect("mock API");
     let scratch = Scratch::new("real-limits");
-    let mut opts = ServerOptions::fake(1).args(&["--requeue-backoff", "50ms"]);
+    let mut opts = ServerOptions::fake(slots)
+        .args(&["--requeue-backoff", "50ms"])
+        .args(args);
     opts.claude_bin = claude;
     for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
         opts = opts.env(&k, &v);
@@ -77,4 +112,136 @@ async fn a_refusal_no_retry_mends_fails_at_once_with_the_apis_message() {
         .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: fine" }))
         .await;
     assert_eq!(ok["output"], "fine");
+}
+
+#[tokio::test]
+async fn a_used_up_window_pauses_the_pool_until_its_reset_and_every_task_completes_after_it() {
+    let Some((server, mock, _scratch)) = real_pool_with(2, &[], &SUBSCRIPTION).await else {
+        return;
+    };
+    // The five-hour window is used up until `reset`, a few seconds ahead.
+    let reset = unix_now() + 5;
+    mock.configure(&json!({ "unified": { "rejected_until": reset } }));
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = server
+            .call_ok(
+                "pool_submit",
+                json!({ "prompt": format!("MOCK_TEXT: after the reset {i}") }),
+            )
+            .await;
+        ids.push(r["task_id"].as_str().unwrap().to_owned());
+    }
+    // A waiting caller hears why and until when.
+    let call = server
+        .start_call("pool_run", json!({ "prompt": "MOCK_TEXT: waited" }))
+        .await;
+    let token = call.progress_token.clone();
+    let told = server
+        .progress_until(&token, "the caller to be told about the window", |m| {
+            m.contains("waits")
+        })
+        .await;
+    let until = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(reset));
+    assert!(
+        told.contains("five_hour") && told.contains(&until.to_string()),
+        "{told}"
+    );
+    let s = server.status().await;
+    if unix_now() < reset {
+        assert_eq!(s["api"]["state"], "paused", "{s}");
+        assert_eq!(
+            unix_of(s["api"]["resets_at"].as_str().unwrap()),
+            reset,
+            "{s}"
+        );
+        let queued = server
+            .call_ok("pool_result", json!({ "task_id": ids[3] }))
+            .await;
+        if queued["status"] == "pending" {
+            let why = queued["waiting_for_window"].as_str().unwrap_or_default();
+            assert!(why.contains(&until.to_string()), "{queued}");
+        }
+    }
+    let waited = claude_pool_tests::server::finish_call(call, "the waiting pool_run").await;
+    let waited = content(&waited);
+    assert_eq!(waited["status"], "completed", "{waited}");
+    assert_eq!(waited["output"], "waited");
+    let mut reports = vec![waited];
+    for id in &ids {
+        reports.push(server.wait_task(id).await);
+    }
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r["status"], "completed", "{r}");
+        let started = unix_of(r["started_at"].as_str().unwrap());
+        assert!(
+            started >= reset,
+            "task {i} started at {started}, before the window's reset at {reset}: {r}"
+        );
+        assert!(r["rate_limited"].as_u64().unwrap_or(0) <= 1, "{r}");
+    }
+    // Each task was answered once (the mock's own count) and the pool's spend is theirs:
+    // the refused turns cost nothing.
+    let spent: f64 = reports
+        .iter()
+        .map(|r| r["spend_usd"].as_f64().unwrap())
+        .sum();
+    // The refused calls: at most one per slot, made before the pool knew.
+    let stats = mock.stats();
+    assert!(
+        (1..=2).contains(&stats.rejected_unified),
+        "the pool kept calling a used-up window: {stats:?}"
+    );
+    assert_eq!(stats.ok, 5, "{stats:?}");
+    let s = server.status().await;
+    assert_eq!(s["api"]["state"], "ok", "{s}");
+    assert!(
+        (s["spend_usd"].as_f64().unwrap() - spent).abs() < 1e-9,
+        "{s}"
+    );
+}
+
+#[tokio::test]
+async fn a_window_at_the_operators_cap_holds_new_turns_and_says_why() {
+    let Some((server, mock, _scratch)) =
+        real_pool_with(1, &["--max-window-use", "80%"], &SUBSCRIPTION).await
+    else {
+        return;
+    };
+    mock.configure(&json!({ "unified": { "five_hour_utilization": 0.85, "warn_at": 0.8 } }));
+    // The first turn runs and learns the window is 85 % used.
+    let first = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: one" }))
+        .await;
+    assert_eq!(first["output"], "one");
+    let s = server.status().await;
+    assert_eq!(s["api"]["state"], "paused", "{s}");
+    let windows = s["api"]["windows"].as_array().unwrap();
+    let five = windows
+        .iter()
+        .find(|w| w["name"] == "five_hour")
+        .expect("five_hour");
+    assert_eq!(five["utilization"], 0.85, "{s}");
+    // The next waits, and its deadline still holds.
+    let before = mock.stats().received;
+    let r = server
+        .call(
+            "pool_run",
+            json!({ "prompt": "MOCK_TEXT: two", "timeout": "2s" }),
+        )
+        .await;
+    let report = content(&r);
+    assert_eq!(report["status"], "timed_out", "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("85% used")
+            && error.contains("cap of 80%")
+            && error.contains("never started"),
+        "{error}"
+    );
+    assert_eq!(
+        mock.stats().received,
+        before,
+        "no call was made past the cap"
+    );
 }

@@ -33,6 +33,7 @@ pub(super) fn describe_progress(id: &TaskId, event: TaskProgress) -> String {
             format!("{id}: calling {}", tool_uses.join(", "))
         }
         TaskProgress::Approval(request) => format!("{id}: {}", approvals::waiting_line(&request)),
+        TaskProgress::Held(why) => format!("{id} waits: {why}"),
     }
 }
 

@@ -134,6 +134,10 @@ pub enum SchedulerMsg {
     },
     /// The gate's calm timer: it may open by a turn.
     GateTick,
+    /// What the API said about its usage windows on a slot's turn (`rate_limit_event`).
+    ApiWindows(claude_pool_protocol::limits::RateLimitInfo),
+    /// A usage window that held dispatch back should have started again.
+    WindowTick,
     /// A rate-limited task's backoff is over: back to the head of the queue.
     Requeue(TaskId),
     /// A task reached a terminal state on a slot.
@@ -247,6 +251,8 @@ impl fmt::Debug for SchedulerMsg {
             SchedulerMsg::RateLimited { .. } => "RateLimited",
             SchedulerMsg::ApiPressure { .. } => "ApiPressure",
             SchedulerMsg::GateTick => "GateTick",
+            SchedulerMsg::ApiWindows(_) => "ApiWindows",
+            SchedulerMsg::WindowTick => "WindowTick",
             SchedulerMsg::Requeue(_) => "Requeue",
             SchedulerMsg::IdleCheck => "IdleCheck",
             SchedulerMsg::Halt { .. } => "Halt",

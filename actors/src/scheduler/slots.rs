@@ -253,6 +253,9 @@ impl SchedulerState {
             if !self.gate.admits(self.in_flight()) {
                 return; // the API pushes back: the gate's calm timer reopens it
             }
+            if self.window_holds() {
+                return; // a usage window is used up: its reset timer dispatches again
+            }
             let Some(id) = self.take_next() else { return };
             let Some(slot) = self.pick_slot(&id) else {
                 self.queue.push_front(id);

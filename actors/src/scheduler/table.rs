@@ -47,6 +47,11 @@ pub(super) struct TaskRecord {
     pub retries: u32,
     /// Times the API refused its turn for rate or load and it was queued again.
     pub rate_limits: u32,
+    /// Of those, the refusals that came from a used-up usage window (they do not count
+    /// towards the bound: the task waits for the reset instead).
+    pub window_waits: u32,
+    /// The reset time (unix ms) of the window hold its caller was last told about.
+    pub told_hold: Option<i64>,
     /// `Wait` callers, answered when the task ends.
     pub waiters: Vec<RpcReplyPort<Option<TaskReport>>>,
     /// `Cancel` callers, answered when the task ends (a cancel completes only then).
@@ -209,6 +214,7 @@ impl TaskRecord {
             kind: self.meta.kind,
             approvals: outcome.map(|o| o.approvals.clone()).unwrap_or_default(),
             waiting_for_approval: None,
+            waiting_for_window: None,
             rate_limited: self.rate_limits,
             enqueued_at: Some(rfc3339(self.meta.enqueued_ms)),
             started_at: self.meta.started_ms.map(rfc3339),

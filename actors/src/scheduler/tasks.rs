@@ -188,6 +188,8 @@ impl SchedulerState {
                 state: TaskState::Pending,
                 retries: 0,
                 rate_limits: 0,
+                window_waits: 0,
+                told_hold: None,
                 waiters: Vec::new(),
                 cancel_waiters: Vec::new(),
                 stopping: false,
@@ -387,8 +389,12 @@ impl SchedulerState {
         }
         let id = assignment.task.clone();
         let _ = self.ledger.cast(LedgerMsg::Release(id.clone()));
+        // A used-up usage window is not a rate: the turn waits for the reset, and the
+        // gate stays as it is.
+        let window = self.windows.hold(super::now_ms());
         let in_flight = self.in_flight();
-        if self.gate.refused(Instant::now(), in_flight) {
+        if window.is_none() && self.config.api_adapt && self.gate.refused(Instant::now(), in_flight)
+        {
             tracing::info!(ceiling = ?self.gate.ceiling(), "the API refused a turn: fewer turns at once");
             self.events.publish(PoolEvent::Api);
         }
@@ -414,11 +420,26 @@ impl SchedulerState {
             self.finalize(&id, outcome, None);
             return;
         }
+        if window.is_none() && !self.config.api_adapt {
+            // --api-adapt off: the CLI's own retries were the only ones.
+            let outcome = TaskOutcome::unbilled(
+                TaskStatus::Failed,
+                format!("claude reported an error: {error}"),
+            );
+            self.finalize(&id, outcome, Some(slot));
+            return;
+        }
         let Some(r) = self.tasks.get_mut(&id) else {
             return;
         };
         r.rate_limits += 1;
-        if r.rate_limits > MAX_RATE_LIMITS {
+        if window.is_some() {
+            r.window_waits += 1;
+            tracing::info!(task = %id, "the API's usage window is used up: queued until it resets");
+            self.requeue_front(&id);
+            return;
+        }
+        if r.rate_limits - r.window_waits > MAX_RATE_LIMITS {
             let outcome = TaskOutcome::unbilled(
                 TaskStatus::Failed,
                 format!("the API refused it {MAX_RATE_LIMITS} times for rate or load: {error}"),
@@ -502,16 +523,19 @@ impl SchedulerState {
         let gone: std::collections::HashSet<&TaskId> = due.iter().collect();
         self.queue.retain(|q| !gone.contains(q));
         let busy = self.slots.len();
+        let held = self.windows.hold(super::now_ms());
         for id in &due {
             let Some(r) = self.tasks.get(id) else {
                 continue;
             };
             let timeout = humantime::format_duration(r.timeout);
+            let waiting = match &held {
+                Some(h) => format!("waiting because {}", h.why),
+                None => format!("waiting for a free slot ({busy} slots, none free)"),
+            };
             let outcome = TaskOutcome::unbilled(
                 TaskStatus::TimedOut,
-                format!(
-                    "timed out after {timeout} while waiting for a free slot ({busy} slots, none free); it never started"
-                ),
+                format!("timed out after {timeout} while {waiting}; it never started"),
             );
             self.finalize(id, outcome, None);
         }

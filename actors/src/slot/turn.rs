@@ -365,6 +365,11 @@ impl SlotState {
                 attempt,
                 ..
             } => self.on_api_retry(error_status, error, attempt),
+            ClaudeEvent::RateLimit(info) => {
+                if !info.windows.is_empty() {
+                    let _ = self.args.scheduler.cast(SchedulerMsg::ApiWindows(info));
+                }
+            }
             ClaudeEvent::System { .. }
             | ClaudeEvent::User
             | ClaudeEvent::ConversationReset

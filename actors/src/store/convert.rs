@@ -138,6 +138,7 @@ pub fn report_of(row: &TaskRow) -> TaskReport {
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
         waiting_for_approval: None,
+        waiting_for_window: None,
         rate_limited: 0,
     }
 }

@@ -210,13 +210,39 @@ pub struct PoolStatusReport {
 /// The admission gate, as `pool_status` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ApiStatus {
-    /// `ok` (every slot may run a turn) or `limited` (the API refused turns for rate or
-    /// load: fewer run at once until it calms down).
+    /// `ok` (every slot may run a turn), `limited` (the API refused turns for rate or
+    /// load: fewer run at once until it calms down) or `paused` (a usage window is used
+    /// up, or at --max-window-use: no turn starts until `resets_at`).
     pub state: String,
     /// Turns allowed at once while limited; the slot count when `ok`.
     pub ceiling: u64,
     /// Rate and load refusals (HTTP 429 and 529) seen in the last minute.
     pub retries_last_minute: u64,
+    /// While paused: when turns start again (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
+    /// While paused: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// The subscription's usage windows as the API last reported them (subscription
+    /// credentials only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<ApiWindow>,
+}
+
+/// One usage window of a subscription, as the API reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApiWindow {
+    /// `five_hour`, `seven_day`, …
+    pub name: String,
+    /// `allowed`, `allowed_warning` or `rejected` (used up until `resets_at`).
+    pub status: String,
+    /// How much of it is used, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<f64>,
+    /// When it starts again (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<String>,
 }
 
 /// The approvals part of `pool_status`.

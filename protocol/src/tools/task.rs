@@ -115,6 +115,9 @@ pub struct TaskReport {
     /// again after a backoff; each refused turn ran no tool and cost nothing.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rate_limited: u32,
+    /// While queued: the API's usage window that holds it back, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for_window: Option<String>,
     /// While running: the question it is waiting on (answer with pool_approve).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for_approval: Option<crate::approvals::ApprovalRequest>,
