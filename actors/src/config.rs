@@ -61,6 +61,9 @@ pub struct PoolConfig {
     pub scale_down_grace: Duration,
     /// The pool's spend cap in dollars; `None` for no cap.
     pub budget_usd: Option<f64>,
+    /// Token cap over the same period (`--budget-tokens`): every token the API processed
+    /// for the pool's tasks — input, output, cache reads and writes.
+    pub budget_tokens: Option<u64>,
     /// Each slot works in its own git worktree of the repository at `cwd`.
     pub worktree: bool,
     /// Directories of Claude Code-style skills (`<dir>/<name>/SKILL.md` or `<dir>/<name>.md`).
@@ -272,6 +275,7 @@ impl Default for PoolConfig {
             max_slots: 16,
             scale_down_grace: Duration::from_secs(30),
             budget_usd: None,
+            budget_tokens: None,
             worktree: false,
             skill_dirs: Vec::new(),
             builtin_skills: true,
@@ -330,6 +334,7 @@ impl fmt::Debug for PoolConfig {
             .field("min_slots", &self.min_slots)
             .field("max_slots", &self.max_slots)
             .field("budget_usd", &self.budget_usd)
+            .field("budget_tokens", &self.budget_tokens)
             .field("worktree", &self.worktree)
             .field("claude_bin", &self.claude_bin)
             .field("defaults", &self.defaults)
@@ -435,6 +440,16 @@ impl PoolConfig {
             && !(b.is_finite() && b > 0.0)
         {
             return Err(format!("--budget-usd must be a positive amount, not {b}"));
+        }
+        if self.budget_tokens == Some(0) {
+            return Err("--budget-tokens must be at least 1".into());
+        }
+        if let Some(m) = self.max_window_use
+            && !(m.is_finite() && m > 0.0 && m <= 1.0)
+        {
+            return Err(format!(
+                "--max-window-use must be above 0 and at most 1, not {m}"
+            ));
         }
         Ok(())
     }

@@ -44,6 +44,10 @@ pub struct LedgerArgs {
     pub window_spent: f64,
     /// What this run spent before this server started (a run continued after a crash).
     pub run_spent: f64,
+    /// The token cap (`--budget-tokens`), over the same period as `cap`.
+    pub token_cap: Option<u64>,
+    /// Tokens that already count against it (as `window_spent`).
+    pub window_tokens: u64,
     /// What every other run spent.
     pub lifetime_before: f64,
     /// The store, read again every [`WINDOW_SYNC`] for a calendar window's spend: the
@@ -80,6 +84,8 @@ pub enum LedgerMsg {
         task: TaskId,
         /// Dollars so far.
         usd: f64,
+        /// Tokens so far.
+        tokens: u64,
     },
     /// A task is terminal and cost this much.
     Settle {
@@ -87,6 +93,8 @@ pub enum LedgerMsg {
         task: TaskId,
         /// Dollars.
         usd: f64,
+        /// Tokens.
+        tokens: u64,
         /// Whether it ran at all (counts towards the mean that sizes reservations).
         started: bool,
     },
@@ -108,6 +116,8 @@ pub enum LedgerMsg {
         start_ms: i64,
         /// Dollars every server of the project spent in it.
         usd: f64,
+        /// Tokens every server of the project used in it.
+        tokens: u64,
     },
 }
 
@@ -155,7 +165,8 @@ impl Actor for LedgerActor {
             args.window_spent,
             args.run_spent,
             args.lifetime_before,
-        );
+        )
+        .with_token_cap(args.token_cap, args.window_tokens);
         let state = LedgerState {
             book,
             scheduler: None,
@@ -206,8 +217,14 @@ impl Actor for LedgerActor {
                     let start_ms = state.book.period().start_ms;
                     let me = myself.clone();
                     tokio::spawn(async move {
-                        if let Ok(Ok(usd)) = store.read(move |db| db.spend_since(start_ms)).await {
-                            let _ = me.cast(LedgerMsg::WindowSeen { start_ms, usd });
+                        if let Ok(Ok((usd, tokens))) =
+                            store.read(move |db| db.used_since(start_ms)).await
+                        {
+                            let _ = me.cast(LedgerMsg::WindowSeen {
+                                start_ms,
+                                usd,
+                                tokens,
+                            });
                         }
                     });
                     if again {
@@ -215,20 +232,29 @@ impl Actor for LedgerActor {
                     }
                 }
             }
-            LedgerMsg::WindowSeen { start_ms, usd } => {
-                let effects = state.book.seen_window(start_ms, usd);
+            LedgerMsg::WindowSeen {
+                start_ms,
+                usd,
+                tokens,
+            } => {
+                let effects = state.book.seen_window(start_ms, usd, tokens);
                 state.apply(effects);
             }
             LedgerMsg::Reserve { task, max, reply } => {
                 let _ = reply.send(state.book.reserve(&task, max));
             }
             LedgerMsg::Start { task, max } => state.book.start(&task, max),
-            LedgerMsg::Live { task, usd } => {
-                let effects = state.book.live(&task, usd);
+            LedgerMsg::Live { task, usd, tokens } => {
+                let effects = state.book.live(&task, usd, tokens);
                 state.apply(effects);
             }
-            LedgerMsg::Settle { task, usd, started } => {
-                let effects = state.book.settle(&task, usd, started);
+            LedgerMsg::Settle {
+                task,
+                usd,
+                tokens,
+                started,
+            } => {
+                let effects = state.book.settle(&task, usd, tokens, started);
                 state.events.publish(PoolEvent::Budget);
                 state.apply(effects);
             }

@@ -201,6 +201,24 @@ impl Metrics {
             "Rate and load refusals (HTTP 429, 529) seen in the last minute",
             refusals,
         );
+        let paused: Gauge = Gauge::default();
+        paused.set(i64::from(status.api.paused.is_some()));
+        reg.register(
+            "api_paused",
+            "1 while a used-up usage window (or --max-window-use) holds every new turn until its reset",
+            paused,
+        );
+        let used: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+        for w in &status.api.windows {
+            if let Some(u) = w.utilization {
+                used.get_or_create(&labels(&[("window", &w.name)])).set(u);
+            }
+        }
+        reg.register(
+            "api_window_utilization",
+            "How much of each subscription usage window is used (0..1), as the API last said",
+            used,
+        );
         let decided: Family<Labels, Counter> = Family::default();
         for ((outcome, by), n) in &approvals.decided {
             decided

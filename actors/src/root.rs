@@ -195,6 +195,8 @@ impl Actor for RootActor {
                 budget_period: args.config.budget_period,
                 window_spent: args.durable.window_spend_usd.unwrap_or(restored.spend_usd),
                 run_spent: restored.spend_usd,
+                token_cap: args.config.budget_tokens,
+                window_tokens: args.durable.window_tokens.unwrap_or(restored.tokens),
                 lifetime_before: restored.lifetime_before.spend_usd,
                 store: args.durable.writer.clone(),
             },

@@ -209,6 +209,8 @@ struct ActiveTask {
     cost: TurnCost,
     /// What the turn has spent so far, from its API calls' usage.
     live_usd: f64,
+    /// Tokens its API calls processed so far (input side at each call's start).
+    live_tokens: u64,
     /// API message ids already priced (one call may be printed as several events).
     priced: HashSet<String>,
     /// Its permission questions: open ones, grants, and the audit trail.

@@ -33,6 +33,12 @@ pub struct Args {
     #[arg(long, value_parser = parse_usd)]
     pub(crate) budget_usd: Option<f64>,
 
+    /// Token cap over the same period as --budget-usd (e.g. 5000000): every token the API
+    /// processes for the pool's tasks — input, output, cache reads and writes. Once used,
+    /// running tasks are stopped and new work is refused, as with the dollar cap.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) budget_tokens: Option<u64>,
+
     /// What --budget-usd caps: run (this server's run), or a UTC calendar day, week
     /// (Monday to Sunday) or month, kept in the store across restarts and shared by the
     /// project's servers.

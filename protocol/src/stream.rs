@@ -127,6 +127,14 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Every token the API processed: input, output, cache reads and writes.
+    pub fn total(&self) -> u64 {
+        self.input_tokens
+            + self.output_tokens
+            + self.cache_read_input_tokens
+            + self.cache_creation_input_tokens
+    }
+
     fn add(&mut self, other: Usage) {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;

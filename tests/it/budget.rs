@@ -216,3 +216,60 @@ async fn pool_spend_is_exactly_the_sum_of_every_tasks_spend_whatever_their_end()
     assert!(close(pool, expected.iter().sum()), "pool spend {pool}");
     server.close().await;
 }
+
+#[tokio::test]
+async fn a_token_cap_stops_running_work_and_refuses_new_work_like_the_dollar_cap() {
+    let cap: u64 = 4000;
+    let server = Server::start(
+        ServerOptions::fake(2)
+            .args(&["--budget-tokens", &cap.to_string()])
+            .env("FAKE_CLAUDE_TURN_MS", CALL_MS),
+    )
+    .await;
+    server.wait_ready().await;
+    // Two tasks of two API calls each, 2000 in / 100 out per call, and one more waiting.
+    // After both first calls the pool has used 2 × 2100 tokens — over the cap — so the
+    // second calls never happen and the third task never starts.
+    let prompt = "MOCK_TOOL:true MOCK_USAGE:2000,100";
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let s = server
+            .call_ok("pool_submit", json!({ "prompt": prompt }))
+            .await;
+        ids.push(s["task_id"].as_str().unwrap().to_owned());
+    }
+    let mut reports = Vec::new();
+    for id in &ids {
+        reports.push(server.wait_task(id).await);
+    }
+    for r in &reports[..2] {
+        assert_eq!(r["status"], "failed", "{r}");
+        let e = r["error"].as_str().unwrap();
+        assert!(e.contains("token budget is exhausted"), "{e}");
+        assert_eq!(r["tokens_used"]["input"], 2000, "{r}");
+    }
+    assert_eq!(reports[2]["status"], "failed");
+    assert_eq!(
+        server.turns_started(),
+        2,
+        "the queued task never reached Claude"
+    );
+    let used = 2 * (2000 + 100);
+    let budget = server.read_resource("pool://budget").await.unwrap();
+    assert_eq!(budget["budget_tokens"], cap, "{budget}");
+    assert_eq!(budget["tokens_used"], used, "{budget}");
+    assert_eq!(budget["exhausted"], true, "{budget}");
+    let r = server
+        .call("pool_run", json!({ "prompt": "one more" }))
+        .await;
+    assert_eq!(r.is_error, Some(true));
+    let text = first_text(&r);
+    assert!(
+        text.contains(&format!(
+            "{used} tokens used of the {cap} cap (--budget-tokens)"
+        )),
+        "{text}"
+    );
+    assert_eq!(server.turns_started(), 2);
+    server.close().await;
+}

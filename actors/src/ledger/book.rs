@@ -47,6 +47,8 @@ pub enum Effect {
 struct Running {
     reserved: f64,
     live: f64,
+    reserved_tokens: u64,
+    live_tokens: u64,
     max: Option<f64>,
     stopped: bool,
 }
@@ -77,6 +79,11 @@ pub struct Book {
     settled_tasks: u64,
     running: HashMap<TaskId, Running>,
     exhausted: Option<String>,
+    /// The token cap (`--budget-tokens`): every token the API processed for the pool's
+    /// tasks — input, output, cache reads and writes — in the same period.
+    token_cap: Option<u64>,
+    /// Tokens that count against `token_cap`.
+    tokens: u64,
 }
 
 impl Book {
@@ -102,20 +109,32 @@ impl Book {
     /// an exhausted budget is open again. Returns true when it was exhausted.
     pub fn roll(&mut self, start_ms: i64, end_ms: i64) -> bool {
         self.spent = 0.0;
+        self.tokens = 0;
         self.period.start_ms = start_ms;
         self.period.end_ms = Some(end_ms);
         self.exhausted.take().is_some()
     }
 
-    /// The store says the window that began at `start_ms` has spent `usd` across every
-    /// server of the project: spend in this book is never below it (this server's own
-    /// settled tasks are in that figure too, once committed).
-    pub fn seen_window(&mut self, start_ms: i64, usd: f64) -> Vec<Effect> {
-        if self.period.end_ms.is_none() || self.period.start_ms != start_ms || usd <= self.spent {
+    /// The store says the window that began at `start_ms` has spent `usd` and `tokens`
+    /// across every server of the project: spend in this book is never below it (this
+    /// server's own settled tasks are in that figure too, once committed).
+    pub fn seen_window(&mut self, start_ms: i64, usd: f64, tokens: u64) -> Vec<Effect> {
+        if self.period.end_ms.is_none()
+            || self.period.start_ms != start_ms
+            || (usd <= self.spent && tokens <= self.tokens)
+        {
             return Vec::new();
         }
-        self.spent = usd;
+        self.spent = self.spent.max(usd);
+        self.tokens = self.tokens.max(tokens);
         self.check_cap()
+    }
+
+    /// Adds a token cap, and the tokens already used in the period.
+    pub fn with_token_cap(mut self, cap: Option<u64>, used: u64) -> Self {
+        self.token_cap = cap;
+        self.tokens = used;
+        self
     }
 
     /// The period the cap covers.
@@ -146,6 +165,27 @@ impl Book {
         self.running.values().map(|r| r.live).sum()
     }
 
+    fn tokens_in_flight(&self) -> u64 {
+        self.running.values().map(|r| r.live_tokens).sum()
+    }
+
+    fn committed_tokens(&self) -> u64 {
+        self.tokens
+            + self
+                .running
+                .values()
+                .map(|r| r.reserved_tokens.max(r.live_tokens))
+                .sum::<u64>()
+    }
+
+    /// Whether either cap is reached.
+    fn over(&self) -> bool {
+        self.cap.is_some_and(|c| self.spent + self.in_flight() >= c)
+            || self
+                .token_cap
+                .is_some_and(|c| self.tokens + self.tokens_in_flight() >= c)
+    }
+
     fn committed(&self) -> f64 {
         self.spent
             + self
@@ -155,22 +195,53 @@ impl Book {
                 .sum::<f64>()
     }
 
-    /// The message that refuses work once the cap is reached.
-    fn exhausted_message(&self, cap: f64) -> String {
-        let in_flight = self.in_flight();
-        let flight = if in_flight > 0.0 {
-            format!(" (and {} in flight)", usd(in_flight))
+    /// The message that refuses work once a cap is reached.
+    fn exhausted_message(&self) -> String {
+        let tokens_over = self
+            .token_cap
+            .is_some_and(|c| self.tokens + self.tokens_in_flight() >= c);
+        let dollars_over = self.cap.is_some_and(|c| self.spent + self.in_flight() >= c);
+        match (self.cap, self.token_cap) {
+            (_, Some(cap)) if tokens_over && !dollars_over => self.tokens_message(cap),
+            (Some(cap), _) => self.dollars_message(cap),
+            (None, Some(cap)) => self.tokens_message(cap),
+            (None, None) => "the pool's budget is exhausted".into(),
+        }
+    }
+
+    fn tokens_message(&self, cap: u64) -> String {
+        let in_flight = self.tokens_in_flight();
+        let flight = if in_flight > 0 {
+            format!(" (and {in_flight} in flight)")
         } else {
             String::new()
         };
-        let period = match self.period.end_ms {
+        format!(
+            "the pool's token budget is exhausted: {} tokens used{flight} of the {cap} cap (--budget-tokens){}",
+            self.tokens,
+            self.period_note()
+        )
+    }
+
+    fn period_note(&self) -> String {
+        match self.period.end_ms {
             Some(end) => format!(
                 " for this {} (it starts again at {})",
                 self.period.name,
                 rfc3339(end)
             ),
             None => String::new(),
+        }
+    }
+
+    fn dollars_message(&self, cap: f64) -> String {
+        let in_flight = self.in_flight();
+        let flight = if in_flight > 0.0 {
+            format!(" (and {} in flight)", usd(in_flight))
+        } else {
+            String::new()
         };
+        let period = self.period_note();
         format!(
             "the pool's budget is exhausted: {} spent{flight} of the {} cap (--budget-usd){period}",
             usd(self.spent),
@@ -188,15 +259,22 @@ impl Book {
             None if self.settled_tasks > 0 => self.spent / self.settled_tasks as f64,
             None => 0.0,
         };
-        if let Some(cap) = self.cap {
-            let committed = self.committed();
-            let fits = committed + estimate <= cap;
-            let alone = self.running.is_empty() && self.spent + self.in_flight() < cap;
-            if !fits && !alone {
-                return Reservation::Wait;
-            }
+        let token_estimate = self.tokens.checked_div(self.settled_tasks).unwrap_or(0);
+        let fits = self
+            .cap
+            .is_none_or(|cap| self.committed() + estimate <= cap)
+            && self
+                .token_cap
+                .is_none_or(|cap| self.committed_tokens() + token_estimate <= cap);
+        // Nothing runs and something is left: a task may try, the caps still bound it.
+        let alone = self.running.is_empty() && !self.over();
+        if !fits && !alone {
+            return Reservation::Wait;
         }
         self.follow(task, max, estimate);
+        if let Some(r) = self.running.get_mut(task) {
+            r.reserved_tokens = token_estimate;
+        }
         Reservation::Granted
     }
 
@@ -214,13 +292,14 @@ impl Book {
         self.running.insert(task.clone(), entry);
     }
 
-    /// What `task` has spent so far in its running turn.
-    pub fn live(&mut self, task: &TaskId, usd: f64) -> Vec<Effect> {
+    /// What `task` has spent so far in its running turn, in dollars and tokens.
+    pub fn live(&mut self, task: &TaskId, usd: f64, tokens: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
         let Some(r) = self.running.get_mut(task) else {
             return effects;
         };
         r.live = r.live.max(usd);
+        r.live_tokens = r.live_tokens.max(tokens);
         if let Some(max) = r.max
             && r.live >= max
             && !r.stopped
@@ -242,9 +321,10 @@ impl Book {
 
     /// `task` ended having spent `usd` (0 for a task that never ran, which only releases
     /// its reservation). Call once per task, or once more for a cost reported late.
-    pub fn settle(&mut self, task: &TaskId, usd: f64, started: bool) -> Vec<Effect> {
+    pub fn settle(&mut self, task: &TaskId, usd: f64, tokens: u64, started: bool) -> Vec<Effect> {
         self.running.remove(task);
         self.spent += usd;
+        self.tokens += tokens;
         self.run_spent += usd;
         if started {
             self.settled_tasks += 1;
@@ -258,22 +338,22 @@ impl Book {
     }
 
     fn check_cap(&mut self) -> Vec<Effect> {
-        let Some(cap) = self.cap else {
+        if self.cap.is_none() && self.token_cap.is_none() {
             return Vec::new();
-        };
+        }
         if self.exhausted.is_some() {
             // Keep the refusal's figures current as the stopped turns settle.
-            let why = self.exhausted_message(cap);
+            let why = self.exhausted_message();
             if self.exhausted.as_deref() != Some(why.as_str()) {
                 self.exhausted = Some(why.clone());
                 return vec![Effect::Exhausted(why)];
             }
             return Vec::new();
         }
-        if self.spent + self.in_flight() < cap {
+        if !self.over() {
             return Vec::new();
         }
-        let why = self.exhausted_message(cap);
+        let why = self.exhausted_message();
         self.exhausted = Some(why.clone());
         vec![Effect::Exhausted(why)]
     }
@@ -298,6 +378,9 @@ impl Book {
             window_ends_at: self.period.end_ms.map(rfc3339),
             run_spend_usd: self.run_spent,
             lifetime_spend_usd: self.lifetime_before + self.run_spent,
+            budget_tokens: self.token_cap,
+            tokens_used: self.tokens,
+            tokens_in_flight: self.tokens_in_flight(),
         }
     }
 }
@@ -335,7 +418,7 @@ mod tests {
             assert_eq!(b.reserve(&id(n), None), Reservation::Granted);
         }
         for n in 0..5 {
-            assert!(b.settle(&id(n), 0.25, true).is_empty());
+            assert!(b.settle(&id(n), 0.25, 0, true).is_empty());
         }
         let r = b.report();
         assert_eq!(r.spend_usd, 1.25);
@@ -348,16 +431,16 @@ mod tests {
         let mut b = Book::new(Some(1.0));
         assert_eq!(b.reserve(&id(1), None), Reservation::Granted);
         assert_eq!(b.reserve(&id(2), None), Reservation::Granted);
-        assert!(b.live(&id(1), 0.4).is_empty());
-        let e = b.live(&id(2), 0.6);
+        assert!(b.live(&id(1), 0.4, 0).is_empty());
+        let e = b.live(&id(2), 0.6, 0);
         assert!(matches!(e.as_slice(), [Effect::Exhausted(_)]), "{e:?}");
         assert!(
-            b.live(&id(2), 0.7).is_empty(),
+            b.live(&id(2), 0.7, 0).is_empty(),
             "reported once while it runs"
         );
         // What the interrupted turns really cost: a little more than what was seen live.
-        b.settle(&id(1), 0.45, true);
-        b.settle(&id(2), 0.65, true);
+        b.settle(&id(1), 0.45, 0, true);
+        b.settle(&id(2), 0.65, 0, true);
         assert!((b.report().spend_usd - 1.10).abs() < 1e-12);
         assert!(matches!(
             b.reserve(&id(3), None),
@@ -369,10 +452,10 @@ mod tests {
     fn reservations_hold_back_tasks_that_would_not_fit() {
         let mut b = Book::new(Some(1.0));
         b.reserve(&id(1), None);
-        b.settle(&id(1), 0.4, true); // mean spend is now 0.4
+        b.settle(&id(1), 0.4, 0, true); // mean spend is now 0.4
         assert_eq!(b.reserve(&id(2), None), Reservation::Granted); // 0.4 + 0.4 <= 1.0
         assert_eq!(b.reserve(&id(3), None), Reservation::Wait); // 0.4 + 0.4 + 0.4 > 1.0
-        b.settle(&id(2), 0.1, true);
+        b.settle(&id(2), 0.1, 0, true);
         // Nothing runs and something is left: a task may try, the cap still bounds it.
         assert_eq!(b.reserve(&id(3), None), Reservation::Granted);
     }
@@ -381,10 +464,10 @@ mod tests {
     fn a_task_over_its_own_cap_is_stopped_without_exhausting_the_pool() {
         let mut b = Book::new(None);
         b.reserve(&id(1), Some(0.05));
-        assert!(b.live(&id(1), 0.01).is_empty());
-        let e = b.live(&id(1), 0.05);
+        assert!(b.live(&id(1), 0.01, 0).is_empty());
+        let e = b.live(&id(1), 0.05, 0);
         assert!(matches!(e.as_slice(), [Effect::TaskOverBudget(t, _)] if *t == id(1)));
-        assert!(b.live(&id(1), 0.06).is_empty());
+        assert!(b.live(&id(1), 0.06, 0).is_empty());
         assert_eq!(b.reserve(&id(2), None), Reservation::Granted);
     }
 
@@ -400,7 +483,7 @@ mod tests {
     fn settling_past_the_cap_exhausts_it_too() {
         let mut b = Book::new(Some(0.5));
         b.reserve(&id(1), None);
-        let e = b.settle(&id(1), 0.5, true);
+        let e = b.settle(&id(1), 0.5, 0, true);
         assert!(matches!(e.as_slice(), [Effect::Exhausted(_)]));
         assert_eq!(b.report().budget_remaining, Some(0.0));
     }
@@ -414,16 +497,16 @@ mod tests {
         };
         let mut book = Book::with_history(Some(1.0), period, 0.25, 0.0, 0.0);
         // Another server's spend in the same window: the book follows, and the cap holds.
-        assert!(book.seen_window(86_400_000, 0.5).is_empty());
+        assert!(book.seen_window(86_400_000, 0.5, 0).is_empty());
         assert_eq!(book.report().spend_usd, 0.5);
         // A lower figure (this server's settle not yet committed) changes nothing.
-        assert!(book.seen_window(86_400_000, 0.4).is_empty());
+        assert!(book.seen_window(86_400_000, 0.4, 0).is_empty());
         assert_eq!(book.report().spend_usd, 0.5);
         // A figure for another window is ignored.
-        assert!(book.seen_window(0, 5.0).is_empty());
+        assert!(book.seen_window(0, 5.0, 0).is_empty());
         assert_eq!(book.report().spend_usd, 0.5);
         // Past the cap: exhausted, naming the window's end.
-        let e = book.seen_window(86_400_000, 1.2);
+        let e = book.seen_window(86_400_000, 1.2, 0);
         assert!(
             matches!(e.as_slice(), [Effect::Exhausted(why)] if why.contains("1970-01-03T00:00:00Z")),
             "{e:?}"

@@ -555,6 +555,7 @@ impl SchedulerState {
                 let _ = self.ledger.cast(LedgerMsg::Settle {
                     task: id.clone(),
                     usd: outcome.cost.usd,
+                    tokens: outcome.cost.usage.total(),
                     started: false,
                 });
             }
@@ -573,6 +574,7 @@ impl SchedulerState {
         let _ = self.ledger.cast(LedgerMsg::Settle {
             task: id.clone(),
             usd: outcome.cost.usd,
+            tokens: outcome.cost.usage.total(),
             started: outcome.started_at.is_some(),
         });
         self.budget_wait = false;

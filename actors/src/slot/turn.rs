@@ -54,6 +54,7 @@ impl SlotState {
             late_output: None,
             cost: TurnCost::default(),
             live_usd: 0.0,
+            live_tokens: 0,
             priced: HashSet::new(),
             asks: Default::default(),
             tool_calls: 0,
@@ -439,9 +440,11 @@ impl SlotState {
         if new_call && let Some(usage) = &a.usage {
             let model = a.model.as_deref().or(task.model.as_deref()).unwrap_or("");
             task.live_usd += call_cost_usd(model, usage);
+            task.live_tokens += usage.total();
             let _ = self.args.ledger.cast(LedgerMsg::Live {
                 task: task.assignment.task.clone(),
                 usd: task.live_usd,
+                tokens: task.live_tokens,
             });
         }
         task.tool_calls += a.tool_uses.len();

@@ -31,6 +31,8 @@ pub struct Durable {
     /// The budget window's spend when the server started (calendar periods only): every
     /// task of the project's store that finished inside the window, whichever server ran it.
     pub window_spend_usd: Option<f64>,
+    /// The budget window's tokens when the server started, likewise.
+    pub window_tokens: Option<u64>,
     /// Why the last reload of the projects file was refused, if it was.
     pub projects_error: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -108,7 +110,7 @@ impl Durable {
                 Err(e) => tracing::warn!(error = %e, "the store's retention could not run at start"),
             }
             let window_spend = match window {
-                Some((start, _)) => Some(db.spend_since(start).map_err(|e| e.to_string())?),
+                Some((start, _)) => Some(db.used_since(start).map_err(|e| e.to_string())?),
                 None => None,
             };
             let transcripts = match location.beside("transcripts").filter(|_| keep > 0) {
@@ -125,7 +127,7 @@ impl Durable {
         .await
         .map_err(|e| PoolError::InvalidArgument(format!("opening the store failed: {e}")))?
         .map_err(PoolError::InvalidArgument)?;
-        let Some((db, recovered, transcripts, location, marker, window_spend_usd)) = opened else {
+        let Some((db, recovered, transcripts, location, marker, window_spend)) = opened else {
             return Ok(Durable {
                 writer: None,
                 restored: Arc::new(Recovered::default()),
@@ -136,6 +138,7 @@ impl Durable {
                 location: None,
                 marker: None,
                 window_spend_usd: None,
+                window_tokens: None,
             });
         };
         if recovered.run.continued {
@@ -164,7 +167,8 @@ impl Durable {
             projects_error: Arc::default(),
             location: Some(location),
             marker,
-            window_spend_usd,
+            window_spend_usd: window_spend.map(|(usd, _)| usd),
+            window_tokens: window_spend.map(|(_, tokens)| tokens),
         })
     }
 }

@@ -407,4 +407,14 @@ pub struct BudgetReport {
     /// Dollars spent by every task the store ever held, this run's included.
     #[serde(default)]
     pub lifetime_spend_usd: f64,
+    /// The token cap (--budget-tokens) over the same period, null when none is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// Tokens used in the period: input, output, cache reads and writes of every
+    /// finished task.
+    #[serde(default)]
+    pub tokens_used: u64,
+    /// Tokens running tasks have used so far.
+    #[serde(default)]
+    pub tokens_in_flight: u64,
 }

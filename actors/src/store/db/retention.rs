@@ -1,6 +1,7 @@
 //! Retention: how long finished task rows stay in a store file, and the totals that outlive
 //! them (`pruned`, by run and UTC day), so run, window and lifetime figures stay exact.
 
+use super::schema::TOKENS;
 use super::{Db, file_bytes_of, now_ms};
 
 /// How long finished task rows are kept in a store file.
@@ -86,13 +87,14 @@ impl Db {
             .execute([max_bytes])?;
         }
         tx.execute_batch(&format!(
-            "INSERT INTO pruned (run_id, day, kind, state, tasks, spend_usd) \
+            "INSERT INTO pruned (run_id, day, kind, state, tasks, spend_usd, tokens) \
              SELECT COALESCE(run_id, ''), COALESCE({AGE}, enqueued_at_ms) / 86400000, kind, \
              state, COUNT(*), \
-             SUM(spend_usd) FROM tasks WHERE rowid IN (SELECT id FROM temp.victims) \
+             SUM(spend_usd), SUM({TOKENS}) FROM tasks WHERE rowid IN (SELECT id FROM temp.victims) \
              GROUP BY 1, 2, 3, 4 \
              ON CONFLICT (run_id, day, kind, state) DO UPDATE SET \
-             tasks = tasks + excluded.tasks, spend_usd = spend_usd + excluded.spend_usd;"
+             tasks = tasks + excluded.tasks, spend_usd = spend_usd + excluded.spend_usd, \
+             tokens = tokens + excluded.tokens;"
         ))?;
         let n = tx.execute(
             "DELETE FROM tasks WHERE rowid IN (SELECT id FROM temp.victims)",
@@ -134,11 +136,21 @@ impl Db {
     /// Dollars spent by tasks that finished at or after `since_ms` (unix ms; a UTC day
     /// boundary, so pruned rows count exactly), for a budget window.
     pub fn spend_since(&self, since_ms: i64) -> rusqlite::Result<f64> {
+        self.used_since(since_ms).map(|(usd, _)| usd)
+    }
+
+    /// Dollars and tokens of every task that finished at or after `since_ms`, pruned
+    /// rows included.
+    pub fn used_since(&self, since_ms: i64) -> rusqlite::Result<(f64, u64)> {
         self.conn.query_row(
-            "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE finished_at_ms >= ?1), 0.0) \
-             + COALESCE((SELECT SUM(spend_usd) FROM pruned WHERE day >= ?1 / 86400000), 0.0)",
+            &format!(
+                "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE finished_at_ms >= ?1), 0.0) \
+                 + COALESCE((SELECT SUM(spend_usd) FROM pruned WHERE day >= ?1 / 86400000), 0.0), \
+                 COALESCE((SELECT SUM({TOKENS}) FROM tasks WHERE finished_at_ms >= ?1), 0) \
+                 + COALESCE((SELECT SUM(tokens) FROM pruned WHERE day >= ?1 / 86400000), 0)"
+            ),
             [since_ms],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))),
         )
     }
 

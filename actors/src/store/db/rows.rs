@@ -243,6 +243,8 @@ pub struct Recovered {
     pub context: Vec<(String, String)>,
     /// What the run's tasks cost together, in USD.
     pub spend_usd: f64,
+    /// Tokens this run used (every token of its tasks).
+    pub tokens: u64,
     /// How many of the run's tasks are in each state.
     pub counts: Vec<(String, u64)>,
     /// How many of the run's tasks of each kind are in each state: (kind, state, count).

@@ -18,7 +18,7 @@ use super::rows::{
 pub const APPLICATION_ID: i32 = 0x436C_506C;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// `MIGRATIONS[i]` migrates schema version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -124,6 +124,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 3 → 4: every permission question of a task and how it ended (a JSON array), kept
     // with the task as its audit trail.
     "ALTER TABLE tasks ADD COLUMN approvals TEXT;",
+    // 4 → 5: the tokens of pruned rows, so a token budget's window survives retention.
+    "ALTER TABLE pruned ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;",
 ];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
@@ -423,11 +425,15 @@ pub(crate) fn recover(
         .prepare("SELECT key, value FROM context WHERE run_id = ?1 ORDER BY key")?
         .query_map([&run.id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let spend_usd = conn.query_row(
-        "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE run_id = ?1), 0.0) \
-         + COALESCE((SELECT SUM(spend_usd) FROM pruned WHERE run_id = ?1), 0.0)",
+    let (spend_usd, tokens) = conn.query_row(
+        &format!(
+            "SELECT COALESCE((SELECT SUM(spend_usd) FROM tasks WHERE run_id = ?1), 0.0) \
+             + COALESCE((SELECT SUM(spend_usd) FROM pruned WHERE run_id = ?1), 0.0), \
+             COALESCE((SELECT SUM({TOKENS}) FROM tasks WHERE run_id = ?1), 0) \
+             + COALESCE((SELECT SUM(tokens) FROM pruned WHERE run_id = ?1), 0)"
+        ),
         [&run.id],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)),
     )?;
     let mut counts_by_kind = counts_by_kind_where(conn, "run_id = ?1", &run.id)?;
     counts_by_kind.extend(pruned_counts(conn, "run_id = ?1", &run.id)?);
@@ -446,6 +452,7 @@ pub(crate) fn recover(
         chains_interrupted,
         context,
         spend_usd,
+        tokens: u64::try_from(tokens).unwrap_or(0),
         counts,
         counts_by_kind,
         run,
@@ -456,6 +463,9 @@ pub(crate) fn recover(
         },
     })
 }
+
+/// A task row's tokens: every token the API processed for it.
+pub const TOKENS: &str = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens";
 
 /// Counts by (kind, state) of the tasks matching `clause` (which may use `?1` = `value`).
 fn counts_by_kind_where(
