@@ -94,3 +94,45 @@ async fn refusals_narrow_the_pool_and_calm_opens_it_again() {
         }
     }
 }
+
+#[tokio::test]
+async fn refused_items_fail_alone_a_fan_out_keeps_the_rest_and_a_chain_skips_past_them() {
+    let server = Server::start(ServerOptions::fake(2).args(&["--requeue-backoff", "10ms"])).await;
+    server.wait_ready().await;
+    // One item the API refuses every time: it fails after its requeues; the others keep
+    // their outputs.
+    let fan = server
+        .call_ok(
+            "pool_fan_out",
+            json!({ "prompts": [
+                "MOCK_TEXT: first",
+                "MOCK_LIMITED_FIRST:50:fan MOCK_TEXT: never",
+                "MOCK_TEXT: third",
+            ] }),
+        )
+        .await;
+    assert_eq!(fan["summary"], "2 of 3 completed; 1 failed", "{fan}");
+    let results = fan["results"].as_array().unwrap();
+    assert_eq!(results[0]["output"], "first");
+    assert_eq!(results[2]["output"], "third");
+    assert_eq!(results[1]["status"], "failed");
+    assert_eq!(results[1]["rate_limited"], 6, "{}", results[1]);
+    // A chain step refused every time, with `skip`: the chain goes on without it.
+    let c = server
+        .call_ok(
+            "pool_chain",
+            json!({ "steps": [
+                { "prompt": "MOCK_LIMITED_FIRST:50:chain MOCK_TEXT: never", "name": "refused", "failure_policy": "skip" },
+                { "prompt": "MOCK_ECHO_PROMPT after [{previous_output}]" },
+            ]}),
+        )
+        .await;
+    assert_eq!(c["status"], "completed", "{c}");
+    let steps = c["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["status"], "skipped", "{c}");
+    assert!(
+        steps[0]["error"].as_str().unwrap().contains("refused it 5 times"),
+        "{c}"
+    );
+    assert_eq!(steps[1]["output"], "prompt=<<MOCK_ECHO_PROMPT after []>>");
+}
