@@ -37,6 +37,9 @@ async fn real_pool(env: &[(&str, &str)]) -> Option<(Server, MockServer, Scratch)
     real_pool_with(1, &[], env).await
 }
 
+/// The CLI retries nothing by itself: every refusal reaches the pool at once.
+const NO_CLI_RETRIES: (&str, &str) = ("CLAUDE_CODE_MAX_RETRIES", "0");
+
 async fn real_pool_with(
     slots: usize,
     args: &[&str],
@@ -50,6 +53,10 @@ async fn real_pool_with(
         .args(args);
     opts.claude_bin = claude;
     for (k, v) in hermetic_cli_env(&mock.url(), scratch.path()) {
+        // The pool's own default for the CLI's retries, unless a test sets one.
+        if k == "CLAUDE_CODE_MAX_RETRIES" && !env.iter().any(|(e, _)| *e == k) {
+            continue;
+        }
         opts = opts.env(&k, &v);
     }
     for (k, v) in env {
@@ -62,7 +69,7 @@ async fn real_pool_with(
 
 #[tokio::test]
 async fn a_turn_the_api_refuses_for_rate_runs_again_and_completes() {
-    let Some((server, mock, _scratch)) = real_pool(&[]).await else {
+    let Some((server, mock, _scratch)) = real_pool(&[NO_CLI_RETRIES]).await else {
         return;
     };
     // The next three requests are refused (429), whichever turn makes them.
@@ -244,4 +251,66 @@ async fn a_window_at_the_operators_cap_holds_new_turns_and_says_why() {
         before,
         "no call was made past the cap"
     );
+}
+
+#[tokio::test]
+async fn forty_eight_tasks_on_eight_slots_fit_an_api_that_takes_two_at_a_time() {
+    let Some((server, mock, _scratch)) = real_pool_with(8, &[], &[]).await else {
+        return;
+    };
+    server.wait_ready().await;
+    // Two answers at once, each taking half a second; one more is refused at once (429,
+    // retry-after 1 s).
+    mock.set_limits(claude_pool_tests::mock_anthropic::Limits {
+        max_in_flight: Some(2),
+        ..Default::default()
+    });
+    mock.configure(&json!({ "delay": 0.5 }));
+    let prompts: Vec<String> = (0..48).map(|i| format!("MOCK_TEXT: item {i}")).collect();
+    let began = std::time::Instant::now();
+    let fan = server
+        .call_ok("pool_fan_out", json!({ "prompts": prompts }))
+        .await;
+    assert_eq!(fan["summary"], "48 of 48 completed", "{fan}");
+    for (i, r) in fan["results"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(r["output"], format!("item {i}"), "{r}");
+    }
+    let stats = mock.stats();
+    // Each task answered exactly once: none billed twice.
+    assert_eq!(stats.ok, 48, "{stats:?}");
+    assert!(stats.peak_in_flight <= 2);
+    // Eight slots calling an API that takes two: without the gate most calls of every
+    // round are refused (39–50 refusals measured for this run before it existed). With
+    // it, the pool learns the API's width after the first bursts.
+    eprintln!(
+        "48 tasks / 8 slots / 2 in flight: {} refused, {} answered, {:.1} s (ideal 12 s)",
+        stats.rejected(),
+        stats.ok,
+        began.elapsed().as_secs_f64()
+    );
+    assert!(
+        stats.rejected() <= 24,
+        "the pool kept calling past the API's limit: {stats:?}"
+    );
+    // Once the API stops refusing, the pool is back at its slot count within a bounded
+    // time: one turn per calm period (5 s) from wherever the ceiling fell.
+    let s = server.status().await;
+    let ceiling = s["api"]["ceiling"].as_u64().unwrap();
+    let bound = Duration::from_secs(5 * (8 - ceiling.min(8)) + 10);
+    server.subscribe("pool://status").await.expect("subscribe");
+    claude_pool_tests::within(bound, "the ceiling back at eight slots", async {
+        loop {
+            let s = server.status().await;
+            if s["api"]["state"] == "ok" {
+                assert_eq!(s["api"]["ceiling"], 8, "{s}");
+                return;
+            }
+            server
+                .resource_note_until("a pool://status update", |n| {
+                    *n == claude_pool_tests::server::ResourceNote::Updated("pool://status".into())
+                })
+                .await;
+        }
+    })
+    .await;
 }

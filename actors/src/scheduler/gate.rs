@@ -2,7 +2,7 @@
 //!
 //! Open (no limit beyond the slots) until a slot reports a rate or load refusal — a
 //! `system/api_retry` line with status 429 or 529, or a turn that ended with one. Then the
-//! ceiling is cut to half the turns in flight (never below 1; at most one cut per
+//! ceiling is cut to half the turns in flight, rounded up (never below 1; at most one cut per
 //! [`COOLDOWN`], since one burst of refusals is one signal), and grows back by one turn
 //! for every [`CALM`] without a refusal, until it reaches the slot count and the gate is
 //! open again — so once the API stops refusing, the whole pool is back within
@@ -47,7 +47,8 @@ impl Gate {
             return false;
         }
         let base = self.ceiling.unwrap_or(in_flight).min(in_flight.max(1));
-        self.ceiling = Some((base / 2).max(1));
+        // Half, rounded up: from three turns, two — the API took at least that many.
+        self.ceiling = Some(base.div_ceil(2).max(1));
         self.last_cut = Some(now);
         true
     }
