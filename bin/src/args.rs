@@ -111,7 +111,7 @@ pub struct Args {
     /// turns at once while they come, refused turns queued again, each CLI's own retries
     /// cut to two. "off": every CLI retries on its own (its default, about 3 minutes) and
     /// a turn still refused fails.
-    #[arg(long, default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub(crate) api_adapt: bool,
 
     /// Stop starting turns when a subscription usage window (five-hour, seven-day) is this

@@ -131,7 +131,10 @@ async fn refused_items_fail_alone_a_fan_out_keeps_the_rest_and_a_chain_skips_pas
     let steps = c["steps"].as_array().unwrap();
     assert_eq!(steps[0]["status"], "skipped", "{c}");
     assert!(
-        steps[0]["error"].as_str().unwrap().contains("refused it 5 times"),
+        steps[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused it 5 times"),
         "{c}"
     );
     assert_eq!(steps[1]["output"], "prompt=<<MOCK_ECHO_PROMPT after []>>");

@@ -143,6 +143,11 @@ impl RealCli {
         })
     }
 
+    /// The mock the CLI talks to.
+    pub fn mock(&self) -> &crate::mock_anthropic::MockServer {
+        &self._mock
+    }
+
     /// A server of `slots` slots running this CLI over stdio, logging warnings only.
     pub fn server(&self, slots: usize) -> crate::server::ServerOptions {
         let mut opts = crate::server::ServerOptions::fake(slots)

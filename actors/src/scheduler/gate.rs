@@ -7,6 +7,11 @@
 //! for every [`CALM`] without a refusal, until it reaches the slot count and the gate is
 //! open again — so once the API stops refusing, the whole pool is back within
 //! `slots × CALM`. Slots stay warm: only dispatch waits.
+//!
+//! A cut that follows growth means the step just taken was one too many: the level below
+//! it is known to work, so the ceiling climbs back to it one turn per [`QUICK`] and only
+//! probes above it at the calm pace. Against an API that takes four, the ceiling spends its
+//! time at four, not between two and four.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -19,6 +24,9 @@ pub const COOLDOWN: Duration = Duration::from_secs(2);
 /// The ceiling grows by one turn for every this long without a refusal.
 pub const CALM: Duration = Duration::from_secs(5);
 
+/// The ceiling climbs back to a level known to work one turn per this long.
+pub const QUICK: Duration = Duration::from_secs(1);
+
 /// How far back `retries_last_minute` looks.
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -29,8 +37,14 @@ pub(super) struct Gate {
     ceiling: Option<usize>,
     last_cut: Option<Instant>,
     last_refusal: Option<Instant>,
+    /// When the ceiling last grew.
+    last_step: Option<Instant>,
     /// When each refusal of the last minute was seen.
     refusals: VecDeque<Instant>,
+    /// Whether the ceiling grew since the last cut.
+    grew: bool,
+    /// A level that worked: the one below the step a cut followed.
+    good: Option<usize>,
 }
 
 impl Gate {
@@ -49,8 +63,18 @@ impl Gate {
         let base = self.ceiling.unwrap_or(in_flight).min(in_flight.max(1));
         // Half, rounded up: from three turns, two — the API took at least that many.
         self.ceiling = Some(base.div_ceil(2).max(1));
+        self.good = (self.grew && base > 1).then(|| base - 1);
+        self.grew = false;
         self.last_cut = Some(now);
         true
+    }
+
+    /// How long the ceiling waits before its next step up.
+    pub fn step(&self) -> Duration {
+        match (self.ceiling, self.good) {
+            (Some(c), Some(g)) if c < g => QUICK,
+            _ => CALM,
+        }
     }
 
     /// Time passed: one more turn for every calm period since the last refusal (or the
@@ -60,23 +84,26 @@ impl Gate {
         let Some(c) = self.ceiling else {
             return false;
         };
-        let calm_since = match (self.last_refusal, self.last_cut) {
-            (Some(r), Some(c)) => r.max(c),
-            (Some(r), None) => r,
-            (None, Some(c)) => c,
-            (None, None) => return false,
+        let Some(calm_since) = [self.last_refusal, self.last_cut, self.last_step]
+            .into_iter()
+            .flatten()
+            .max()
+        else {
+            return false;
         };
-        if now.duration_since(calm_since) < CALM {
+        if now.duration_since(calm_since) < self.step() {
             return false;
         }
         let next = c + 1;
+        self.grew = true;
         if next >= slots.max(1) {
             self.ceiling = None;
+            self.good = None;
+            self.grew = false;
         } else {
             self.ceiling = Some(next);
             // The next step counts from now.
-            self.last_cut = Some(now);
-            self.last_refusal = None;
+            self.last_step = Some(now);
         }
         true
     }
@@ -145,5 +172,31 @@ mod tests {
         assert_eq!(steps, 7, "1 → 8 in seven calm periods");
         assert!(g.admits(100));
         assert_eq!(g.refusals_last_minute(now + MINUTE), 0);
+    }
+
+    #[test]
+    fn after_a_failed_probe_the_ceiling_climbs_back_quickly_to_the_level_that_worked() {
+        let t0 = Instant::now();
+        let mut g = Gate::default();
+        // Sixteen at once against an API that takes four: cut while converging, no level
+        // known to work yet.
+        assert!(g.refused(t0, 16));
+        assert!(g.refused(t0 + COOLDOWN, 8));
+        assert_eq!(g.ceiling(), Some(4));
+        assert_eq!(g.step(), CALM);
+        // Calm: a probe to five, which the API refuses.
+        let mut now = t0 + COOLDOWN + CALM;
+        assert!(g.tick(now, 16));
+        assert_eq!(g.ceiling(), Some(5));
+        now += Duration::from_millis(100);
+        assert!(g.refused(now, 5));
+        assert_eq!(g.ceiling(), Some(3));
+        // Four worked: back to it after one quick step, then the calm pace again.
+        assert_eq!(g.step(), QUICK);
+        assert!(!g.tick(now + QUICK / 2, 16));
+        assert!(g.tick(now + QUICK, 16));
+        assert_eq!(g.ceiling(), Some(4));
+        assert_eq!(g.step(), CALM);
+        assert!(!g.tick(now + QUICK + QUICK, 16));
     }
 }

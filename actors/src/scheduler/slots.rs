@@ -221,7 +221,7 @@ impl SchedulerState {
         }
         self.gate_tick_armed = true;
         self.myself
-            .send_after(super::gate::CALM, || super::SchedulerMsg::GateTick);
+            .send_after(self.gate.step(), || super::SchedulerMsg::GateTick);
     }
 
     /// Answers `WaitReady` callers once every slot is idle or given up.
