@@ -374,29 +374,6 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     claude_pool::protocol::Timeout::parse(s).map(|t| t.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_idle_timeouts_parse_as_documented() {
-        assert_eq!(parse_size("800MB"), Ok(800_000_000));
-        assert_eq!(parse_size("1.5GiB"), Ok(1_610_612_736));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12 parsecs").is_err());
-        assert!(parse_size("0").is_err());
-        for never in ["0", "0s", "0m"] {
-            assert!(parse_idle(never).unwrap().0.is_none(), "{never}");
-        }
-        assert_eq!(parse_idle("10m").unwrap().0, Some(Duration::from_secs(600)));
-        assert_eq!(
-            parse_idle("0.5").unwrap().0,
-            Some(Duration::from_millis(500))
-        );
-        assert!(parse_idle("soon").is_err());
-    }
-}
-
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "yes" => Ok(true),
@@ -417,5 +394,28 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
         Err(format!(
             "expected a fraction above 0 and at most 1 (or 100%), not '{s}'"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_idle_timeouts_parse_as_documented() {
+        assert_eq!(parse_size("800MB"), Ok(800_000_000));
+        assert_eq!(parse_size("1.5GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+        for never in ["0", "0s", "0m"] {
+            assert!(parse_idle(never).unwrap().0.is_none(), "{never}");
+        }
+        assert_eq!(parse_idle("10m").unwrap().0, Some(Duration::from_secs(600)));
+        assert_eq!(
+            parse_idle("0.5").unwrap().0,
+            Some(Duration::from_millis(500))
+        );
+        assert!(parse_idle("soon").is_err());
     }
 }

@@ -314,3 +314,43 @@ async fn forty_eight_tasks_on_eight_slots_fit_an_api_that_takes_two_at_a_time() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_unknown_model_fails_at_once_with_the_apis_message() {
+    let Some((server, mock, _scratch)) = real_pool(&[("CLAUDE_CODE_MAX_RETRIES", "10")]).await
+    else {
+        return;
+    };
+    // The API does not know this model: 404 to any call naming it.
+    mock.configure(&json!({ "fail_status": 404, "fail_count": -1, "fail_model": "no-such-model" }));
+    let before = mock.message_requests();
+    let r = server
+        .call(
+            "pool_run",
+            json!({ "prompt": "MOCK_TEXT: never", "model": "claude-no-such-model-1" }),
+        )
+        .await;
+    assert_eq!(r.is_error, Some(true));
+    let report = content(&r);
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(
+        report["rate_limited"],
+        serde_json::Value::Null,
+        "not requeued: {report}"
+    );
+    // The CLI checks the model before it calls (the mock lists its models): it is refused
+    // by name, and no call is retried.
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("claude-no-such-model-1")
+            && (error.contains("404") || error.contains("not found")),
+        "{error}"
+    );
+    let sent = mock.message_requests() - before;
+    assert!(sent <= 2, "the turn was not retried on: {sent} requests");
+    // The pool's own model still works.
+    let ok = server
+        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: fine" }))
+        .await;
+    assert_eq!(ok["output"], "fine");
+}
