@@ -141,7 +141,7 @@ pub struct SchedulerState {
     /// The idle check's timer, if armed (see [`warmth`]).
     idle_timer: Option<warmth::IdleTimer>,
     /// How many turns may be in flight while the API pushes back ([`gate`]).
-    gate: gate::Gate,
+    gate: gate::Gates,
     /// Whether the gate's calm timer is armed.
     gate_tick_armed: bool,
     /// The API's usage windows: a used-up one holds dispatch until it resets ([`windows`]).
@@ -196,7 +196,7 @@ impl Actor for SchedulerActor {
             store: args.store,
             projects: args.projects,
             idle_timer: None,
-            gate: gate::Gate::default(),
+            gate: gate::Gates::default(),
             gate_tick_armed: false,
             windows: windows::Windows::new(max_window_use),
             window_timer: None,
@@ -296,10 +296,11 @@ impl Actor for SchedulerActor {
             } => state.on_rate_limited(slot, assignment, error),
             SchedulerMsg::ApiWindows(info) => state.on_api_windows(&info),
             SchedulerMsg::WindowTick => state.on_window_tick(),
-            SchedulerMsg::ApiPressure { status } if state.config.api_adapt => {
-                let in_flight = state.in_flight();
-                if state.gate.refused(Instant::now(), in_flight) {
-                    tracing::info!(status, ceiling = ?state.gate.ceiling(), "the API pushes back: fewer turns at once");
+            SchedulerMsg::ApiPressure { slot, status } if state.config.api_adapt => {
+                let model = state.model_on(&slot);
+                let in_flight = state.in_flight_of(&model);
+                if state.gate.refused(&model, Instant::now(), in_flight) {
+                    tracing::info!(status, %model, ceiling = ?state.gate.ceiling(), "the API pushes back: fewer turns at once");
                     state.events.publish(crate::events::PoolEvent::Api);
                 }
                 state.arm_gate_tick();
@@ -380,7 +381,7 @@ impl SchedulerState {
                 claude_pool_protocol::tools::ApiStatus {
                     state: if hold.is_some() {
                         "paused"
-                    } else if self.gate.ceiling().is_some() {
+                    } else if self.gate.limited() {
                         "limited"
                     } else {
                         "ok"
@@ -393,6 +394,15 @@ impl SchedulerState {
                         .map(|h| crate::ledger::book::rfc3339(h.until_ms)),
                     paused: hold.map(|h| h.why),
                     windows: self.windows.report(),
+                    models: self
+                        .gate
+                        .limited_models()
+                        .into_iter()
+                        .map(|(model, ceiling)| claude_pool_protocol::tools::ApiModel {
+                            model,
+                            ceiling: ceiling as u64,
+                        })
+                        .collect(),
                 }
             },
         }

@@ -139,3 +139,48 @@ async fn refused_items_fail_alone_a_fan_out_keeps_the_rest_and_a_chain_skips_pas
     );
     assert_eq!(steps[1]["output"], "prompt=<<MOCK_ECHO_PROMPT after []>>");
 }
+
+#[tokio::test]
+async fn one_models_refusals_hold_back_only_that_models_turns() {
+    let server = Server::start(
+        ServerOptions::fake(2)
+            .args(&["--requeue-backoff", "50ms"])
+            .env("FAKE_CLAUDE_TURN_MS", "300"),
+    )
+    .await;
+    server.wait_ready().await;
+    let r = server
+        .call_ok(
+            "pool_run",
+            json!({ "prompt": "MOCK_LIMITED_FIRST:1:opus MOCK_TEXT: ok", "model": "opus" }),
+        )
+        .await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let s = server.status().await;
+    assert_eq!(s["api"]["state"], "limited", "{s}");
+    assert_eq!(
+        s["api"]["models"],
+        json!([{ "model": "opus", "ceiling": 1 }]),
+        "{s}"
+    );
+    // Another model's turns run side by side as before…
+    let since = claude_pool_tests::mono_ns();
+    let fan = server
+        .call_ok(
+            "pool_fan_out",
+            json!({ "prompts": ["MOCK_TEXT: a", "MOCK_TEXT: b"], "model": "haiku" }),
+        )
+        .await;
+    assert_eq!(fan["completed"], 2, "{fan}");
+    assert_eq!(server.max_concurrent_turns_since(since), 2);
+    // …while the refused model's run one at a time.
+    let since = claude_pool_tests::mono_ns();
+    let fan = server
+        .call_ok(
+            "pool_fan_out",
+            json!({ "prompts": ["MOCK_TEXT: c", "MOCK_TEXT: d"], "model": "opus" }),
+        )
+        .await;
+    assert_eq!(fan["completed"], 2, "{fan}");
+    assert_eq!(server.max_concurrent_turns_since(since), 1);
+}

@@ -137,6 +137,74 @@ impl Gate {
     }
 }
 
+/// One gate per model a task asks for: the API's limits are per model, so refusals for one
+/// model hold back only its own turns. The key is the task's model as dispatch knows it
+/// (its `model`, or the server's `--model`; empty for the CLI's default).
+#[derive(Debug, Default)]
+pub(super) struct Gates {
+    by_model: std::collections::BTreeMap<String, Gate>,
+}
+
+impl Gates {
+    /// A refusal of a `model` turn with `in_flight` of its turns running.
+    pub fn refused(&mut self, model: &str, now: Instant, in_flight: usize) -> bool {
+        self.by_model
+            .entry(model.to_owned())
+            .or_default()
+            .refused(now, in_flight)
+    }
+
+    /// Time passed for every gate; true when any changed.
+    pub fn tick(&mut self, now: Instant, slots: usize) -> bool {
+        let mut changed = false;
+        for g in self.by_model.values_mut() {
+            changed |= g.tick(now, slots);
+        }
+        changed
+    }
+
+    /// Whether another `model` turn may start with `in_flight` of them running.
+    pub fn admits(&self, model: &str, in_flight: usize) -> bool {
+        self.by_model.get(model).is_none_or(|g| g.admits(in_flight))
+    }
+
+    /// Whether any model is held to a ceiling.
+    pub fn limited(&self) -> bool {
+        self.by_model.values().any(|g| g.ceiling().is_some())
+    }
+
+    /// The soonest next step of a limited gate.
+    pub fn step(&self) -> Duration {
+        self.by_model
+            .values()
+            .filter(|g| g.ceiling().is_some())
+            .map(Gate::step)
+            .min()
+            .unwrap_or(CALM)
+    }
+
+    /// The lowest ceiling of a limited model, if any is.
+    pub fn ceiling(&self) -> Option<usize> {
+        self.by_model.values().filter_map(Gate::ceiling).min()
+    }
+
+    /// Every limited model and its ceiling.
+    pub fn limited_models(&self) -> Vec<(String, usize)> {
+        self.by_model
+            .iter()
+            .filter_map(|(m, g)| g.ceiling().map(|c| (m.clone(), c)))
+            .collect()
+    }
+
+    /// Refusals of every model in the last minute.
+    pub fn refusals_last_minute(&self, now: Instant) -> usize {
+        self.by_model
+            .values()
+            .map(|g| g.refusals_last_minute(now))
+            .sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +240,20 @@ mod tests {
         assert_eq!(steps, 7, "1 → 8 in seven calm periods");
         assert!(g.admits(100));
         assert_eq!(g.refusals_last_minute(now + MINUTE), 0);
+    }
+
+    #[test]
+    fn a_models_refusals_hold_back_only_its_own_turns() {
+        let t0 = Instant::now();
+        let mut g = Gates::default();
+        assert!(g.refused("opus", t0, 4));
+        assert!(!g.admits("opus", 2) && g.admits("opus", 1));
+        assert!(g.admits("haiku", 7), "another model runs as before");
+        assert_eq!(g.limited_models(), vec![("opus".to_owned(), 2)]);
+        assert_eq!(g.ceiling(), Some(2));
+        assert!(g.refused("haiku", t0, 8));
+        assert_eq!(g.ceiling(), Some(2));
+        assert_eq!(g.refusals_last_minute(t0), 2);
     }
 
     #[test]

@@ -197,20 +197,23 @@ impl SchedulerState {
     }
 
     /// Takes the first queued task no gate holds back: its project below its limit of
-    /// running jobs, its session not running already.
+    /// running jobs, its session not running already, its model below the API's ceiling.
     pub(super) fn take_next(&mut self) -> Option<TaskId> {
         // The common case costs nothing: the head of the queue has no gate.
-        let head_free = self
-            .queue
-            .front()
-            .and_then(|id| self.tasks.get(id))
-            .is_none_or(|r| r.meta.project.is_none() && r.meta.resume.is_none());
+        let limited = self.gate.limited();
+        let head_free = !limited
+            && self
+                .queue
+                .front()
+                .and_then(|id| self.tasks.get(id))
+                .is_none_or(|r| r.meta.project.is_none() && r.meta.resume.is_none());
         if head_free {
             return self.queue.pop_front();
         }
         let projects = self.projects.current();
         let mut running_projects: std::collections::HashMap<&str, usize> = Default::default();
         let mut running_sessions: std::collections::HashSet<&str> = Default::default();
+        let mut running_models: std::collections::HashMap<String, usize> = Default::default();
         let running = self
             .slots
             .values()
@@ -222,6 +225,11 @@ impl SchedulerState {
             }
             if let Some(s) = &r.meta.resume {
                 running_sessions.insert(s.as_str());
+            }
+            if limited {
+                *running_models
+                    .entry(super::slots::model_key(r.settings.model.as_deref()))
+                    .or_default() += 1;
             }
         }
         let pos = self.queue.iter().position(|id| {
@@ -237,7 +245,12 @@ impl SchedulerState {
                 .resume
                 .as_deref()
                 .is_none_or(|s| !running_sessions.contains(s));
-            project_free && session_free
+            let model_free = !limited || {
+                let model = super::slots::model_key(r.settings.model.as_deref());
+                let running = running_models.get(&model).copied().unwrap_or(0);
+                self.gate.admits(&model, running)
+            };
+            project_free && session_free && model_free
         })?;
         self.queue.remove(pos)
     }

@@ -129,6 +129,8 @@ pub enum SchedulerMsg {
     },
     /// A slot saw a rate or load refusal (HTTP 429 or 529): the admission gate closes in.
     ApiPressure {
+        /// The slot whose turn was refused (its task's model is the one refused).
+        slot: SlotId,
         /// The status.
         status: u64,
     },

@@ -209,14 +209,29 @@ impl SchedulerState {
         }
     }
 
-    /// Turns in flight: slots with a task assigned.
-    pub(super) fn in_flight(&self) -> usize {
-        self.slots.values().filter(|e| e.task.is_some()).count()
+    /// The model key of the task running on `slot` (see [`super::gate::Gates`]).
+    pub(super) fn model_on(&self, slot: &SlotId) -> String {
+        self.slots
+            .get(slot)
+            .and_then(|e| e.task.as_ref())
+            .and_then(|id| self.tasks.get(id))
+            .map(|r| model_key(r.settings.model.as_deref()))
+            .unwrap_or_default()
+    }
+
+    /// Turns in flight of tasks asking for `model`.
+    pub(super) fn in_flight_of(&self, model: &str) -> usize {
+        self.slots
+            .values()
+            .filter_map(|e| e.task.as_ref())
+            .filter_map(|id| self.tasks.get(id))
+            .filter(|r| model_key(r.settings.model.as_deref()) == model)
+            .count()
     }
 
     /// Arms the gate's calm timer while the gate is not open.
     pub(super) fn arm_gate_tick(&mut self) {
-        if self.gate_tick_armed || self.gate.ceiling().is_none() {
+        if self.gate_tick_armed || !self.gate.limited() {
             return;
         }
         self.gate_tick_armed = true;
@@ -249,9 +264,6 @@ impl SchedulerState {
         while !self.queue.is_empty() && !self.budget_wait {
             if !self.has_idle() {
                 return;
-            }
-            if !self.gate.admits(self.in_flight()) {
-                return; // the API pushes back: the gate's calm timer reopens it
             }
             if self.window_holds() {
                 return; // a usage window is used up: its reset timer dispatches again
@@ -432,4 +444,10 @@ impl SchedulerState {
             let _ = self.root.cast(RootMsg::PoolRecovered);
         }
     }
+}
+
+/// A task's model as the admission gates key it: its own, or the server's; empty for the
+/// CLI's default.
+pub(super) fn model_key(model: Option<&str>) -> String {
+    model.unwrap_or_default().to_owned()
 }

@@ -392,8 +392,11 @@ impl SchedulerState {
         // A used-up usage window is not a rate: the turn waits for the reset, and the
         // gate stays as it is.
         let window = self.windows.hold(super::now_ms());
-        let in_flight = self.in_flight();
-        if window.is_none() && self.config.api_adapt && self.gate.refused(Instant::now(), in_flight)
+        let model = super::slots::model_key(assignment.settings.model.as_deref());
+        let in_flight = self.in_flight_of(&model) + 1; // its own turn just ended
+        if window.is_none()
+            && self.config.api_adapt
+            && self.gate.refused(&model, Instant::now(), in_flight)
         {
             tracing::info!(ceiling = ?self.gate.ceiling(), "the API refused a turn: fewer turns at once");
             self.events.publish(PoolEvent::Api);

@@ -404,6 +404,7 @@ impl SlotState {
         match status {
             Some(429 | 529) => {
                 let _ = self.args.scheduler.cast(SchedulerMsg::ApiPressure {
+                    slot: self.args.slot.clone(),
                     status: status.unwrap_or(429),
                 });
             }
@@ -514,6 +515,7 @@ impl SlotState {
                         // (it ran a tool first) is told here.
                         if matches!(r.api_error_status, Some(429 | 529)) && !task.rate_limited {
                             let _ = self.args.scheduler.cast(SchedulerMsg::ApiPressure {
+                                slot: self.args.slot.clone(),
                                 status: r.api_error_status.unwrap_or(429),
                             });
                         }

@@ -228,6 +228,19 @@ pub struct ApiStatus {
     /// credentials only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<ApiWindow>,
+    /// While limited: each model held to a ceiling (the API's limits are per model; a
+    /// model's refusals hold back only its own turns). The empty name is the CLI's default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ApiModel>,
+}
+
+/// A model the admission gate holds to a ceiling.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApiModel {
+    /// The model as tasks ask for it.
+    pub model: String,
+    /// Its turns allowed at once.
+    pub ceiling: u64,
 }
 
 /// One usage window of a subscription, as the API reports it.
