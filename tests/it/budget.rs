@@ -18,19 +18,17 @@ fn close(a: f64, b: f64) -> bool {
 /// ledger sees the first call's cost and can stop the second.
 const CALL_MS: &str = "800";
 
-#[tokio::test]
-async fn reaching_the_budget_mid_turn_stops_running_work_and_refuses_new_work() {
-    let cap = 0.012;
+/// A two-slot server with `cap_args`, given three tasks of two API calls each (a tool loop),
+/// 2000 in / 100 out per call: two run, one waits for a slot. Returns the server and the
+/// three final reports, in submission order.
+async fn three_two_call_tasks(cap_args: &[&str]) -> (Server, Vec<Value>) {
     let server = Server::start(
         ServerOptions::fake(2)
-            .args(&["--budget-usd", &cap.to_string()])
+            .args(cap_args)
             .env("FAKE_CLAUDE_TURN_MS", CALL_MS),
     )
     .await;
     server.wait_ready().await;
-    // Two tasks of two API calls each (a tool loop), 2000 in / 100 out per call, and one
-    // more waiting for a slot. After both first calls the pool has spent
-    // 2 × (2000 × $4/M input) — already over the cap — so the second calls never happen.
     let prompt = "MOCK_TOOL:true MOCK_USAGE:2000,100";
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -43,6 +41,15 @@ async fn reaching_the_budget_mid_turn_stops_running_work_and_refuses_new_work() 
     for id in &ids {
         reports.push(server.wait_task(id).await);
     }
+    (server, reports)
+}
+
+#[tokio::test]
+async fn reaching_the_budget_mid_turn_stops_running_work_and_refuses_new_work() {
+    let cap = 0.012;
+    // After both first calls the pool has spent 2 × (2000 × $4/M input) — already over
+    // the cap — so the second calls never happen.
+    let (server, reports) = three_two_call_tasks(&["--budget-usd", &cap.to_string()]).await;
     for r in &reports[..2] {
         assert_eq!(r["status"], "failed", "{r}");
         let e = r["error"].as_str().unwrap();
@@ -220,28 +227,9 @@ async fn pool_spend_is_exactly_the_sum_of_every_tasks_spend_whatever_their_end()
 #[tokio::test]
 async fn a_token_cap_stops_running_work_and_refuses_new_work_like_the_dollar_cap() {
     let cap: u64 = 4000;
-    let server = Server::start(
-        ServerOptions::fake(2)
-            .args(&["--budget-tokens", &cap.to_string()])
-            .env("FAKE_CLAUDE_TURN_MS", CALL_MS),
-    )
-    .await;
-    server.wait_ready().await;
-    // Two tasks of two API calls each, 2000 in / 100 out per call, and one more waiting.
     // After both first calls the pool has used 2 × 2100 tokens — over the cap — so the
     // second calls never happen and the third task never starts.
-    let prompt = "MOCK_TOOL:true MOCK_USAGE:2000,100";
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let s = server
-            .call_ok("pool_submit", json!({ "prompt": prompt }))
-            .await;
-        ids.push(s["task_id"].as_str().unwrap().to_owned());
-    }
-    let mut reports = Vec::new();
-    for id in &ids {
-        reports.push(server.wait_task(id).await);
-    }
+    let (server, reports) = three_two_call_tasks(&["--budget-tokens", &cap.to_string()]).await;
     for r in &reports[..2] {
         assert_eq!(r["status"], "failed", "{r}");
         let e = r["error"].as_str().unwrap();
