@@ -25,6 +25,7 @@ mod gate;
 mod intake;
 mod jobs;
 mod msg;
+mod requeue;
 mod scale;
 mod slots;
 pub(crate) mod table;
