@@ -162,7 +162,10 @@ impl Book {
     }
 
     fn in_flight(&self) -> f64 {
-        self.running.values().map(|r| r.live).sum()
+        self.running
+            .values()
+            .map(|r| r.live)
+            .fold(0.0, |a, b| a + b)
     }
 
     fn tokens_in_flight(&self) -> u64 {
@@ -371,7 +374,11 @@ impl Book {
             spend_usd: self.spent,
             budget_remaining: self.cap.map(|c| (c - self.spent - in_flight).max(0.0)),
             in_flight_usd: in_flight,
-            reserved_usd: self.running.values().map(|r| r.reserved).sum(),
+            reserved_usd: self
+                .running
+                .values()
+                .map(|r| r.reserved)
+                .fold(0.0, |a, b| a + b),
             exhausted: self.exhausted.is_some(),
             period: self.period.name.to_owned(),
             window_started_at: (self.period.start_ms > 0).then(|| rfc3339(self.period.start_ms)),
