@@ -126,8 +126,8 @@ impl PoolServer {
 }
 
 /// Tool arguments whose deserialization error is kept for the handler, so that malformed
-/// arguments become an invalid-params error naming the field (the router alone would turn
-/// them into a tool error result). The JSON schema is `T`'s.
+/// arguments become an error naming the field (an `isError` tool result, see
+/// `call_tool`). The JSON schema is `T`'s.
 #[derive(Debug)]
 pub struct Checked<T>(Result<T, String>);
 
@@ -183,6 +183,17 @@ pub fn fail(e: PoolError) -> Result<CallToolResult, ErrorData> {
         }
         _ => Err(to_error_data(e)),
     }
+}
+
+/// A tool's argument error as the model sees it: the message as text, and
+/// `{"error": "invalid_arguments", "message": …}` as structured content.
+fn argument_error(e: &ErrorData) -> CallToolResult {
+    let mut r = CallToolResult::error(vec![ContentBlock::text(e.message.to_string())]);
+    r.structured_content = Some(serde_json::json!({
+        "error": "invalid_arguments",
+        "message": e.message,
+    }));
+    r
 }
 
 /// Maps a pool error to a protocol error (for requests that are not tool calls).
@@ -319,13 +330,24 @@ impl ServerHandler for PoolServer {
         if protocol_tasks::as_task(&request, &context) {
             return self.start_task(request, &context).await;
         }
-        if request.name == "pool_run"
+        let known = self.tool_router.has_route(&request.name);
+        let answer = if request.name == "pool_run"
             && approvals::asking(&context) == approvals::Asking::InputRequired
         {
-            return self.run_task_input_required(request, &context).await;
+            self.run_task_input_required(request, &context).await
+        } else {
+            let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+            self.tool_router.call(call).await
+        };
+        match answer {
+            // A mistake in a known tool's arguments is the model's to see and correct: a
+            // tool result with `isError`, naming the field. Unknown tools and malformed
+            // requests stay protocol errors.
+            Err(e) if known && e.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
+                Ok(argument_error(&e).into())
+            }
+            other => other,
         }
-        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        self.tool_router.call(call).await
     }
 
     async fn get_task(

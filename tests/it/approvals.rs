@@ -120,7 +120,7 @@ async fn a_question_waits_for_pool_approve_and_shows_in_the_result_status_and_re
     assert_eq!(record["scope"], "task");
     // The first answer wins; a second finds nothing to answer.
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_approve",
             json!({ "request_id": apr, "decision": "deny" }),
             "no pending approval request",
@@ -283,14 +283,14 @@ async fn an_allow_rule_runs_without_asking_and_a_deny_rule_refuses_without_askin
     );
     // … and may not widen it.
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_run",
             json!({ "prompt": "MOCK_TOOL:true", "allow": ["Bash"] }),
             "wider than this server's allow rules",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_run",
             json!({ "prompt": "MOCK_TOOL:true", "deny": ["Bash("] }),
             "Bash(",

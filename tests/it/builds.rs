@@ -92,14 +92,14 @@ async fn a_build_commits_on_its_branch_and_reports_the_head_without_touching_the
     // The same branch again, a missing base: clear errors, nothing started.
     let turns = server.turns_started();
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_build",
             json!({ "project": "app", "spec": COMMIT_SPEC, "branch": "feat/built" }),
             "branch \"feat/built\" already exists",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_build",
             json!({ "project": "app", "spec": COMMIT_SPEC, "branch": "feat/x", "baseBranch": "nope" }),
             "base branch \"nope\" does not exist",

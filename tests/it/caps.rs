@@ -53,7 +53,7 @@ async fn a_skill_rendering_past_the_cap_is_refused_without_being_built() {
         "the test must ask for far more than the cap"
     );
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_skill_run",
             json!({ "skill": "echo_many", "arguments": { "x": big } }),
             &format!("over the cap of {CAP} bytes"),
@@ -166,7 +166,7 @@ async fn values_that_reach_a_command_line_are_refused_by_field() {
     ];
     for (tool, args, field) in cases {
         server
-            .expect_invalid_params(tool, args, &format!("invalid arguments: {field}:"))
+            .expect_argument_error(tool, args, &format!("invalid arguments: {field}:"))
             .await;
     }
     assert_eq!(server.turns_started(), 0, "a bad value reached Claude");

@@ -72,12 +72,12 @@ async fn modes_above_the_ceiling_are_refused_on_every_tool_before_anything_start
             ),
         ];
         for (tool, args) in cases {
-            server.expect_invalid_params(tool, args, needle).await;
+            server.expect_argument_error(tool, args, needle).await;
         }
     }
     // claude_run has no mode to ask for: trying to slip one in is an unknown field.
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_run",
             json!({ "project": "app", "prompt": "x", "permissionMode": "bypassPermissions" }),
             "permissionMode",
@@ -108,7 +108,7 @@ async fn the_servers_own_mode_is_allowed_whatever_the_ceiling() {
     assert_eq!(ready["max_permission_mode"], "acceptEdits", "{ready}");
     let processes = server.processes_started();
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_run",
             json!({ "prompt": "x", "permission_mode": "auto" }),
             "permission ceiling \"acceptEdits\"",
@@ -198,7 +198,7 @@ async fn a_build_the_server_does_not_allow_is_refused_before_a_worktree_or_proce
         server.wait_ready().await;
         let processes = server.processes_started();
         server
-            .expect_invalid_params(
+            .expect_argument_error(
                 "claude_build",
                 json!({ "project": "app", "spec": COMMIT_SPEC, "branch": "feat/refused", "runTests": false }),
                 needle,

@@ -198,7 +198,7 @@ async fn a_bad_chain_is_refused_before_anything_runs() {
     for tool in ["pool_chain", "pool_submit_chain"] {
         for (args, needle) in &cases {
             server
-                .expect_invalid_params(tool, args.clone(), needle)
+                .expect_argument_error(tool, args.clone(), needle)
                 .await;
         }
     }
@@ -290,7 +290,7 @@ async fn cancelling_a_chain_cancels_its_running_step_and_the_rest() {
         .await;
     assert_eq!(again["cancelled"], false);
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_cancel",
             json!({ "chain_id": "chain-nope" }),
             "not found",

@@ -31,7 +31,7 @@ async fn context_tools_answer_with_the_documented_fields() {
         .await;
     assert_eq!(del["deleted"], false);
     server
-        .expect_invalid_params("context_get", json!({ "key": "framework" }), "not found")
+        .expect_argument_error("context_get", json!({ "key": "framework" }), "not found")
         .await;
     server.close().await;
 }
@@ -129,7 +129,7 @@ async fn context_limits_are_clear_errors_that_change_nothing() {
     ];
     for (args, needle) in cases {
         server
-            .expect_invalid_params("context_set", args, needle)
+            .expect_argument_error("context_set", args, needle)
             .await;
     }
     for i in 0..63 {
@@ -141,7 +141,7 @@ async fn context_limits_are_clear_errors_that_change_nothing() {
             .await;
     }
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "context_set",
             json!({ "key": "one-more", "value": "v" }),
             "full",

@@ -136,7 +136,7 @@ async fn a_fan_out_is_bounded_and_bad_prompts_are_refused_before_anything_runs()
     ];
     for (args, needle) in cases {
         server
-            .expect_invalid_params("pool_fan_out", args, needle)
+            .expect_argument_error("pool_fan_out", args, needle)
             .await;
     }
     assert_eq!(server.turns_started(), 0, "nothing ran");

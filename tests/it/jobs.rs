@@ -183,7 +183,7 @@ async fn a_job_past_its_timeout_fails_with_the_reason() {
         "{j}"
     );
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_run",
             json!({ "project": "p", "prompt": "x", "timeoutMs": 21_600_001u64 }),
             "timeoutMs must be between 1 and 21600000",
@@ -260,7 +260,7 @@ async fn claude_list_jobs_filters_by_project_state_and_limit_exactly() {
         assert_eq!(got, expect(project, state, limit), "{args}");
     }
     server
-        .expect_invalid_params("claude_list_jobs", json!({ "state": "finished" }), "state")
+        .expect_argument_error("claude_list_jobs", json!({ "state": "finished" }), "state")
         .await;
     server.close().await;
 }
@@ -272,35 +272,35 @@ async fn unknown_projects_jobs_and_sessions_are_clear_errors_and_start_nothing()
     server.wait_ready().await;
     let processes = server.processes_started();
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_run",
             json!({ "project": "nope", "prompt": "MOCK_TEXT: x" }),
             "unknown project \"nope\": the projects are p, q",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_job_status",
             json!({ "jobId": "task-123456789abc" }),
             "unknown job \"task-123456789abc\"",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_cancel",
             json!({ "jobId": "task-123456789abc" }),
             "unknown job \"task-123456789abc\"",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_run",
             json!({ "project": "p", "prompt": "MOCK_TEXT: x", "sessionId": "0b6c3f5e-8a37-4c1e-9d39-000000000000" }),
             "unknown session \"0b6c3f5e-8a37-4c1e-9d39-000000000000\"",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_run",
             json!({ "prompt": "MOCK_TEXT: x", "session_id": "../../etc/passwd" }),
             "unknown session",
@@ -436,7 +436,7 @@ async fn sighup_reloads_the_projects_and_a_broken_file_keeps_the_old_ones() {
     let listed = server.call_ok("claude_list_projects", json!({})).await;
     assert_eq!(names(&listed), want, "{listed}");
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "claude_run",
             json!({ "project": "p", "prompt": "MOCK_TEXT: x" }),
             "unknown project \"p\"",

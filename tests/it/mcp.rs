@@ -173,7 +173,7 @@ async fn submit_then_result_returns_the_finished_task() {
 }
 
 #[tokio::test]
-async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
+async fn unknown_task_ids_and_malformed_arguments_are_tool_errors_the_model_reads() {
     let server = fake_server(1).await;
     let cases = [
         (
@@ -187,6 +187,7 @@ async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
             "not found",
         ),
         ("pool_run", json!({}), "prompt"),
+        ("pool_run", json!({ "prompt": 5 }), "prompt: invalid type"),
         (
             "pool_run",
             json!({ "prompt": "  " }),
@@ -219,7 +220,19 @@ async fn unknown_task_ids_and_malformed_arguments_are_invalid_params() {
         ),
     ];
     for (tool, args, needle) in cases {
-        server.expect_invalid_params(tool, args, needle).await;
+        server.expect_argument_error(tool, args, needle).await;
+    }
+    assert_eq!(
+        server.turns_started(),
+        0,
+        "a call with wrong arguments started work"
+    );
+    // An unknown tool is still a protocol error.
+    match server.try_call("pool_nope", json!({})).await {
+        Err(rmcp::ServiceError::McpError(e)) => {
+            assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{e:?}");
+        }
+        other => panic!("an unknown tool was answered: {other:?}"),
     }
     // ...and the server keeps serving.
     let r = server

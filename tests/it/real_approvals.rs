@@ -165,7 +165,7 @@ async fn a_rule_allows_or_denies_without_asking_and_a_task_cannot_widen_the_rule
 
     // A task's allow rule wider than the server's is refused before anything runs.
     p.server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_run",
             json!({ "prompt": "MOCK_TOOL:true", "allow": ["Bash(curl:*)"] }),
             "wider than this server's allow rules",

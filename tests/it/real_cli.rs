@@ -202,7 +202,7 @@ async fn real_cli_a_mode_above_the_ceiling_is_refused_before_any_process_sees_it
     let started = procs::children(p.server.pid).len();
     for mode in ["bypassPermissions", "auto"] {
         p.server
-            .expect_invalid_params(
+            .expect_argument_error(
                 "pool_run",
                 json!({ "prompt": "MOCK_TEXT: never", "permission_mode": mode }),
                 "acceptEdits",

@@ -32,28 +32,28 @@ async fn scaling_answers_like_the_seed_and_out_of_bounds_changes_nothing() {
     assert_eq!(s["target_slots"], 4);
 
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_scale_up",
             json!({ "count": 1 }),
             "above --max-slots 4",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_scale_down",
             json!({ "count": 4 }),
             "below --min-slots 1",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_set_target_slots",
             json!({ "target": 0 }),
             "below --min-slots",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_set_target_slots",
             json!({ "target": 9 }),
             "above --max-slots",
@@ -72,10 +72,10 @@ async fn scaling_answers_like_the_seed_and_out_of_bounds_changes_nothing() {
         } else {
             "count"
         };
-        server.expect_invalid_params(tool, args, field).await;
+        server.expect_argument_error(tool, args, field).await;
     }
     server
-        .expect_invalid_params("pool_scale_down", json!({ "count": 0 }), "at least 1")
+        .expect_argument_error("pool_scale_down", json!({ "count": 0 }), "at least 1")
         .await;
     assert_eq!(
         server.status().await["slots"].as_array().unwrap().len(),

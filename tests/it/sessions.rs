@@ -111,7 +111,7 @@ async fn servers_in_two_projects_share_nothing_queued_set_or_spent() {
         .await;
     let out = echo["output"].as_str().unwrap();
     assert!(!out.contains("context-of-project-a"), "{out}");
-    b.expect_invalid_params(
+    b.expect_argument_error(
         "pool_result",
         json!({ "task_id": spent["task_id"] }),
         "task not found",

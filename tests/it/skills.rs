@@ -62,38 +62,38 @@ async fn skill_arguments_are_checked_before_anything_runs() {
     let server = Server::start(ServerOptions::fake(1)).await;
     server.wait_ready().await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_skill_run",
             json!({ "skill": "code_review" }),
             "needs the argument \"path\"",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_skill_run",
             json!({ "skill": "code_review", "arguments": { "path": "x", "colour": "red" } }),
             "no argument \"colour\"",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_skill_run",
             json!({ "skill": "nope" }),
             "skill not found",
         )
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_skill_run",
             json!({ "skill": "code_review", "arguments": ["x"] }),
             "arguments",
         )
         .await;
     server
-        .expect_invalid_params("pool_skill_run", json!({}), "skill")
+        .expect_argument_error("pool_skill_run", json!({}), "skill")
         .await;
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_skill_get",
             json!({ "skill": "nope" }),
             "skill not found",

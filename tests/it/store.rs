@@ -242,7 +242,7 @@ async fn after_a_graceful_restart_results_read_the_same_and_a_new_run_starts_fro
     );
     // The earlier run's context is gone, and never reaches a prompt of this one.
     server
-        .expect_invalid_params("context_get", json!({ "key": "lang" }), "not found")
+        .expect_argument_error("context_get", json!({ "key": "lang" }), "not found")
         .await;
     let r = server
         .call_ok("pool_run", json!({ "prompt": "MOCK_ECHO_PROMPT" }))
@@ -547,7 +547,7 @@ async fn a_tasks_transcript_holds_every_event_and_the_whole_output() {
     // forgotten the task; the live one is whole.
     assert_eq!(r["output"].as_str().unwrap(), big);
     server
-        .expect_invalid_params(
+        .expect_argument_error(
             "pool_transcript",
             json!({ "task_id": "task-000000000000" }),
             "no transcript for \"task-000000000000\"",

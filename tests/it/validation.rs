@@ -86,7 +86,7 @@ async fn every_tool_refuses_bad_arguments_by_name_before_anything_runs() {
         ),
     ];
     for (tool, args, field) in cases {
-        server.expect_invalid_params(tool, args, field).await;
+        server.expect_argument_error(tool, args, field).await;
     }
     for (tool, args) in [
         ("pool_result", json!({ "task_id": "task-nope" })),
@@ -94,7 +94,7 @@ async fn every_tool_refuses_bad_arguments_by_name_before_anything_runs() {
         ("pool_cancel", json!({ "chain_id": "chain-nope" })),
         ("pool_chain_result", json!({ "chain_id": "chain-nope" })),
     ] {
-        server.expect_invalid_params(tool, args, "not found").await;
+        server.expect_argument_error(tool, args, "not found").await;
     }
     assert_eq!(server.turns_started(), 0, "a bad call reached Claude");
     assert_eq!(

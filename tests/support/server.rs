@@ -428,23 +428,22 @@ impl Server {
         self.client().call_tool(params).await
     }
 
-    /// Calls a tool that must fail with an invalid-params error whose message contains
-    /// `needle` (the field or the bound it names).
-    pub async fn expect_invalid_params(&self, tool: &str, args: Value, needle: &str) {
+    /// Calls a tool whose arguments are wrong: it must answer a tool result with `isError`
+    /// (for the model to read and correct) whose text contains `needle` (the field or the
+    /// bound it names), structured as `{"error": "invalid_arguments", "message"}`.
+    pub async fn expect_argument_error(&self, tool: &str, args: Value, needle: &str) {
         match self.try_call(tool, args.clone()).await {
-            Err(rmcp::ServiceError::McpError(e)) => {
-                assert_eq!(
-                    e.code,
-                    rmcp::model::ErrorCode::INVALID_PARAMS,
-                    "{tool} {args}: {e:?}"
-                );
+            Ok(r) => {
+                assert_eq!(r.is_error, Some(true), "{tool} {args}: {r:?}");
+                let text = first_text(&r);
                 assert!(
-                    e.message.contains(needle),
-                    "{tool} {args}: {:?} lacks {needle:?}",
-                    e.message
+                    text.contains(needle),
+                    "{tool} {args}: {text:?} lacks {needle:?}"
                 );
+                let s = r.structured_content.clone().unwrap_or_default();
+                assert_eq!(s["error"], "invalid_arguments", "{tool} {args}: {s}");
             }
-            other => panic!("{tool} {args}: expected invalid params, got {other:?}"),
+            other => panic!("{tool} {args}: expected an isError tool result, got {other:?}"),
         }
     }
 
@@ -839,12 +838,12 @@ impl Server {
         // it: let the slots settle first (not for long: a test may close with a task still
         // running, and then the slots never all settle).
         let settled = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.try_call("pool_status", json!({ "wait_ready": true })),
+            Duration::from_secs(6),
+            self.try_call("pool_status", json!({ "wait_ready": "5s" })),
         )
         .await;
         let status = match settled {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) if r.is_error != Some(true) => Ok(r),
             _ => self.try_call("pool_status", json!({})).await,
         };
         let current: BTreeSet<u32> = match status {
