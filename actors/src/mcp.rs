@@ -14,6 +14,7 @@ mod admin;
 mod approvals;
 mod chains;
 mod jobs;
+pub mod logging;
 pub mod protocol_tasks;
 mod resources;
 mod skills;
@@ -35,6 +36,7 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::error::PoolError;
 use crate::pool::Pool;
@@ -65,6 +67,10 @@ pub struct PoolServer {
     closing: tokio_util::sync::CancellationToken,
     #[allow(dead_code)] // read by the #[tool_handler] expansion
     tool_router: Arc<ToolRouter<Self>>,
+    /// This session's id in its calls' log spans.
+    log_session: u64,
+    /// Its subscription to the server's log (`logging/setLevel`).
+    log: Arc<logging::SessionLog>,
 }
 
 impl PoolServer {
@@ -76,6 +82,8 @@ impl PoolServer {
             closing: tokio_util::sync::CancellationToken::new(),
             pool,
             tool_router: Self::tools(),
+            log_session: logging::new_session(),
+            log: Arc::default(),
         }
     }
 
@@ -305,6 +313,7 @@ async fn long_poll<T: Serialize>(
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for PoolServer {
+    #[allow(deprecated)] // logging: the 2025-11-25 revision's capability
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tasks()
@@ -313,6 +322,7 @@ impl ServerHandler for PoolServer {
             .enable_tools()
             .enable_resources_list_changed()
             .enable_resources_subscribe()
+            .enable_logging()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
@@ -331,14 +341,28 @@ impl ServerHandler for PoolServer {
             return self.start_task(request, &context).await;
         }
         let known = self.tool_router.has_route(&request.name);
-        let answer = if request.name == "pool_run"
-            && approvals::asking(&context) == approvals::Asking::InputRequired
-        {
-            self.run_task_input_required(request, &context).await
-        } else {
-            let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-            self.tool_router.call(call).await
-        };
+        let span = tracing::debug_span!(
+            logging::CALL_SPAN,
+            session = self.log_session,
+            tool = %request.name
+        );
+        let answer = async {
+            let name = request.name.clone();
+            tracing::debug!(tool = %name, "call");
+            let answer = if request.name == "pool_run"
+                && approvals::asking(&context) == approvals::Asking::InputRequired
+            {
+                self.run_task_input_required(request, &context).await
+            } else {
+                let call =
+                    rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+                self.tool_router.call(call).await
+            };
+            tracing::debug!(tool = %name, ok = answer.is_ok(), "answered");
+            answer
+        }
+        .instrument(span)
+        .await;
         match answer {
             // A mistake in a known tool's arguments is the model's to see and correct: a
             // tool result with `isError`, naming the field. Unknown tools and malformed
@@ -348,6 +372,17 @@ impl ServerHandler for PoolServer {
             }
             other => other,
         }
+    }
+
+    #[allow(deprecated)] // logging belongs to the 2025-11-25 revision
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log
+            .set(self.log_session, request.level, context.peer.clone());
+        Ok(())
     }
 
     async fn get_task(

@@ -62,10 +62,13 @@ fn init_tracing(args: &Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| DEFAULT_LOG.to_owned());
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .with_context(|| format!("invalid --log-level {level:?}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match &args.log_file {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let output = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(false);
+    let output = match &args.log_file {
         Some(path) => {
             // Private whatever the umask: logs name prompts, paths and sessions. A file that
             // exists keeps the mode its owner gave it.
@@ -75,13 +78,22 @@ fn init_tracing(args: &Args) -> anyhow::Result<()> {
                 .mode(claude_pool::private::FILE_MODE)
                 .open(path)
                 .with_context(|| format!("cannot open --log-file {}", path.display()))?;
-            builder
-                .with_ansi(false)
+            output
                 .with_writer(std::sync::Mutex::new(file))
-                .init();
+                .with_filter(filter)
+                .boxed()
         }
-        None => builder.with_ansi(false).with_writer(std::io::stderr).init(),
-    }
+        None => output
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
+    // Sessions that ask (logging/setLevel) get the log as MCP notifications, at their own
+    // level, whatever --log-level says.
+    tracing_subscriber::registry()
+        .with(output)
+        .with(claude_pool::mcp::logging::layer())
+        .init();
     Ok(())
 }
 

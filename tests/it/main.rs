@@ -29,6 +29,7 @@ mod http_defaults;
 mod idle;
 mod jobs;
 mod limits;
+mod logging;
 mod mcp;
 mod private_files;
 mod protocol_tasks;

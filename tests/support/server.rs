@@ -143,6 +143,8 @@ pub struct TestClient {
     tasks_extension: bool,
     /// With elicitation: where the server's requests go, each with the way to answer it.
     elicitations: Option<mpsc::UnboundedSender<Elicitation>>,
+    /// Where `notifications/message` go, as JSON (`level`, `logger`, `data`).
+    logs: mpsc::UnboundedSender<Value>,
 }
 
 /// An elicitation the server sent, and the way to answer it.
@@ -211,6 +213,17 @@ impl ClientHandler for TestClient {
     async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
         let _ = self.resources.send(ResourceNote::ListChanged);
     }
+
+    #[allow(deprecated)] // logging: the 2025-11-25 revision's
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self
+            .logs
+            .send(serde_json::to_value(&params).unwrap_or_default());
+    }
 }
 
 /// A running server and a connected client.
@@ -227,6 +240,7 @@ pub struct Server {
     progress: tokio::sync::Mutex<mpsc::UnboundedReceiver<ProgressNotificationParam>>,
     resources: tokio::sync::Mutex<mpsc::UnboundedReceiver<ResourceNote>>,
     elicitations: tokio::sync::Mutex<mpsc::UnboundedReceiver<Elicitation>>,
+    logs: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
     stdout_problems: Arc<Mutex<Vec<String>>>,
     transport: Transport,
     /// Where the server's stderr (its log) goes.
@@ -297,11 +311,13 @@ impl Server {
         let (tx, rx) = mpsc::unbounded_channel();
         let (res_tx, res_rx) = mpsc::unbounded_channel();
         let (el_tx, el_rx) = mpsc::unbounded_channel();
+        let (log_tx, log_rx) = mpsc::unbounded_channel();
         let handler = TestClient {
             progress: tx,
             resources: res_tx,
             tasks_extension: opts.tasks_extension,
             elicitations: opts.elicitation.then_some(el_tx),
+            logs: log_tx,
         };
         let problems = Arc::new(Mutex::new(Vec::new()));
         let (child, client, url, token) = match opts.transport {
@@ -336,6 +352,7 @@ impl Server {
             progress: tokio::sync::Mutex::new(rx),
             resources: tokio::sync::Mutex::new(res_rx),
             elicitations: tokio::sync::Mutex::new(el_rx),
+            logs: tokio::sync::Mutex::new(log_rx),
             stdout_problems: problems,
             transport: opts.transport,
             stderr_path,
@@ -377,11 +394,13 @@ impl Server {
         let (progress, _) = mpsc::unbounded_channel();
         let (resources, _) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::unbounded_channel();
+        let (logs, _) = mpsc::unbounded_channel();
         let handler = TestClient {
             progress,
             resources,
             tasks_extension: false,
             elicitations: Some(tx),
+            logs,
         };
         let mut config =
             rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
@@ -399,6 +418,66 @@ impl Server {
         .await
         .expect("a second client");
         (client, rx)
+    }
+
+    /// A second client of this HTTP server, with the log notifications it receives.
+    pub async fn log_client(
+        &self,
+    ) -> (
+        RunningService<RoleClient, TestClient>,
+        mpsc::UnboundedReceiver<Value>,
+    ) {
+        let url = self.url.clone().expect("an HTTP server");
+        let (progress, _) = mpsc::unbounded_channel();
+        let (resources, _) = mpsc::unbounded_channel();
+        let (logs, rx) = mpsc::unbounded_channel();
+        let handler = TestClient {
+            progress,
+            resources,
+            tasks_extension: false,
+            elicitations: None,
+            logs,
+        };
+        let mut config =
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url,
+            );
+        if let Some(t) = &self.token {
+            config = config.auth_header(t.clone());
+        }
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+        let client = within(
+            Duration::from_secs(30),
+            "a second client's handshake",
+            handler.serve(transport),
+        )
+        .await
+        .expect("a second client");
+        (client, rx)
+    }
+
+    /// Waits for the next log notification matching `pred`.
+    pub async fn log_until(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut rx = self.logs.lock().await;
+        within(Duration::from_secs(30), what, async {
+            loop {
+                let m = rx.recv().await.expect("log channel open");
+                if pred(&m) {
+                    return m;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every log notification received so far (drains them).
+    pub async fn drain_logs(&self) -> Vec<Value> {
+        let mut rx = self.logs.lock().await;
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            out.push(m);
+        }
+        out
     }
 
     /// The next elicitation the server sends this client (the client must have been
