@@ -13,6 +13,7 @@
 mod admin;
 mod approvals;
 mod chains;
+mod complete;
 mod jobs;
 pub mod logging;
 pub mod protocol_tasks;
@@ -323,6 +324,7 @@ impl ServerHandler for PoolServer {
             .enable_resources_list_changed()
             .enable_resources_subscribe()
             .enable_logging()
+            .enable_completions()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
@@ -372,6 +374,14 @@ impl ServerHandler for PoolServer {
             }
             other => other,
         }
+    }
+
+    async fn complete(
+        &self,
+        request: rmcp::model::CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CompleteResult, ErrorData> {
+        complete::complete(&self.pool, &request).await
     }
 
     #[allow(deprecated)] // logging belongs to the 2025-11-25 revision

@@ -18,6 +18,7 @@ mod ceiling;
 mod chains;
 mod chaos;
 mod chaos_cli;
+mod complete;
 mod context;
 mod drain;
 mod embedding;

@@ -95,6 +95,8 @@ async fn the_resources_and_templates_are_listed_and_read() {
                     e.message.contains("unknown resource") || e.message.contains("not found"),
                     "{uri}: {e:?}"
                 );
+                let data = e.data.clone().unwrap_or_default();
+                assert_eq!(data["uri"], uri, "the error names the URI: {e:?}");
             }
             other => panic!("{uri}: expected resource not found, got {other:?}"),
         }

@@ -152,7 +152,7 @@ fn parse(uri: &str) -> Result<Target, ErrorData> {
             format!(
                 "unknown resource {uri:?}: the pool serves pool://status, pool://slots, pool://budget, pool://context, pool://projects, pool://approvals, pool://slots/{{id}}, pool://results/{{task_id}}, pool://chains/{{chain_id}} and pool://transcripts/{{task_id}}"
             ),
-            None,
+            Some(serde_json::json!({ "uri": uri })),
         )
     })
 }
@@ -171,7 +171,10 @@ fn json<T: serde::Serialize>(uri: &str, value: &T) -> Result<ReadResourceResult,
 pub(super) async fn read(pool: &Pool, uri: &str) -> Result<ReadResourceResult, ErrorData> {
     let not_found = |e: crate::PoolError| match e {
         crate::PoolError::Stopped(_) => to_error_data(e),
-        other => ErrorData::resource_not_found(other.to_string(), None),
+        other => ErrorData::resource_not_found(
+            other.to_string(),
+            Some(serde_json::json!({ "uri": uri })),
+        ),
     };
     match parse(uri)? {
         Target::Status => json(uri, &pool.status().await.map_err(to_error_data)?),

@@ -33,6 +33,21 @@ where
 }
 
 impl Pool {
+    /// The newest task (`Tasks`) or chain (`Chains`) ids starting with `prefix`, at most
+    /// `limit`, from the store (none without one): what completions offer.
+    pub async fn recent_ids(
+        &self,
+        table: crate::store::db::RecentTable,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, PoolError> {
+        let Some(store) = &self.durable.writer else {
+            return Ok(Vec::new());
+        };
+        let prefix = prefix.to_owned();
+        query(store, move |db| db.recent_ids(table, &prefix, limit)).await
+    }
+
     /// The depth of requests made through this handle: the server's own
     /// (`CLAUDE_MCP_DEPTH` of its environment, or the builder's).
     pub fn depth(&self) -> u32 {

@@ -311,6 +311,28 @@ impl Db {
             .optional()
     }
 
+    /// The newest ids of `table` (`tasks` or `chains`) that start with `prefix`, at most
+    /// `limit` (for completions).
+    pub fn recent_ids(
+        &self,
+        table: RecentTable,
+        prefix: &str,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<String>> {
+        let (table, order) = match table {
+            RecentTable::Tasks => ("tasks", "enqueued_at_ms"),
+            RecentTable::Chains => ("chains", "created_at_ms"),
+        };
+        let limit = i64::try_from(limit.clamp(1, LIST_MAX)).unwrap_or(1);
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT id FROM {table} WHERE substr(id, 1, length(?1)) = ?1 \
+                 ORDER BY {order} DESC, rowid DESC LIMIT ?2"
+            ))?
+            .query_map(rusqlite::params![prefix, limit], |r| r.get(0))?
+            .collect()
+    }
+
     /// Newest first (by enqueued_at desc, then rowid desc); filter fields are optional;
     /// limit is clamped to 1..=1000 (default 50 when None).
     pub fn list(&self, filter: &TaskFilter) -> rusqlite::Result<Vec<TaskRow>> {
@@ -393,4 +415,13 @@ pub fn file_bytes_of(path: &Path) -> (u64, u64) {
 /// checkpoint); run on the connection [`Db::split_checkpoints`] returned.
 pub fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+}
+
+/// What [`Db::recent_ids`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecentTable {
+    /// Task (and job) ids.
+    Tasks,
+    /// Chain ids.
+    Chains,
 }
