@@ -81,8 +81,8 @@ impl PoolServer {
             subscriptions: Arc::new(Subscriptions::new(pool.clone())),
             session_asker: Arc::default(),
             closing: tokio_util::sync::CancellationToken::new(),
+            tool_router: Self::tools(pool.config().tools),
             pool,
-            tool_router: Self::tools(),
             log_session: logging::new_session(),
             log: Arc::default(),
         }
@@ -117,18 +117,28 @@ impl PoolServer {
 
     /// Every tool with its schema, built once: a server is made per HTTP session (and per
     /// request of a stateless one), and the schemas cost more to generate than a call.
-    fn tools() -> Arc<ToolRouter<Self>> {
-        static TOOLS: std::sync::OnceLock<Arc<ToolRouter<PoolServer>>> = std::sync::OnceLock::new();
-        TOOLS
+    fn tools(profile: crate::config::ToolProfile) -> Arc<ToolRouter<Self>> {
+        type Built = std::sync::OnceLock<Arc<ToolRouter<PoolServer>>>;
+        static TOOLS: [Built; 3] = [Built::new(), Built::new(), Built::new()];
+        let slot = match profile {
+            crate::config::ToolProfile::Core => 0,
+            crate::config::ToolProfile::Jobs => 1,
+            crate::config::ToolProfile::All => 2,
+        };
+        TOOLS[slot]
             .get_or_init(|| {
-                Arc::new(
-                    Self::task_tools()
-                        + Self::chain_tools()
-                        + Self::admin_tools()
-                        + Self::skill_tools()
-                        + Self::job_tools()
-                        + Self::approval_tools(),
-                )
+                let mut router = Self::task_tools()
+                    + Self::chain_tools()
+                    + Self::admin_tools()
+                    + Self::skill_tools()
+                    + Self::job_tools()
+                    + Self::approval_tools();
+                for tool in router.list_all() {
+                    if !profile.serves(&tool.name) {
+                        router.remove_route(&tool.name);
+                    }
+                }
+                Arc::new(router)
             })
             .clone()
     }

@@ -107,6 +107,12 @@ pub struct Args {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub(crate) requeue_backoff: Duration,
 
+    /// Which tools to offer: "core" (the pool toolkit: run, submit, results, fan-out,
+    /// chains, context, status, scaling, drain, skills), "jobs" (claude_run, claude_build
+    /// and the job tools), or "all". Every profile keeps pool_approvals and pool_approve.
+    #[arg(long, default_value = "all", value_parser = parse_tools)]
+    pub(crate) tools: claude_pool::config::ToolProfile,
+
     /// Whether the pool answers the API's rate and load refusals (429, 529) itself: fewer
     /// turns at once while they come, refused turns queued again, each CLI's own retries
     /// cut to two. "off": every CLI retries on its own (its default, about 3 minutes) and
@@ -372,6 +378,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     claude_pool::protocol::Timeout::parse(s).map(|t| t.0)
+}
+
+fn parse_tools(s: &str) -> Result<claude_pool::config::ToolProfile, String> {
+    use claude_pool::config::ToolProfile;
+    match s {
+        "core" => Ok(ToolProfile::Core),
+        "jobs" => Ok(ToolProfile::Jobs),
+        "all" => Ok(ToolProfile::All),
+        _ => Err(format!("expected core, jobs or all, not '{s}'")),
+    }
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {

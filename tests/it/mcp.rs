@@ -1172,3 +1172,65 @@ async fn a_task_waiting_for_a_respawn_keeps_its_deadline() {
     assert_eq!(s["tasks"]["running"], 0, "{s}");
     server.close().await;
 }
+
+#[tokio::test]
+async fn tool_profiles_list_and_serve_only_their_tools() {
+    let names = |tools: Vec<rmcp::model::Tool>| -> std::collections::BTreeSet<String> {
+        tools.into_iter().map(|t| t.name.to_string()).collect()
+    };
+    let jobs = Server::start(ServerOptions::fake(1).args(&["--tools", "jobs"])).await;
+    let listed = names(jobs.client().list_all_tools().await.expect("tools/list"));
+    let want: std::collections::BTreeSet<String> = [
+        "claude_run",
+        "claude_build",
+        "claude_job_status",
+        "claude_list_jobs",
+        "claude_cancel",
+        "claude_list_projects",
+        "pool_approvals",
+        "pool_approve",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(listed, want);
+    // A tool outside the profile is not there at all.
+    match jobs.try_call("pool_run", json!({ "prompt": "x" })).await {
+        Err(rmcp::ServiceError::McpError(e)) => {
+            assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS, "{e:?}");
+        }
+        other => panic!("pool_run answered under --tools jobs: {other:?}"),
+    }
+    assert_eq!(jobs.turns_started(), 0);
+    jobs.call_ok("claude_list_projects", json!({})).await;
+    jobs.close().await;
+
+    let core = Server::start(ServerOptions::fake(1).args(&["--tools", "core"])).await;
+    let listed = names(core.client().list_all_tools().await.expect("tools/list"));
+    for t in [
+        "pool_run",
+        "pool_chain",
+        "context_set",
+        "pool_status",
+        "pool_skill_run",
+        "pool_approve",
+    ] {
+        assert!(listed.contains(t), "{t} missing from core: {listed:?}");
+    }
+    assert!(
+        !listed.iter().any(|t| t.starts_with("claude_")),
+        "{listed:?}"
+    );
+    let r = core
+        .call_ok("pool_run", json!({ "prompt": "MOCK_TEXT: core" }))
+        .await;
+    assert_eq!(r["output"], "core");
+    core.close().await;
+
+    // The default serves both.
+    let all = fake_server(1).await;
+    let listed = names(all.client().list_all_tools().await.expect("tools/list"));
+    assert!(listed.contains("pool_run") && listed.contains("claude_run"));
+    assert!(listed.is_superset(&want));
+    all.close().await;
+}

@@ -930,7 +930,12 @@ impl Server {
                 .structured_content
                 .map(|s| Server::slot_pids(&s).into_iter().collect())
                 .unwrap_or_default(),
-            Err(_) => BTreeSet::new(),
+            // A server whose --tools leave pool_status out still serves pool://status.
+            Err(_) => self
+                .read_resource("pool://status")
+                .await
+                .map(|s| Server::slot_pids(&s).into_iter().collect())
+                .unwrap_or_default(),
         };
         for pid in self.started_pids().difference(&current) {
             crate::procs::assert_gone(
