@@ -11,6 +11,7 @@
 //! and did not complete is a tool error result carrying the task report.
 
 mod admin;
+mod annotations;
 mod approvals;
 mod chains;
 mod complete;
@@ -136,6 +137,12 @@ impl PoolServer {
                 for tool in router.list_all() {
                     if !profile.serves(&tool.name) {
                         router.remove_route(&tool.name);
+                    }
+                }
+                for route in router.map.values_mut() {
+                    if let Some((title, hints)) = annotations::of(&route.attr.name) {
+                        route.attr.title = Some(title.to_owned());
+                        route.attr.annotations = Some(hints);
                     }
                 }
                 Arc::new(router)

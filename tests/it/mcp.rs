@@ -1234,3 +1234,67 @@ async fn tool_profiles_list_and_serve_only_their_tools() {
     assert!(listed.is_superset(&want));
     all.close().await;
 }
+
+#[tokio::test]
+async fn every_tool_has_a_title_and_annotations_that_say_what_it_does() {
+    let server = fake_server(1).await;
+    let tools = server.client().list_all_tools().await.expect("tools/list");
+    assert_eq!(tools.len(), 29);
+    let starts_work = [
+        "pool_run",
+        "pool_submit",
+        "pool_fan_out",
+        "pool_chain",
+        "pool_submit_chain",
+        "pool_skill_run",
+        "claude_run",
+        "claude_build",
+    ];
+    let removes = [
+        "pool_cancel",
+        "claude_cancel",
+        "pool_drain",
+        "pool_scale_down",
+        "context_delete",
+    ];
+    for t in &tools {
+        let name = t.name.as_ref();
+        assert!(
+            t.title.as_deref().is_some_and(|s| !s.is_empty()),
+            "{name}: no title"
+        );
+        let a = t
+            .annotations
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no annotations"));
+        let read_only = a
+            .read_only_hint
+            .unwrap_or_else(|| panic!("{name}: readOnlyHint"));
+        assert!(a.idempotent_hint.is_some(), "{name}: idempotentHint");
+        assert_eq!(
+            a.open_world_hint,
+            Some(starts_work.contains(&name)),
+            "{name}: openWorldHint"
+        );
+        if starts_work.contains(&name) || removes.contains(&name) {
+            assert!(!read_only, "{name} changes the pool");
+        }
+        if removes.contains(&name) {
+            assert_eq!(a.destructive_hint, Some(true), "{name}");
+        }
+        if read_only {
+            assert_eq!(
+                a.destructive_hint, None,
+                "{name}: a reader is never destructive"
+            );
+        } else {
+            assert!(a.destructive_hint.is_some(), "{name}: destructiveHint");
+        }
+    }
+    let status = tools.iter().find(|t| t.name == "pool_status").unwrap();
+    assert_eq!(
+        status.annotations.as_ref().unwrap().read_only_hint,
+        Some(true)
+    );
+    server.close().await;
+}
