@@ -203,3 +203,50 @@ async fn a_client_without_the_extension_gets_the_blocking_call() {
     }
     server.close().await;
 }
+
+#[tokio::test]
+async fn a_2026_07_28_session_gets_exactly_the_extensions_methods() {
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    // A client of the 2026-07-28 revision: server/discover, no initialize.
+    let scratch = claude_pool_tests::Scratch::new("discover");
+    let mut cmd = tokio::process::Command::new(claude_pool_tests::server_bin());
+    cmd.args(["--no-db", "--slots", "1", "--claude-bin"])
+        .arg(claude_pool_tests::fake_claude_bin())
+        .env("HOME", scratch.path())
+        .env_remove("CLAUDE_MCP_DEPTH")
+        .stderr(std::process::Stdio::null());
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).expect("spawn the server");
+    let client = within(
+        Duration::from_secs(30),
+        "a 2026-07-28 handshake",
+        ().serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+            },
+        ),
+    )
+    .await
+    .expect("server/discover");
+    // `tasks/result` and `tasks/list` belong to 2025-11-25 tasks, not to the extension.
+    for method in ["tasks/result", "tasks/list"] {
+        let request = rmcp::model::ClientRequest::CustomRequest(rmcp::model::CustomRequest::new(
+            method,
+            Some(json!({ "taskId": "task-000000000000" })),
+        ));
+        match client.send_request(request).await {
+            Err(rmcp::ServiceError::McpError(e)) => {
+                assert_eq!(
+                    e.code,
+                    rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                    "{method}: {e:?}"
+                );
+            }
+            other => panic!("{method} was answered in a 2026-07-28 session: {other:?}"),
+        }
+    }
+    // The session still serves its own methods.
+    let tools = client.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|t| t.name == "pool_run"));
+    let _ = client.cancel().await;
+}

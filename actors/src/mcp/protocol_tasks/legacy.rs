@@ -71,6 +71,14 @@ impl PoolServer {
         p: Option<Value>,
         context: RequestContext<RoleServer>,
     ) -> Option<Result<Value, ErrorData>> {
+        // The 2026-07-28 extension has no `tasks/result` or `tasks/list`: a session of that
+        // revision gets "method not found" for them, as for any method it does not have.
+        let extension_session = context
+            .protocol_version()
+            .is_none_or(|v| !super::wire::is_legacy_version(v.as_str()));
+        if extension_session && (method == RESULT || method == LIST) {
+            return None;
+        }
         Some(match method {
             CALL => self.legacy_call(params(method, p), context).await,
             GET => match params::<TaskIdParams>(method, p) {
