@@ -390,52 +390,36 @@ impl Server {
         RunningService<RoleClient, TestClient>,
         mpsc::UnboundedReceiver<Elicitation>,
     ) {
-        let url = self.url.clone().expect("an HTTP server");
-        let (progress, _) = mpsc::unbounded_channel();
-        let (resources, _) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::unbounded_channel();
         let (logs, _) = mpsc::unbounded_channel();
-        let handler = TestClient {
-            progress,
-            resources,
-            tasks_extension: false,
-            elicitations: Some(tx),
-            logs,
-        };
-        let mut config =
-            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
-                url,
-            );
-        if let Some(t) = &self.token {
-            config = config.auth_header(t.clone());
-        }
-        let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-        let client = within(
-            Duration::from_secs(30),
-            "a second client's handshake",
-            handler.serve(transport),
-        )
-        .await
-        .expect("a second client");
-        (client, rx)
+        (self.second_client(Some(tx), logs).await, rx)
     }
 
-    /// A second client of this HTTP server, with the log notifications it receives.
+    /// Over HTTP: one more client of this server, with the log notifications it receives.
     pub async fn log_client(
         &self,
     ) -> (
         RunningService<RoleClient, TestClient>,
         mpsc::UnboundedReceiver<Value>,
     ) {
+        let (logs, rx) = mpsc::unbounded_channel();
+        (self.second_client(None, logs).await, rx)
+    }
+
+    /// A client of this HTTP server in a session of its own.
+    async fn second_client(
+        &self,
+        elicitations: Option<mpsc::UnboundedSender<Elicitation>>,
+        logs: mpsc::UnboundedSender<Value>,
+    ) -> RunningService<RoleClient, TestClient> {
         let url = self.url.clone().expect("an HTTP server");
         let (progress, _) = mpsc::unbounded_channel();
         let (resources, _) = mpsc::unbounded_channel();
-        let (logs, rx) = mpsc::unbounded_channel();
         let handler = TestClient {
             progress,
             resources,
             tasks_extension: false,
-            elicitations: None,
+            elicitations,
             logs,
         };
         let mut config =
@@ -446,14 +430,13 @@ impl Server {
             config = config.auth_header(t.clone());
         }
         let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-        let client = within(
+        within(
             Duration::from_secs(30),
             "a second client's handshake",
             handler.serve(transport),
         )
         .await
-        .expect("a second client");
-        (client, rx)
+        .expect("a second client")
     }
 
     /// Waits for the next log notification matching `pred`.
