@@ -40,6 +40,7 @@ mod real_cli;
 mod real_depth;
 mod real_jobs;
 mod real_limits;
+mod real_registration;
 mod real_toolkit;
 mod resources;
 mod scaling;
