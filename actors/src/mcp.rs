@@ -11,14 +11,15 @@
 //! and did not complete is a tool error result carrying the task report.
 
 mod admin;
-mod annotations;
 mod approvals;
 mod chains;
 mod complete;
+mod declarations;
 mod jobs;
 pub mod logging;
 pub mod protocol_tasks;
 mod resources;
+pub mod schema;
 mod skills;
 mod tasks;
 
@@ -116,6 +117,16 @@ impl PoolServer {
         )
     }
 
+    /// Every tool as its handler declares it, before [`declarations::apply`].
+    fn every_tool() -> ToolRouter<Self> {
+        Self::task_tools()
+            + Self::chain_tools()
+            + Self::admin_tools()
+            + Self::skill_tools()
+            + Self::job_tools()
+            + Self::approval_tools()
+    }
+
     /// Every tool with its schema, built once: a server is made per HTTP session (and per
     /// request of a stateless one), and the schemas cost more to generate than a call.
     fn tools(profile: crate::config::ToolProfile) -> Arc<ToolRouter<Self>> {
@@ -128,22 +139,14 @@ impl PoolServer {
         };
         TOOLS[slot]
             .get_or_init(|| {
-                let mut router = Self::task_tools()
-                    + Self::chain_tools()
-                    + Self::admin_tools()
-                    + Self::skill_tools()
-                    + Self::job_tools()
-                    + Self::approval_tools();
+                let mut router = Self::every_tool();
                 for tool in router.list_all() {
                     if !profile.serves(&tool.name) {
                         router.remove_route(&tool.name);
                     }
                 }
                 for route in router.map.values_mut() {
-                    if let Some((title, hints)) = annotations::of(&route.attr.name) {
-                        route.attr.title = Some(title.to_owned());
-                        route.attr.annotations = Some(hints);
-                    }
+                    declarations::apply(&mut route.attr);
                 }
                 Arc::new(router)
             })

@@ -81,10 +81,9 @@ pub enum Scope {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalsParams {
-    /// Only this task's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<TaskId>,
-    /// With none pending, wait up to this long for one (seconds, or "30s").
+    /// Wait this long for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<crate::Timeout>,
 }
@@ -93,18 +92,16 @@ pub struct ApprovalsParams {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveParams {
-    /// The request's id (`apr-…`, from pool_approvals, pool_result or pool_status).
     pub request_id: String,
-    /// allow or deny. For an elicitation, allow accepts (with `content`) and deny declines.
+    /// For an elicitation: allow accepts, deny declines.
     pub decision: Decision,
-    /// With deny: why, for Claude to read. At most 4096 characters.
+    /// With deny: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// With allow: once (default), or task — later requests of the same task that the
-    /// same rule covers are allowed without asking.
+    /// task: also allow its later requests this rule covers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
-    /// For an elicitation: the answer's content (an object matching its schema).
+    /// For an elicitation: the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<serde_json::Map<String, serde_json::Value>>,
 }

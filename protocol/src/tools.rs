@@ -97,9 +97,21 @@ pub struct TaskOptions {
     pub allow: Option<Vec<String>>,
     /// Permission rules that deny without asking.
     pub deny: Option<Vec<String>>,
-    /// How long a permission question waits for an answer.
+    /// How long a permission question waits.
     pub approval_timeout: Option<crate::Timeout>,
 }
+
+/// The names of the [`TaskOptions`] fields, as every tool that starts work takes them.
+pub const TASK_OPTION_FIELDS: [&str; 8] = [
+    "timeout",
+    "model",
+    "permission_mode",
+    "effort",
+    "max_budget_usd",
+    "allow",
+    "deny",
+    "approval_timeout",
+];
 
 /// Declares a parameter struct with its own fields followed by the [`TaskOptions`] fields,
 /// and a `task_options()` accessor. (`#[serde(flatten)]` cannot be combined with
@@ -116,40 +128,31 @@ macro_rules! with_task_options {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $( $(#[$fmeta])* pub $field: $ty, )*
-            /// Deadline for each task, counted from its submission: a number of seconds (90,
-            /// 0.5) or a duration string ("90s", "5m"). Defaults to the server's --timeout.
+            /// Seconds or "5m" from submission.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub timeout: Option<$crate::Timeout>,
-            /// Model for these tasks only (e.g. "sonnet", "opus"); defaults to the server's --model.
-            /// 1 to 128 of A-Z, a-z, 0-9, '.', '_', ':', '[', ']', '-'.
+            /// E.g. "sonnet".
             #[serde(
                 default,
                 skip_serializing_if = "Option::is_none",
                 deserialize_with = "crate::validate::de::opt_model"
             )]
             pub model: Option<String>,
-            /// Permission mode for these tasks only; defaults to the server's --permission-mode.
-            /// A mode above the server's ceiling (--max-permission-mode, see pool_status) is
-            /// refused.
+            /// At most --max-permission-mode.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub permission_mode: Option<$crate::PermissionMode>,
-            /// Effort for these tasks only; defaults to the server's --effort.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub effort: Option<$crate::Effort>,
-            /// Spend cap in US dollars for each task: a task whose own spend reaches it is
-            /// stopped (what ran is billed) and fails.
+            /// Per task; reaching it stops it.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub max_budget_usd: Option<$crate::tools::Usd>,
-            /// Permission rules (Claude Code's syntax, e.g. "Bash(cargo test:*)", "Edit(src/**)")
-            /// that let a tool run without asking. Each must be within the server's own allow
-            /// rules (see pool_status); when given, only these allow for the task.
+            /// Rules run unasked, e.g. Bash(cargo test:*).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub allow: Option<Vec<String>>,
-            /// Permission rules that refuse a tool without asking, on top of the server's.
+            /// Rules refused.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub deny: Option<Vec<String>>,
-            /// How long a permission question no rule answers waits for a person before it
-            /// is denied (seconds or "5m"); defaults to the server's --approval-timeout.
+            /// How long a permission question waits.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub approval_timeout: Option<$crate::Timeout>,
         }

@@ -32,6 +32,7 @@ mod jobs;
 mod limits;
 mod logging;
 mod mcp;
+mod outputs;
 mod private_files;
 mod protocol_tasks;
 mod protocol_tasks_py;

@@ -1256,6 +1256,8 @@ async fn every_tool_has_a_title_and_annotations_that_say_what_it_does() {
         "pool_drain",
         "pool_scale_down",
         "context_delete",
+        "context_set",
+        "pool_set_target_slots",
     ];
     for t in &tools {
         let name = t.name.as_ref();
@@ -1267,28 +1269,28 @@ async fn every_tool_has_a_title_and_annotations_that_say_what_it_does() {
             .annotations
             .as_ref()
             .unwrap_or_else(|| panic!("{name}: no annotations"));
-        let read_only = a
-            .read_only_hint
-            .unwrap_or_else(|| panic!("{name}: readOnlyHint"));
-        assert!(a.idempotent_hint.is_some(), "{name}: idempotentHint");
+        // An absent hint means the protocol's default.
+        let read_only = a.read_only_hint.unwrap_or(false);
+        let destructive = a.destructive_hint.unwrap_or(true);
+        let open_world = a.open_world_hint.unwrap_or(true);
         assert_eq!(
-            a.open_world_hint,
-            Some(starts_work.contains(&name)),
+            open_world,
+            starts_work.contains(&name),
             "{name}: openWorldHint"
         );
-        if starts_work.contains(&name) || removes.contains(&name) {
-            assert!(!read_only, "{name} changes the pool");
-        }
-        if removes.contains(&name) {
-            assert_eq!(a.destructive_hint, Some(true), "{name}");
-        }
-        if read_only {
+        assert_eq!(
+            read_only,
+            !starts_work.contains(&name)
+                && !removes.contains(&name)
+                && !["pool_scale_up", "pool_approve"].contains(&name),
+            "{name}: readOnlyHint"
+        );
+        if !read_only {
             assert_eq!(
-                a.destructive_hint, None,
-                "{name}: a reader is never destructive"
+                destructive,
+                removes.contains(&name),
+                "{name}: destructiveHint"
             );
-        } else {
-            assert!(a.destructive_hint.is_some(), "{name}: destructiveHint");
         }
     }
     let status = tools.iter().find(|t| t.name == "pool_status").unwrap();
@@ -1297,4 +1299,77 @@ async fn every_tool_has_a_title_and_annotations_that_say_what_it_does() {
         Some(true)
     );
     server.close().await;
+}
+
+/// The raw `tools/list` response of a server started with `--tools profile` (and otherwise
+/// the defaults), as the bytes a client receives.
+async fn tools_list_bytes(profile: &str) -> (usize, Value) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let home = claude_pool_tests::Scratch::new("tools-list");
+    let mut child = tokio::process::Command::new(claude_pool_tests::server_bin())
+        .args(["--slots", "1", "--tools", profile, "--claude-bin"])
+        .arg(claude_pool_tests::fake_claude_bin())
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("FAKE_CLAUDE_STATE", home.join("fake-state"))
+        .env_remove("XDG_STATE_HOME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the server");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": { "name": "bytes", "version": "1" } } });
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+    let send = format!(
+        "{init}\n{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}}\n{list}\n"
+    );
+    stdin.write_all(send.as_bytes()).await.unwrap();
+    let line = within(Duration::from_secs(20), "the tools/list answer", async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("an answer");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == 2 {
+                return line;
+            }
+        }
+    })
+    .await;
+    drop(stdin);
+    within(
+        Duration::from_secs(20),
+        "the server's exit on EOF",
+        child.wait(),
+    )
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    (line.len(), v)
+}
+
+/// What a coordinator pays for the tool list in every conversation.
+const TOOLS_LIST_BUDGET: usize = 13_000;
+
+#[tokio::test]
+async fn the_tool_list_fits_its_byte_budget_with_every_tool() {
+    let (all, listed) = tools_list_bytes("all").await;
+    let tools = listed["result"]["tools"].as_array().expect("tools");
+    assert_eq!(tools.len(), 29, "every tool is listed");
+    assert!(
+        all <= TOOLS_LIST_BUDGET,
+        "tools/list is {all} bytes, over its budget of {TOOLS_LIST_BUDGET}"
+    );
+    for t in tools {
+        assert!(t["outputSchema"].is_object(), "{}", t["name"]);
+    }
+    let (core, _) = tools_list_bytes("core").await;
+    let (jobs, _) = tools_list_bytes("jobs").await;
+    assert!(
+        core < all && jobs < core,
+        "core {core}, jobs {jobs}, all {all}"
+    );
 }

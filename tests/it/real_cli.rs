@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use claude_pool_tests::mock_anthropic::{MockServer, hermetic_cli_env};
 use claude_pool_tests::procs::{self, assert_gone, assert_group_gone};
-use claude_pool_tests::server::{Server, ServerOptions, content, finish_call};
+use claude_pool_tests::server::{Server, ServerOptions, Transport, content, finish_call};
 use claude_pool_tests::{Scratch, real_claude_bin};
 use serde_json::json;
 
@@ -39,6 +39,15 @@ impl RealPool {
 }
 
 pub(crate) async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
+    real_pool_over(Transport::from_env(), slots, args).await
+}
+
+/// A pool of the real CLI served over `transport`.
+pub(crate) async fn real_pool_over(
+    transport: Transport,
+    slots: usize,
+    args: &[&str],
+) -> Option<RealPool> {
     let claude = real_claude_bin()?;
     let mock = MockServer::start().expect("mock API");
     let scratch = Scratch::new("real-cli");
@@ -48,7 +57,7 @@ pub(crate) async fn real_pool(slots: usize, args: &[&str]) -> Option<RealPool> {
         args: Vec::new(),
         env: Vec::new(),
         state: None,
-        transport: claude_pool_tests::server::Transport::from_env(),
+        transport,
         tasks_extension: false,
         elicitation: false,
         umask: None,

@@ -84,11 +84,11 @@ fn fields(tools: &Value) -> Vec<(String, String, String)> {
                     Value::Array(a) => a
                         .iter()
                         .filter_map(Value::as_str)
-                        .find(|s| *s != "null")
-                        .unwrap_or("string")
-                        .to_owned(),
-                    // No type of its own (a reference, or several types such as a timeout's
-                    // number or string): a value wrong for it is neither.
+                        .filter(|s| *s != "null")
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                    // No type of its own (an enum of strings, or an argument whose schema
+                    // another tool lists): a value wrong for it is neither.
                     _ => "number|string".to_owned(),
                 };
                 out.push((name.clone(), field.clone(), ty));

@@ -9,7 +9,9 @@ It connects, prints one JSON line describing the session (`initialize`), then re
 operations from stdin, one per line, and answers each with one JSON line on stdout:
 
     {"op": "tools"}                                       tools with their execution
-    {"op": "call", "tool": T, "arguments": {...}}         a blocking tools/call
+    {"op": "call", "tool": T, "arguments": {...}}         a blocking tools/call; a result
+                                                          that fails its outputSchema is
+                                                          {"invalid": why}
     {"op": "call_task", "tool": T, "arguments": {...}, "ttl": ms}   a task-augmented call
     {"op": "get" | "result" | "cancel", "id": ID}         tasks/get, tasks/result, tasks/cancel
     {"op": "poll", "id": ID}                              tasks/get at the server's pollInterval
@@ -86,6 +88,9 @@ async def serve(session, init):
             answer = await run(session, op)
         except McpError as e:
             answer = {"error": {"code": e.error.code, "message": e.error.message}}
+        except RuntimeError as e:
+            # The SDK's own check of a result against the tool's outputSchema.
+            answer = {"invalid": str(e)}
         answer["ms"] = (time.perf_counter() - start) * 1000
         out.write(json.dumps(answer) + "\n")
         out.flush()

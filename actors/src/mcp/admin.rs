@@ -15,7 +15,7 @@ impl PoolServer {
     /// The pool's state.
     #[tool(
         name = "pool_status",
-        description = "Slots (id, status, active_tasks, restarts, pid), active and pending task counts, chains, spend_usd, budget_usd and budget_remaining, and why new work is refused if it is. With `wait_ready` (seconds), answers once every slot is idle (warm and free) or given up."
+        description = "Slots, tasks, spend, budget, API limits; why work is refused."
     )]
     async fn pool_status(
         &self,
@@ -31,7 +31,7 @@ impl PoolServer {
     /// Sets a context key.
     #[tool(
         name = "context_set",
-        description = "Share a key-value note with every task that starts from now on (it is written before each task's prompt; Claude Code's own system prompt is untouched). Returns { key, value }. Keys: letters, digits, _ - . (at most 128 bytes); values at most 16 KiB; at most 64 keys."
+        description = "Share a note with every task started from now on."
     )]
     async fn context_set(
         &self,
@@ -42,10 +42,7 @@ impl PoolServer {
     }
 
     /// One context value.
-    #[tool(
-        name = "context_get",
-        description = "A shared context value: { key, value }; an unknown key is an error."
-    )]
+    #[tool(name = "context_get", description = "A shared note.")]
     async fn context_get(
         &self,
         Parameters(params): Parameters<Checked<ContextKeyParams>>,
@@ -55,19 +52,13 @@ impl PoolServer {
     }
 
     /// The whole context table.
-    #[tool(
-        name = "context_list",
-        description = "Every shared context entry, as { key: value, ... }."
-    )]
+    #[tool(name = "context_list", description = "Every shared note.")]
     async fn context_list(&self) -> Result<CallToolResult, ErrorData> {
         answer(self.pool.context_list().await)
     }
 
     /// Removes a context key.
-    #[tool(
-        name = "context_delete",
-        description = "Remove a shared context key; no task that starts afterwards sees it. Returns { key, deleted } (false when there was no such key)."
-    )]
+    #[tool(name = "context_delete", description = "Remove a shared note.")]
     async fn context_delete(
         &self,
         Parameters(params): Parameters<Checked<ContextKeyParams>>,
@@ -81,10 +72,7 @@ impl PoolServer {
     }
 
     /// Adds slots.
-    #[tool(
-        name = "pool_scale_up",
-        description = "Add `count` slots. Returns { success, new_slot_count, details }. Fails, changing nothing, if the pool would exceed --max-slots."
-    )]
+    #[tool(name = "pool_scale_up", description = "Add slots.")]
     async fn pool_scale_up(
         &self,
         Parameters(params): Parameters<Checked<ScaleParams>>,
@@ -96,7 +84,7 @@ impl PoolServer {
     /// Removes slots.
     #[tool(
         name = "pool_scale_down",
-        description = "Remove `count` slots, idle ones first. A busy slot gets 30 seconds (--scale-down-grace) to finish its task, then the task is cancelled. Answers once the removed slots' processes are gone: { success, new_slot_count, details }. Fails, changing nothing, if the pool would drop below --min-slots."
+        description = "Remove slots, idle ones first."
     )]
     async fn pool_scale_down(
         &self,
@@ -109,7 +97,7 @@ impl PoolServer {
     /// Sizes the pool.
     #[tool(
         name = "pool_set_target_slots",
-        description = "Give the pool exactly `target` slots, scaling up or down as needed (within --min-slots and --max-slots). Returns { success, new_slot_count, target }."
+        description = "Scale to `target` slots."
     )]
     async fn pool_set_target_slots(
         &self,
@@ -122,7 +110,7 @@ impl PoolServer {
     /// Drains the pool.
     #[tool(
         name = "pool_drain",
-        description = "Graceful shutdown: pending tasks are cancelled (they never start), chains start no new step, running tasks finish (cancelled after `timeout` seconds, if given), new work is refused from then on, and the slots' processes stop. Returns { total_tasks, completed, errors, cancelled, total_spend }."
+        description = "Stop the pool: queued tasks are cancelled, running ones finish."
     )]
     async fn pool_drain(
         &self,

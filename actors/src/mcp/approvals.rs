@@ -294,7 +294,7 @@ impl PoolServer {
     /// Pending permission questions.
     #[tool(
         name = "pool_approvals",
-        description = "List workers' permission questions waiting for an answer (oldest first), optionally of one task: request_id, task_id, tool, summary (the command, file or URL), the full input, expires_at. With `wait`, waits for one when none is pending. Answer with pool_approve."
+        description = "Workers' permission questions awaiting an answer."
     )]
     async fn pool_approvals(
         &self,
@@ -318,7 +318,7 @@ impl PoolServer {
     /// Answers one.
     #[tool(
         name = "pool_approve",
-        description = "Answer a worker's permission question: decision allow or deny; with deny an optional message goes back to Claude; with allow, scope task also allows later requests of the same task that the same rule covers. For an MCP server's question (kind elicitation), allow accepts with `content` and deny declines."
+        description = "Answer a worker's permission question."
     )]
     async fn pool_approve(
         &self,

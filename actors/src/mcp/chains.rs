@@ -16,7 +16,7 @@ impl PoolServer {
     /// Runs a chain and waits for it.
     #[tool(
         name = "pool_chain",
-        description = "Run a pipeline of steps and wait for it. Each step is { prompt, name?, failure_policy?: abort|skip|retry, retries?, depends_on? }. A step runs after the one before it, or after the steps in its depends_on (independent steps run in parallel). In a prompt, {previous_output} is the output of the step it follows and {output:NAME} that of step NAME. Returns { status, final_output, steps: [...], total_spend }; progress notifications follow each step. A chain that did not complete is a tool error with the report."
+        description = "Run steps in order, or by depends_on (in parallel when independent). {previous_output} and {output:NAME} in a prompt are earlier outputs. Options as pool_run."
     )]
     async fn pool_chain(
         &self,
@@ -46,7 +46,7 @@ impl PoolServer {
     /// Starts a chain and returns its id.
     #[tool(
         name = "pool_submit_chain",
-        description = "Start a pipeline of steps (as pool_chain) in the background. Returns { chain_id } at once; follow it with pool_chain_result and stop it with pool_cancel."
+        description = "As pool_chain, without waiting: returns chain_id."
     )]
     async fn pool_submit_chain(
         &self,
@@ -69,7 +69,7 @@ impl PoolServer {
     /// A chain's progress and results.
     #[tool(
         name = "pool_chain_result",
-        description = "A chain's progress and results: { status, completed_steps, total_steps, current_step: { name, status }, steps: [...], final_output, total_spend }. With `wait` (seconds, or \"30s\"), answers as soon as the chain ends (or when the wait runs out)."
+        description = "A chain's status, steps and final_output."
     )]
     async fn pool_chain_result(
         &self,

@@ -17,7 +17,7 @@ impl PoolServer {
     /// Queues a prompt in a project.
     #[tool(
         name = "claude_run",
-        description = "Submit a prompt to Claude Code in a project's directory. Returns { jobId, state } at once; poll claude_job_status. Options: sessionId (continue that conversation; jobs on one session run one at a time), allowedTools (within the server's --allowed-tools), timeoutMs (default 30 min, at most 6 h). A project runs one job at a time unless its maxConcurrent says more."
+        description = "Run a prompt in a project's directory; returns jobId at once."
     )]
     async fn claude_run(
         &self,
@@ -31,7 +31,7 @@ impl PoolServer {
     /// Queues a build on a new branch.
     #[tool(
         name = "claude_build",
-        description = "Have Claude Code implement a spec on a new branch of a project, in a worktree of its own (the project's checkout is never touched): it implements, runs the tests (runTests, default true), commits, and the job's commitSha is the branch head. branch must not exist; baseBranch defaults to the project's defaultBranch; timeoutMs default 4 h, at most 6 h. Returns { jobId, state }."
+        description = "Implement a spec on a new branch of a project: tested and committed."
     )]
     async fn claude_build(
         &self,
@@ -45,7 +45,7 @@ impl PoolServer {
     /// A job's state and result.
     #[tool(
         name = "claude_job_status",
-        description = "A job's jobId, kind, project, state (queued, running, done, failed, cancelled, interrupted), enqueuedAt, startedAt, finishedAt, output, sessionId, commitSha, branch, error."
+        description = "A job's state, output and commitSha."
     )]
     async fn claude_job_status(
         &self,
@@ -55,10 +55,7 @@ impl PoolServer {
     }
 
     /// Jobs, newest first.
-    #[tool(
-        name = "claude_list_jobs",
-        description = "Jobs newest first, optionally only one project's or one state's; limit defaults to 50 (at most 1000). Returns { jobs: [...] }."
-    )]
+    #[tool(name = "claude_list_jobs", description = "Jobs, newest first.")]
     async fn claude_list_jobs(
         &self,
         Parameters(params): Parameters<Checked<ListJobsParams>>,
@@ -73,10 +70,7 @@ impl PoolServer {
     }
 
     /// Cancels a job.
-    #[tool(
-        name = "claude_cancel",
-        description = "Cancel a job: a queued one never starts; a running one's Claude process group is stopped (interrupt, then SIGTERM, then SIGKILL). Returns { ok, state } once it has ended."
-    )]
+    #[tool(name = "claude_cancel", description = "Cancel a job.")]
     async fn claude_cancel(
         &self,
         Parameters(params): Parameters<Checked<JobIdParams>>,
@@ -85,10 +79,7 @@ impl PoolServer {
     }
 
     /// The projects.
-    #[tool(
-        name = "claude_list_projects",
-        description = "The projects jobs can run in: { projects: [{ name, defaultBranch, path, maxConcurrent }] }."
-    )]
+    #[tool(name = "claude_list_projects", description = "Projects jobs run in.")]
     async fn claude_list_projects(&self) -> Result<CallToolResult, ErrorData> {
         structured(&ProjectList {
             projects: self.pool.projects(),
@@ -98,7 +89,7 @@ impl PoolServer {
     /// A task's transcript.
     #[tool(
         name = "pool_transcript",
-        description = "A page of a task's or job's transcript: its prompt as sent and every stream-json event Claude printed, as NDJSON, with the full output even when the stored one is truncated. Page with offset / next_offset."
+        description = "A page of a task's or job's transcript (NDJSON)."
     )]
     async fn pool_transcript(
         &self,

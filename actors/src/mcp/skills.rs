@@ -71,10 +71,7 @@ pub(super) fn get_prompt(
 #[tool_router(router = skill_tools, vis = "pub(super)")]
 impl PoolServer {
     /// Runs a skill.
-    #[tool(
-        name = "pool_skill_run",
-        description = "Run a named skill (a reusable task template, see pool_skill_list) with its arguments, and wait for it: { output, spend_usd, ... } as pool_run. Missing required arguments are an error before anything runs."
-    )]
+    #[tool(name = "pool_skill_run", description = "Run a skill; as pool_run.")]
     async fn pool_skill_run(
         &self,
         Parameters(params): Parameters<Checked<SkillRunParams>>,
@@ -89,7 +86,7 @@ impl PoolServer {
     /// Lists the skills.
     #[tool(
         name = "pool_skill_list",
-        description = "Every skill: { skills: [{ name, description, arguments: [{ name, description, required }], source }] }."
+        description = "Every skill and its arguments."
     )]
     async fn pool_skill_list(&self) -> Result<CallToolResult, ErrorData> {
         structured(&SkillListReport {
@@ -100,7 +97,7 @@ impl PoolServer {
     /// Describes one skill.
     #[tool(
         name = "pool_skill_get",
-        description = "One skill with its prompt template: { name, description, arguments, source, template }."
+        description = "A skill and its prompt template."
     )]
     async fn pool_skill_get(
         &self,

@@ -310,7 +310,7 @@ impl PoolServer {
     /// Runs a task and waits for it.
     #[tool(
         name = "pool_run",
-        description = "Run a task on a warm Claude slot and wait for the answer. Returns output, spend_usd, tokens_used, session_id and duration_ms; pass session_id back to continue that conversation. Sends progress notifications while it runs. A task that fails, is cancelled or times out comes back as a tool error with the reason."
+        description = "Run a prompt on a warm Claude slot and wait for its output."
     )]
     async fn pool_run(
         &self,
@@ -324,7 +324,7 @@ impl PoolServer {
     /// Queues a task and returns its id.
     #[tool(
         name = "pool_submit",
-        description = "Submit a task to run in the background. Returns { task_id, status } at once; fetch the outcome with pool_result (use `wait` to long-poll)."
+        description = "As pool_run, without waiting: returns task_id."
     )]
     async fn pool_submit(
         &self,
@@ -346,7 +346,7 @@ impl PoolServer {
     /// A task's report.
     #[tool(
         name = "pool_result",
-        description = "Get a task's status and, once it ended, its output, spend_usd, tokens_used and error. With `wait` (seconds, or \"30s\"), answers as soon as the task ends (or when the wait runs out)."
+        description = "A task's status, and its output once ended."
     )]
     async fn pool_result(
         &self,
@@ -358,10 +358,7 @@ impl PoolServer {
     }
 
     /// Cancels a task or a chain.
-    #[tool(
-        name = "pool_cancel",
-        description = "Cancel a pending or running task (task_id), or a chain (chain_id, or a chain- id in task_id). A queued task never starts; a running task's Claude process is stopped. Answers with the final status once it is terminal."
-    )]
+    #[tool(name = "pool_cancel", description = "Cancel a task or chain.")]
     async fn pool_cancel(
         &self,
         Parameters(params): Parameters<Checked<CancelParams>>,
@@ -398,7 +395,7 @@ impl PoolServer {
     /// Runs many prompts at once.
     #[tool(
         name = "pool_fan_out",
-        description = "Run many prompts in parallel over the pool (more prompts than slots wait in the queue) and return when all are done: { results: [...] } with one report per prompt, in prompt order, each with its own status, output, spend_usd, tokens_used and error. One failed prompt never fails the others. Progress notifications say `k of n done`. The per-task options apply to every prompt. At most 1000 prompts."
+        description = "Run prompts in parallel: a report each, in order. Options as pool_run."
     )]
     async fn pool_fan_out(
         &self,

@@ -12,7 +12,7 @@ use crate::timeout::Timeout;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusParams {
-    /// Answer only once every slot is idle (warm and free) or given up, waiting up to this long.
+    /// Wait for every slot to be idle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ready: Option<Timeout>,
 }
@@ -324,7 +324,6 @@ pub struct ChainCounts {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleParams {
-    /// Number of slots to add or remove (a whole number, at least 1).
     pub count: u32,
 }
 
@@ -332,7 +331,6 @@ pub struct ScaleParams {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetParams {
-    /// The number of slots the pool should have (within --min-slots and --max-slots).
     pub target: u32,
 }
 
@@ -356,8 +354,7 @@ pub struct ScaleReport {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrainParams {
-    /// How long running tasks may take to finish (seconds, or "5m"); they are cancelled after
-    /// it. Without it, running tasks finish within their own deadlines.
+    /// Cancel running tasks after this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Timeout>,
 }

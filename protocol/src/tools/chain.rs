@@ -33,27 +33,20 @@ pub enum FailurePolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChainStepParams {
-    /// The step's task. `{previous_output}` is replaced by the output of the step it follows
-    /// (its last dependency); `{output:NAME}` by the output of the step named NAME, which
-    /// must be one it depends on, directly or not.
     pub prompt: String,
-    /// A name for the step, unique in the chain (default `step-N`, N counting from 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// abort (default), skip or retry.
+    /// abort the chain (default), skip the step, or retry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_policy: Option<FailurePolicy>,
-    /// With failure_policy retry: how many more attempts (default 1, at most 10).
+    /// With retry (default 1, at most 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    /// Names of the steps this one waits for. Without it a step waits for the step before
-    /// it; `[]` lets it start at once. Steps whose dependencies are done run in parallel.
+    /// Default: the previous step; [] none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<String>>,
-    /// Deadline of this step's task (seconds, or "5m"), over the chain's `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Timeout>,
-    /// Model of this step's task, over the chain's `model`.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -66,7 +59,6 @@ with_task_options! {
     /// Parameters of `pool_chain` and `pool_submit_chain`. The task options apply to every
     /// step.
     pub struct ChainParams {
-        /// The steps, at most 100.
         pub steps: Vec<ChainStepParams>,
     }
 }
@@ -75,9 +67,7 @@ with_task_options! {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChainResultParams {
-    /// Chain id, as returned by pool_submit_chain.
     pub chain_id: ChainId,
-    /// Wait up to this long for the chain to end before answering (seconds, or "30s").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<Timeout>,
 }
@@ -139,7 +129,6 @@ pub struct CurrentStep {
 /// A chain's progress and results: what `pool_chain` and `pool_chain_result` return.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChainReport {
-    /// The chain's id.
     pub chain_id: ChainId,
     /// in_progress, completed, failed or cancelled.
     pub status: ChainStatus,
@@ -165,7 +154,6 @@ pub struct ChainReport {
 /// What `pool_cancel` returns for a chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChainCancelReport {
-    /// The chain's id.
     pub chain_id: ChainId,
     /// Its final status.
     pub status: ChainStatus,

@@ -16,9 +16,7 @@ pub const MAX_CONTEXT_TOTAL_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextSetParams {
-    /// The key: letters, digits, `_`, `-` and `.`, at most 128 bytes.
     pub key: String,
-    /// The value, shown to every task that starts from now on. At most 16 KiB.
     pub value: String,
 }
 
@@ -26,14 +24,12 @@ pub struct ContextSetParams {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextKeyParams {
-    /// The key.
     pub key: String,
 }
 
 /// One entry: what `context_set` and `context_get` return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContextEntry {
-    /// The key.
     pub key: String,
     /// Its value.
     pub value: String,
@@ -42,7 +38,6 @@ pub struct ContextEntry {
 /// What `context_delete` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContextDeleteReport {
-    /// The key.
     pub key: String,
     /// True when the key existed and is gone; false when there was no such key.
     pub deleted: bool,

@@ -11,8 +11,7 @@ pub const MAX_FAN_OUT: usize = 1000;
 with_task_options! {
     /// Parameters of `pool_fan_out`.
     pub struct FanOutParams {
-        /// The prompts, each run as its own task, all at once over the pool (more prompts
-        /// than slots wait in the queue). At most 1000.
+        /// One task each; at most 1000.
         pub prompts: Vec<String>,
     }
 }

@@ -20,23 +20,20 @@ pub const DEFAULT_BUILD_TIMEOUT_MS: u64 = 4 * 3600 * 1000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RunJobParams {
-    /// The project (from claude_list_projects) whose directory Claude works in.
     #[serde(deserialize_with = "crate::validate::de::project")]
     pub project: String,
-    /// The prompt.
     pub prompt: String,
-    /// Deadline in milliseconds from submission (default 30 min, at most 6 h).
+    /// Default 30 min, at most 6 h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Continue this Claude conversation (the sessionId of an earlier job, a UUID).
+    /// An earlier job's, to continue it.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::validate::de::opt_session_id"
     )]
     pub session_id: Option<String>,
-    /// Tools Claude may use without asking, intersected with the server's --allowed-tools.
-    /// Each a tool name, optionally with one rule in parentheses (`Bash(git diff:*)`); no commas.
+    /// Allowed unasked, e.g. Bash(git diff:*).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -49,27 +46,21 @@ pub struct RunJobParams {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BuildJobParams {
-    /// The project (from claude_list_projects).
     #[serde(deserialize_with = "crate::validate::de::project")]
     pub project: String,
-    /// What to implement.
     pub spec: String,
-    /// The new branch the work is committed on; it must not exist yet. 1 to 200 of A-Z, a-z,
-    /// 0-9, '.', '_', '/', '+', '-', as git allows them (not starting with '-').
+    /// Must not exist.
     #[serde(deserialize_with = "crate::validate::de::branch")]
     pub branch: String,
-    /// The branch to start from (default: the project's defaultBranch); a branch name, as
-    /// for `branch`.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::validate::de::opt_branch"
     )]
     pub base_branch: Option<String>,
-    /// Whether Claude runs the project's tests before committing (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_tests: Option<bool>,
-    /// Deadline in milliseconds from submission (default 4 h, at most 6 h).
+    /// Default 4 h, at most 6 h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
@@ -78,7 +69,6 @@ pub struct BuildJobParams {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JobIdParams {
-    /// The job's id, from claude_run or claude_build.
     pub job_id: String,
 }
 
@@ -86,13 +76,11 @@ pub struct JobIdParams {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListJobsParams {
-    /// Only this project's jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
-    /// Only jobs in this state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<JobState>,
-    /// At most this many, newest first (default 50, at most 1000).
+    /// Default 50, at most 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
@@ -145,7 +133,6 @@ impl JobState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobAccepted {
-    /// The job's id.
     pub job_id: String,
     /// queued.
     pub state: JobState,
@@ -155,7 +142,6 @@ pub struct JobAccepted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobReport {
-    /// The job's id.
     pub job_id: String,
     /// run or build (task for pool tasks read through this API).
     pub kind: TaskKind,
@@ -260,12 +246,11 @@ pub struct ProjectList {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TranscriptParams {
-    /// A task or job id.
     pub task_id: String,
-    /// Byte offset to read from (default 0; `next_offset` of the previous page).
+    /// The previous page's next_offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
-    /// Bytes per page (default 256 KiB, at most 4 MiB).
+    /// Default 256 KiB, at most 4 MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
 }

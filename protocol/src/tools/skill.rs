@@ -9,10 +9,8 @@ use super::with_task_options;
 with_task_options! {
     /// Parameters of `pool_skill_run`.
     pub struct SkillRunParams {
-        /// The skill's name (see pool_skill_list).
-        pub skill: String,
-        /// The skill's arguments by name; required ones must be given. Values are strings
-        /// (numbers and booleans are taken as their text).
+            pub skill: String,
+        /// By name; values are strings.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub arguments: Option<Map<String, Value>>,
     }
@@ -22,7 +20,6 @@ with_task_options! {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkillGetParams {
-    /// The skill's name.
     pub skill: String,
 }
 

@@ -13,12 +13,8 @@ use super::with_task_options;
 with_task_options! {
     /// Parameters of `pool_run` and `pool_submit`.
     pub struct TaskParams {
-        /// The task to execute: one user message to Claude. Any size; it travels on the CLI's
-        /// stdin, never on a command line.
         pub prompt: String,
-        /// Continue this Claude conversation (a `session_id` from an earlier result) instead
-        /// of starting fresh. Tasks on one session run one at a time, in submission order.
-        /// A UUID.
+        /// An earlier result's, to continue it.
         #[serde(
             default,
             skip_serializing_if = "Option::is_none",
@@ -32,12 +28,8 @@ with_task_options! {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelParams {
-    /// Task id (from pool_submit, pool_run or pool_fan_out), or a chain id
-    /// (`chain-…`, from pool_submit_chain) — a chain id here cancels the chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
-    /// Chain id, as returned by pool_submit_chain: cancels the chain's running steps and the
-    /// rest of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_id: Option<ChainId>,
 }
@@ -46,10 +38,7 @@ pub struct CancelParams {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultParams {
-    /// Task id, as returned by pool_submit or pool_run.
     pub task_id: TaskId,
-    /// Wait up to this long for the task to end before answering (seconds, or "30s").
-    /// Without it the current state is returned at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<Timeout>,
 }
@@ -70,7 +59,6 @@ pub struct TokensUsed {
 /// A task as `pool_run` and `pool_result` report it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskReport {
-    /// The task's id.
     pub task_id: TaskId,
     /// pending, running, completed, failed, cancelled, timed_out or interrupted.
     pub status: TaskStatus,
@@ -179,7 +167,6 @@ pub struct SubmitReport {
 /// What `pool_cancel` returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CancelReport {
-    /// The task's id.
     pub task_id: TaskId,
     /// The task's final status: cancelled, or the terminal state it had already reached.
     pub status: TaskStatus,
