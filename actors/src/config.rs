@@ -156,6 +156,8 @@ pub struct PoolConfig {
     pub api_adapt: bool,
     /// Which tools the MCP front-end lists and serves (`--tools`).
     pub tools: ToolProfile,
+    /// Whether sessions are told what ended as Claude Code channel messages (`--channels`).
+    pub channels: bool,
     /// Hold dispatch when a subscription usage window reaches this utilisation (0..1),
     /// until it resets (`--max-window-use`); a used-up window holds it regardless.
     pub max_window_use: Option<f64>,
@@ -325,6 +327,7 @@ impl Default for PoolConfig {
             requeue_backoff: Duration::from_secs(1),
             api_adapt: true,
             tools: ToolProfile::All,
+            channels: false,
             max_window_use: None,
         }
     }

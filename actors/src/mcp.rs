@@ -17,6 +17,7 @@ mod complete;
 mod declarations;
 mod jobs;
 pub mod logging;
+mod notices;
 pub mod protocol_tasks;
 mod resources;
 pub mod schema;
@@ -74,6 +75,8 @@ pub struct PoolServer {
     log_session: u64,
     /// Its subscription to the server's log (`logging/setLevel`).
     log: Arc<logging::SessionLog>,
+    /// What it is told about work it started without waiting.
+    notices: Arc<notices::Notices>,
 }
 
 impl PoolServer {
@@ -87,6 +90,7 @@ impl PoolServer {
             pool,
             log_session: logging::new_session(),
             log: Arc::default(),
+            notices: Arc::default(),
         }
     }
 
@@ -336,7 +340,7 @@ async fn long_poll<T: Serialize>(
 impl ServerHandler for PoolServer {
     #[allow(deprecated)] // logging: the 2025-11-25 revision's capability
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
+        let mut capabilities = ServerCapabilities::builder()
             .enable_tasks()
             .enable_prompts()
             .enable_resources()
@@ -346,6 +350,14 @@ impl ServerHandler for PoolServer {
             .enable_logging()
             .enable_completions()
             .build();
+        if self.pool.config().channels {
+            // Claude Code's channels: the session registers a listener for
+            // `notifications/claude/channel` (see `notices`).
+            capabilities.experimental = Some(std::collections::BTreeMap::from([(
+                "claude/channel".to_owned(),
+                rmcp::model::JsonObject::new(),
+            )]));
+        }
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
                 "claude-pool",

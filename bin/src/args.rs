@@ -113,6 +113,13 @@ pub struct Args {
     #[arg(long, default_value = "all", value_parser = parse_tools)]
     pub(crate) tools: claude_pool::config::ToolProfile,
 
+    /// Tell each session, as Claude Code channel messages (`notifications/claude/channel`,
+    /// the server declaring the experimental `claude/channel` capability), when work it
+    /// submitted ends, when one of its tasks waits for an approval, and when the budget
+    /// passes 90%. Claude Code delivers them only from a server a plugin bundles.
+    #[arg(long)]
+    pub(crate) channels: bool,
+
     /// Whether the pool answers the API's rate and load refusals (429, 529) itself: fewer
     /// turns at once while they come, refused turns queued again, each CLI's own retries
     /// cut to two. "off": every CLI retries on its own (its default, about 3 minutes) and

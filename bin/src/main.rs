@@ -292,6 +292,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         requeue_backoff: args.requeue_backoff,
         api_adapt: args.api_adapt,
         tools: args.tools,
+        channels: args.channels,
         budget_tokens: args.budget_tokens,
         max_window_use: args.max_window_use,
         append_system_prompt: args.system_prompt,

@@ -32,6 +32,7 @@ mod jobs;
 mod limits;
 mod logging;
 mod mcp;
+mod notices;
 mod outputs;
 mod private_files;
 mod protocol_tasks;

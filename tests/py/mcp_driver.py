@@ -17,6 +17,9 @@ operations from stdin, one per line, and answers each with one JSON line on stdo
     {"op": "poll", "id": ID}                              tasks/get at the server's pollInterval
                                                           until terminal; every status seen
     {"op": "list", "cursor": C}                           one page of tasks/list
+    {"op": "notices", "until": ID, "timeout": S}          the task status notifications
+                                                          received (and forgotten), once one
+                                                          for task ID has a terminal status
     {"op": "quit"}
 
 A protocol error answers {"error": {"code", "message"}}. Each answer carries "ms", the
@@ -36,6 +39,34 @@ from mcp.client.streamable_http import streamablehttp_client
 from mcp.types import CallToolResult
 
 warnings.simplefilter("ignore")  # the SDK marks its tasks API experimental
+
+
+# Task status notifications as they arrive, and a signal for each.
+NOTICES = []
+ARRIVED = asyncio.Event()
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+async def on_message(message):
+    root = getattr(message, "root", None)
+    if getattr(root, "method", None) == "notifications/tasks/status":
+        NOTICES.append(root.params.model_dump(mode="json", by_alias=True, exclude_none=True))
+        ARRIVED.set()
+
+
+async def notices(until, timeout):
+    async def seen():
+        while not any(n.get("taskId") == until and n.get("status") in TERMINAL for n in NOTICES):
+            ARRIVED.clear()
+            await ARRIVED.wait()
+
+    try:
+        await asyncio.wait_for(seen(), timeout)
+    except asyncio.TimeoutError:
+        return {"timeout": True, "notices": list(NOTICES)}
+    got = list(NOTICES)
+    NOTICES.clear()
+    return {"notices": got}
 
 
 def dump(model):
@@ -68,6 +99,8 @@ async def run(session, op):
         return {"seen": seen}
     if kind == "list":
         return dump(await x.list_tasks(op.get("cursor")))
+    if kind == "notices":
+        return await notices(op["until"], op.get("timeout", 30))
     raise ValueError(f"unknown op {kind}")
 
 
@@ -103,12 +136,12 @@ async def main():
         token = os.environ.get("CLAUDE_POOL_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else None
         async with streamablehttp_client(args[1], headers=headers) as (read, write, _):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, message_handler=on_message) as session:
                 await serve(session, await session.initialize())
     elif args[:1] == ["--"]:
         params = StdioServerParameters(command=args[1], args=args[2:], env=dict(os.environ))
         async with stdio_client(params, errlog=sys.stderr) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, message_handler=on_message) as session:
                 await serve(session, await session.initialize())
     else:
         sys.exit("usage: mcp_driver.py --url URL | -- SERVER [ARGS...]")

@@ -145,6 +145,8 @@ pub struct TestClient {
     elicitations: Option<mpsc::UnboundedSender<Elicitation>>,
     /// Where `notifications/message` go, as JSON (`level`, `logger`, `data`).
     logs: mpsc::UnboundedSender<Value>,
+    /// Where notifications of other methods go, as `{method, params}`.
+    notices: mpsc::UnboundedSender<Value>,
 }
 
 /// An elicitation the server sent, and the way to answer it.
@@ -224,6 +226,17 @@ impl ClientHandler for TestClient {
             .logs
             .send(serde_json::to_value(&params).unwrap_or_default());
     }
+
+    async fn on_custom_notification(
+        &self,
+        notification: rmcp::model::CustomNotification,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.notices.send(serde_json::json!({
+            "method": notification.method,
+            "params": notification.params,
+        }));
+    }
 }
 
 /// A running server and a connected client.
@@ -241,6 +254,7 @@ pub struct Server {
     resources: tokio::sync::Mutex<mpsc::UnboundedReceiver<ResourceNote>>,
     elicitations: tokio::sync::Mutex<mpsc::UnboundedReceiver<Elicitation>>,
     logs: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
+    notices: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
     stdout_problems: Arc<Mutex<Vec<String>>>,
     transport: Transport,
     /// Where the server's stderr (its log) goes.
@@ -312,12 +326,14 @@ impl Server {
         let (res_tx, res_rx) = mpsc::unbounded_channel();
         let (el_tx, el_rx) = mpsc::unbounded_channel();
         let (log_tx, log_rx) = mpsc::unbounded_channel();
+        let (notice_tx, notice_rx) = mpsc::unbounded_channel();
         let handler = TestClient {
             progress: tx,
             resources: res_tx,
             tasks_extension: opts.tasks_extension,
             elicitations: opts.elicitation.then_some(el_tx),
             logs: log_tx,
+            notices: notice_tx,
         };
         let problems = Arc::new(Mutex::new(Vec::new()));
         let (child, client, url, token) = match opts.transport {
@@ -353,6 +369,7 @@ impl Server {
             resources: tokio::sync::Mutex::new(res_rx),
             elicitations: tokio::sync::Mutex::new(el_rx),
             logs: tokio::sync::Mutex::new(log_rx),
+            notices: tokio::sync::Mutex::new(notice_rx),
             stdout_problems: problems,
             transport: opts.transport,
             stderr_path,
@@ -415,12 +432,14 @@ impl Server {
         let url = self.url.clone().expect("an HTTP server");
         let (progress, _) = mpsc::unbounded_channel();
         let (resources, _) = mpsc::unbounded_channel();
+        let (notices, _) = mpsc::unbounded_channel();
         let handler = TestClient {
             progress,
             resources,
             tasks_extension: false,
             elicitations,
             logs,
+            notices,
         };
         let mut config =
             rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
@@ -451,6 +470,30 @@ impl Server {
             }
         })
         .await
+    }
+
+    /// Collects the notifications of other methods than log, progress and resource ones
+    /// (each as `{method, params}`) until those collected satisfy `done`; returns them all.
+    pub async fn notices_until(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut rx = self.notices.lock().await;
+        let mut seen = Vec::new();
+        within(Duration::from_secs(30), what, async {
+            while !done(&seen) {
+                seen.push(rx.recv().await.expect("notice channel open"));
+            }
+        })
+        .await;
+        seen
+    }
+
+    /// Every other notification received so far, as `{method, params}` (drains them).
+    pub async fn drain_notices(&self) -> Vec<Value> {
+        let mut rx = self.notices.lock().await;
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            out.push(m);
+        }
+        out
     }
 
     /// Every log notification received so far (drains them).

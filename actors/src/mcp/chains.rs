@@ -57,11 +57,19 @@ impl PoolServer {
         let depth = self.request_depth(&context);
         let total_steps = params.steps.len();
         match self.pool.submit_chain_at(params, None, depth).await {
-            Ok(chain_id) => structured(&ChainSubmitReport {
-                chain_id,
-                status: ChainStatus::InProgress,
-                total_steps,
-            }),
+            Ok(chain_id) => {
+                let handle = super::notices::handle_of(
+                    &chain_id.0,
+                    "pool_submit_chain",
+                    crate::pool::handles::Work::Chain(chain_id.clone()),
+                );
+                self.follow_work(&context, handle, false);
+                structured(&ChainSubmitReport {
+                    chain_id,
+                    status: ChainStatus::InProgress,
+                    total_steps,
+                })
+            }
             Err(e) => fail(e),
         }
     }

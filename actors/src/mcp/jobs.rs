@@ -2,7 +2,7 @@
 //! `claude_cancel`, `claude_list_projects`) and `pool_transcript`.
 
 use claude_pool_protocol::tools::{
-    BuildJobParams, JobIdParams, JobList, ListJobsParams, ProjectList, RunJobParams,
+    BuildJobParams, JobAccepted, JobIdParams, JobList, ListJobsParams, ProjectList, RunJobParams,
     TranscriptParams,
 };
 use rmcp::handler::server::wrapper::Parameters;
@@ -25,7 +25,9 @@ impl PoolServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let depth = self.request_depth(&context);
-        answer(self.pool.run_job(params.get()?, depth).await)
+        let accepted = self.pool.run_job(params.get()?, depth).await;
+        self.follow_job(&context, &accepted, "claude_run");
+        answer(accepted)
     }
 
     /// Queues a build on a new branch.
@@ -39,7 +41,9 @@ impl PoolServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let depth = self.request_depth(&context);
-        answer(self.pool.build_job(params.get()?, depth).await)
+        let accepted = self.pool.build_job(params.get()?, depth).await;
+        self.follow_job(&context, &accepted, "claude_build");
+        answer(accepted)
     }
 
     /// A job's state and result.
@@ -101,5 +105,20 @@ impl PoolServer {
                 .transcript(&p.task_id, p.offset.unwrap_or(0), p.max_bytes)
                 .await,
         )
+    }
+}
+
+impl PoolServer {
+    /// Follows an accepted job for this session (see [`super::notices`]).
+    fn follow_job(
+        &self,
+        context: &RequestContext<RoleServer>,
+        accepted: &Result<JobAccepted, crate::PoolError>,
+        tool: &str,
+    ) {
+        if let Ok(a) = accepted {
+            let id = claude_pool_protocol::TaskId(a.job_id.clone());
+            self.follow_work(context, super::notices::task_handle(&id, tool), false);
+        }
     }
 }

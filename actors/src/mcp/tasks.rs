@@ -335,10 +335,17 @@ impl PoolServer {
         spec.depth = self.request_depth(&context);
         spec.progress = self.session_listener(&context);
         match self.pool.submit(spec).await {
-            Ok(id) => structured(&SubmitReport {
-                task_id: id,
-                status: TaskStatus::Pending,
-            }),
+            Ok(id) => {
+                self.follow_work(
+                    &context,
+                    super::notices::task_handle(&id, "pool_submit"),
+                    false,
+                );
+                structured(&SubmitReport {
+                    task_id: id,
+                    status: TaskStatus::Pending,
+                })
+            }
             Err(e) => fail(e),
         }
     }

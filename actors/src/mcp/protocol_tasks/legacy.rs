@@ -125,6 +125,7 @@ impl PoolServer {
             .await?
         {
             Ok(handle) => {
+                self.follow_work(&context, handle.clone(), true);
                 let view = self.view(handle).await?;
                 Ok(json!({ "task": legacy_task(&view) }))
             }
@@ -201,7 +202,7 @@ fn legacy_status(phase: &Phase) -> &'static str {
 }
 
 /// The 2025-11-25 shape of a task.
-fn legacy_task(view: &View) -> Value {
+pub(in crate::mcp) fn legacy_task(view: &View) -> Value {
     json!({
         "taskId": view.handle.id,
         "status": legacy_status(&view.phase),
