@@ -1,9 +1,9 @@
 //! The HTTP front-end's cost, each figure beside its baseline in the same run. Run with
 //! `scripts/bench.sh` (release build).
 //!
-//! 1. `pool_status` and `pool_submit` over Streamable HTTP, p50/p99, beside a bare HTTP round
-//!    trip to `/health` on the same server (every request on a fresh connection, as the
-//!    baseline), with 1 client and with 16 at once.
+//! 1. `pool_status`, `pool_submit` and `pool_result` over Streamable HTTP, p50/p99, beside a
+//!    bare HTTP round trip to `/health` on the same server (every request on a fresh
+//!    connection, as the baseline), with 1 client and with 16 at once.
 //! 2. Throughput of 1,000 `pool_submit`s from 16 clients.
 //! 3. Server RSS with 100 idle MCP sessions, beside the same server with none.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -26,10 +26,17 @@ fn p50_p99(name: &str, v: &[Duration]) {
 }
 
 /// `n` timed calls of `what` from each of `clients` clients at once.
-async fn timed(client: &HttpClient, clients: usize, n: usize, what: &'static str) -> Vec<Duration> {
+async fn timed(
+    client: &HttpClient,
+    clients: usize,
+    n: usize,
+    what: &'static str,
+    task: &str,
+) -> Vec<Duration> {
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let c = client.clone();
+        let task = task.to_owned();
         tasks.push(tokio::spawn(async move {
             let session = if what == "health" {
                 String::new()
@@ -46,6 +53,10 @@ async fn timed(client: &HttpClient, clients: usize, n: usize, what: &'static str
                     }
                     "status" => {
                         c.call(&session, &[], "pool_status", json!({})).await;
+                    }
+                    "result" => {
+                        c.call(&session, &[], "pool_result", json!({ "task_id": task }))
+                            .await;
                     }
                     _ => {
                         c.call(
@@ -79,8 +90,9 @@ async fn main() {
     server
         .call(&s, &[], "pool_status", json!({ "wait_ready": 30 }))
         .await;
-    for _ in 0..2 {
-        server
+    let mut queued = String::new();
+    for _ in 0..3 {
+        let r = server
             .call(
                 &s,
                 &[],
@@ -88,26 +100,34 @@ async fn main() {
                 json!({ "prompt": "MOCK_SLEEP:600" }),
             )
             .await;
+        queued = r["result"]["structuredContent"]["task_id"]
+            .as_str()
+            .expect("a task id")
+            .to_owned();
     }
     for clients in [1usize, 16] {
         let per = (N / clients).max(25);
-        let health = timed(&server.client, clients, per, "health").await;
-        let status = timed(&server.client, clients, per, "status").await;
-        let submit = timed(&server.client, clients, per, "submit").await;
+        let health = timed(&server.client, clients, per, "health", "").await;
+        let status = timed(&server.client, clients, per, "status", "").await;
+        let submit = timed(&server.client, clients, per, "submit", "").await;
+        let result = timed(&server.client, clients, per, "result", &queued).await;
         println!("  {clients} client(s):");
         p50_p99("GET /health (baseline)", &health);
         p50_p99("tools/call pool_status", &status);
         p50_p99("tools/call pool_submit (queued)", &submit);
+        p50_p99("tools/call pool_result (a queued task)", &result);
+        let h = ms(median(&health));
         println!(
-            "  ratio p50 pool_status / health: {:.2}   pool_submit / health: {:.2}",
-            ms(median(&status)) / ms(median(&health)),
-            ms(median(&submit)) / ms(median(&health))
+            "  ratio p50 to health: pool_status {:.2}   pool_submit {:.2}   pool_result {:.2}",
+            ms(median(&status)) / h,
+            ms(median(&submit)) / h,
+            ms(median(&result)) / h
         );
     }
 
     println!("2. throughput: 1,000 pool_submits from 16 clients");
     let t = Instant::now();
-    let got = timed(&server.client, 16, 1000 / 16 + 1, "submit").await;
+    let got = timed(&server.client, 16, 1000 / 16 + 1, "submit", "").await;
     let wall = t.elapsed();
     println!(
         "  {} submits in {:.2} s = {:.0} submits/s",

@@ -6,12 +6,19 @@
 //! 2. Idle server RSS (children excluded) with 16 slots, beside the same server with 1 slot.
 //! 3. Warm slots against cold starts: median `pool_run` with the real CLI against an
 //!    instantly answering mock of the Messages API, beside a bare `claude -p` cold start.
+//! 4. The warm path at its limit: `pool_run` on warm slots of the real CLI (two, the
+//!    default; one with the default store; one with `--no-db`), beside one warm real CLI
+//!    process driven by hand the way a slot drives it (prompt, result, `/clear`), all in
+//!    the same directory against the same mock.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use claude_pool_tests::bench::{RealCli, cold_cli_runs, median, ms, pool_runs, row, rss_kib};
+use claude_pool_tests::bench::{
+    RealCli, cold_cli_runs, hand_driven_alternating, hand_driven_turns, median, ms, pool_runs, row,
+    rss_kib,
+};
 use claude_pool_tests::server::{Server, ServerOptions};
 use claude_pool_tests::{Scratch, fake_claude_bin};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -118,6 +125,68 @@ fn main() {
         row("baseline: cold `claude -p --output-format json`", &cold);
         row("pool_run on a warm slot", &warm);
         let ratio = ms(median(&warm)) / ms(median(&cold));
-        println!("  => warm / cold median ratio: {ratio:.3}");
+        println!("  => warm / cold median ratio: {ratio:.3}\n");
+
+        println!("4. the warm path: pool_run on warm slots vs one warm CLI driven by hand");
+        let (hand, clears) = hand_driven_turns(
+            &real.claude,
+            &real.env,
+            real.scratch.path(),
+            iters,
+            "warm start",
+        )
+        .await;
+        let alternating = hand_driven_alternating(
+            &real.claude,
+            &real.env,
+            real.scratch.path(),
+            iters,
+            "warm start",
+        )
+        .await;
+        let hand_and_clear: Vec<Duration> =
+            hand.iter().zip(&clears).map(|(t, c)| *t + *c).collect();
+        // The slots work in the directory the hand-driven process worked in: the CLI's own
+        // work per turn (reading the directory, git) depends on where it runs.
+        let cwd = real.scratch.path().to_str().unwrap().to_owned();
+        let mut runs = Vec::new();
+        for (name, slots, no_db) in [
+            ("2 slots (the default), default store", 2, false),
+            ("1 slot, default store", 1, false),
+            ("1 slot, --no-db", 1, true),
+        ] {
+            let mut args = vec!["--cwd", cwd.as_str()];
+            if no_db {
+                args.push("--no-db");
+            }
+            let server = Server::start(real.server(slots).args(&args)).await;
+            server.wait_ready().await;
+            runs.push((name, slots, pool_runs(&server, iters, "warm start").await));
+            server.close().await;
+        }
+        row("baseline: warm CLI by hand, one turn", &hand);
+        row("  its /clear between turns", &clears);
+        row("  one turn and its /clear", &hand_and_clear);
+        row(
+            "  two by hand, alternating (one clears meanwhile)",
+            &alternating,
+        );
+        for (name, _, v) in &runs {
+            row(&format!("pool_run, {name}"), v);
+        }
+        // Back to back on one slot, each call waits for the last one's /clear; with two,
+        // the next call goes to the slot that is already clear while the other clears.
+        for (name, slots, v) in &runs {
+            let (base, what) = if *slots > 1 {
+                (&alternating, "two alternating")
+            } else {
+                (&hand_and_clear, "one turn and its /clear")
+            };
+            println!(
+                "  => pool_run ({name}) / hand-driven {what}, median: {:.3} ({:+.2} ms)",
+                ms(median(v)) / ms(median(base)),
+                ms(median(v)) - ms(median(base))
+            );
+        }
     });
 }

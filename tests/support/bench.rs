@@ -23,7 +23,7 @@ pub fn pct(v: &[Duration], p: f64) -> Duration {
 /// Prints one line of figures: median, p90, min.
 pub fn row(name: &str, v: &[Duration]) {
     println!(
-        "  {name:<44} median {:>8.3} ms   p90 {:>8.3} ms   min {:>8.3} ms   (n={})",
+        "  {name:<50} median {:>8.3} ms   p90 {:>8.3} ms   min {:>8.3} ms   (n={})",
         ms(median(v)),
         ms(pct(v, 0.9)),
         ms(*v.iter().min().unwrap()),
@@ -159,4 +159,146 @@ impl RealCli {
         }
         opts
     }
+}
+
+/// One warm real CLI process (`program` with a slot's persistent arguments and `env`),
+/// driven by hand the way a slot drives it.
+struct HandCli {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// A `/clear` written whose result has not been read yet.
+    clearing: bool,
+}
+
+impl HandCli {
+    async fn start(
+        program: &std::path::Path,
+        env: &[(String, String)],
+        cwd: &std::path::Path,
+    ) -> HandCli {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(program)
+            .args(claude_pool_protocol::stream::PERSISTENT_ARGS)
+            .args([
+                "--permission-prompt-tool",
+                "stdio",
+                "--permission-mode",
+                "plan",
+            ])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the CLI");
+        let stdin = child.stdin.take().expect("stdin");
+        let lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut cli = HandCli {
+            _child: child,
+            stdin,
+            lines,
+            clearing: false,
+        };
+        // The slot's warm-up: a /clear answered before the first task.
+        cli.clear().await;
+        cli.settle().await;
+        cli
+    }
+
+    /// Writes one user message and reads up to its result.
+    async fn turn(&mut self, prompt: &str) -> Duration {
+        self.settle().await;
+        let t = Instant::now();
+        self.write(prompt).await;
+        self.result().await;
+        t.elapsed()
+    }
+
+    /// Writes `/clear` without waiting for its result.
+    async fn clear(&mut self) {
+        self.write("/clear").await;
+        self.clearing = true;
+    }
+
+    /// Reads the result of a `/clear` written before, if any.
+    async fn settle(&mut self) {
+        if std::mem::take(&mut self.clearing) {
+            self.result().await;
+        }
+    }
+
+    async fn write(&mut self, text: &str) {
+        use tokio::io::AsyncWriteExt;
+        let line = claude_pool_protocol::stream::user_message_line(text);
+        self.stdin.write_all(line.as_bytes()).await.expect("write");
+    }
+
+    async fn result(&mut self) {
+        loop {
+            let l = self
+                .lines
+                .next_line()
+                .await
+                .expect("read")
+                .expect("the CLI exited");
+            if l.contains("\"type\":\"result\"") {
+                return;
+            }
+        }
+    }
+}
+
+/// One warm CLI process driven by hand the way a slot drives it: a prompt, its result, then
+/// `/clear` and its result before the next. Returns the timed turns and the timed clears
+/// (`iters` each, after three untimed rounds).
+pub async fn hand_driven_turns(
+    program: &std::path::Path,
+    env: &[(String, String)],
+    cwd: &std::path::Path,
+    iters: usize,
+    prompt: &str,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut cli = HandCli::start(program, env, cwd).await;
+    let (mut turns, mut clears) = (Vec::new(), Vec::new());
+    for i in 0..iters + 3 {
+        let turn = cli.turn(prompt).await;
+        let t = Instant::now();
+        cli.clear().await;
+        cli.settle().await;
+        if i >= 3 {
+            turns.push(turn);
+            clears.push(t.elapsed());
+        }
+    }
+    (turns, clears)
+}
+
+/// Two warm CLI processes driven by hand the way two slots serve back-to-back calls: each
+/// turn goes to the process that is clear, while the other runs the `/clear` after its own
+/// last turn. Returns `iters` timed turns (after three untimed).
+pub async fn hand_driven_alternating(
+    program: &std::path::Path,
+    env: &[(String, String)],
+    cwd: &std::path::Path,
+    iters: usize,
+    prompt: &str,
+) -> Vec<Duration> {
+    let mut clis = [
+        HandCli::start(program, env, cwd).await,
+        HandCli::start(program, env, cwd).await,
+    ];
+    let mut turns = Vec::new();
+    for i in 0..iters + 3 {
+        let cli = &mut clis[i % 2];
+        let turn = cli.turn(prompt).await;
+        cli.clear().await;
+        if i >= 3 {
+            turns.push(turn);
+        }
+    }
+    turns
 }
