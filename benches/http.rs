@@ -3,7 +3,8 @@
 //!
 //! 1. `pool_status`, `pool_submit` and `pool_result` over Streamable HTTP, p50/p99, beside a
 //!    bare HTTP round trip to `/health` on the same server (every request on a fresh
-//!    connection, as the baseline), with 1 client and with 16 at once.
+//!    connection, as the baseline), with 1 client and with 16 at once; and beside a request
+//!    the server answers with no work at all (a 404), the wire's own floor.
 //! 2. Throughput of 1,000 `pool_submit`s from 16 clients.
 //! 3. Server RSS with 100 idle MCP sessions, beside the same server with none.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -38,7 +39,7 @@ async fn timed(
         let c = client.clone();
         let task = task.to_owned();
         tasks.push(tokio::spawn(async move {
-            let session = if what == "health" {
+            let session = if what == "health" || what == "bare" {
                 String::new()
             } else {
                 c.session(&[]).await
@@ -47,6 +48,10 @@ async fn timed(
             for i in 0..n {
                 let t = Instant::now();
                 match what {
+                    "bare" => {
+                        let r = c.request("GET", "/no-such-page", &[], "").await;
+                        assert_eq!(r.status, 404);
+                    }
                     "health" => {
                         let r = c.request("GET", "/health", &[], "").await;
                         assert_eq!(r.status, 200);
@@ -107,11 +112,13 @@ async fn main() {
     }
     for clients in [1usize, 16] {
         let per = (N / clients).max(25);
+        let bare = timed(&server.client, clients, per, "bare", "").await;
         let health = timed(&server.client, clients, per, "health", "").await;
         let status = timed(&server.client, clients, per, "status", "").await;
         let submit = timed(&server.client, clients, per, "submit", "").await;
         let result = timed(&server.client, clients, per, "result", &queued).await;
         println!("  {clients} client(s):");
+        p50_p99("GET of a page that is not there (404)", &bare);
         p50_p99("GET /health (baseline)", &health);
         p50_p99("tools/call pool_status", &status);
         p50_p99("tools/call pool_submit (queued)", &submit);
@@ -122,6 +129,14 @@ async fn main() {
             ms(median(&status)) / h,
             ms(median(&submit)) / h,
             ms(median(&result)) / h
+        );
+        let b = ms(median(&bare));
+        println!(
+            "  ratio p50 to the 404:  pool_status {:.2}   pool_submit {:.2}   pool_result {:.2}   health {:.2}",
+            ms(median(&status)) / b,
+            ms(median(&submit)) / b,
+            ms(median(&result)) / b,
+            h / b
         );
     }
 

@@ -166,32 +166,81 @@ enum Message {
 /// The first complete SSE event of `held` that carries data, if any.
 fn first_message(held: &[u8]) -> Option<Message> {
     let text = std::str::from_utf8(held).ok()?;
-    let text = text.replace("\r\n", "\n");
+    // rmcp ends lines with `\n`; anything else is read the long way.
+    let normalized;
+    let text = if text.contains('\r') {
+        normalized = text.replace("\r\n", "\n");
+        normalized.as_str()
+    } else {
+        text
+    };
     // Only whole events: the part after the last blank line may still be arriving.
     let complete = &text[..text.rfind("\n\n")?];
     for event in complete.split("\n\n") {
-        let data: Vec<&str> = event
+        let mut lines = event
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
-        let data = data.join("\n");
+            .map(|d| d.strip_prefix(' ').unwrap_or(d));
+        let Some(first) = lines.next() else {
+            continue;
+        };
+        let joined;
+        let data = match lines.next() {
+            None => first,
+            Some(second) => {
+                joined = [first, second]
+                    .into_iter()
+                    .chain(lines)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                joined.as_str()
+            }
+        };
         if data.trim().is_empty() {
             continue; // a priming event or a keep-alive
         }
-        let Ok(shape) = serde_json::from_str::<Shape>(&data) else {
-            return Some(Message::Other);
+        let last = match is_response(data) {
+            Some(last) => last,
+            None => match serde_json::from_str::<Shape>(data) {
+                Ok(shape) => {
+                    shape.id.is_some()
+                        && shape.method.is_none()
+                        && (shape.result.is_some() || shape.error.is_some())
+                }
+                Err(_) => false,
+            },
         };
-        let last = shape.id.is_some()
-            && shape.method.is_none()
-            && (shape.result.is_some() || shape.error.is_some());
         return Some(if last {
-            Message::Final(data)
+            Message::Final(data.to_owned())
         } else {
             Message::Other
         });
     }
     None
+}
+
+/// Whether `data` is a JSON-RPC response or error, read from the way rmcp writes messages
+/// (`{"jsonrpc":"2.0","id":…,"result"|"error"|"method":…`) without parsing the rest;
+/// `None` when it is not written that way.
+fn is_response(data: &str) -> Option<bool> {
+    let rest = data.strip_prefix(r#"{"jsonrpc":"2.0","id":"#)?;
+    let after_id = match rest.as_bytes().first()? {
+        b'"' => {
+            let end = rest[1..].find(['"', '\\'])? + 1;
+            if rest.as_bytes()[end] != b'"' {
+                return None; // an escape in the id: the long way
+            }
+            &rest[end + 1..]
+        }
+        _ => rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-'),
+    };
+    if after_id.starts_with(r#","result":"#) || after_id.starts_with(r#","error":"#) {
+        Some(true)
+    } else if after_id.starts_with(r#","method":"#) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// What tells a JSON-RPC message's kind; the rest is skipped without being kept.
@@ -261,5 +310,42 @@ mod tests {
             first_message(server_request),
             Some(Message::Other)
         ));
+    }
+
+    #[test]
+    fn responses_are_told_from_requests_quickly_and_the_long_way_alike() {
+        let cases: [(&str, bool); 7] = [
+            (r#"{"jsonrpc":"2.0","id":2,"result":{"x":1}}"#, true),
+            (r#"{"jsonrpc":"2.0","id":"a-1","error":{"code":1}}"#, true),
+            (r#"{"jsonrpc":"2.0","id":-3,"result":{}}"#, true),
+            (r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#, false),
+            (
+                r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
+                false,
+            ),
+            // Written another way: parsed.
+            (r#"{"id":2,"jsonrpc":"2.0","result":{}}"#, true),
+            (r#"{"jsonrpc":"2.0","id":"a\"b","result":{}}"#, true),
+        ];
+        for (json, want) in cases {
+            let held = format!("data: {json}\nid: 0/1\n\n");
+            let got = match first_message(held.as_bytes()) {
+                Some(Message::Final(j)) => {
+                    assert_eq!(j, json, "the response is passed on whole");
+                    true
+                }
+                Some(Message::Other) => false,
+                None => panic!("{json}: not read as a complete event"),
+            };
+            assert_eq!(got, want, "{json}");
+        }
+        // CRLF line ends and a message over two data lines.
+        let crlf = "data: {\"jsonrpc\":\"2.0\",\r\ndata: \"id\":1,\"result\":{}}\r\n\r\n";
+        match first_message(crlf.as_bytes()) {
+            Some(Message::Final(j)) => {
+                assert_eq!(j, "{\"jsonrpc\":\"2.0\",\n\"id\":1,\"result\":{}}")
+            }
+            _ => panic!("a two-line response over CRLF was not taken as final"),
+        }
     }
 }

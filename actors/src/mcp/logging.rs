@@ -24,6 +24,7 @@ use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
 use rmcp::service::{Peer, RoleServer};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
 use tracing::{Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
@@ -191,6 +192,21 @@ where
             return meta.name() == CALL_SPAN;
         }
         ours(meta) && verbosity(*meta.level()) <= hub().max.load(Ordering::Relaxed)
+    })
+    // Decided once per callsite where it can be: other crates' spans and events (rmcp
+    // opens several per request) never reach this layer, so they cost a call nothing here.
+    .with_callsite_filter(|meta| {
+        if meta.is_span() {
+            if meta.name() == CALL_SPAN {
+                Interest::always()
+            } else {
+                Interest::never()
+            }
+        } else if ours(meta) {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
     })
     .with_max_level_hint(tracing_subscriber::filter::LevelFilter::DEBUG);
     McpLogLayer.with_filter(filter)

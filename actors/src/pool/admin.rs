@@ -74,11 +74,13 @@ impl Pool {
 
     /// Slots, task and chain counts, spend and budget.
     pub async fn status(&self) -> Result<PoolStatusReport, PoolError> {
-        // Three actors, asked at once: a busy scheduler does not make the others wait.
-        let (status, budget, chains) = tokio::join!(
+        // Four actors, asked at once: a busy scheduler does not make the others wait, and
+        // the call waits for one round trip between threads, not one per actor.
+        let (status, budget, chains, pending) = tokio::join!(
             self.ask(&self.refs.scheduler, SchedulerMsg::Status),
             self.budget(),
             self.ask(&self.refs.chains, ChainSupervisorMsg::Counts),
+            self.pending_approvals(None),
         );
         let (mut status, budget) = (status?, budget?);
         status.spend_usd = budget.spend_usd;
@@ -110,7 +112,7 @@ impl Pool {
                 .map(ToString::to_string)
                 .collect(),
             timeout_secs: self.config.approval_timeout.as_secs_f64(),
-            pending: self.pending_approvals(None).await.unwrap_or_default(),
+            pending: pending.unwrap_or_default(),
         };
         self.add_memory(&mut status).await;
         Ok(status)
