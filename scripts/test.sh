@@ -32,6 +32,6 @@ cargo test --workspace --no-fail-fast
 # are HTTP's own, or choose their transports themselves (the Python SDK's).
 CLAUDE_POOL_TEST_TRANSPORT=http cargo test --test it --no-fail-fast -- \
     --skip chaos:: --skip chaos_cli:: --skip embedding:: --skip fake_cli:: --skip faults:: \
-    --skip http:: --skip outputs:: --skip protocol_tasks_py:: --skip stdio_fuzz:: \
+    --skip http:: --skip http_quick:: --skip outputs:: --skip protocol_tasks_py:: --skip stdio_fuzz:: \
     --skip supervision:: \
     --skip tree_doc::

@@ -13,7 +13,8 @@
 //! session with no request open for `--http-session-idle` (5 minutes) is closed
 //! ([`sessions`]), never one under a call, whatever event streams it holds. A call that
 //! answers at once gets its answer as one JSON body rather than an event stream
-//! ([`oneshot`]). Each client gets its own MCP session; they all share the pool, and one
+//! ([`oneshot`]); the two reads that need nothing of a session are answered without its
+//! handler ([`quick`]). Each client gets its own MCP session; they all share the pool, and one
 //! client's long `pool_run` never delays another's calls.
 //!
 //! The recursion depth of a request is the one its token says (the main token: the
@@ -39,6 +40,7 @@ mod listen;
 mod login;
 mod oneshot;
 mod page;
+mod quick;
 mod sessions;
 
 pub use failures::FailureLimit;
@@ -522,6 +524,7 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
     let mut manager = LocalSessionManager::default();
     manager.session_config.keep_alive = None;
     let manager = Arc::new(manager);
+    let quick_lane: quick::Lane = (pool.clone(), manager.clone());
     let activity = Arc::new(sessions::Activity::default());
     tokio::spawn(sessions::sweep(
         activity.clone(),
@@ -550,6 +553,7 @@ async fn serve_here(pool: Pool, options: HttpOptions, stop: CancellationToken) -
     let inflight = InFlight::new();
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(quick_lane, quick::layer))
         .layer(middleware::from_fn_with_state(
             (
                 inflight.clone(),

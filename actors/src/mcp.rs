@@ -19,6 +19,7 @@ mod jobs;
 pub mod logging;
 mod notices;
 pub mod protocol_tasks;
+pub(crate) mod quick;
 mod resources;
 pub mod schema;
 mod skills;
@@ -229,6 +230,21 @@ fn argument_error(e: &ErrorData) -> CallToolResult {
     r
 }
 
+/// A mistake in a known tool's arguments is the model's to see and correct: a tool result
+/// with `isError`, naming the field. Unknown tools and malformed requests stay protocol
+/// errors.
+fn arguments_as_result<T: From<CallToolResult>>(
+    known: bool,
+    answer: Result<T, ErrorData>,
+) -> Result<T, ErrorData> {
+    match answer {
+        Err(e) if known && e.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
+            Ok(argument_error(&e).into())
+        }
+        other => other,
+    }
+}
+
 /// Maps a pool error to a protocol error (for requests that are not tool calls).
 pub fn to_error_data(e: PoolError) -> ErrorData {
     match &e {
@@ -397,15 +413,7 @@ impl ServerHandler for PoolServer {
         }
         .instrument(span)
         .await;
-        match answer {
-            // A mistake in a known tool's arguments is the model's to see and correct: a
-            // tool result with `isError`, naming the field. Unknown tools and malformed
-            // requests stay protocol errors.
-            Err(e) if known && e.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
-                Ok(argument_error(&e).into())
-            }
-            other => other,
-        }
+        arguments_as_result(known, answer)
     }
 
     async fn complete(

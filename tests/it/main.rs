@@ -27,6 +27,7 @@ mod fanout;
 mod faults;
 mod http;
 mod http_defaults;
+mod http_quick;
 mod idle;
 mod jobs;
 mod limits;

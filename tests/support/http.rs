@@ -27,6 +27,8 @@ pub struct HttpServer {
     pub runtime: PathBuf,
     /// Its HOME (and so the default store's state directory).
     pub home: PathBuf,
+    /// Lines of its log written to [`HttpServer::log`] so far.
+    log_lines: tokio::sync::watch::Receiver<usize>,
     _scratch: Scratch,
 }
 
@@ -197,11 +199,13 @@ impl HttpServer {
         .await;
         let file = log.clone();
         let _ = std::fs::write(&file, &out);
+        let (written, log_lines) = tokio::sync::watch::channel(0usize);
         tokio::spawn(async move {
             while let Ok(Some(l)) = lines.next_line().await {
                 out.push_str(&l);
                 out.push('\n');
                 let _ = std::fs::write(&file, &out);
+                written.send_modify(|n| *n += 1);
             }
         });
         let token = token_of(args, &setup.env, &runtime);
@@ -212,8 +216,49 @@ impl HttpServer {
             log,
             runtime,
             home: scratch.path().to_path_buf(),
+            log_lines,
             _scratch: scratch,
         }
+    }
+
+    /// Waits (up to 30 s, reading each line as the server writes it) until `pred` holds
+    /// for its log; returns the log. `what` names what never came.
+    pub async fn log_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let mut lines = self.log_lines.clone();
+        within(Duration::from_secs(30), what, async {
+            loop {
+                lines.borrow_and_update();
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                if pred(&text) {
+                    return text;
+                }
+                lines.changed().await.expect("the log's reader ended");
+            }
+        })
+        .await
+    }
+
+    /// [`HttpServer::stop`], then its whole log, once every line it wrote has been read.
+    pub async fn stop_with_log(mut self) -> (std::process::ExitStatus, String) {
+        crate::procs::kill(self.pid, libc::SIGTERM);
+        let status = within(
+            Duration::from_secs(20),
+            "the server's exit",
+            self.child.wait(),
+        )
+        .await
+        .expect("wait");
+        let mut lines = self.log_lines.clone();
+        within(
+            Duration::from_secs(10),
+            "the end of the server's log",
+            async { while lines.changed().await.is_ok() {} },
+        )
+        .await;
+        (
+            status,
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
     }
 
     /// SIGTERMs the server and waits for its exit.

@@ -99,6 +99,12 @@ fn set_max(sessions: &std::collections::HashMap<u64, u8>) {
     hub().max.store(max, Ordering::Relaxed);
 }
 
+/// Whether any session asked for the server's log: its calls' lines must then be told
+/// apart by session, which only a session's handler does.
+pub fn any_session_listening() -> bool {
+    hub().max.load(Ordering::Relaxed) > 0
+}
+
 /// A new session id for [`CALL_SPAN`].
 pub fn new_session() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
