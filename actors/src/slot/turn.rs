@@ -311,8 +311,18 @@ impl SlotState {
             ProcessEvent::WriteFailed(e) => {
                 // Almost always the process is dying: its exit (code, signal, stderr) will
                 // say more than "broken pipe", so that is what the task and the log get.
-                if !matches!(self.phase, Phase::Terminating | Phase::Stopped) {
+                let live = !matches!(self.phase, Phase::Terminating | Phase::Stopped);
+                if live {
                     self.stdin_broke = true;
+                }
+                if self.resuming.is_some() {
+                    // A CLI that cannot resume the session exits without reading the
+                    // prompt: the task's failure, not the slot's, which its exit tells.
+                    if live {
+                        self.go(Input::Broken);
+                        self.begin_termination();
+                    }
+                    return Ok(());
                 }
                 self.on_broken(format!("writing to claude's stdin failed: {e}"));
                 Ok(())
