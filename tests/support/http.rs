@@ -240,14 +240,7 @@ impl HttpServer {
 
     /// [`HttpServer::stop`], then its whole log, once every line it wrote has been read.
     pub async fn stop_with_log(mut self) -> (std::process::ExitStatus, String) {
-        crate::procs::kill(self.pid, libc::SIGTERM);
-        let status = within(
-            Duration::from_secs(20),
-            "the server's exit",
-            self.child.wait(),
-        )
-        .await
-        .expect("wait");
+        let status = self.terminate().await;
         let mut lines = self.log_lines.clone();
         within(
             Duration::from_secs(10),
@@ -263,6 +256,10 @@ impl HttpServer {
 
     /// SIGTERMs the server and waits for its exit.
     pub async fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate().await
+    }
+
+    async fn terminate(&mut self) -> std::process::ExitStatus {
         crate::procs::kill(self.pid, libc::SIGTERM);
         within(
             Duration::from_secs(20),
