@@ -6,17 +6,17 @@
 //!
 //! **Owns** the pending requests: for each, the slot to answer, the task's listener (the
 //! front-end that submitted it, through the task's progress channel), and a timer. A slot
-//! sends [`ApprovalsMsg::Ask`] when its Claude asks about something the rules leave open;
+//! sends [`ApprovalNote::Ask`] when its Claude asks about something the rules leave open;
 //! the desk tells the task's listener (an MCP client is asked by elicitation; a waiting
 //! call shows "waiting for approval"), publishes [`PoolEvent::Approvals`], and waits. The
 //! first answer wins — from an elicitation, `pool_approve`, the status page or the
 //! embedding API ([`ApprovalsMsg::Answer`]) — and goes to the slot as
-//! [`SlotMsg::Answered`], which writes it to Claude and keeps the audit record. With no
+//! [`Answered`], which writes it to Claude and keeps the audit record. With no
 //! answer by `--approval-timeout` (or the task's own), the desk answers deny itself. An
 //! elicitation from a worker's MCP server that has no listener to ask is cancelled at once.
 //!
 //! **What ends a request:** an answer, the timeout, or the end of its task
-//! ([`ApprovalsMsg::TaskEnded`], sent by the slot as the task ends — cancel, deadline,
+//! ([`ApprovalNote::TaskEnded`], sent by the slot as the task ends — cancel, deadline,
 //! drain, scale-down, a crash — and the slot records it as ended unanswered). A slot
 //! actor that is gone without saying so leaves requests that the next listing drops.
 
@@ -28,11 +28,11 @@ use claude_pool_protocol::TaskId;
 use claude_pool_protocol::approvals::{
     Answer, ApprovalKind, ApprovalRequest, ApproveReport, Decision,
 };
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 
 use crate::events::{EventBus, PoolEvent};
-use crate::slot::SlotMsg;
-use crate::task::{ProgressSink, TaskProgress};
+use crate::wire::{Answered, ApprovalNote};
+use crate::task::TaskProgress;
 
 /// Behaviour of the approval desk.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,17 +56,8 @@ pub struct ApprovalStats {
 
 /// Messages the desk handles.
 pub enum ApprovalsMsg {
-    /// A slot's Claude asks, and no rule answered.
-    Ask {
-        /// The question.
-        request: ApprovalRequest,
-        /// The slot to answer.
-        slot: ActorRef<SlotMsg>,
-        /// The task's listener: the front-end that submitted it.
-        listener: Option<ProgressSink>,
-        /// How long to wait for an answer.
-        timeout: Duration,
-    },
+    /// What a slot tells the desk.
+    Slot(ApprovalNote),
     /// An answer, from whoever gives it.
     Answer {
         /// The request.
@@ -80,17 +71,6 @@ pub enum ApprovalsMsg {
     },
     /// A request's time ran out.
     Expired(String),
-    /// A slot's rule (or a task's grant) answered a question without asking: counted.
-    Decided {
-        /// allow or deny.
-        outcome: String,
-        /// `rule:<rule>` or `grant:<request id>`.
-        by: String,
-    },
-    /// A task ended: its open requests are gone.
-    TaskEnded(TaskId),
-    /// The CLI withdrew this request (its turn is being interrupted).
-    Withdrawn(String),
     /// The pending requests, oldest first (of one task, when given).
     List {
         /// Only this task's.
@@ -105,14 +85,11 @@ pub enum ApprovalsMsg {
 impl fmt::Debug for ApprovalsMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApprovalsMsg::Ask { request, .. } => write!(f, "Ask({})", request.request_id),
+            ApprovalsMsg::Slot(note) => write!(f, "{note:?}"),
             ApprovalsMsg::Answer { request_id, by, .. } => {
                 write!(f, "Answer({request_id} by {by})")
             }
             ApprovalsMsg::Expired(id) => write!(f, "Expired({id})"),
-            ApprovalsMsg::Decided { outcome, by } => write!(f, "Decided({outcome} by {by})"),
-            ApprovalsMsg::TaskEnded(t) => write!(f, "TaskEnded({t})"),
-            ApprovalsMsg::Withdrawn(id) => write!(f, "Withdrawn({id})"),
             ApprovalsMsg::List { task, .. } => write!(f, "List({task:?})"),
             ApprovalsMsg::Stats(_) => f.write_str("Stats"),
         }
@@ -122,7 +99,7 @@ impl fmt::Debug for ApprovalsMsg {
 #[derive(Debug)]
 struct Pending {
     request: ApprovalRequest,
-    slot: ActorRef<SlotMsg>,
+    slot: DerivedActorRef<Answered>,
     /// Orders the listing: asked first, listed first.
     seq: u64,
     /// How long it may wait.
@@ -165,7 +142,7 @@ impl ApprovalsState {
         p.timer.abort();
         let outcome = answer.outcome(p.request.kind).to_owned();
         self.count(&outcome, &by);
-        let _ = p.slot.cast(SlotMsg::Answered {
+        let _ = p.slot.send_message(Answered {
             task: p.request.task_id.clone(),
             request_id: id.to_owned(),
             answer,
@@ -227,12 +204,12 @@ impl Actor for ApprovalsActor {
         state: &mut ApprovalsState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ApprovalsMsg::Ask {
+            ApprovalsMsg::Slot(ApprovalNote::Ask {
                 request,
                 slot,
                 listener,
                 timeout,
-            } => {
+            }) => {
                 let id = request.request_id.clone();
                 let told = listener
                     .as_ref()
@@ -240,7 +217,7 @@ impl Actor for ApprovalsActor {
                 if request.kind == ApprovalKind::Elicitation && !told {
                     // Nobody to show the MCP server's form to: say so at once.
                     state.count("cancel", "no_one");
-                    let _ = slot.cast(SlotMsg::Answered {
+                    let _ = slot.send_message(Answered {
                         task: request.task_id.clone(),
                         request_id: id,
                         answer: Answer::cancel("no client of this task can answer it"),
@@ -310,8 +287,8 @@ impl Actor for ApprovalsActor {
                     state.settle(&id, answer, "timeout".into());
                 }
             }
-            ApprovalsMsg::Decided { outcome, by } => state.count(&outcome, &by),
-            ApprovalsMsg::TaskEnded(task) => {
+            ApprovalsMsg::Slot(ApprovalNote::Decided { outcome, by }) => state.count(&outcome, &by),
+            ApprovalsMsg::Slot(ApprovalNote::TaskEnded(task)) => {
                 let ids: Vec<String> = state
                     .pending
                     .iter()
@@ -326,7 +303,7 @@ impl Actor for ApprovalsActor {
                     }
                 }
             }
-            ApprovalsMsg::Withdrawn(id) => {
+            ApprovalsMsg::Slot(ApprovalNote::Withdrawn(id)) => {
                 if let Some(p) = state.pending.remove(&id) {
                     p.timer.abort();
                     state.count("dropped", "withdrawn");
@@ -363,5 +340,21 @@ impl Actor for ApprovalsActor {
             p.timer.abort();
         }
         Ok(())
+    }
+}
+
+impl From<ApprovalNote> for ApprovalsMsg {
+    fn from(n: ApprovalNote) -> Self {
+        ApprovalsMsg::Slot(n)
+    }
+}
+
+impl TryFrom<ApprovalsMsg> for ApprovalNote {
+    type Error = ApprovalsMsg;
+    fn try_from(m: ApprovalsMsg) -> Result<Self, ApprovalsMsg> {
+        match m {
+            ApprovalsMsg::Slot(n) => Ok(n),
+            other => Err(other),
+        }
     }
 }

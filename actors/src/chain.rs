@@ -21,12 +21,11 @@ mod report;
 
 use std::sync::Arc;
 
-use claude_pool_protocol::tools::{AttemptReport, FailurePolicy, TaskReport};
+use claude_pool_protocol::tools::{AttemptReport, ChainReport, FailurePolicy, TaskReport};
 use claude_pool_protocol::{ChainId, StepStatus, TaskId, TaskStatus};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use crate::chains::ChainSupervisorMsg;
 use crate::scheduler::SchedulerMsg;
 use crate::task::TaskSpec;
 use plan::ChainPlan;
@@ -48,7 +47,7 @@ pub struct ChainArgs {
     /// Where step tasks are submitted.
     pub scheduler: ActorRef<SchedulerMsg>,
     /// Where reports go.
-    pub supervisor: ActorRef<ChainSupervisorMsg>,
+    pub supervisor: DerivedActorRef<ChainReport>,
     /// Where progress lines go, if anyone listens.
     pub progress: Option<ChainProgressSink>,
     /// The depth of the request that started the chain; `None`: the server's own.
@@ -161,7 +160,7 @@ impl Actor for ChainActor {
         let _ = state
             .args
             .supervisor
-            .cast(ChainSupervisorMsg::Update(report));
+            .send_message(report);
         if done {
             tracing::debug!(chain = %state.args.id, "chain ended");
             myself.stop(None);

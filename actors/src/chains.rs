@@ -292,7 +292,7 @@ impl ChainSupervisorState {
             id: id.clone(),
             plan: plan.clone(),
             scheduler: self.args.scheduler.clone(),
-            supervisor: myself.clone(),
+            supervisor: myself.get_derived(),
             progress,
             depth,
         };
@@ -343,7 +343,7 @@ impl ChainSupervisorState {
         let (Some(store), Some(e)) = (&self.args.store, self.chains.get(id)) else {
             return;
         };
-        let now = crate::scheduler::now_ms();
+        let now = crate::clock::now_ms();
         store.write(crate::store::db::Write::Chain(crate::store::db::ChainRow {
             id: id.0.clone(),
             status: e.report.status.as_str().to_owned(),
@@ -492,5 +492,21 @@ fn count(c: &mut ChainCounts, status: ChainStatus) {
         ChainStatus::Completed => c.completed += 1,
         ChainStatus::Failed => c.failed += 1,
         ChainStatus::Cancelled => c.cancelled += 1,
+    }
+}
+
+impl From<ChainReport> for ChainSupervisorMsg {
+    fn from(r: ChainReport) -> Self {
+        ChainSupervisorMsg::Update(r)
+    }
+}
+
+impl TryFrom<ChainSupervisorMsg> for ChainReport {
+    type Error = ChainSupervisorMsg;
+    fn try_from(m: ChainSupervisorMsg) -> Result<Self, ChainSupervisorMsg> {
+        match m {
+            ChainSupervisorMsg::Update(r) => Ok(r),
+            other => Err(other),
+        }
     }
 }

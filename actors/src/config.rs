@@ -126,7 +126,7 @@ pub struct PoolConfig {
     /// What `budget_usd` caps: one run, or a calendar window kept in the store.
     pub budget_period: BudgetPeriod,
     /// How long finished task rows stay in a store file.
-    pub retention: crate::store::db::Retention,
+    pub retention: Retention,
     /// The most bytes the transcripts beside the store may take together.
     pub transcripts_max_bytes: u64,
     /// Set by the pool when it opens its store: the marker every process it starts
@@ -314,7 +314,7 @@ impl Default for PoolConfig {
             store: None,
             keep_transcripts: 2000,
             budget_period: BudgetPeriod::Run,
-            retention: crate::store::db::Retention::DEFAULT,
+            retention: Retention::DEFAULT,
             transcripts_max_bytes: 1 << 30,
             process_marker: None,
             projects_file: None,
@@ -537,3 +537,30 @@ impl PoolConfig {
 
 #[cfg(test)]
 mod tests;
+
+/// How long finished task rows are kept in a store file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// At most this many terminal rows.
+    pub max_tasks: usize,
+    /// None older than this (by finish time).
+    pub max_age: Option<std::time::Duration>,
+    /// Their prompts, outputs, options and errors together within this many bytes.
+    pub max_bytes: u64,
+}
+
+impl Retention {
+    /// No bound at all.
+    pub const UNBOUNDED: Retention = Retention {
+        max_tasks: usize::MAX,
+        max_age: None,
+        max_bytes: u64::MAX,
+    };
+
+    /// The defaults: 50,000 rows, 30 days, 256 MiB.
+    pub const DEFAULT: Retention = Retention {
+        max_tasks: 50_000,
+        max_age: Some(std::time::Duration::from_secs(30 * 24 * 3600)),
+        max_bytes: 256 * 1024 * 1024,
+    };
+}

@@ -116,7 +116,7 @@ impl Actor for ContextActor {
                             store.write(Write::ContextSet {
                                 key: key.clone(),
                                 value: value.clone(),
-                                at_ms: crate::scheduler::now_ms(),
+                                at_ms: crate::clock::now_ms(),
                             });
                         }
                         Ok(ContextEntry { key, value })

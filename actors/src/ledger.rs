@@ -18,10 +18,10 @@ use std::fmt;
 
 use claude_pool_protocol::TaskId;
 use claude_pool_protocol::tools::BudgetReport;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 
 use crate::events::{EventBus, PoolEvent};
-use crate::scheduler::SchedulerMsg;
+use crate::wire::{BudgetNote, Spend};
 use book::{Book, Effect, Reservation};
 
 /// Behaviour of the ledger.
@@ -61,7 +61,7 @@ pub const WINDOW_SYNC: std::time::Duration = std::time::Duration::from_secs(15);
 /// Messages the ledger handles.
 pub enum LedgerMsg {
     /// The scheduler to tell when the cap or a task's own cap is reached.
-    Attach(ActorRef<SchedulerMsg>),
+    Attach(DerivedActorRef<BudgetNote>),
     /// May this task start now?
     Reserve {
         /// The task.
@@ -79,14 +79,7 @@ pub enum LedgerMsg {
         max: Option<f64>,
     },
     /// A running task has spent this much so far (its live figure only grows).
-    Live {
-        /// The task.
-        task: TaskId,
-        /// Dollars so far.
-        usd: f64,
-        /// Tokens so far.
-        tokens: u64,
-    },
+    Live(Spend),
     /// A task is terminal and cost this much.
     Settle {
         /// The task.
@@ -127,7 +120,7 @@ impl fmt::Debug for LedgerMsg {
             LedgerMsg::Attach(_) => "Attach",
             LedgerMsg::Reserve { .. } => "Reserve",
             LedgerMsg::Start { .. } => "Start",
-            LedgerMsg::Live { .. } => "Live",
+            LedgerMsg::Live(_) => "Live",
             LedgerMsg::Settle { .. } => "Settle",
             LedgerMsg::Release(_) => "Release",
             LedgerMsg::Report(_) => "Report",
@@ -143,7 +136,7 @@ impl fmt::Debug for LedgerMsg {
 #[derive(Debug)]
 pub struct LedgerState {
     book: Book,
-    scheduler: Option<ActorRef<SchedulerMsg>>,
+    scheduler: Option<DerivedActorRef<BudgetNote>>,
     events: EventBus,
     budget_period: crate::config::BudgetPeriod,
     store: Option<crate::store::actor::StoreWriter>,
@@ -206,7 +199,7 @@ impl Actor for LedgerActor {
                     );
                     state.events.publish(PoolEvent::Budget);
                     if renewed && let Some(s) = &state.scheduler {
-                        let _ = s.cast(SchedulerMsg::BudgetRenewed);
+                        let _ = s.send_message(BudgetNote::Renewed);
                     }
                 }
                 state.schedule_roll(&myself);
@@ -244,7 +237,7 @@ impl Actor for LedgerActor {
                 let _ = reply.send(state.book.reserve(&task, max));
             }
             LedgerMsg::Start { task, max } => state.book.start(&task, max),
-            LedgerMsg::Live { task, usd, tokens } => {
+            LedgerMsg::Live(Spend { task, usd, tokens }) => {
                 let effects = state.book.live(&task, usd, tokens);
                 state.apply(effects);
             }
@@ -287,16 +280,32 @@ impl LedgerState {
                 Effect::Exhausted(reason) => {
                     tracing::warn!(%reason, "budget exhausted");
                     self.events.publish(PoolEvent::Budget);
-                    SchedulerMsg::BudgetExhausted { reason }
+                    BudgetNote::Exhausted { reason }
                 }
                 Effect::TaskOverBudget(task, reason) => {
                     tracing::info!(%task, %reason, "task over its own budget");
-                    SchedulerMsg::TaskOverBudget { task, reason }
+                    BudgetNote::TaskOver { task, reason }
                 }
             };
             if let Some(s) = &self.scheduler {
-                let _ = s.cast(msg);
+                let _ = s.send_message(msg);
             }
+        }
+    }
+}
+
+impl From<Spend> for LedgerMsg {
+    fn from(n: Spend) -> Self {
+        LedgerMsg::Live(n)
+    }
+}
+
+impl TryFrom<LedgerMsg> for Spend {
+    type Error = LedgerMsg;
+    fn try_from(m: LedgerMsg) -> Result<Self, LedgerMsg> {
+        match m {
+            LedgerMsg::Live(n) => Ok(n),
+            other => Err(other),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod approvals;
 pub mod build;
 pub mod chain;
 pub mod chains;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod credentials;
@@ -44,6 +45,7 @@ pub mod slot;
 pub mod slot_supervisor;
 pub mod store;
 pub mod task;
+pub mod wire;
 pub mod worktree;
 
 pub use claude_pool_protocol as protocol;

@@ -15,6 +15,9 @@
 //! run `post_stop` when an actor fails or is killed, so the process cannot outlive its owner.
 #![allow(unsafe_code)] // kill(2) on a process group has no safe std API.
 
+/// The environment variable naming a process's slot (set in every slot's process).
+pub const SLOT_ENV: &str = "CLAUDE_POOL_SLOT";
+
 pub mod leftovers;
 pub mod memory;
 

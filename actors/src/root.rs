@@ -49,6 +49,7 @@ use crate::scheduler::{SchedulerActor, SchedulerArgs, SchedulerMsg};
 use crate::slot_supervisor::{SlotSupervisorActor, SlotSupervisorArgs, SlotSupervisorMsg};
 use crate::store::actor::{StoreActor, StoreMsg};
 use crate::store::durable::Durable;
+use crate::wire::{SizingNote, SlotEvent, Uplinks};
 use crate::worktree::Worktrees;
 
 /// Whether a pool still runs tasks.
@@ -111,17 +112,8 @@ pub enum RootMsg {
     AdoptOrphans,
     /// A backoff or a probe delay ran out: start the slot supervisor again.
     RestartSlotSupervisor,
-    /// Start these new slots (from the scheduler).
-    AddSlots(Vec<SlotId>),
-    /// Remove these slots (from the scheduler).
-    RetireSlots {
-        /// The slots.
-        slots: Vec<SlotId>,
-        /// How long a running task may still take.
-        grace: Duration,
-    },
-    /// A halted pool has a working slot again (from the scheduler).
-    PoolRecovered,
+    /// The scheduler's sizing decisions.
+    Sizing(SizingNote),
     /// Stop every slot for good (after a drain); answered when their processes are gone.
     StopSlots(RpcReplyPort<()>),
     /// Stop the whole pool in order; answered when every process is gone.
@@ -230,7 +222,7 @@ impl Actor for RootActor {
             SchedulerActor,
             SchedulerArgs {
                 config: args.config.clone(),
-                root: myself.clone(),
+                sizing: myself.get_derived(),
                 ledger: ledger.clone(),
                 preamble: preamble_rx,
                 events: args.events.clone(),
@@ -241,7 +233,7 @@ impl Actor for RootActor {
             cell.clone(),
         )
         .await?;
-        ledger.cast(LedgerMsg::Attach(scheduler.clone()))?;
+        ledger.cast(LedgerMsg::Attach(scheduler.get_derived()))?;
         let (chains, _) = Actor::spawn_linked(
             None,
             ChainSupervisorActor,
@@ -310,14 +302,14 @@ impl Actor for RootActor {
                     state.on_slot_supervisor_failed(&myself, why);
                 }
             }
-            RootMsg::AddSlots(slots) => match &state.slot_supervisor {
+            RootMsg::Sizing(SizingNote::Add(slots)) => match &state.slot_supervisor {
                 Some(sup) => {
                     let _ = sup.cast(SlotSupervisorMsg::AddSlots(slots));
                 }
                 // Started with the pool's slots when the supervisor comes back.
                 None => {}
             },
-            RootMsg::RetireSlots { slots, grace } => match &state.slot_supervisor {
+            RootMsg::Sizing(SizingNote::Retire { slots, grace }) => match &state.slot_supervisor {
                 Some(sup) => {
                     let _ = sup.cast(SlotSupervisorMsg::RetireSlots { slots, grace });
                 }
@@ -327,11 +319,11 @@ impl Actor for RootActor {
                         let _ = state
                             .refs
                             .scheduler
-                            .cast(SchedulerMsg::SlotRemoved { slot });
+                            .cast(SchedulerMsg::Slot(SlotEvent::Removed { slot }));
                     }
                 }
             },
-            RootMsg::PoolRecovered => {
+            RootMsg::Sizing(SizingNote::Recovered) => {
                 if state.probes.take().is_some() {
                     tracing::info!("the pool works again");
                     state.tracker = RestartTracker::new(state.args.config.supervisor_restart);
@@ -427,8 +419,11 @@ impl RootState {
         let args = SlotSupervisorArgs {
             config: self.args.config.clone(),
             slots,
-            scheduler: self.refs.scheduler.clone(),
-            ledger: self.refs.ledger.clone(),
+            up: Uplinks {
+                events: self.refs.scheduler.get_derived(),
+                spend: self.refs.ledger.get_derived(),
+                approvals: self.refs.approvals.get_derived(),
+            },
             worktrees: self.args.worktrees.clone(),
             events: self.args.events.clone(),
             transcripts: self.args.durable.sink.clone(),
@@ -438,7 +433,6 @@ impl RootState {
                 .writer
                 .as_ref()
                 .is_some_and(|w| w.path().is_some()),
-            approvals: self.refs.approvals.clone(),
         };
         let (sup, _) =
             Actor::spawn_linked(None, SlotSupervisorActor, args, myself.get_cell()).await?;
@@ -556,6 +550,22 @@ impl RootState {
             // A graceful stop ends the run: the next server starts a new one.
             let _ = ractor::call!(store, StoreMsg::Close);
             store.stop(None);
+        }
+    }
+}
+
+impl From<SizingNote> for RootMsg {
+    fn from(n: SizingNote) -> Self {
+        RootMsg::Sizing(n)
+    }
+}
+
+impl TryFrom<RootMsg> for SizingNote {
+    type Error = RootMsg;
+    fn try_from(m: RootMsg) -> Result<Self, RootMsg> {
+        match m {
+            RootMsg::Sizing(n) => Ok(n),
+            other => Err(other),
         }
     }
 }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use claude_pool_protocol::tools::{PoolStatusReport, TasksByKind};
 use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -48,16 +48,15 @@ use crate::context::Preamble;
 use crate::events::EventBus;
 use crate::ledger::LedgerMsg;
 use crate::projects::ProjectRegistry;
-use crate::root::RootMsg;
 use crate::store::actor::StoreWriter;
 use crate::store::db::Recovered;
+use crate::wire::{BudgetNote, SizingNote, SlotEvent};
 pub use intake::Intake;
 pub use msg::{SchedulerMsg, SubmitReply};
 use scale::PendingScale;
 pub use scale::ScaleRequest;
 use slots::SlotEntry;
 use table::{TaskRecord, TaskState};
-pub(crate) use table::{now_ms, rfc3339};
 
 /// Behaviour of the scheduler.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,8 +67,8 @@ pub struct SchedulerActor;
 pub struct SchedulerArgs {
     /// The pool's configuration.
     pub config: Arc<PoolConfig>,
-    /// The root, which forwards slot additions and removals to the slot supervisor.
-    pub root: ActorRef<RootMsg>,
+    /// Where sizing decisions go (the root, which forwards them to the slot supervisor).
+    pub sizing: DerivedActorRef<SizingNote>,
     /// The budget ledger.
     pub ledger: ActorRef<LedgerMsg>,
     /// The context table's current preamble.
@@ -97,8 +96,8 @@ pub struct SchedulerState {
     config: Arc<PoolConfig>,
     /// For timers that message the scheduler itself.
     myself: ActorRef<SchedulerMsg>,
-    /// Forwards slot additions and removals to the slot supervisor.
-    root: ActorRef<RootMsg>,
+    /// Where sizing decisions go.
+    sizing: DerivedActorRef<SizingNote>,
     /// Reservations before dispatch, settlements after.
     ledger: ActorRef<LedgerMsg>,
     /// The shared context every task handed out gets.
@@ -177,7 +176,7 @@ impl Actor for SchedulerActor {
             next_slot_index: args.config.slots,
             config: args.config,
             myself,
-            root: args.root,
+            sizing: args.sizing,
             ledger: args.ledger,
             preamble: args.preamble,
             events: args.events,
@@ -243,70 +242,11 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Drain(timeout, reply) => state.on_drain(timeout, reply),
             SchedulerMsg::DrainDeadline => state.on_drain_deadline(),
             SchedulerMsg::SlotsStopped => state.on_slots_stopped(),
-            SchedulerMsg::SlotAdded { slot } => state.on_slot_added(slot),
-            SchedulerMsg::SlotReady {
-                slot,
-                actor,
-                pid,
-                turns,
-                worktree,
-                cwd,
-            } => state.on_slot_ready(slot, actor, pid, turns, worktree, cwd),
-            SchedulerMsg::SlotChanged {
-                slot,
-                status,
-                pid,
-                turns,
-            } => state.on_slot_changed(slot, status, pid, turns),
-            SchedulerMsg::SlotRemoved { slot } => state.on_slot_removed(slot),
-            SchedulerMsg::TaskStarted {
-                task,
-                slot,
-                started_at,
-                ack,
-            } => state.on_task_started(task, slot, started_at, ack),
-            SchedulerMsg::TaskRejected {
-                slot,
-                assignment,
-                died_before_turn,
-            } => state.on_rejected(slot, assignment, died_before_turn),
-            SchedulerMsg::TaskFinished {
-                task,
-                slot,
-                outcome,
-            } => {
-                if let Some(e) = state.slots.get_mut(&slot)
-                    && e.task.as_ref() == Some(&task)
-                {
-                    e.task = None;
-                }
-                state.on_finished(task, slot, outcome);
-            }
-            SchedulerMsg::SlotDown {
-                slot,
-                reason,
-                restarts,
-                restarting,
-            } => state.on_slot_down(slot, reason, restarts, restarting),
+            SchedulerMsg::Slot(event) => state.on_slot_event(event),
+            SchedulerMsg::Budget(note) => state.on_budget(note),
             SchedulerMsg::AllSlotsDown { reason } => state.on_all_slots_down(&reason),
             SchedulerMsg::QueueDeadlines => state.on_queue_deadlines(),
-            SchedulerMsg::RateLimited {
-                slot,
-                assignment,
-                error,
-            } => state.on_rate_limited(slot, assignment, error),
-            SchedulerMsg::ApiWindows(info) => state.on_api_windows(&info),
             SchedulerMsg::WindowTick => state.on_window_tick(),
-            SchedulerMsg::ApiPressure { slot, status } if state.config.api_adapt => {
-                let model = state.model_on(&slot);
-                let in_flight = state.in_flight_of(&model);
-                if state.gate.refused(&model, Instant::now(), in_flight) {
-                    tracing::info!(status, %model, ceiling = ?state.gate.ceiling(), "the API pushes back: fewer turns at once");
-                    state.events.publish(crate::events::PoolEvent::Api);
-                }
-                state.arm_gate_tick();
-            }
-            SchedulerMsg::ApiPressure { .. } => {}
             SchedulerMsg::GateTick => {
                 state.gate_tick_armed = false;
                 let slots = state.slots.values().filter(|e| !e.retiring).count();
@@ -319,8 +259,6 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Requeue(id) => state.on_requeue(id),
             SchedulerMsg::IdleCheck => state.on_idle_check(),
             SchedulerMsg::Halt { reason } => state.on_halt(reason),
-            SchedulerMsg::BudgetExhausted { reason } => state.on_budget_exhausted(reason),
-            SchedulerMsg::BudgetRenewed => state.on_budget_renewed(),
             SchedulerMsg::Adopt(rows) => {
                 if !state.intake.is_stopped() {
                     tracing::info!(
@@ -329,9 +267,6 @@ impl Actor for SchedulerActor {
                     );
                     state.queue_stored(&rows);
                 }
-            }
-            SchedulerMsg::TaskOverBudget { task, reason } => {
-                state.stop_running(&task, TaskStatus::Failed, reason);
             }
             SchedulerMsg::Shutdown(reply) => {
                 state.on_shutdown();
@@ -346,6 +281,86 @@ impl Actor for SchedulerActor {
 }
 
 impl SchedulerState {
+    /// What a slot or its supervisor reported.
+    fn on_slot_event(&mut self, event: SlotEvent) {
+        match event {
+            SlotEvent::Added { slot } => self.on_slot_added(slot),
+            SlotEvent::Ready {
+                slot,
+                link,
+                pid,
+                turns,
+                worktree,
+                cwd,
+            } => self.on_slot_ready(slot, link, pid, turns, worktree, cwd),
+            SlotEvent::Changed {
+                slot,
+                status,
+                pid,
+                turns,
+            } => self.on_slot_changed(slot, status, pid, turns),
+            SlotEvent::Removed { slot } => self.on_slot_removed(slot),
+            SlotEvent::Down {
+                slot,
+                reason,
+                restarts,
+                restarting,
+            } => self.on_slot_down(slot, reason, restarts, restarting),
+            SlotEvent::Started {
+                task,
+                slot,
+                started_at,
+                ack,
+            } => self.on_task_started(task, slot, started_at, ack),
+            SlotEvent::Rejected {
+                slot,
+                assignment,
+                died_before_turn,
+            } => self.on_rejected(slot, assignment, died_before_turn),
+            SlotEvent::RateLimited {
+                slot,
+                assignment,
+                error,
+            } => self.on_rate_limited(slot, assignment, error),
+            SlotEvent::ApiPressure { slot, status } => {
+                if !self.config.api_adapt {
+                    return;
+                }
+                let model = self.model_on(&slot);
+                let in_flight = self.in_flight_of(&model);
+                if self.gate.refused(&model, Instant::now(), in_flight) {
+                    tracing::info!(status, %model, ceiling = ?self.gate.ceiling(), "the API pushes back: fewer turns at once");
+                    self.events.publish(crate::events::PoolEvent::Api);
+                }
+                self.arm_gate_tick();
+            }
+            SlotEvent::ApiWindows(info) => self.on_api_windows(&info),
+            SlotEvent::Finished {
+                task,
+                slot,
+                outcome,
+            } => {
+                if let Some(e) = self.slots.get_mut(&slot)
+                    && e.task.as_ref() == Some(&task)
+                {
+                    e.task = None;
+                }
+                self.on_finished(task, slot, outcome);
+            }
+        }
+    }
+
+    /// What the ledger decided.
+    fn on_budget(&mut self, note: BudgetNote) {
+        match note {
+            BudgetNote::Exhausted { reason } => self.on_budget_exhausted(reason),
+            BudgetNote::Renewed => self.on_budget_renewed(),
+            BudgetNote::TaskOver { task, reason } => {
+                self.stop_running(&task, TaskStatus::Failed, reason);
+            }
+        }
+    }
+
     fn status(&self) -> PoolStatusReport {
         let by_kind = self.counts_by_kind();
         let counts = by_kind.sum();
@@ -378,7 +393,7 @@ impl SchedulerState {
             api: {
                 let now = Instant::now();
                 let slots = self.slots.values().filter(|e| !e.retiring).count();
-                let hold = self.windows.hold(table::now_ms());
+                let hold = self.windows.hold(crate::clock::now_ms());
                 claude_pool_protocol::tools::ApiStatus {
                     state: if hold.is_some() {
                         "paused"
@@ -392,7 +407,7 @@ impl SchedulerState {
                     retries_last_minute: self.gate.refusals_last_minute(now) as u64,
                     resets_at: hold
                         .as_ref()
-                        .map(|h| crate::ledger::book::rfc3339(h.until_ms)),
+                        .map(|h| crate::clock::rfc3339_seconds(h.until_ms)),
                     paused: hold.map(|h| h.why),
                     windows: self.windows.report(),
                     models: self

@@ -46,18 +46,16 @@ use std::time::Duration;
 use claude_pool_protocol::cost::TurnCost;
 use claude_pool_protocol::stream::ControlRequest;
 use claude_pool_protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, MessagingErr};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{PoolConfig, ProcSettings};
-use crate::ledger::LedgerMsg;
 use crate::process::{ClaudeProcess, ProcessEvent};
 use crate::restart::{FailureKind, SlotFailure};
-use crate::scheduler::SchedulerMsg;
-use crate::slot_supervisor::SlotSupervisorMsg;
 use crate::store::transcripts::TranscriptSink;
 use crate::task::{Assignment, TaskOutcome};
+use crate::wire::{Answered, Healthy, SlotCommand, SlotEvent, Uplinks};
 use crate::worktree::{Worktree, Worktrees};
 use phase::{Input, Phase};
 
@@ -72,12 +70,10 @@ pub struct SlotArgs {
     pub slot: SlotId,
     /// The pool's configuration.
     pub config: Arc<PoolConfig>,
-    /// Where readiness, progress and outcomes are reported.
-    pub scheduler: ActorRef<SchedulerMsg>,
-    /// Where live spend is reported.
-    pub ledger: ActorRef<LedgerMsg>,
+    /// Where readiness, progress, outcomes, spend and permission questions are reported.
+    pub up: Uplinks,
     /// The supervisor, told when the slot's process first becomes ready.
-    pub supervisor: ActorRef<SlotSupervisorMsg>,
+    pub supervisor: DerivedActorRef<Healthy>,
     /// With `--worktree`: the repository's worktrees, one per slot.
     pub worktrees: Option<Arc<Worktrees>>,
     /// With a store: where every task's stream-json events are kept.
@@ -85,8 +81,6 @@ pub struct SlotArgs {
     /// With a store file: a task's prompt is written only once the store has committed
     /// that it started, so a server killed in between never runs it a second time.
     pub record_starts: bool,
-    /// Where permission questions no rule answers wait for a person.
-    pub approvals: ActorRef<crate::approvals::ApprovalsMsg>,
 }
 
 impl fmt::Debug for SlotArgs {
@@ -102,30 +96,8 @@ impl fmt::Debug for SlotArgs {
 pub enum SlotMsg {
     /// Start a process (sent to itself at start and after a planned stop).
     Spawn,
-    /// Run this task.
-    Run(Assignment),
-    /// The store committed the start of this task (or could not): its prompt may go.
-    StartRecorded {
-        /// The task.
-        task: TaskId,
-        /// `Err` with why, when its start could not be recorded.
-        result: Result<(), String>,
-    },
-    /// Stop this task if it is still running here.
-    Cancel {
-        /// The task.
-        task: TaskId,
-        /// The terminal status it gets (cancelled, or failed for a budget stop).
-        status: TaskStatus,
-        /// Why, for the task's error text.
-        reason: String,
-    },
-    /// Let the idle process go (the scheduler's idle timeout): the slot stays, cold. Ignored
-    /// unless the slot is idle with nothing assigned.
-    Release,
-    /// Warm up again: spawn a process if the slot is cold (or respawn once the released one
-    /// is gone).
-    Wake,
+    /// What the scheduler tells it.
+    Command(SlotCommand),
     /// Leave the pool (scale-down): stop now when idle; a running task gets `grace` to
     /// finish, then it is cancelled. The actor stops once its process group is gone.
     Retire {
@@ -141,16 +113,7 @@ pub enum SlotMsg {
     },
     /// The answer to one of the running task's permission questions (from the approval
     /// desk).
-    Answered {
-        /// The task that asked.
-        task: TaskId,
-        /// The question (`apr-…`).
-        request_id: String,
-        /// The answer.
-        answer: claude_pool_protocol::approvals::Answer,
-        /// Who answered.
-        by: String,
-    },
+    Answered(Answered),
     /// A timer armed for process `generation` fired.
     TimerFired {
         /// Which process the timer belongs to.
@@ -346,31 +309,12 @@ impl Actor for SlotActor {
     ) -> Result<(), ActorProcessingErr> {
         let result = match msg {
             SlotMsg::Spawn => state.on_spawn(),
-            SlotMsg::Run(assignment) => state.on_run(assignment),
-            SlotMsg::StartRecorded { task, result } => {
-                state.on_start_recorded(&task, result);
-                Ok(())
-            }
-            SlotMsg::Cancel {
-                task,
-                status,
-                reason,
-            } => state.on_cancel(&task, status, reason),
-            SlotMsg::Release => {
-                state.on_release();
-                Ok(())
-            }
-            SlotMsg::Wake => state.on_wake(),
+            SlotMsg::Command(command) => state.on_command(command),
             SlotMsg::Retire { grace } => state.on_retire(grace),
             SlotMsg::ProcessReported { generation, event } => state.on_process(generation, event),
             SlotMsg::TimerFired { generation, timer } => state.on_timer(generation, timer),
-            SlotMsg::Answered {
-                task,
-                request_id,
-                answer,
-                by,
-            } => {
-                state.on_answered(&task, &request_id, answer, by);
+            SlotMsg::Answered(a) => {
+                state.on_answered(&a.task, &a.request_id, a.answer, a.by);
                 Ok(())
             }
         };
@@ -439,7 +383,7 @@ impl SlotState {
         let pid = self.process.as_ref().map(ClaudeProcess::pid);
         if (visible, pid) != self.visible {
             self.visible = (visible, pid);
-            let _ = self.args.scheduler.cast(SchedulerMsg::SlotChanged {
+            let _ = self.args.up.events.send_message(SlotEvent::Changed {
                 slot: self.args.slot.clone(),
                 status: visible,
                 pid,
@@ -496,5 +440,37 @@ impl SlotState {
             FailureKind::StartFailed
         };
         AfterExit::Fail(reason, kind)
+    }
+}
+
+impl From<SlotCommand> for SlotMsg {
+    fn from(c: SlotCommand) -> Self {
+        SlotMsg::Command(c)
+    }
+}
+
+impl TryFrom<SlotMsg> for SlotCommand {
+    type Error = SlotMsg;
+    fn try_from(m: SlotMsg) -> Result<Self, SlotMsg> {
+        match m {
+            SlotMsg::Command(c) => Ok(c),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Answered> for SlotMsg {
+    fn from(a: Answered) -> Self {
+        SlotMsg::Answered(a)
+    }
+}
+
+impl TryFrom<SlotMsg> for Answered {
+    type Error = SlotMsg;
+    fn try_from(m: SlotMsg) -> Result<Self, SlotMsg> {
+        match m {
+            SlotMsg::Answered(a) => Ok(a),
+            other => Err(other),
+        }
     }
 }

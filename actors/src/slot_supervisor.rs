@@ -15,7 +15,7 @@
 //! starts new slots, [`SlotSupervisorMsg::RetireSlots`] removes slots (each stops its own
 //! process group first) and cleans their worktrees.
 //!
-//! Every failure is reported to the scheduler ([`SchedulerMsg::SlotDown`]) so the task that
+//! Every failure is reported to the scheduler ([`SlotEvent::Down`]) so the task that
 //! was running there gets a terminal state even if the slot could not report it itself.
 
 use std::collections::HashMap;
@@ -29,10 +29,9 @@ use tokio::time::Instant;
 
 use crate::config::PoolConfig;
 use crate::events::{EventBus, PoolEvent};
-use crate::ledger::LedgerMsg;
 use crate::restart::{Decision, FailureKind, RestartTracker, SlotFailure, child_exit};
-use crate::scheduler::SchedulerMsg;
 use crate::slot::{SlotActor, SlotArgs, SlotMsg};
+use crate::wire::{Healthy, SlotEvent, Uplinks};
 use crate::worktree::Worktrees;
 
 /// Behaviour of the slot supervisor.
@@ -46,10 +45,8 @@ pub struct SlotSupervisorArgs {
     pub config: Arc<PoolConfig>,
     /// The slots to start.
     pub slots: Vec<SlotId>,
-    /// The scheduler, handed to every slot.
-    pub scheduler: ActorRef<SchedulerMsg>,
-    /// The budget ledger, handed to every slot.
-    pub ledger: ActorRef<LedgerMsg>,
+    /// Where its slots and it report (the scheduler, the ledger, the approval desk).
+    pub up: Uplinks,
     /// With `--worktree`: the repository's slot worktrees.
     pub worktrees: Option<Arc<Worktrees>>,
     /// Where slot failures are published.
@@ -58,8 +55,6 @@ pub struct SlotSupervisorArgs {
     pub transcripts: Option<crate::store::transcripts::TranscriptSink>,
     /// With a store file: a task's prompt is written only once its start is committed.
     pub record_starts: bool,
-    /// The approval desk, handed to every slot.
-    pub approvals: ActorRef<crate::approvals::ApprovalsMsg>,
 }
 
 impl fmt::Debug for SlotSupervisorArgs {
@@ -76,7 +71,7 @@ pub enum SlotSupervisorMsg {
     /// A backoff or a probe delay ran out: start this slot again.
     RestartSlot(SlotId),
     /// A slot's process answered its warm-up: its CLI starts.
-    SlotHealthy(SlotId),
+    SlotHealthy(Healthy),
     /// Start these new slots.
     AddSlots(Vec<SlotId>),
     /// Remove these slots: each stops its process group (a busy one after `grace` at most).
@@ -155,7 +150,7 @@ impl Actor for SlotSupervisorActor {
                     state.start_slot(&myself, slot).await?;
                 }
             }
-            SlotSupervisorMsg::SlotHealthy(slot) => {
+            SlotSupervisorMsg::SlotHealthy(Healthy(slot)) => {
                 if let Some(e) = state.slots.get_mut(&slot) {
                     e.tracker.on_ready();
                     if e.given_up {
@@ -237,8 +232,10 @@ impl SlotSupervisorState {
             },
         );
         self.args
-            .scheduler
-            .cast(SchedulerMsg::SlotAdded { slot: slot.clone() })?;
+            .up
+            .events
+            .send_message(SlotEvent::Added { slot: slot.clone() })
+            .map_err(|_| "the scheduler is gone")?;
         self.start_slot(myself, slot).await
     }
 
@@ -251,13 +248,11 @@ impl SlotSupervisorState {
         let args = SlotArgs {
             slot: slot.clone(),
             config: self.args.config.clone(),
-            scheduler: self.args.scheduler.clone(),
-            ledger: self.args.ledger.clone(),
-            supervisor: myself.clone(),
+            up: self.args.up.clone(),
+            supervisor: myself.get_derived(),
             worktrees: self.args.worktrees.clone(),
             transcripts: self.args.transcripts.clone(),
             record_starts: self.args.record_starts,
-            approvals: self.args.approvals.clone(),
         };
         match Actor::spawn_linked(None, SlotActor, args, myself.get_cell()).await {
             Ok((actor, _join)) => {
@@ -279,7 +274,7 @@ impl SlotSupervisorState {
 
     async fn retire(&mut self, slot: SlotId, grace: Duration) {
         let Some(e) = self.slots.get_mut(&slot) else {
-            let _ = self.args.scheduler.cast(SchedulerMsg::SlotRemoved { slot });
+            let _ = self.args.up.events.send_message(SlotEvent::Removed { slot });
             return;
         };
         e.retiring = true;
@@ -300,7 +295,7 @@ impl SlotSupervisorState {
         {
             tracing::warn!(%slot, error = %e, "could not remove the slot's worktree");
         }
-        let _ = self.args.scheduler.cast(SchedulerMsg::SlotRemoved { slot });
+        let _ = self.args.up.events.send_message(SlotEvent::Removed { slot });
     }
 
     fn on_slot_down(
@@ -354,7 +349,7 @@ impl SlotSupervisorState {
             kind,
             restarting,
         });
-        let _ = self.args.scheduler.cast(SchedulerMsg::SlotDown {
+        let _ = self.args.up.events.send_message(SlotEvent::Down {
             slot: slot.clone(),
             reason: reason.clone(),
             restarts,
@@ -368,5 +363,21 @@ impl SlotSupervisorState {
             return Err(format!("every slot exceeded its restart limit; {reason}").into());
         }
         Ok(())
+    }
+}
+
+impl From<Healthy> for SlotSupervisorMsg {
+    fn from(n: Healthy) -> Self {
+        SlotSupervisorMsg::SlotHealthy(n)
+    }
+}
+
+impl TryFrom<SlotSupervisorMsg> for Healthy {
+    type Error = SlotSupervisorMsg;
+    fn try_from(m: SlotSupervisorMsg) -> Result<Self, SlotSupervisorMsg> {
+        match m {
+            SlotSupervisorMsg::SlotHealthy(n) => Ok(n),
+            other => Err(other),
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! one per running slot (their output, and the input of the crossing call). A task whose
 //! own live spend reaches its `max_budget_usd` is interrupted the same way.
 
+use crate::clock::rfc3339_seconds as rfc3339;
 use std::collections::HashMap;
 
 use claude_pool_protocol::TaskId;
@@ -390,13 +391,6 @@ impl Book {
             tokens_in_flight: self.tokens_in_flight(),
         }
     }
-}
-
-/// A unix-ms instant as RFC 3339 (UTC, seconds).
-pub fn rfc3339(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Dollars for messages: up to six decimals, trailing zeros dropped (`$0.012`, `$10.00`).

@@ -93,7 +93,7 @@ impl Pool {
         let run = &self.durable.restored.run;
         status.run = (!run.id.is_empty()).then(|| RunReport {
             id: run.id.clone(),
-            started_at: crate::ledger::book::rfc3339(run.started_at_ms),
+            started_at: crate::clock::rfc3339_seconds(run.started_at_ms),
             continued: run.continued,
         });
         status.approvals = claude_pool_protocol::tools::ApprovalsStatus {

@@ -16,8 +16,7 @@ use claude_pool_protocol::SlotId;
 use super::Pool;
 use crate::error::PoolError;
 
-/// The environment variable naming a process's slot.
-pub const SLOT_ENV: &str = "CLAUDE_POOL_SLOT";
+pub use crate::process::SLOT_ENV;
 
 /// The environment variable naming `fake-claude`'s fault directory.
 pub const FAULTS_ENV: &str = "FAKE_CLAUDE_FAULTS";

@@ -145,10 +145,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Now, in unix ms.
-pub fn now_ms() -> i64 {
-    crate::scheduler::table::now_ms()
-}
+pub use crate::clock::now_ms;
 
 impl Pool {
     /// Records a protocol task's handle; returns once it is committed (with a store).

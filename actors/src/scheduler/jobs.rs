@@ -44,7 +44,7 @@ impl SchedulerState {
     /// stopped or died), oldest first, with their ids and their deadlines counted from
     /// their first submission. A task already known is skipped.
     pub(super) fn queue_stored(&mut self, rows: &[crate::store::db::TaskRow]) {
-        let now_ms = table::now_ms();
+        let now_ms = crate::clock::now_ms();
         for row in rows {
             if self.tasks.contains_key(&TaskId(row.id.clone())) {
                 continue;
@@ -172,7 +172,7 @@ impl SchedulerState {
         if r.meta.keep_queued {
             return answer(); // still queued in the store, worktree and all
         }
-        let finished_ms = *r.meta.finished_ms.get_or_insert_with(table::now_ms);
+        let finished_ms = *r.meta.finished_ms.get_or_insert_with(crate::clock::now_ms);
         let TaskState::Done { outcome, slot, .. } = &r.state else {
             return answer();
         };

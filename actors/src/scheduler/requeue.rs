@@ -29,7 +29,7 @@ impl SchedulerState {
         let _ = self.ledger.cast(LedgerMsg::Release(id.clone()));
         // A used-up usage window is not a rate: the turn waits for the reset, and the
         // gate stays as it is.
-        let window = self.windows.hold(super::now_ms());
+        let window = self.windows.hold(crate::clock::now_ms());
         let model = super::slots::model_key(assignment.settings.model.as_deref());
         let in_flight = self.in_flight_of(&model) + 1; // its own turn just ended
         if window.is_none()

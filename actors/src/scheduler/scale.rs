@@ -11,7 +11,7 @@ use ractor::RpcReplyPort;
 use super::SchedulerState;
 use crate::error::PoolError;
 use crate::events::PoolEvent;
-use crate::root::RootMsg;
+use crate::wire::SizingNote;
 
 /// How a caller wants the pool resized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl SchedulerState {
             for slot in &added {
                 self.on_slot_added(slot.clone());
             }
-            let _ = self.root.cast(RootMsg::AddSlots(added.clone()));
+            let _ = self.sizing.send_message(SizingNote::Add(added.clone()));
             self.events.publish(PoolEvent::SlotsChanged);
             let report = ScaleReport {
                 success: true,
@@ -132,7 +132,7 @@ impl SchedulerState {
             self.idle.retain(|s| s != slot);
         }
         let grace = self.config.scale_down_grace;
-        let _ = self.root.cast(RootMsg::RetireSlots {
+        let _ = self.sizing.send_message(SizingNote::Retire {
             slots: victims.clone(),
             grace,
         });

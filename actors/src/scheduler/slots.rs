@@ -6,14 +6,12 @@ use std::path::PathBuf;
 
 use claude_pool_protocol::tools::SlotReport;
 use claude_pool_protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
-use ractor::ActorRef;
 
 use super::{SchedulerState, TaskState};
 use crate::events::PoolEvent;
 use crate::ledger::LedgerMsg;
 use crate::ledger::book::Reservation;
-use crate::root::RootMsg;
-use crate::slot::SlotMsg;
+use crate::wire::{SizingNote, SlotCommand, SlotLink};
 use crate::task::{Assignment, TaskOutcome};
 
 pub(super) struct SlotEntry {
@@ -22,7 +20,7 @@ pub(super) struct SlotEntry {
     /// What `pool_status` shows; only `Idle` slots get tasks.
     pub status: SlotStatus,
     /// The slot's current actor (a restarted slot has a new one); `None` while down.
-    pub actor: Option<ActorRef<SlotMsg>>,
+    pub actor: Option<SlotLink>,
     /// Its Claude process, for `pool_status` and for tests that check it is gone.
     pub pid: Option<u32>,
     /// The task it runs, so a slot failure can end or requeue that task.
@@ -73,7 +71,7 @@ impl SchedulerState {
     pub(super) fn on_slot_ready(
         &mut self,
         slot: SlotId,
-        actor: ActorRef<SlotMsg>,
+        actor: SlotLink,
         pid: u32,
         turns: u64,
         worktree: Option<PathBuf>,
@@ -310,7 +308,7 @@ impl SchedulerState {
                 rules: r.meta.rules.clone(),
                 approval_timeout: r.meta.approval_timeout,
             };
-            match actor.cast(SlotMsg::Run(assignment)) {
+            match actor.send(SlotCommand::Run(assignment)) {
                 Ok(()) => {
                     r.set_state(
                         TaskState::Running {
@@ -441,7 +439,7 @@ impl SchedulerState {
         if self.intake.is_halted() {
             tracing::info!("a slot started again: the pool accepts work again");
             self.intake = super::Intake::Open;
-            let _ = self.root.cast(RootMsg::PoolRecovered);
+            let _ = self.sizing.send_message(SizingNote::Recovered);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The scheduler's task table: one record per task, its state, and its report.
 
+use crate::clock::rfc3339;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,20 +86,6 @@ pub(crate) struct TaskMeta {
     pub rules: Option<Arc<claude_pool_protocol::rules::RuleSet>>,
     /// How long its permission questions wait.
     pub approval_timeout: Option<Duration>,
-}
-
-/// Now, in unix milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// `ms` (unix) as RFC 3339 with milliseconds, UTC.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 impl TaskRecord {

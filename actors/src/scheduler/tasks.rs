@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use claude_pool_protocol::tools::{CancelReport, TaskCounts, TaskReport, TasksByKind};
 use claude_pool_protocol::{SlotId, TaskId, TaskStatus};
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use tokio::time::Instant;
 
 use super::msg::SubmitReply;
@@ -15,7 +15,7 @@ use crate::config::ProcSettings;
 use crate::error::PoolError;
 use crate::events::PoolEvent;
 use crate::ledger::LedgerMsg;
-use crate::slot::SlotMsg;
+use crate::wire::{SlotCommand, SlotLink};
 use crate::store::db::Write;
 use crate::task::{Assignment, TaskOutcome, TaskSpec};
 
@@ -135,7 +135,7 @@ impl SchedulerState {
             resume: spec.session_id,
             chain: spec.chain,
             build: spec.build,
-            enqueued_ms: table::now_ms(),
+            enqueued_ms: crate::clock::now_ms(),
             started_ms: None,
             finished_ms: None,
             keep_queued: false,
@@ -258,7 +258,7 @@ impl SchedulerState {
         let slot = slot.clone();
         let actor = self.slots.get(&slot).and_then(|e| e.actor.clone());
         let sent = actor.is_some_and(|a| {
-            a.cast(SlotMsg::Cancel {
+            a.send(SlotCommand::Cancel {
                 task: id.clone(),
                 status,
                 reason: reason.clone(),
@@ -327,11 +327,11 @@ impl SchedulerState {
         task: TaskId,
         slot: SlotId,
         started_at: Instant,
-        ack: Option<ActorRef<SlotMsg>>,
+        ack: Option<SlotLink>,
     ) {
         let recorded = move |task: TaskId, result: Result<(), String>| {
             if let Some(ack) = &ack {
-                let _ = ack.cast(SlotMsg::StartRecorded { task, result });
+                let _ = ack.send(SlotCommand::StartRecorded { task, result });
             }
         };
         let Some(r) = self.tasks.get_mut(&task) else {
@@ -354,7 +354,7 @@ impl SchedulerState {
         // The prompt is on its way to Claude: the scheduler's copy is no longer needed (a
         // slot that hands the task back returns it).
         r.payload = None;
-        let at_ms = table::now_ms();
+        let at_ms = crate::clock::now_ms();
         r.meta.started_ms = Some(at_ms);
         let write = Write::Started {
             id: task.0.clone(),
@@ -392,7 +392,7 @@ impl SchedulerState {
         let gone: std::collections::HashSet<&TaskId> = due.iter().collect();
         self.queue.retain(|q| !gone.contains(q));
         let busy = self.slots.len();
-        let held = self.windows.hold(super::now_ms());
+        let held = self.windows.hold(crate::clock::now_ms());
         for id in &due {
             let Some(r) = self.tasks.get(id) else {
                 continue;
@@ -456,7 +456,7 @@ impl SchedulerState {
             },
             &mut self.live,
         );
-        r.meta.finished_ms = Some(table::now_ms());
+        r.meta.finished_ms = Some(crate::clock::now_ms());
         let report = r.report(id);
         tracing::debug!(task = %id, %status, "task finished");
         self.finished.push_back(id.clone());

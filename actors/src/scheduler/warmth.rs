@@ -15,7 +15,7 @@ use claude_pool_protocol::{SlotId, SlotStatus};
 
 use super::{SchedulerMsg, SchedulerState};
 use crate::events::PoolEvent;
-use crate::slot::SlotMsg;
+use crate::wire::SlotCommand;
 
 /// The one timer of the idle check: when it fires, and the armed message.
 pub(super) type IdleTimer = (Instant, tokio::task::JoinHandle<()>);
@@ -100,7 +100,7 @@ impl SchedulerState {
         e.status = SlotStatus::Cold;
         e.idle_since = None;
         if let Some(actor) = &e.actor {
-            let _ = actor.cast(SlotMsg::Release);
+            let _ = actor.send(SlotCommand::Release);
         }
         tracing::debug!(%slot, "released after the idle timeout");
         self.events.publish(PoolEvent::Slot {
@@ -149,7 +149,7 @@ impl SchedulerState {
             };
             e.status = SlotStatus::Starting;
             if let Some(actor) = &e.actor {
-                let _ = actor.cast(SlotMsg::Wake);
+                let _ = actor.send(SlotCommand::Wake);
             }
             tracing::debug!(%slot, "waking for queued work");
             self.events.publish(PoolEvent::Slot {

@@ -23,7 +23,7 @@ use claude_pool_protocol::tools::TaskReport;
 use super::SchedulerMsg;
 use super::table::TaskState;
 use crate::events::PoolEvent;
-use crate::ledger::book::rfc3339;
+use crate::clock::rfc3339_seconds as rfc3339;
 use crate::task::TaskProgress;
 
 /// How long a rejection that names no reset time holds dispatch.
@@ -147,7 +147,7 @@ impl Windows {
 impl super::SchedulerState {
     /// A slot relayed the API's usage windows.
     pub(super) fn on_api_windows(&mut self, info: &RateLimitInfo) {
-        let now = super::now_ms();
+        let now = crate::clock::now_ms();
         let before = (self.windows.hold(now), self.windows.report());
         self.windows.update(info, now);
         let after = (self.windows.hold(now), self.windows.report());
@@ -168,7 +168,7 @@ impl super::SchedulerState {
     /// The reset time of the window that held dispatch came.
     pub(super) fn on_window_tick(&mut self) {
         self.window_timer = None;
-        let now = super::now_ms();
+        let now = crate::clock::now_ms();
         if self.windows.hold(now).is_none() {
             tracing::info!("a usage window started again: turns start again");
             self.events.publish(PoolEvent::Api);
@@ -193,7 +193,7 @@ impl super::SchedulerState {
     /// Whether a usage window holds dispatch now; if so, every queued task's caller that
     /// was not told about this hold is told why and until when.
     pub(super) fn window_holds(&mut self) -> bool {
-        let Some(h) = self.windows.hold(super::now_ms()) else {
+        let Some(h) = self.windows.hold(crate::clock::now_ms()) else {
             return false;
         };
         for id in &self.queue {
@@ -216,7 +216,7 @@ impl super::SchedulerState {
         let r = self.tasks.get(id)?;
         let mut report = r.report(id);
         if matches!(r.state, TaskState::Pending) {
-            report.waiting_for_window = self.windows.hold(super::now_ms()).map(|h| h.why);
+            report.waiting_for_window = self.windows.hold(crate::clock::now_ms()).map(|h| h.why);
         }
         Some(report)
     }

@@ -24,8 +24,8 @@ use claude_pool_protocol::stream::{
 use serde_json::{Map, Value};
 
 use super::SlotState;
-use crate::approvals::ApprovalsMsg;
-use crate::scheduler::table::{now_ms, rfc3339};
+use crate::wire::ApprovalNote;
+use crate::clock::{now_ms, rfc3339};
 
 /// A question sent to the desk, waiting for its answer.
 pub(super) struct Ask {
@@ -218,7 +218,7 @@ impl SlotState {
                 Decision::Allow => "allow",
                 Decision::Deny => "deny",
             };
-            let _ = self.args.approvals.cast(ApprovalsMsg::Decided {
+            let _ = self.args.up.approvals.send_message(ApprovalNote::Decided {
                 outcome: outcome.to_owned(),
                 by: by.clone(),
             });
@@ -257,7 +257,7 @@ impl SlotState {
         }
         let stamp = rfc3339(now_ms());
         let by = format!("cli:{}", if reason.is_empty() { "rule" } else { &reason });
-        let _ = self.args.approvals.cast(ApprovalsMsg::Decided {
+        let _ = self.args.up.approvals.send_message(ApprovalNote::Decided {
             outcome: "deny".into(),
             by: by.clone(),
         });
@@ -352,9 +352,9 @@ impl SlotState {
             },
         );
         tracing::info!(slot = %self.args.slot, task = %request.task_id, approval = %request.request_id, tool = %request.tool, "claude asks for approval");
-        let _ = self.args.approvals.cast(ApprovalsMsg::Ask {
+        let _ = self.args.up.approvals.send_message(ApprovalNote::Ask {
             request,
-            slot: self.myself.clone(),
+            slot: self.myself.get_derived(),
             listener: task.assignment.progress.clone(),
             timeout,
         });
@@ -439,8 +439,9 @@ impl SlotState {
         };
         let _ = self
             .args
+            .up
             .approvals
-            .cast(ApprovalsMsg::Withdrawn(id.clone()));
+            .send_message(ApprovalNote::Withdrawn(id.clone()));
         self.audit(ApprovalRecord {
             request_id: id,
             kind: ask.kind,
@@ -476,8 +477,9 @@ impl SlotState {
             }
             let _ = self
                 .args
+                .up
                 .approvals
-                .cast(ApprovalsMsg::TaskEnded(task.clone()));
+                .send_message(ApprovalNote::TaskEnded(task.clone()));
         }
         std::mem::take(&mut asks.records)
     }

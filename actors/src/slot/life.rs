@@ -2,7 +2,7 @@
 //! and what it leads to (a respawn, the actor's failure, or the slot's removal), and the
 //! reports a finished task makes.
 
-use crate::pool::faults::SLOT_ENV;
+use crate::process::SLOT_ENV;
 use crate::process::leftovers::STORE_ENV;
 use std::time::Duration;
 
@@ -14,8 +14,7 @@ use super::phase::{Input, Phase};
 use super::{ActiveTask, AfterExit, SlotMsg, SlotState, Timer};
 use crate::process::{ClaudeProcess, ExitInfo};
 use crate::restart::{FailureKind, SlotFailure};
-use crate::scheduler::SchedulerMsg;
-use crate::slot_supervisor::SlotSupervisorMsg;
+use crate::wire::{Healthy, SlotEvent, SlotLink};
 use crate::task::{TaskOutcome, WorktreeState};
 
 impl SlotState {
@@ -106,7 +105,7 @@ impl SlotState {
             let _ = self
                 .args
                 .supervisor
-                .cast(SlotSupervisorMsg::SlotHealthy(self.args.slot.clone()));
+                .send_message(Healthy(self.args.slot.clone()));
         }
     }
 
@@ -132,7 +131,7 @@ impl SlotState {
             if let Some(t) = self.deadline_timer.take() {
                 t.abort();
             }
-            let _ = self.args.scheduler.cast(SchedulerMsg::TaskRejected {
+            let _ = self.args.up.events.send_message(SlotEvent::Rejected {
                 slot: self.args.slot.clone(),
                 assignment: task.assignment,
                 died_before_turn: None,
@@ -293,7 +292,7 @@ impl SlotState {
                 if let Some(t) = self.deadline_timer.take() {
                     t.abort();
                 }
-                let _ = self.args.scheduler.cast(SchedulerMsg::TaskRejected {
+                let _ = self.args.up.events.send_message(SlotEvent::Rejected {
                     slot: self.args.slot.clone(),
                     assignment: task.assignment,
                     died_before_turn: Some(format!("{reason} before its turn began")),
@@ -372,9 +371,9 @@ impl SlotState {
         let Some(pid) = self.process.as_ref().map(ClaudeProcess::pid) else {
             return;
         };
-        let _ = self.args.scheduler.cast(SchedulerMsg::SlotReady {
+        let _ = self.args.up.events.send_message(SlotEvent::Ready {
             slot: self.args.slot.clone(),
-            actor: self.myself.clone(),
+            link: SlotLink::new(self.myself.get_derived()),
             pid,
             turns: self.turns,
             worktree: self.worktree.as_ref().map(|w| w.path.clone()),
@@ -418,7 +417,7 @@ impl SlotState {
         if let Some(sink) = &self.args.transcripts {
             sink.close(&task.0);
         }
-        let _ = self.args.scheduler.cast(SchedulerMsg::TaskFinished {
+        let _ = self.args.up.events.send_message(SlotEvent::Finished {
             task,
             slot: self.args.slot.clone(),
             outcome,

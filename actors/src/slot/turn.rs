@@ -15,16 +15,36 @@ use tokio::time::Instant;
 
 use super::phase::{Input, Phase};
 use super::{ActiveTask, AfterExit, SlotState, Timer};
-use crate::ledger::LedgerMsg;
 use crate::process::ProcessEvent;
-use crate::scheduler::SchedulerMsg;
+use crate::wire::{SlotCommand, SlotEvent, SlotLink, Spend};
 use crate::task::{Assignment, TaskOutcome, TaskProgress};
 
 impl SlotState {
+    /// What the scheduler said.
+    pub(super) fn on_command(&mut self, command: SlotCommand) -> Result<(), ActorProcessingErr> {
+        match command {
+            SlotCommand::Run(assignment) => self.on_run(assignment),
+            SlotCommand::StartRecorded { task, result } => {
+                self.on_start_recorded(&task, result);
+                Ok(())
+            }
+            SlotCommand::Cancel {
+                task,
+                status,
+                reason,
+            } => self.on_cancel(&task, status, reason),
+            SlotCommand::Release => {
+                self.on_release();
+                Ok(())
+            }
+            SlotCommand::Wake => self.on_wake(),
+        }
+    }
+
     pub(super) fn on_run(&mut self, assignment: Assignment) -> Result<(), ActorProcessingErr> {
         if self.phase != Phase::Idle || self.task.is_some() || self.retiring {
             // Not ready after all (it changed after announcing itself): hand it back.
-            let _ = self.args.scheduler.cast(SchedulerMsg::TaskRejected {
+            let _ = self.args.up.events.send_message(SlotEvent::Rejected {
                 slot: self.args.slot.clone(),
                 assignment,
                 died_before_turn: None,
@@ -127,8 +147,11 @@ impl SlotState {
             }
             None => user_message_line(&task.assignment.prompt),
         };
-        let ack = self.args.record_starts.then(|| self.myself.clone());
-        let _ = self.args.scheduler.cast(SchedulerMsg::TaskStarted {
+        let ack = self
+            .args
+            .record_starts
+            .then(|| SlotLink::new(self.myself.get_derived()));
+        let _ = self.args.up.events.send_message(SlotEvent::Started {
             task: task.assignment.task.clone(),
             slot: self.args.slot.clone(),
             started_at: Instant::now(),
@@ -378,7 +401,7 @@ impl SlotState {
             } => self.on_api_retry(error_status, error, attempt),
             ClaudeEvent::RateLimit(info) => {
                 if !info.windows.is_empty() {
-                    let _ = self.args.scheduler.cast(SchedulerMsg::ApiWindows(info));
+                    let _ = self.args.up.events.send_message(SlotEvent::ApiWindows(info));
                 }
             }
             ClaudeEvent::System { .. }
@@ -399,7 +422,7 @@ impl SlotState {
             t.abort();
         }
         tracing::info!(slot = %self.args.slot, task = %task.assignment.task, %error, "the API refused the turn for rate or load; handed back");
-        let _ = self.args.scheduler.cast(SchedulerMsg::RateLimited {
+        let _ = self.args.up.events.send_message(SlotEvent::RateLimited {
             slot: self.args.slot.clone(),
             assignment: task.assignment,
             error,
@@ -413,7 +436,7 @@ impl SlotState {
     fn on_api_retry(&mut self, status: Option<u64>, error: Option<String>, attempt: u64) {
         match status {
             Some(429 | 529) => {
-                let _ = self.args.scheduler.cast(SchedulerMsg::ApiPressure {
+                let _ = self.args.up.events.send_message(SlotEvent::ApiPressure {
                     slot: self.args.slot.clone(),
                     status: status.unwrap_or(429),
                 });
@@ -452,7 +475,7 @@ impl SlotState {
             let model = a.model.as_deref().or(task.model.as_deref()).unwrap_or("");
             task.live_usd += call_cost_usd(model, usage);
             task.live_tokens += usage.total();
-            let _ = self.args.ledger.cast(LedgerMsg::Live {
+            let _ = self.args.up.spend.send_message(Spend {
                 task: task.assignment.task.clone(),
                 usd: task.live_usd,
                 tokens: task.live_tokens,
@@ -524,7 +547,7 @@ impl SlotState {
                         // A turn handed back counts as a refusal there; one that is not
                         // (it ran a tool first) is told here.
                         if matches!(r.api_error_status, Some(429 | 529)) && !task.rate_limited {
-                            let _ = self.args.scheduler.cast(SchedulerMsg::ApiPressure {
+                            let _ = self.args.up.events.send_message(SlotEvent::ApiPressure {
                                 slot: self.args.slot.clone(),
                                 status: r.api_error_status.unwrap_or(429),
                             });

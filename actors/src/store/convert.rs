@@ -128,9 +128,9 @@ pub fn report_of(row: &TaskRow) -> TaskReport {
         commit: row.commit_sha.clone(),
         project: row.project.clone(),
         kind: TaskKind::parse(&row.kind).unwrap_or_default(),
-        enqueued_at: Some(crate::scheduler::rfc3339(row.enqueued_at_ms)),
-        started_at: row.started_at_ms.map(crate::scheduler::rfc3339),
-        finished_at: row.finished_at_ms.map(crate::scheduler::rfc3339),
+        enqueued_at: Some(crate::clock::rfc3339(row.enqueued_at_ms)),
+        started_at: row.started_at_ms.map(crate::clock::rfc3339),
+        finished_at: row.finished_at_ms.map(crate::clock::rfc3339),
         output_truncated: row.output_truncated(),
         approvals: row
             .approvals

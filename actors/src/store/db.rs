@@ -29,7 +29,6 @@ mod tests_runs;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
@@ -37,7 +36,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use apply::Writer;
 pub use handles::HandleRow;
 pub use open::{Lease, OpenError, Sharing};
-pub use retention::Retention;
+pub use crate::config::Retention;
 pub use rows::{
     ChainRow, Finish, Lifetime, OUTPUT_KEEP_BYTES, Recovered, RunInfo, TaskFilter, TaskRow, Write,
 };
@@ -395,13 +394,7 @@ impl Db {
     }
 }
 
-/// Now, in unix milliseconds (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// The bytes of the store file at `path` and of its WAL.
 pub fn file_bytes_of(path: &Path) -> (u64, u64) {

@@ -2,34 +2,7 @@
 //! them (`pruned`, by run and UTC day), so run, window and lifetime figures stay exact.
 
 use super::schema::TOKENS;
-use super::{Db, file_bytes_of, now_ms};
-
-/// How long finished task rows are kept in a store file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// At most this many terminal rows.
-    pub max_tasks: usize,
-    /// None older than this (by finish time).
-    pub max_age: Option<std::time::Duration>,
-    /// Their prompts, outputs, options and errors together within this many bytes.
-    pub max_bytes: u64,
-}
-
-impl Retention {
-    /// No bound at all.
-    pub const UNBOUNDED: Retention = Retention {
-        max_tasks: usize::MAX,
-        max_age: None,
-        max_bytes: u64::MAX,
-    };
-
-    /// The defaults: 50,000 rows, 30 days, 256 MiB.
-    pub const DEFAULT: Retention = Retention {
-        max_tasks: 50_000,
-        max_age: Some(std::time::Duration::from_secs(30 * 24 * 3600)),
-        max_bytes: 256 * 1024 * 1024,
-    };
-}
+use super::{Db, Retention, file_bytes_of, now_ms};
 
 impl Db {
     /// Deletes the oldest terminal tasks beyond `keep` (the in-memory store's bound);
