@@ -35,3 +35,8 @@ CLAUDE_POOL_TEST_TRANSPORT=http cargo test --test it --no-fail-fast -- \
     --skip http:: --skip http_quick:: --skip outputs:: --skip protocol_tasks_py:: --skip stdio_fuzz:: \
     --skip supervision:: \
     --skip tree_doc::
+
+# Slots on other machines (the `cluster` crate feature): the server and library build with
+# it, and its own tests run. Last, so every test above ran against the default build.
+cargo build -p claude-pool-server --features cluster
+cargo test -p claude-pool --features cluster --lib cluster::

@@ -29,7 +29,7 @@ pub const DEPTH_ENV: &str = "CLAUDE_MCP_DEPTH";
 
 /// The settings one Claude process runs with. Model and permission mode can change inside a
 /// running process (control requests); effort is fixed per process.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProcSettings {
     /// `--model`, or the CLI's default.
     pub model: Option<String>,
@@ -135,6 +135,9 @@ pub struct PoolConfig {
     /// Over HTTP: the main token, kept out of every child's environment, and the depth
     /// tokens each child gets instead (`CLAUDE_POOL_TOKEN`); `None` over stdio.
     pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
+    /// Take slot hosts from other machines at this address (`--listen-hosts`).
+    #[cfg(feature = "cluster")]
+    pub hosts: Option<(std::net::SocketAddr, crate::cluster::ClusterOptions)>,
     /// The most a task may ask for as its permission mode (`--max-permission-mode`): a
     /// client may lower a task's mode, never raise it past what the operator allowed. See
     /// [`PoolConfig::permission_ceiling`].
@@ -320,6 +323,8 @@ impl Default for PoolConfig {
             projects_file: None,
             max_depth: 2,
             max_allowed_tools: None,
+            #[cfg(feature = "cluster")]
+            hosts: None,
             credentials: None,
             max_permission_mode: DEFAULT_MAX_PERMISSION_MODE,
             rules: std::sync::Arc::default(),

@@ -23,6 +23,8 @@ pub mod build;
 pub mod chain;
 pub mod chains;
 pub mod clock;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod credentials;
@@ -46,6 +48,24 @@ pub mod slot_supervisor;
 pub mod store;
 pub mod task;
 pub mod wire;
+
+/// With ractor's `cluster` feature, a message type implements `ractor::Message` itself
+/// (without it, ractor's blanket impl covers every type). None of these crosses the network:
+/// only [`cluster`]'s port does.
+#[cfg(feature = "cluster")]
+mod local_messages {
+    impl ractor::Message for crate::approvals::ApprovalsMsg {}
+    impl ractor::Message for crate::chain::ChainMsg {}
+    impl ractor::Message for crate::chains::ChainSupervisorMsg {}
+    impl ractor::Message for crate::context::ContextMsg {}
+    impl ractor::Message for crate::frontend::FrontendMsg {}
+    impl ractor::Message for crate::ledger::LedgerMsg {}
+    impl ractor::Message for crate::root::RootMsg {}
+    impl ractor::Message for crate::scheduler::SchedulerMsg {}
+    impl ractor::Message for crate::slot::SlotMsg {}
+    impl ractor::Message for crate::slot_supervisor::SlotSupervisorMsg {}
+    impl ractor::Message for crate::store::actor::StoreMsg {}
+}
 pub mod worktree;
 
 pub use claude_pool_protocol as protocol;

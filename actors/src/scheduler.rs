@@ -300,6 +300,7 @@ impl SchedulerState {
                 turns,
             } => self.on_slot_changed(slot, status, pid, turns),
             SlotEvent::Removed { slot } => self.on_slot_removed(slot),
+            SlotEvent::Lost { slot, reason } => self.on_slot_lost(slot, reason),
             SlotEvent::Down {
                 slot,
                 reason,

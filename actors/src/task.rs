@@ -14,7 +14,7 @@ use crate::config::ProcSettings;
 pub type ProgressSink = mpsc::UnboundedSender<TaskProgress>;
 
 /// Something a task did, or what it waits for. New kinds may be added.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TaskProgress {
     /// A slot took the task.
@@ -76,7 +76,7 @@ impl fmt::Debug for Assignment {
 }
 
 /// How a task ended, as the slot saw it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskOutcome {
     /// A terminal status.
     pub status: TaskStatus,
@@ -90,7 +90,9 @@ pub struct TaskOutcome {
     pub session_id: Option<String>,
     /// The model that answered.
     pub model: Option<String>,
-    /// When the prompt was written to the process.
+    /// When the prompt was written to the process (on this machine: not sent between
+    /// hosts).
+    #[serde(skip)]
     pub started_at: Option<Instant>,
     /// With worktrees: where the task ran and the head it left.
     pub worktree: Option<WorktreeState>,
@@ -102,7 +104,7 @@ pub struct TaskOutcome {
 }
 
 /// A slot's git worktree as a task left it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorktreeState {
     /// The worktree's directory.
     pub path: std::path::PathBuf,

@@ -176,6 +176,13 @@ pub enum SlotEvent {
     },
     /// What the API said about its usage windows on a slot's turn.
     ApiWindows(RateLimitInfo),
+    /// A slot's host was lost (on another machine): whatever the slot ran is given up.
+    Lost {
+        /// The slot.
+        slot: SlotId,
+        /// Why.
+        reason: String,
+    },
     /// A task reached a terminal state on a slot.
     Finished {
         /// The task.
@@ -236,7 +243,7 @@ impl fmt::Debug for ApprovalNote {
 }
 
 /// The answer to a running task's permission question (the desk to the slot).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Answered {
     /// The task that asked.
     pub task: TaskId,

@@ -14,6 +14,46 @@ pub struct Args {
     #[arg(short = 'n', long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) slots: u16,
 
+    /// Take slot hosts from other machines at this address (e.g. 127.0.0.1:7878); hosts
+    /// join with `claude-pool-server host --join`. Needs --cluster-cookie-file, and TLS
+    /// (--cluster-tls-dir) unless the address is loopback.
+    #[cfg(feature = "cluster")]
+    #[arg(long)]
+    pub(crate) listen_hosts: Option<std::net::SocketAddr>,
+
+    /// Run as a slot host (`claude-pool-server host --join ADDR`): offer --slots slots to the
+    /// scheduler at ADDR instead of serving MCP.
+    #[cfg(feature = "cluster")]
+    #[arg(long)]
+    pub(crate) join: Option<std::net::SocketAddr>,
+
+    /// This host's name among the scheduler's hosts (its slots are NAME/slot-N); the
+    /// machine's hostname by default.
+    #[cfg(feature = "cluster")]
+    #[arg(long)]
+    pub(crate) host_name: Option<String>,
+
+    /// The file holding the cluster's shared secret (private to its owner: mode 0600).
+    #[cfg(feature = "cluster")]
+    #[arg(long)]
+    pub(crate) cluster_cookie_file: Option<PathBuf>,
+
+    /// A directory with the cluster's TLS files: ca.pem, node.pem, node.key.
+    #[cfg(feature = "cluster")]
+    #[arg(long)]
+    pub(crate) cluster_tls_dir: Option<PathBuf>,
+
+    /// How often scheduler and hosts ping each other.
+    #[cfg(feature = "cluster")]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) host_heartbeat: Duration,
+
+    /// How long without a word before a host (or the scheduler, seen from a host) is given
+    /// up: its running tasks end interrupted and its slots read lost.
+    #[cfg(feature = "cluster")]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) host_deadline: Duration,
+
     /// Fewest slots pool_scale_down may leave.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) min_slots: u16,

@@ -14,6 +14,7 @@ use claude_pool::{
 use tokio::signal::unix::{SignalKind, signal};
 
 mod args;
+mod cluster;
 mod http_token;
 
 use args::Args;
@@ -22,7 +23,17 @@ use args::Args;
 const DEFAULT_LOG: &str = "info";
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // `claude-pool-server host --join ADDR …`: the same flags, as a slot host.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let host_mode = argv.get(1).is_some_and(|a| a == "host");
+    if host_mode {
+        argv.remove(1);
+    }
+    let args = Args::parse_from(argv);
+    if host_mode && !cluster::joins(&args) {
+        eprintln!("claude-pool-server: `host` needs --join ADDR (and a build with the cluster feature)");
+        return ExitCode::from(2);
+    }
     if let Err(e) = init_tracing(&args) {
         eprintln!("claude-pool-server: {e:#}");
         return ExitCode::from(2);
@@ -236,6 +247,8 @@ fn own_depth() -> anyhow::Result<u32> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    #[cfg(feature = "cluster")]
+    let args_cluster = cluster::ClusterArgs::of(&args);
     let claude_bin = resolve_program(&args.claude_bin)?;
     let store = store_location(&args)?;
     let transport = match http_options(&args)? {
@@ -310,6 +323,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         credentials,
         ..PoolConfig::default()
+    };
+    #[cfg(feature = "cluster")]
+    let config = match cluster::options(&args_cluster)? {
+        Some(options) if args_cluster.join.is_some() => {
+            return cluster::run_host(&args_cluster, options, config).await;
+        }
+        Some(options) => match args_cluster.listen_hosts {
+            Some(listen) => PoolConfig {
+                hosts: Some((listen, options)),
+                ..config
+            },
+            None => config,
+        },
+        None => config,
     };
     let store = config
         .store

@@ -157,7 +157,7 @@ pub struct ApprovalRecord {
 }
 
 /// An answer, as any way of answering gives it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     /// Allow (accept) or deny (decline).
     pub decision: Decision,

@@ -9,7 +9,7 @@
 use crate::stream::{ResultEvent, Usage};
 
 /// Dollars and tokens attributed to one turn.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TurnCost {
     /// Dollars.
     pub usd: f64,

@@ -19,7 +19,7 @@
 use serde_json::{Map, Value};
 
 /// One usage window's state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WindowUse {
     /// The window (`five_hour`, `seven_day`, …).
     pub name: String,
@@ -39,7 +39,7 @@ impl WindowUse {
 }
 
 /// A `rate_limit_event` line's `rate_limit_info`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RateLimitInfo {
     /// Every window the API reported; the representative one first.
     pub windows: Vec<WindowUse>,

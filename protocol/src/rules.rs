@@ -462,7 +462,7 @@ fn str_field<'a>(input: &'a Value, fields: &[&str]) -> Option<&'a str> {
 }
 
 /// The allow and deny rules in force for a task.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSet {
     /// Calls matching one of these run without asking, unless a deny rule matches.
     allow: Vec<Rule>,

@@ -91,6 +91,8 @@ pub enum SlotStatus {
     Failed,
     /// Its process was let go after the idle timeout (or is being); a task wakes it.
     Cold,
+    /// Its host (another machine) was lost; it comes back when the host joins again.
+    Lost,
 }
 
 impl SlotStatus {
@@ -106,6 +108,7 @@ impl SlotStatus {
             SlotStatus::Stopped => "stopped",
             SlotStatus::Failed => "failed",
             SlotStatus::Cold => "cold",
+            SlotStatus::Lost => "lost",
         }
     }
 }

@@ -114,7 +114,7 @@ pub struct AssistantEvent {
 }
 
 /// Token counts, as the CLI reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Uncached input tokens.
     pub input_tokens: u64,

@@ -238,6 +238,18 @@ impl PoolBuilder {
         &self.config
     }
 
+    /// Takes slot hosts (`claude-pool-server host --join`, or [`crate::cluster::host`]) from
+    /// other machines at `listen`.
+    #[cfg(feature = "cluster")]
+    pub fn listen_for_hosts(
+        mut self,
+        listen: std::net::SocketAddr,
+        options: crate::cluster::ClusterOptions,
+    ) -> Self {
+        self.config.hosts = Some((listen, options));
+        self
+    }
+
     /// Starts the pool.
     pub async fn build(self) -> Result<Pool, PoolError> {
         Pool::start(self.config).await

@@ -161,7 +161,7 @@ impl SchedulerState {
         let mut candidates: Vec<(u8, std::cmp::Reverse<usize>, SlotId)> = self
             .slots
             .iter()
-            .filter(|(_, e)| !e.retiring)
+            .filter(|(id, e)| !e.retiring && !super::slots::is_remote(id))
             .map(|(id, e)| {
                 let class = match (e.status, &e.task) {
                     (SlotStatus::Cold, None) => 0,

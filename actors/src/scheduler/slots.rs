@@ -41,6 +41,16 @@ pub(super) struct SlotEntry {
     pub idle_since: Option<std::time::Instant>,
 }
 
+/// A slot on another machine (`<host>/slot-N`).
+pub(super) fn is_remote(slot: &SlotId) -> bool {
+    slot.0.contains('/')
+}
+
+/// The host a slot runs on; `None` for this machine.
+pub(super) fn host_of(slot: &SlotId) -> Option<&str> {
+    slot.0.split_once('/').map(|(host, _)| host)
+}
+
 impl SchedulerState {
     pub(super) fn on_slot_added(&mut self, slot: SlotId) {
         let index = slot.index().unwrap_or(usize::MAX);
@@ -188,6 +198,38 @@ impl SchedulerState {
             }
         }
         self.events.publish(PoolEvent::Slot { id: slot, status });
+        self.check_ready();
+    }
+
+    /// A slot's host was lost: a task that started there may or may not have run, so it
+    /// ends `interrupted`; one not started yet runs elsewhere.
+    pub(super) fn on_slot_lost(&mut self, slot: SlotId, reason: String) {
+        self.idle.retain(|s| s != &slot);
+        let Some(e) = self.slots.get_mut(&slot) else {
+            return;
+        };
+        e.status = SlotStatus::Lost;
+        e.actor = None;
+        e.pid = None;
+        e.last_error = Some(reason.clone());
+        if let Some(task) = e.task.take() {
+            let started = self.tasks.get(&task).is_some_and(|r| r.started());
+            if started {
+                let outcome = TaskOutcome::unbilled(
+                    TaskStatus::Interrupted,
+                    format!("{slot} was lost while running the task: {reason}"),
+                );
+                self.finalize(&task, outcome, Some(slot.clone()));
+            } else {
+                tracing::info!(%task, %slot, "host lost before the task started; requeued");
+                let _ = self.ledger.cast(LedgerMsg::Release(task.clone()));
+                self.requeue_front(&task);
+            }
+        }
+        self.events.publish(PoolEvent::Slot {
+            id: slot,
+            status: SlotStatus::Lost,
+        });
         self.check_ready();
     }
 
@@ -396,7 +438,7 @@ impl SchedulerState {
 
     pub(super) fn slot_reports(&self) -> Vec<SlotReport> {
         let mut slots: Vec<(&SlotId, &SlotEntry)> = self.slots.iter().collect();
-        slots.sort_by_key(|(_, e)| e.index);
+        slots.sort_by(|a, b| (a.1.index, a.0).cmp(&(b.1.index, b.0)));
         slots
             .into_iter()
             .map(|(id, e)| SlotReport {
@@ -414,20 +456,24 @@ impl SchedulerState {
                     SlotStatus::Cold | SlotStatus::Failed | SlotStatus::Stopped
                 ),
                 rss_bytes: None,
+                host: host_of(id).map(str::to_owned),
             })
             .collect()
     }
 
-    /// Slots the pool is sized to: those not being removed.
+    /// The slots this machine's supervisor keeps (a host's slots come and go with it).
     pub(super) fn target_slots(&self) -> usize {
-        self.slots.values().filter(|e| !e.retiring).count()
+        self.slots
+            .iter()
+            .filter(|(id, e)| !e.retiring && !is_remote(id))
+            .count()
     }
 
     pub(super) fn slot_ids(&self) -> Vec<SlotId> {
         let mut ids: Vec<(usize, SlotId)> = self
             .slots
             .iter()
-            .filter(|(_, e)| !e.retiring)
+            .filter(|(id, e)| !e.retiring && !is_remote(id))
             .map(|(id, e)| (e.index, id.clone()))
             .collect();
         ids.sort();

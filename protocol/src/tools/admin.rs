@@ -45,6 +45,10 @@ pub struct SlotReport {
     /// Resident memory of its process group, in bytes (read at most once a second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// The machine it runs on, for a slot of a host that joined the pool; absent for this
+    /// machine's own slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 fn yes() -> bool {

@@ -1,0 +1,346 @@
+//! Slots on other machines (crate feature `cluster`), on ractor's cluster layer.
+//!
+//! A **scheduler** (a pool built with [`crate::PoolBuilder::listen_for_hosts`], or
+//! `claude-pool-server --listen-hosts`) runs a node server and a [`hosts`] actor. A **host**
+//! (`claude-pool-server host --join`, or [`host::run_host`]) runs its own slot supervisor,
+//! with local restarts exactly as in a one-machine pool, and offers its slots to the
+//! scheduler. Between the two only [`frame::Frame`]s travel, through one remote-capable
+//! [`Port`] actor on each side: the slot protocol of [`crate::wire`] as JSON.
+//!
+//! **Failure is decided here, not by the transport.** The scheduler pings every host each
+//! heartbeat; a host it has not heard from within the deadline is lost: its running tasks end
+//! `interrupted`, tasks not yet started go back to the queue, its slots read `lost`, and its
+//! node session is closed. The host does the same the other way: a scheduler unheard for the
+//! deadline (or a closed session) stops every local slot and its processes, then it joins
+//! again, as a fresh host with a new epoch. A frame of an old epoch is never accepted.
+//!
+//! **Security.** The cookie authenticates both ends (ractor's challenge, never sent);
+//! plaintext is refused unless the address is loopback; other addresses need TLS with client
+//! certificates from the pool's own CA ([`TlsFiles`]).
+
+pub mod frame;
+pub mod host;
+pub mod hosts;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster::RactorClusterMessage;
+use tokio::sync::mpsc;
+
+/// The process group the scheduler's port joins.
+pub const SCHEDULER_GROUP: &str = "claude-pool.scheduler";
+
+/// The process group of a host's port.
+pub fn host_group(host: &str) -> String {
+    format!("claude-pool.host.{host}")
+}
+
+/// How the two ends of a link find and trust each other.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// The shared secret (ractor's cookie).
+    pub cookie: String,
+    /// How often each side pings.
+    pub heartbeat: Duration,
+    /// How long without a frame before the other side is given up.
+    pub deadline: Duration,
+    /// TLS with client certificates; required for an address that is not loopback.
+    pub tls: Option<TlsFiles>,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("heartbeat", &self.heartbeat)
+            .field("deadline", &self.deadline)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterOptions {
+    /// Options with this cookie, a 1 s heartbeat and a 5 s deadline, no TLS.
+    pub fn new(cookie: impl Into<String>) -> Self {
+        ClusterOptions {
+            cookie: cookie.into(),
+            heartbeat: Duration::from_secs(1),
+            deadline: Duration::from_secs(5),
+            tls: None,
+        }
+    }
+
+    /// Refuses what these options cannot guard: an empty cookie, a deadline not above the
+    /// heartbeat, plaintext to an address that is not loopback.
+    pub fn check(&self, addr: &SocketAddr) -> Result<(), String> {
+        if self.cookie.trim().is_empty() {
+            return Err("the cluster cookie is empty".into());
+        }
+        if self.deadline <= self.heartbeat {
+            return Err(format!(
+                "the host deadline ({}) must be longer than the heartbeat ({})",
+                humantime::format_duration(self.deadline),
+                humantime::format_duration(self.heartbeat)
+            ));
+        }
+        if self.tls.is_none() && !addr.ip().is_loopback() {
+            return Err(format!(
+                "{addr} is not a loopback address: links between machines need TLS \
+                 (--cluster-tls-dir with ca.pem, node.pem and node.key)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Certificates for mutual TLS, as PEM files: the pool's CA, and this node's certificate and
+/// key (signed by that CA, valid for client and server use).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA every node's certificate must chain to.
+    pub ca: PathBuf,
+    /// This node's certificate chain.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// `ca.pem`, `node.pem` and `node.key` in `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("node.pem"),
+            key: dir.join("node.key"),
+        }
+    }
+}
+
+/// The one remote-capable message: a frame's JSON (or a piece of it).
+#[derive(RactorClusterMessage)]
+pub enum PortMsg {
+    /// A frame.
+    Frame(String),
+}
+
+impl std::fmt::Debug for PortMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PortMsg::Frame(text) = self;
+        write!(f, "Frame({} bytes)", text.len())
+    }
+}
+
+/// The actor the other side sends frames to; it hands them to its owner's channel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Port;
+
+impl Actor for Port {
+    type Msg = PortMsg;
+    type State = mpsc::UnboundedSender<String>;
+    type Arguments = mpsc::UnboundedSender<String>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PortMsg>,
+        to: mpsc::UnboundedSender<String>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(to)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<PortMsg>,
+        msg: PortMsg,
+        to: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let PortMsg::Frame(text) = msg;
+        if to.send(text).is_err() {
+            myself.stop(None);
+        }
+        Ok(())
+    }
+}
+
+/// Sends `frame` to `port` (in pieces when long); `false` when the link is gone.
+pub fn send(port: &ActorRef<PortMsg>, frame: &frame::Frame, id: u64) -> bool {
+    frame
+        .encode(id)
+        .into_iter()
+        .all(|piece| port.cast(PortMsg::Frame(piece)).is_ok())
+}
+
+/// The crypto provider rustls uses here (several may be compiled in).
+fn provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
+    Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn read_tls(
+    files: &TlsFiles,
+) -> Result<
+    (
+        Arc<tokio_rustls::rustls::RootCertStore>,
+        Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+        tokio_rustls::rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    String,
+> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = |p: &PathBuf| -> Result<Vec<CertificateDer<'static>>, String> {
+        CertificateDer::pem_file_iter(p)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read certificates from {}: {e}", p.display()))
+    };
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for c in certs(&files.ca)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("{}: not a CA certificate: {e}", files.ca.display()))?;
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("cannot read the key {}: {e}", files.key.display()))?;
+    Ok((Arc::new(roots), certs(&files.cert)?, key))
+}
+
+/// The TLS acceptor of a node server: client certificates from the CA are required.
+fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::server::WebPkiClientVerifier;
+    let (roots, chain, key) = read_tls(files)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| format!("TLS client verification: {e}"))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("TLS certificate {}: {e}", files.cert.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The TLS connector of a joining host: it shows its certificate and checks the scheduler's.
+fn tls_connector(files: &TlsFiles) -> Result<tokio_rustls::TlsConnector, String> {
+    use tokio_rustls::rustls::ClientConfig;
+    let (roots, chain, key) = read_tls(files)?;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("TLS certificate {}: {e}", files.cert.display()))?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Starts a node server named `name` on `port` of `ip` (0: only dialling out).
+async fn start_node(
+    name: &str,
+    ip: IpAddr,
+    port: u16,
+    options: &ClusterOptions,
+) -> Result<ActorRef<ractor_cluster::NodeServerMessage>, String> {
+    let encryption = match &options.tls {
+        Some(files) => Some(ractor_cluster::IncomingEncryptionMode::Tls(tls_acceptor(
+            files,
+        )?)),
+        None => None,
+    };
+    let server = ractor_cluster::NodeServer::new(
+        port,
+        options.cookie.clone(),
+        name.to_owned(),
+        ip.to_string(),
+        encryption,
+        Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+    )
+    .with_listen_addr(ip);
+    let (node, _) = Actor::spawn(None, server, ())
+        .await
+        .map_err(|e| format!("cannot listen on {ip}:{port}: {e}"))?;
+    Ok(node)
+}
+
+/// Session changes of a node server, as messages to its owner.
+struct Sessions<F: Fn(SessionChange) + Send + Sync + 'static>(F);
+
+/// What happened to a node session.
+#[derive(Debug, Clone)]
+pub enum SessionChange {
+    /// Both ends authenticated and synchronised: the peer's ports are visible.
+    Ready {
+        /// The peer's node name (`<name>@<address>`).
+        peer: String,
+        /// The session's id on this node.
+        node_id: u64,
+    },
+    /// The session ended (or failed to authenticate).
+    Down {
+        /// The peer's node name, when it got that far.
+        peer: Option<String>,
+        /// The session's id on this node.
+        node_id: u64,
+    },
+}
+
+impl<F: Fn(SessionChange) + Send + Sync + 'static> ractor_cluster::NodeEventSubscription
+    for Sessions<F>
+{
+    fn node_session_opened(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+
+    fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        (self.0)(SessionChange::Down {
+            peer: ses.peer_name.map(|n| n.name),
+            node_id: ses.node_id,
+        });
+    }
+
+    fn node_session_authenticated(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+
+    fn node_session_ready(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        (self.0)(SessionChange::Ready {
+            peer: ses.peer_name.map(|n| n.name).unwrap_or_default(),
+            node_id: ses.node_id,
+        });
+    }
+}
+
+/// Tells `f` of every session change of `node`.
+fn subscribe(
+    node: &ActorRef<ractor_cluster::NodeServerMessage>,
+    f: impl Fn(SessionChange) + Send + Sync + 'static,
+) {
+    let _ = node.cast(ractor_cluster::NodeServerMessage::SubscribeToEvents {
+        id: "claude-pool".into(),
+        subscription: Box::new(Sessions(f)),
+    });
+}
+
+/// Closes every session of `node` whose peer is named `peer` (fencing a lost host).
+async fn close_sessions(node: &ActorRef<ractor_cluster::NodeServerMessage>, peer_prefix: &str) {
+    let Ok(sessions) =
+        ractor::call_t!(node, ractor_cluster::NodeServerMessage::GetSessions, 2_000)
+    else {
+        return;
+    };
+    for ses in sessions.into_values() {
+        if ses
+            .peer_name
+            .as_ref()
+            .is_some_and(|n| n.name.starts_with(peer_prefix))
+        {
+            ses.actor.stop(Some("fenced".into()));
+        }
+    }
+}
+
+/// The remote port in `group`, if the peer is connected.
+fn remote_port(group: &str) -> Option<ActorRef<PortMsg>> {
+    ractor::pg::get_members(&group.to_owned())
+        .into_iter()
+        .find(|c| !c.get_id().is_local())
+        .map(ActorRef::from)
+}

@@ -1,0 +1,674 @@
+//! A slot host: this machine's slots, offered to a scheduler on another.
+//!
+//! **Place in the tree.** [`HostAgent`] is the root of a host process. Once the scheduler
+//! welcomes it, it starts a slot supervisor (one-for-one restarts with backoff, exactly as in
+//! a one-machine pool) whose slots report to the agent; the agent forwards their events,
+//! spend and questions as frames, and the scheduler's commands to them.
+//!
+//! **Failure.** A scheduler unheard for the deadline, a closed link, or a failed slot
+//! supervisor: the agent stops the slot supervisor (every process group is killed, no task
+//! of this epoch goes on), then joins again with backoff, as a fresh host. A refusal (another
+//! version, a bad name) ends the host with the scheduler's reason.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_pool_protocol::{SlotId, TaskId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::frame::{Assembler, Command, Event, Frame, VERSION};
+use super::{ClusterOptions, Port, PortMsg, SCHEDULER_GROUP, SessionChange, host_group};
+use crate::config::PoolConfig;
+use crate::events::EventBus;
+use crate::slot_supervisor::{SlotSupervisorActor, SlotSupervisorArgs, SlotSupervisorMsg};
+use crate::task::TaskProgress;
+use crate::wire::{Answered, ApprovalNote, SlotCommand, SlotEvent, SlotLink, Spend, Uplinks};
+
+/// Behaviour of a host's agent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostAgent;
+
+/// What a host starts with.
+#[derive(Clone)]
+pub struct HostArgs {
+    /// Its name among the scheduler's hosts (its slots are `<name>/slot-N`).
+    pub name: String,
+    /// The scheduler's address.
+    pub join: SocketAddr,
+    /// How many slots it offers.
+    pub slots: usize,
+    /// Cookie, heartbeat, deadline, TLS.
+    pub options: ClusterOptions,
+    /// How its Claude processes run (binary, directory, flags, limits).
+    pub config: Arc<PoolConfig>,
+    /// Told the scheduler's reason when it refuses this host.
+    pub refusals: Option<mpsc::UnboundedSender<String>>,
+}
+
+impl std::fmt::Debug for HostArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostArgs")
+            .field("name", &self.name)
+            .field("join", &self.join)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Messages a host's agent handles.
+#[derive(Debug)]
+pub enum HostMsg {
+    /// Dial the scheduler.
+    Connect,
+    /// A frame (or a piece of one) from the scheduler.
+    Frame(String),
+    /// A node session changed.
+    Session(SessionChange),
+    /// The heartbeat.
+    Tick,
+    /// A local slot (or the slot supervisor) reported.
+    Slot(SlotEvent),
+    /// A local task's spend.
+    Spend(Spend),
+    /// A local slot's permission note.
+    Approval(ApprovalNote),
+    /// A local task's progress.
+    Progress(TaskId, TaskProgress),
+    /// Stop every slot and leave; answered when their processes are gone.
+    Shutdown(RpcReplyPort<()>),
+}
+
+impl ractor::Message for HostMsg {}
+
+macro_rules! into_host_msg {
+    ($t:ty, $v:ident) => {
+        impl From<$t> for HostMsg {
+            fn from(x: $t) -> Self {
+                HostMsg::$v(x)
+            }
+        }
+        impl TryFrom<HostMsg> for $t {
+            type Error = HostMsg;
+            fn try_from(m: HostMsg) -> Result<Self, HostMsg> {
+                match m {
+                    HostMsg::$v(x) => Ok(x),
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+into_host_msg!(SlotEvent, Slot);
+into_host_msg!(Spend, Spend);
+into_host_msg!(ApprovalNote, Approval);
+
+/// The link to the scheduler, once welcomed.
+struct Joined {
+    port: ActorRef<PortMsg>,
+    epoch: u64,
+    heard: Instant,
+    deadline: Duration,
+}
+
+/// A host's state.
+pub struct HostState {
+    args: HostArgs,
+    myself: ActorRef<HostMsg>,
+    node: ActorRef<ractor_cluster::NodeServerMessage>,
+    joined: Option<Joined>,
+    /// Since when it waits for the scheduler's welcome.
+    joining: Option<Instant>,
+    /// Failed joins in a row (sets the backoff).
+    attempts: u32,
+    supervisor: Option<ActorRef<SlotSupervisorMsg>>,
+    links: HashMap<SlotId, SlotLink>,
+    answers: HashMap<String, DerivedActorRef<Answered>>,
+    assembler: Assembler,
+    next_chunk: u64,
+    events: EventBus,
+    /// Set when the scheduler refused this host: the agent stops with it.
+    refused: Option<String>,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("name", &self.args.name)
+            .field("joined", &self.joined.as_ref().map(|j| j.epoch))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for HostAgent {
+    type Msg = HostMsg;
+    type State = HostState;
+    type Arguments = HostArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<HostMsg>,
+        args: HostArgs,
+    ) -> Result<HostState, ActorProcessingErr> {
+        args.options.check(&args.join)?;
+        if args.name.is_empty() || args.name.contains(['/', '@']) {
+            return Err(format!("{:?} is not a host name (no '/' or '@')", args.name).into());
+        }
+        let listen = if args.join.ip().is_loopback() {
+            args.join.ip()
+        } else {
+            std::net::IpAddr::from([0u8, 0, 0, 0])
+        };
+        let node = super::start_node(&args.name, listen, 0, &args.options).await?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (port, _) = Actor::spawn_linked(None, Port, tx, myself.get_cell()).await?;
+        ractor::pg::join(host_group(&args.name), vec![port.get_cell()]);
+        let me = myself.clone();
+        tokio::spawn(async move {
+            while let Some(text) = rx.recv().await {
+                if me.cast(HostMsg::Frame(text)).is_err() {
+                    break;
+                }
+            }
+        });
+        let me = myself.clone();
+        super::subscribe(&node, move |change| {
+            let _ = me.cast(HostMsg::Session(change));
+        });
+        myself.send_interval(args.options.heartbeat, || HostMsg::Tick);
+        myself.cast(HostMsg::Connect)?;
+        Ok(HostState {
+            args,
+            myself,
+            node,
+            joined: None,
+            joining: None,
+            attempts: 0,
+            supervisor: None,
+            links: HashMap::new(),
+            answers: HashMap::new(),
+            assembler: Assembler::default(),
+            next_chunk: 0,
+            events: EventBus::new(),
+            refused: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<HostMsg>,
+        state: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stop_slots().await;
+        state.node.stop(None);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<HostMsg>,
+        msg: HostMsg,
+        state: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HostMsg::Connect => state.connect().await,
+            HostMsg::Frame(text) => match state.assembler.take(&text) {
+                Ok(Some(frame)) => state.on_frame(frame).await,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "dropped a frame from the scheduler"),
+            },
+            HostMsg::Session(SessionChange::Ready { .. }) => state.hello(),
+            HostMsg::Session(SessionChange::Down { .. }) => {
+                if state.joined.is_some() || state.joining.is_some() {
+                    state.leave("the link to the scheduler closed").await;
+                }
+            }
+            HostMsg::Tick => state.on_tick().await,
+            HostMsg::Slot(event) => state.on_slot(event),
+            HostMsg::Spend(Spend { task, usd, tokens }) => {
+                state.to_scheduler(Event::Spend { task, usd, tokens });
+            }
+            HostMsg::Approval(note) => state.on_approval(note),
+            HostMsg::Progress(task, progress) => {
+                state.to_scheduler(Event::Progress { task, progress });
+            }
+            HostMsg::Shutdown(reply) => {
+                state.stop_slots().await;
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+        }
+        if let Some(reason) = state.refused.take() {
+            myself.stop(Some(reason));
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<HostMsg>,
+        evt: SupervisionEvent,
+        state: &mut HostState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, e) = &evt
+            && state
+                .supervisor
+                .as_ref()
+                .is_some_and(|s| s.get_id() == cell.get_id())
+        {
+            state.supervisor = None;
+            let why = format!("its slot supervisor failed: {e}");
+            state.leave(&why).await;
+        }
+        Ok(())
+    }
+}
+
+impl HostState {
+    async fn connect(&mut self) {
+        if self.joined.is_some() || self.joining.is_some() {
+            return;
+        }
+        self.joining = Some(Instant::now());
+        let addr = self.args.join;
+        let dial = async {
+            match &self.args.options.tls {
+                Some(files) => {
+                    let connector = super::tls_connector(files)
+                        .map_err(std::io::Error::other)?;
+                    let name = tokio_rustls::rustls::pki_types::ServerName::from(addr.ip());
+                    ractor_cluster::client_connect_enc(&self.node, addr, connector, name)
+                        .await
+                        .map_err(|e| std::io::Error::other(format!("{e:?}")))
+                }
+                None => ractor_cluster::client_connect(&self.node, addr)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("{e:?}"))),
+            }
+        };
+        let result = tokio::time::timeout(self.args.options.deadline, dial).await;
+        if let Err(e) = result
+            .map_err(|_| "timed out".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::warn!(scheduler = %addr, error = %e, "cannot reach the scheduler");
+            self.retry_later();
+        }
+    }
+
+    fn retry_later(&mut self) {
+        self.joining = None;
+        self.attempts = self.attempts.saturating_add(1);
+        let secs = 1u64 << self.attempts.min(4);
+        let delay = Duration::from_millis(250).max(Duration::from_secs(secs).min(Duration::from_secs(10)) / 4);
+        self.myself.send_after(delay, || HostMsg::Connect);
+    }
+
+    /// The session is up: say hello to the scheduler's port.
+    fn hello(&mut self) {
+        if self.joined.is_some() {
+            return;
+        }
+        let Some(port) = super::remote_port(SCHEDULER_GROUP) else {
+            tracing::warn!("the scheduler's port is not visible");
+            return;
+        };
+        let hello = Frame::Hello {
+            host: self.args.name.clone(),
+            version: VERSION.to_owned(),
+            slots: self.args.slots,
+        };
+        self.next_chunk += 1;
+        super::send(&port, &hello, self.next_chunk);
+    }
+
+    async fn on_frame(&mut self, frame: Frame) {
+        match frame {
+            Frame::Welcome {
+                epoch,
+                version,
+                heartbeat_ms: _,
+                deadline_ms,
+                record_starts,
+            } => {
+                let Some(port) = super::remote_port(SCHEDULER_GROUP) else {
+                    return;
+                };
+                tracing::info!(scheduler = %self.args.join, epoch, %version, slots = self.args.slots, "joined the scheduler");
+                self.joining = None;
+                self.attempts = 0;
+                self.joined = Some(Joined {
+                    port,
+                    epoch,
+                    heard: Instant::now(),
+                    deadline: Duration::from_millis(deadline_ms).max(self.args.options.heartbeat),
+                });
+                if let Err(e) = self.start_slots(record_starts).await {
+                    let why = format!("its slots could not start: {e}");
+                    self.leave(&why).await;
+                }
+            }
+            Frame::Refused { reason } => {
+                tracing::error!(%reason, "the scheduler refused this host");
+                if let Some(to) = &self.args.refusals {
+                    let _ = to.send(reason.clone());
+                }
+                self.refused = Some(reason);
+            }
+            Frame::Ping { epoch } => {
+                if self.heard(epoch) {
+                    self.send(Frame::Pong { epoch });
+                }
+            }
+            Frame::Pong { epoch } => {
+                self.heard(epoch);
+            }
+            Frame::Command {
+                epoch,
+                slot,
+                command,
+            } => {
+                if self.heard(epoch) {
+                    self.on_command(slot, command);
+                }
+            }
+            other => tracing::warn!(frame = ?other, "the scheduler sent a frame only a host sends"),
+        }
+    }
+
+    /// Whether `epoch` is this host's current one (and if so, the scheduler was heard).
+    fn heard(&mut self, epoch: u64) -> bool {
+        match &mut self.joined {
+            Some(j) if j.epoch == epoch => {
+                j.heard = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn send(&mut self, frame: Frame) {
+        let Some(j) = &self.joined else {
+            return;
+        };
+        self.next_chunk += 1;
+        let id = (j.epoch << 32) | (self.next_chunk & 0xffff_ffff);
+        super::send(&j.port, &frame, id);
+    }
+
+    fn to_scheduler(&mut self, event: Event) {
+        let Some(epoch) = self.joined.as_ref().map(|j| j.epoch) else {
+            return;
+        };
+        self.send(Frame::Event { epoch, event });
+    }
+
+    async fn start_slots(&mut self, record_starts: bool) -> Result<(), ActorProcessingErr> {
+        let slots: Vec<SlotId> = (0..self.args.slots)
+            .map(|i| SlotId(format!("{}/slot-{i}", self.args.name)))
+            .collect();
+        let args = SlotSupervisorArgs {
+            config: self.args.config.clone(),
+            slots,
+            up: Uplinks {
+                events: self.myself.get_derived(),
+                spend: self.myself.get_derived(),
+                approvals: self.myself.get_derived(),
+            },
+            worktrees: None,
+            events: self.events.clone(),
+            transcripts: None,
+            record_starts,
+        };
+        let (sup, _) =
+            Actor::spawn_linked(None, SlotSupervisorActor, args, self.myself.get_cell()).await?;
+        self.supervisor = Some(sup);
+        Ok(())
+    }
+
+    /// Stops every slot and its processes.
+    async fn stop_slots(&mut self) {
+        if let Some(sup) = self.supervisor.take() {
+            let _ = ractor::call!(sup, SlotSupervisorMsg::Shutdown);
+            sup.stop(None);
+        }
+        self.links.clear();
+        self.answers.clear();
+    }
+
+    /// Gives up this epoch: every slot stops, the link closes, and the host joins again.
+    async fn leave(&mut self, why: &str) {
+        tracing::warn!(reason = %why, "leaving the scheduler; every slot stops");
+        self.stop_slots().await;
+        self.joined = None;
+        super::close_sessions(&self.node, "").await;
+        self.retry_later();
+    }
+
+    async fn on_tick(&mut self) {
+        let deadline = self.args.options.deadline;
+        if let Some(j) = &self.joined {
+            if j.heard.elapsed() > j.deadline {
+                let why = format!(
+                    "no word from the scheduler for {}",
+                    humantime::format_duration(j.deadline)
+                );
+                self.leave(&why).await;
+                return;
+            }
+            let epoch = j.epoch;
+            self.send(Frame::Ping { epoch });
+        } else if self.joining.is_some_and(|t| t.elapsed() > deadline) {
+            self.leave("no welcome from the scheduler").await;
+        }
+    }
+
+    fn on_command(&mut self, slot: SlotId, command: Command) {
+        let Some(link) = self.links.get(&slot).cloned() else {
+            if let Command::Run(a) = command {
+                self.to_scheduler(Event::Rejected {
+                    slot,
+                    task: a.task,
+                    died_before_turn: None,
+                });
+            }
+            return;
+        };
+        let command = match command {
+            Command::Run(a) => {
+                let task = a.task.clone();
+                let progress = a.progress.then(|| {
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    let me = self.myself.clone();
+                    let t = task.clone();
+                    tokio::spawn(async move {
+                        while let Some(p) = rx.recv().await {
+                            if me.cast(HostMsg::Progress(t.clone(), p)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    tx
+                });
+                let assignment = a.into_assignment(progress);
+                if link.send(SlotCommand::Run(assignment)).is_err() {
+                    self.to_scheduler(Event::Rejected {
+                        slot,
+                        task,
+                        died_before_turn: None,
+                    });
+                }
+                return;
+            }
+            Command::StartRecorded { task, result } => SlotCommand::StartRecorded { task, result },
+            Command::Cancel {
+                task,
+                status,
+                reason,
+            } => SlotCommand::Cancel {
+                task,
+                status,
+                reason,
+            },
+            Command::Release => SlotCommand::Release,
+            Command::Wake => SlotCommand::Wake,
+            Command::Answered(a) => {
+                if let Some(to) = self.answers.remove(&a.request_id) {
+                    let _ = to.send_message(a);
+                }
+                return;
+            }
+        };
+        let _ = link.send(command);
+    }
+
+    fn on_slot(&mut self, event: SlotEvent) {
+        let event = match event {
+            SlotEvent::Added { slot } => Event::Added { slot },
+            SlotEvent::Ready {
+                slot,
+                link,
+                pid,
+                turns,
+                worktree,
+                cwd,
+            } => {
+                self.links.insert(slot.clone(), link);
+                Event::Ready {
+                    slot,
+                    pid,
+                    turns,
+                    worktree,
+                    cwd,
+                }
+            }
+            SlotEvent::Changed {
+                slot,
+                status,
+                pid,
+                turns,
+            } => Event::Changed {
+                slot,
+                status,
+                pid,
+                turns,
+            },
+            SlotEvent::Removed { slot } => {
+                self.links.remove(&slot);
+                Event::Removed { slot }
+            }
+            SlotEvent::Down {
+                slot,
+                reason,
+                restarts,
+                restarting,
+            } => {
+                self.links.remove(&slot);
+                Event::Down {
+                    slot,
+                    reason,
+                    restarts,
+                    restarting,
+                }
+            }
+            SlotEvent::Lost { .. } => return,
+            SlotEvent::Started {
+                task,
+                slot,
+                started_at: _,
+                ack,
+            } => Event::Started {
+                task,
+                slot,
+                ack: ack.is_some(),
+            },
+            SlotEvent::Rejected {
+                slot,
+                assignment,
+                died_before_turn,
+            } => Event::Rejected {
+                slot,
+                task: assignment.task,
+                died_before_turn,
+            },
+            SlotEvent::RateLimited {
+                slot,
+                assignment,
+                error,
+            } => Event::RateLimited {
+                slot,
+                task: assignment.task,
+                error,
+            },
+            SlotEvent::ApiPressure { slot, status } => Event::ApiPressure { slot, status },
+            SlotEvent::ApiWindows(info) => Event::ApiWindows(info),
+            SlotEvent::Finished {
+                task,
+                slot,
+                outcome,
+            } => Event::Finished {
+                task,
+                slot,
+                started_ms_ago: outcome
+                    .started_at
+                    .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                outcome: Box::new(outcome),
+            },
+        };
+        self.to_scheduler(event);
+    }
+
+    fn on_approval(&mut self, note: ApprovalNote) {
+        let event = match note {
+            ApprovalNote::Ask {
+                request,
+                slot,
+                listener: _,
+                timeout,
+            } => {
+                self.answers.insert(request.request_id.clone(), slot);
+                Event::Ask {
+                    request: Box::new(request),
+                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                }
+            }
+            ApprovalNote::Decided { outcome, by } => Event::Decided { outcome, by },
+            ApprovalNote::TaskEnded(task) => Event::TaskEnded(task),
+            ApprovalNote::Withdrawn(id) => Event::Withdrawn(id),
+        };
+        self.to_scheduler(event);
+    }
+}
+
+/// Runs a host until it is refused, its runtime ends, or `stop` resolves; every slot's
+/// processes are gone when it returns. `Err` carries the scheduler's refusal (or why the
+/// host could not start).
+pub async fn run_host(
+    mut args: HostArgs,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let (tx, mut refusals) = mpsc::unbounded_channel();
+    args.refusals = Some(tx);
+    let (agent, handle) = Actor::spawn(None, HostAgent, args)
+        .await
+        .map_err(|e| format!("the host could not start: {e}"))?;
+    let mut handle = std::pin::pin!(handle);
+    tokio::select! {
+        ended = &mut handle => {
+            if let Ok(reason) = refusals.try_recv() {
+                return Err(format!("the scheduler refused this host: {reason}"));
+            }
+            return match ended {
+                Ok(()) => Err("the host stopped".into()),
+                Err(e) => Err(format!("the host failed: {e}")),
+            };
+        }
+        () = stop => {}
+    }
+    let _ = ractor::call!(agent, HostMsg::Shutdown);
+    let _ = handle.await;
+    Ok(())
+}
