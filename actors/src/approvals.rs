@@ -31,8 +31,8 @@ use claude_pool_protocol::approvals::{
 use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort};
 
 use crate::events::{EventBus, PoolEvent};
-use crate::wire::{Answered, ApprovalNote};
 use crate::task::TaskProgress;
+use crate::wire::{Answered, ApprovalNote};
 
 /// Behaviour of the approval desk.
 #[derive(Debug, Clone, Copy, Default)]

@@ -157,10 +157,7 @@ impl Actor for ChainActor {
         state.launch_ready().await;
         let report = state.report();
         let done = report.status.is_terminal();
-        let _ = state
-            .args
-            .supervisor
-            .send_message(report);
+        let _ = state.args.supervisor.send_message(report);
         if done {
             tracing::debug!(chain = %state.args.id, "chain ended");
             myself.stop(None);

@@ -321,8 +321,7 @@ fn subscribe(
 
 /// Closes every session of `node` whose peer is named `peer` (fencing a lost host).
 async fn close_sessions(node: &ActorRef<ractor_cluster::NodeServerMessage>, peer_prefix: &str) {
-    let Ok(sessions) =
-        ractor::call_t!(node, ractor_cluster::NodeServerMessage::GetSessions, 2_000)
+    let Ok(sessions) = ractor::call_t!(node, ractor_cluster::NodeServerMessage::GetSessions, 2_000)
     else {
         return;
     };

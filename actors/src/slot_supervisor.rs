@@ -274,7 +274,11 @@ impl SlotSupervisorState {
 
     async fn retire(&mut self, slot: SlotId, grace: Duration) {
         let Some(e) = self.slots.get_mut(&slot) else {
-            let _ = self.args.up.events.send_message(SlotEvent::Removed { slot });
+            let _ = self
+                .args
+                .up
+                .events
+                .send_message(SlotEvent::Removed { slot });
             return;
         };
         e.retiring = true;
@@ -295,7 +299,11 @@ impl SlotSupervisorState {
         {
             tracing::warn!(%slot, error = %e, "could not remove the slot's worktree");
         }
-        let _ = self.args.up.events.send_message(SlotEvent::Removed { slot });
+        let _ = self
+            .args
+            .up
+            .events
+            .send_message(SlotEvent::Removed { slot });
     }
 
     fn on_slot_down(

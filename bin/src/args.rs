@@ -43,6 +43,11 @@ pub struct Args {
     #[arg(long)]
     pub(crate) cluster_tls_dir: Option<PathBuf>,
 
+    /// The version a host announces (to test the scheduler's version check).
+    #[cfg(feature = "cluster")]
+    #[arg(long, hide = true)]
+    pub(crate) cluster_version: Option<String>,
+
     /// How often scheduler and hosts ping each other.
     #[cfg(feature = "cluster")]
     #[arg(long, default_value = "1s", value_parser = parse_duration)]

@@ -42,6 +42,7 @@ mod on {
         heartbeat: Duration,
         deadline: Duration,
         slots: usize,
+        version: Option<String>,
     }
 
     impl ClusterArgs {
@@ -55,6 +56,7 @@ mod on {
                 heartbeat: args.host_heartbeat,
                 deadline: args.host_deadline,
                 slots: usize::from(args.slots),
+                version: args.cluster_version.clone(),
             }
         }
     }
@@ -65,7 +67,9 @@ mod on {
             return Ok(None);
         }
         if args.listen_hosts.is_some() && args.join.is_some() {
-            bail!("--listen-hosts and --join exclude each other: a process is a scheduler or a host");
+            bail!(
+                "--listen-hosts and --join exclude each other: a process is a scheduler or a host"
+            );
         }
         let Some(file) = &args.cookie_file else {
             bail!("--listen-hosts and --join need --cluster-cookie-file");
@@ -84,7 +88,10 @@ mod on {
         options.heartbeat = args.heartbeat;
         options.deadline = args.deadline;
         options.tls = args.tls_dir.as_ref().map(TlsFiles::in_dir);
-        let addr = args.listen_hosts.or(args.join).unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        let addr = args
+            .listen_hosts
+            .or(args.join)
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
         options.check(&addr).map_err(anyhow::Error::msg)?;
         Ok(Some(options))
     }
@@ -114,12 +121,17 @@ mod on {
             options,
             config: std::sync::Arc::new(config),
             refusals: None,
+            version: args
+                .version
+                .clone()
+                .unwrap_or_else(|| claude_pool::cluster::frame::VERSION.to_owned()),
         };
         let stop = async {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return std::future::pending().await;
             };
             tokio::select! {

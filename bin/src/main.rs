@@ -31,7 +31,9 @@ fn main() -> ExitCode {
     }
     let args = Args::parse_from(argv);
     if host_mode && !cluster::joins(&args) {
-        eprintln!("claude-pool-server: `host` needs --join ADDR (and a build with the cluster feature)");
+        eprintln!(
+            "claude-pool-server: `host` needs --join ADDR (and a build with the cluster feature)"
+        );
         return ExitCode::from(2);
     }
     if let Err(e) = init_tracing(&args) {

@@ -18,6 +18,8 @@ mod ceiling;
 mod chains;
 mod chaos;
 mod chaos_cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod complete;
 mod context;
 mod drain;

@@ -377,7 +377,9 @@ impl Assembler {
         let buf = self.partial.entry(id).or_default();
         if buf.len() + data.len() > MAX_FRAME_BYTES {
             self.partial.remove(&id);
-            return Err(format!("a cluster frame longer than {MAX_FRAME_BYTES} bytes"));
+            return Err(format!(
+                "a cluster frame longer than {MAX_FRAME_BYTES} bytes"
+            ));
         }
         buf.push_str(&data);
         if !last {

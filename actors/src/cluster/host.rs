@@ -16,11 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use claude_pool_protocol::{SlotId, TaskId};
-use ractor::{Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorProcessingErr, ActorRef, DerivedActorRef, RpcReplyPort, SupervisionEvent,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::frame::{Assembler, Command, Event, Frame, VERSION};
+use super::frame::{Assembler, Command, Event, Frame};
 use super::{ClusterOptions, Port, PortMsg, SCHEDULER_GROUP, SessionChange, host_group};
 use crate::config::PoolConfig;
 use crate::events::EventBus;
@@ -47,6 +49,9 @@ pub struct HostArgs {
     pub config: Arc<PoolConfig>,
     /// Told the scheduler's reason when it refuses this host.
     pub refusals: Option<mpsc::UnboundedSender<String>>,
+    /// The version it announces ([`super::frame::VERSION`]; another only to test the
+    /// version check).
+    pub version: String,
 }
 
 impl std::fmt::Debug for HostArgs {
@@ -229,11 +234,11 @@ impl Actor for HostAgent {
             HostMsg::Tick => state.on_tick().await,
             HostMsg::Slot(event) => state.on_slot(event),
             HostMsg::Spend(Spend { task, usd, tokens }) => {
-                state.to_scheduler(Event::Spend { task, usd, tokens });
+                state.tell_scheduler(Event::Spend { task, usd, tokens });
             }
             HostMsg::Approval(note) => state.on_approval(note),
             HostMsg::Progress(task, progress) => {
-                state.to_scheduler(Event::Progress { task, progress });
+                state.tell_scheduler(Event::Progress { task, progress });
             }
             HostMsg::Shutdown(reply) => {
                 state.stop_slots().await;
@@ -277,8 +282,7 @@ impl HostState {
         let dial = async {
             match &self.args.options.tls {
                 Some(files) => {
-                    let connector = super::tls_connector(files)
-                        .map_err(std::io::Error::other)?;
+                    let connector = super::tls_connector(files).map_err(std::io::Error::other)?;
                     let name = tokio_rustls::rustls::pki_types::ServerName::from(addr.ip());
                     ractor_cluster::client_connect_enc(&self.node, addr, connector, name)
                         .await
@@ -303,7 +307,8 @@ impl HostState {
         self.joining = None;
         self.attempts = self.attempts.saturating_add(1);
         let secs = 1u64 << self.attempts.min(4);
-        let delay = Duration::from_millis(250).max(Duration::from_secs(secs).min(Duration::from_secs(10)) / 4);
+        let delay = Duration::from_millis(250)
+            .max(Duration::from_secs(secs).min(Duration::from_secs(10)) / 4);
         self.myself.send_after(delay, || HostMsg::Connect);
     }
 
@@ -318,7 +323,7 @@ impl HostState {
         };
         let hello = Frame::Hello {
             host: self.args.name.clone(),
-            version: VERSION.to_owned(),
+            version: self.args.version.clone(),
             slots: self.args.slots,
         };
         self.next_chunk += 1;
@@ -399,7 +404,7 @@ impl HostState {
         super::send(&j.port, &frame, id);
     }
 
-    fn to_scheduler(&mut self, event: Event) {
+    fn tell_scheduler(&mut self, event: Event) {
         let Some(epoch) = self.joined.as_ref().map(|j| j.epoch) else {
             return;
         };
@@ -469,7 +474,7 @@ impl HostState {
     fn on_command(&mut self, slot: SlotId, command: Command) {
         let Some(link) = self.links.get(&slot).cloned() else {
             if let Command::Run(a) = command {
-                self.to_scheduler(Event::Rejected {
+                self.tell_scheduler(Event::Rejected {
                     slot,
                     task: a.task,
                     died_before_turn: None,
@@ -495,7 +500,7 @@ impl HostState {
                 });
                 let assignment = a.into_assignment(progress);
                 if link.send(SlotCommand::Run(assignment)).is_err() {
-                    self.to_scheduler(Event::Rejected {
+                    self.tell_scheduler(Event::Rejected {
                         slot,
                         task,
                         died_before_turn: None,
@@ -618,7 +623,7 @@ impl HostState {
                 outcome: Box::new(outcome),
             },
         };
-        self.to_scheduler(event);
+        self.tell_scheduler(event);
     }
 
     fn on_approval(&mut self, note: ApprovalNote) {
@@ -639,7 +644,7 @@ impl HostState {
             ApprovalNote::TaskEnded(task) => Event::TaskEnded(task),
             ApprovalNote::Withdrawn(id) => Event::Withdrawn(id),
         };
-        self.to_scheduler(event);
+        self.tell_scheduler(event);
     }
 }
 

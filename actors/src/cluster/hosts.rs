@@ -55,7 +55,7 @@ pub enum HostsMsg {
     /// The heartbeat.
     Tick,
     /// A remote slot's stand-in got this from the scheduler or the approval desk.
-    FromSlot(SlotId, RemoteSlotMsg),
+    FromSlot(SlotId, Box<RemoteSlotMsg>),
     /// The hosts now, for `pool_status`.
     List(ractor::RpcReplyPort<Vec<HostReport>>),
 }
@@ -190,7 +190,7 @@ impl Actor for HostsActor {
             }
             HostsMsg::Session(_) => {}
             HostsMsg::Tick => state.on_tick().await,
-            HostsMsg::FromSlot(slot, msg) => state.from_slot(slot, msg),
+            HostsMsg::FromSlot(slot, msg) => state.for_slot(slot, *msg),
             HostsMsg::List(reply) => {
                 let mut list: Vec<HostReport> = state
                     .hosts
@@ -542,7 +542,7 @@ impl HostsState {
     }
 
     /// The scheduler (or the approval desk) to a remote slot.
-    fn from_slot(&mut self, slot: SlotId, msg: RemoteSlotMsg) {
+    fn for_slot(&mut self, slot: SlotId, msg: RemoteSlotMsg) {
         let Some((_, host)) = self
             .hosts
             .iter_mut()
@@ -653,7 +653,7 @@ impl Actor for RemoteSlot {
         (slot, hosts): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         hosts
-            .cast(HostsMsg::FromSlot(slot.clone(), msg))
+            .cast(HostsMsg::FromSlot(slot.clone(), Box::new(msg)))
             .map_err(|e: MessagingErr<HostsMsg>| format!("the hosts actor is gone: {e}"))?;
         Ok(())
     }

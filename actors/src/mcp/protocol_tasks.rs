@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::tasks::{describe_progress, fan_out_result, task_spec};
 use super::{Checked, PoolServer, chain_result, fail, structured, task_result};
+use crate::clock::rfc3339;
 use crate::error::PoolError;
 use crate::pool::handles::{Handle, Work, now_ms};
-use crate::clock::rfc3339;
 
 /// How often a client should poll `tasks/get`, in milliseconds.
 pub(super) const POLL_INTERVAL_MS: u64 = 500;

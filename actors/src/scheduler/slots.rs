@@ -11,8 +11,8 @@ use super::{SchedulerState, TaskState};
 use crate::events::PoolEvent;
 use crate::ledger::LedgerMsg;
 use crate::ledger::book::Reservation;
-use crate::wire::{SizingNote, SlotCommand, SlotLink};
 use crate::task::{Assignment, TaskOutcome};
+use crate::wire::{SizingNote, SlotCommand, SlotLink};
 
 pub(super) struct SlotEntry {
     /// Position in `pool_status` (slot-2 before slot-10).

@@ -15,9 +15,9 @@ use crate::config::ProcSettings;
 use crate::error::PoolError;
 use crate::events::PoolEvent;
 use crate::ledger::LedgerMsg;
-use crate::wire::{SlotCommand, SlotLink};
 use crate::store::db::Write;
 use crate::task::{Assignment, TaskOutcome, TaskSpec};
+use crate::wire::{SlotCommand, SlotLink};
 
 fn new_task_id() -> TaskId {
     let id = uuid::Uuid::new_v4().simple().to_string();

@@ -22,8 +22,8 @@ use claude_pool_protocol::tools::TaskReport;
 
 use super::SchedulerMsg;
 use super::table::TaskState;
-use crate::events::PoolEvent;
 use crate::clock::rfc3339_seconds as rfc3339;
+use crate::events::PoolEvent;
 use crate::task::TaskProgress;
 
 /// How long a rejection that names no reset time holds dispatch.

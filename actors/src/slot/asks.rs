@@ -24,8 +24,8 @@ use claude_pool_protocol::stream::{
 use serde_json::{Map, Value};
 
 use super::SlotState;
-use crate::wire::ApprovalNote;
 use crate::clock::{now_ms, rfc3339};
+use crate::wire::ApprovalNote;
 
 /// A question sent to the desk, waiting for its answer.
 pub(super) struct Ask {

@@ -14,8 +14,8 @@ use super::phase::{Input, Phase};
 use super::{ActiveTask, AfterExit, SlotMsg, SlotState, Timer};
 use crate::process::{ClaudeProcess, ExitInfo};
 use crate::restart::{FailureKind, SlotFailure};
-use crate::wire::{Healthy, SlotEvent, SlotLink};
 use crate::task::{TaskOutcome, WorktreeState};
+use crate::wire::{Healthy, SlotEvent, SlotLink};
 
 impl SlotState {
     // ---- process life

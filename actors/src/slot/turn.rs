@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use super::phase::{Input, Phase};
 use super::{ActiveTask, AfterExit, SlotState, Timer};
 use crate::process::ProcessEvent;
-use crate::wire::{SlotCommand, SlotEvent, SlotLink, Spend};
 use crate::task::{Assignment, TaskOutcome, TaskProgress};
+use crate::wire::{SlotCommand, SlotEvent, SlotLink, Spend};
 
 impl SlotState {
     /// What the scheduler said.
@@ -401,7 +401,11 @@ impl SlotState {
             } => self.on_api_retry(error_status, error, attempt),
             ClaudeEvent::RateLimit(info) => {
                 if !info.windows.is_empty() {
-                    let _ = self.args.up.events.send_message(SlotEvent::ApiWindows(info));
+                    let _ = self
+                        .args
+                        .up
+                        .events
+                        .send_message(SlotEvent::ApiWindows(info));
                 }
             }
             ClaudeEvent::System { .. }

@@ -33,10 +33,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
+pub use crate::config::Retention;
 pub use apply::Writer;
 pub use handles::HandleRow;
 pub use open::{Lease, OpenError, Sharing};
-pub use crate::config::Retention;
 pub use rows::{
     ChainRow, Finish, Lifetime, OUTPUT_KEEP_BYTES, Recovered, RunInfo, TaskFilter, TaskRow, Write,
 };

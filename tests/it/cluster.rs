@@ -1,0 +1,454 @@
+//! Slots on other machines (feature `cluster`): a scheduler server and slot hosts, each its
+//! own process on this machine, joined over loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use claude_pool_tests::procs::assert_group_gone;
+use claude_pool_tests::server::{ResourceNote, Server, ServerOptions};
+use claude_pool_tests::{Scratch, fake_claude_bin, read_fake_log, server_bin, within};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A private cookie file in `dir`.
+fn cookie(dir: &Path, secret: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("cookie-{secret}"));
+    std::fs::write(&path, secret).expect("write cookie");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
+}
+
+/// The scheduler: a server with one local slot that takes hosts at `port`.
+async fn scheduler(port: u16, cookie: &Path, extra: &[&str]) -> Server {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "--listen-hosts",
+        listen.as_str(),
+        "--cluster-cookie-file",
+        cookie.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(ServerOptions::fake(1).args(&args)).await
+}
+
+/// A slot host process.
+struct Host {
+    child: Child,
+    log: PathBuf,
+    fake_log: PathBuf,
+}
+
+impl Host {
+    async fn start(
+        dir: &Path,
+        name: &str,
+        port: u16,
+        slots: usize,
+        cookie: &Path,
+        extra: &[&str],
+    ) -> Host {
+        let log = dir.join(format!("{name}.log"));
+        let fake_log = dir.join(format!("{name}-fake.log"));
+        let child = Command::new(server_bin())
+            .arg("host")
+            .args(["--join", &format!("127.0.0.1:{port}")])
+            .args(["--host-name", name])
+            .args(["--slots", &slots.to_string()])
+            .arg("--claude-bin")
+            .arg(fake_claude_bin())
+            .arg("--cluster-cookie-file")
+            .arg(cookie)
+            .args(["--no-db", "--log-level", "debug"])
+            .args(extra)
+            .env("HOME", dir)
+            .env("FAKE_CLAUDE_LOG", &fake_log)
+            .env("FAKE_CLAUDE_STATE", dir.join(format!("{name}-state")))
+            .env("FAKE_CLAUDE_TURN_MS", "5")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a host");
+        Host {
+            child,
+            log,
+            fake_log,
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        claude_pool_tests::procs::kill(self.child.id().expect("pid"), sig);
+    }
+
+    /// Turn starts the host's fake CLI logged: (slot, prompt head).
+    fn turns(&self) -> Vec<(String, String)> {
+        read_fake_log(&self.fake_log)
+            .into_iter()
+            .filter(|e| e["event"] == "turn_start")
+            .map(|e| {
+                (
+                    e["slot"].as_str().unwrap_or_default().to_owned(),
+                    e["head"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The Claude processes the host started so far (each leads its own group).
+    fn processes(&self) -> Vec<u32> {
+        read_fake_log(&self.fake_log)
+            .into_iter()
+            .filter(|e| e["event"] == "start")
+            .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
+            .collect()
+    }
+}
+
+/// Waits (on `pool://slots` updates) until the slots satisfy `pred`; returns them.
+async fn slots_until(server: &Server, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let uri = "pool://slots";
+    server.subscribe(uri).await.expect("subscribe to the slots");
+    loop {
+        let status = server.status().await;
+        let slots = status["slots"].as_array().cloned().unwrap_or_default();
+        if pred(&slots) {
+            return slots;
+        }
+        let want = ResourceNote::Updated(uri.to_owned());
+        server.resource_note_until(what, |n| *n == want).await;
+    }
+}
+
+fn on_host<'a>(slots: &'a [Value], host: &str) -> Vec<&'a Value> {
+    slots.iter().filter(|s| s["host"] == host).collect()
+}
+
+fn all_idle(slots: &[Value], n: usize) -> bool {
+    slots.len() == n && slots.iter().all(|s| s["status"] == "idle")
+}
+
+#[tokio::test]
+async fn a_fan_out_runs_on_the_scheduler_and_two_hosts_with_the_same_results() {
+    let scratch = Scratch::new("cluster-fanout");
+    let port = free_port();
+    let secret = cookie(scratch.path(), "fan-out-cookie");
+    let server = scheduler(port, &secret, &[]).await;
+    let h1 = Host::start(scratch.path(), "h1", port, 2, &secret, &[]).await;
+    let h2 = Host::start(scratch.path(), "h2", port, 2, &secret, &[]).await;
+    let slots = slots_until(
+        &server,
+        "one local slot and two hosts' two slots each, idle",
+        |s| all_idle(s, 5),
+    )
+    .await;
+    assert_eq!(on_host(&slots, "h1").len(), 2, "{slots:?}");
+    assert_eq!(on_host(&slots, "h2").len(), 2, "{slots:?}");
+    let ids: Vec<&str> = slots.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["slot-0", "h1/slot-0", "h1/slot-1", "h2/slot-0", "h2/slot-1"]
+    );
+
+    let prompts: Vec<String> = (0..64)
+        .map(|i| format!("MOCK_SLEEP:0.05 MOCK_TEXT: answer {i}"))
+        .collect();
+    let r = server
+        .call_ok("pool_fan_out", json!({ "prompts": prompts }))
+        .await;
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 64);
+    for (i, item) in results.iter().enumerate() {
+        assert_eq!(item["status"], "completed", "{item}");
+        assert_eq!(item["output"], format!("answer {i}"), "{item}");
+    }
+    // Every prompt's turn began exactly once, somewhere; all three machines ran some.
+    let local: Vec<String> = server
+        .fake_events()
+        .iter()
+        .filter(|e| e["event"] == "turn_start")
+        .map(|e| e["head"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let (t1, t2) = (h1.turns(), h2.turns());
+    assert!(
+        !local.is_empty() && !t1.is_empty() && !t2.is_empty(),
+        "local {} h1 {} h2 {}",
+        local.len(),
+        t1.len(),
+        t2.len()
+    );
+    assert!(t1.iter().all(|(slot, _)| slot.starts_with("h1/")), "{t1:?}");
+    let mut heads: Vec<String> = local;
+    heads.extend(t1.into_iter().map(|(_, h)| h));
+    heads.extend(t2.into_iter().map(|(_, h)| h));
+    heads.retain(|h| h.contains("answer"));
+    heads.sort();
+    let mut expected = prompts.clone();
+    expected.sort();
+    assert_eq!(heads, expected, "each prompt's turn began exactly once");
+    server.close().await;
+}
+
+#[tokio::test]
+async fn a_killed_host_interrupts_its_running_tasks_and_the_rest_completes_elsewhere() {
+    let scratch = Scratch::new("cluster-kill");
+    let port = free_port();
+    let secret = cookie(scratch.path(), "kill-cookie");
+    let fast = ["--host-heartbeat", "200ms", "--host-deadline", "2s"];
+    let server = scheduler(port, &secret, &fast).await;
+    let h1 = Host::start(scratch.path(), "h1", port, 2, &secret, &fast).await;
+    let _h2 = Host::start(scratch.path(), "h2", port, 1, &secret, &fast).await;
+    slots_until(&server, "all four slots idle", |s| all_idle(s, 4)).await;
+
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let r = server
+            .call_ok(
+                "pool_submit",
+                json!({ "prompt": format!("MOCK_SLEEP:1 MOCK_TEXT: long {i}") }),
+            )
+            .await;
+        ids.push(r["task_id"].as_str().expect("task id").to_owned());
+    }
+    let busy = slots_until(&server, "both of h1's slots busy", |s| {
+        let h = on_host(s, "h1");
+        h.len() == 2
+            && h.iter()
+                .all(|x| x["status"] == "busy" && x["task_id"].is_string())
+    })
+    .await;
+    let on_h1: Vec<String> = on_host(&busy, "h1")
+        .iter()
+        .map(|s| s["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    h1.signal(libc::SIGKILL);
+
+    let mut completed = 0;
+    for id in &ids {
+        let r = within(
+            Duration::from_secs(40),
+            "every task's end",
+            server.wait_task(id),
+        )
+        .await;
+        if on_h1.contains(id) {
+            assert_eq!(r["status"], "interrupted", "{r}");
+            assert!(
+                r["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("host h1 was lost"),
+                "{r}"
+            );
+        } else {
+            assert_eq!(r["status"], "completed", "{r}");
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, 12 - on_h1.len());
+    let slots = server.status().await["slots"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        on_host(&slots, "h1").iter().all(|s| s["status"] == "lost"),
+        "{slots:?}"
+    );
+    // Nothing ran twice: each prompt began once, across every machine.
+    let mut heads: Vec<String> = server
+        .fake_events()
+        .iter()
+        .filter(|e| e["event"] == "turn_start")
+        .filter_map(|e| e["head"].as_str().map(str::to_owned))
+        .collect();
+    heads.extend(h1.turns().into_iter().map(|(_, h)| h));
+    heads.extend(_h2.turns().into_iter().map(|(_, h)| h));
+    let heads: Vec<String> = heads.into_iter().filter(|h| h.contains("long")).collect();
+    assert_eq!(heads.len(), 12, "{heads:?}");
+    // The killed host's Claude processes end with it (their stdin closes): no orphans.
+    let started = h1.processes();
+    assert!(!started.is_empty());
+    for pgid in started {
+        assert_group_gone(
+            pgid,
+            Duration::from_secs(10),
+            "a killed host's Claude process group",
+        )
+        .await;
+    }
+    server.close().await;
+}
+
+#[tokio::test]
+async fn a_stopped_host_is_lost_fenced_and_rejoins_fresh_after_it_continues() {
+    let scratch = Scratch::new("cluster-stop");
+    let port = free_port();
+    let secret = cookie(scratch.path(), "stop-cookie");
+    let fast = ["--host-heartbeat", "200ms", "--host-deadline", "1500ms"];
+    let server = scheduler(port, &secret, &fast).await;
+    let h1 = Host::start(scratch.path(), "h1", port, 1, &secret, &fast).await;
+    slots_until(&server, "both slots idle", |s| all_idle(s, 2)).await;
+
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let r = server
+            .call_ok(
+                "pool_submit",
+                json!({ "prompt": format!("MOCK_SLEEP:2.5 MOCK_TEXT: held {i}") }),
+            )
+            .await;
+        ids.push(r["task_id"].as_str().expect("task id").to_owned());
+    }
+    let busy = slots_until(&server, "h1's slot busy", |s| {
+        on_host(s, "h1")
+            .iter()
+            .any(|x| x["status"] == "busy" && x["task_id"].is_string())
+    })
+    .await;
+    let held = on_host(&busy, "h1")[0]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h1.signal(libc::SIGSTOP);
+    let r = within(
+        Duration::from_secs(20),
+        "the stopped host's task to end",
+        server.wait_task(&held),
+    )
+    .await;
+    assert_eq!(r["status"], "interrupted", "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no word from it"),
+        "{r}"
+    );
+    slots_until(&server, "h1's slot lost", |s| {
+        on_host(s, "h1").iter().all(|x| x["status"] == "lost")
+    })
+    .await;
+    // Its turn (2.5 s) ends while it is stopped; after it continues, nothing of that epoch
+    // is accepted, and it joins again as a fresh host.
+    let before = h1.processes();
+    h1.signal(libc::SIGCONT);
+    slots_until(&server, "h1 back, idle", |s| {
+        let h = on_host(s, "h1");
+        h.len() == 1 && h[0]["status"] == "idle"
+    })
+    .await;
+    let again = server
+        .call_ok("pool_result", json!({ "task_id": held }))
+        .await;
+    assert_eq!(
+        again["status"], "interrupted",
+        "a fenced host's result was taken: {again}"
+    );
+    assert!(again["output"].is_null(), "{again}");
+    let log = server.log();
+    assert!(
+        log.contains("epoch=2"),
+        "h1 did not rejoin with a new epoch:\n{log}"
+    );
+    assert!(h1.log().contains("leaving the scheduler"), "{}", h1.log());
+    for pgid in before {
+        assert_group_gone(
+            pgid,
+            Duration::from_secs(10),
+            "the fenced epoch's Claude process group",
+        )
+        .await;
+    }
+    let other = ids.iter().find(|i| **i != held).expect("the other task");
+    assert_eq!(server.wait_task(other).await["status"], "completed");
+    server.close().await;
+}
+
+#[tokio::test]
+async fn plaintext_beyond_loopback_another_version_and_a_public_cookie_are_refused() {
+    let scratch = Scratch::new("cluster-refusals");
+    let secret = cookie(scratch.path(), "refusal-cookie");
+    // Plaintext to an address that is not loopback, on either side.
+    for args in [
+        vec!["host".to_owned(), "--join".into(), "192.0.2.10:7878".into()],
+        vec!["--listen-hosts".to_owned(), "0.0.0.0:0".into()],
+    ] {
+        let out = Command::new(server_bin())
+            .args(&args)
+            .arg("--claude-bin")
+            .arg(fake_claude_bin())
+            .arg("--cluster-cookie-file")
+            .arg(&secret)
+            .arg("--no-db")
+            .env("HOME", scratch.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(
+            err.contains("is not a loopback address") && err.contains("TLS"),
+            "{args:?}: {err}"
+        );
+    }
+    // A cookie file others can read.
+    let open = scratch.path().join("open-cookie");
+    std::fs::write(&open, "x").expect("write");
+    let out = Command::new(server_bin())
+        .args(["host", "--join", "127.0.0.1:9", "--cluster-cookie-file"])
+        .arg(&open)
+        .arg("--claude-bin")
+        .arg(fake_claude_bin())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("readable by others"),
+        "{err}"
+    );
+
+    // Another version: the scheduler refuses it, naming both versions, and the host exits.
+    let port = free_port();
+    let server = scheduler(port, &secret, &[]).await;
+    let mut old = Host::start(
+        scratch.path(),
+        "old",
+        port,
+        1,
+        &secret,
+        &["--cluster-version", "0.0.1"],
+    )
+    .await;
+    let status = within(
+        Duration::from_secs(30),
+        "the refused host's exit",
+        old.child.wait(),
+    )
+    .await
+    .expect("wait");
+    assert!(!status.success());
+    let log = old.log();
+    let ours = env!("CARGO_PKG_VERSION");
+    assert!(
+        log.contains(&format!(
+            "this scheduler runs claude-pool {ours}, host old runs 0.0.1"
+        )),
+        "{log}"
+    );
+    server.close().await;
+}
