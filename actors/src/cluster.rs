@@ -18,6 +18,7 @@
 //! plaintext is refused unless the address is loopback; other addresses need TLS with client
 //! certificates from the pool's own CA ([`TlsFiles`]).
 
+pub mod certs;
 pub mod frame;
 pub mod host;
 pub mod hosts;
@@ -236,32 +237,124 @@ fn tls_connector(files: &TlsFiles) -> Result<tokio_rustls::TlsConnector, String>
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// TLS handshakes in progress at once, at most; more connections wait to be accepted.
+const MAX_HANDSHAKES: usize = 32;
+
+/// A node server named `name`, and with TLS the task that accepts its connections.
+pub(crate) struct Node {
+    pub(crate) server: ActorRef<ractor_cluster::NodeServerMessage>,
+    accepting: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(task) = &self.accepting {
+            task.abort();
+        }
+        self.server.stop(None);
+    }
+}
+
 /// Starts a node server named `name` on `port` of `ip` (0: only dialling out).
+///
+/// With TLS, connections are accepted here, each handshake within `options.deadline` and
+/// at most [`MAX_HANDSHAKES`] at once, before the node server sees them: its own listener
+/// waits for each handshake in turn, so one silent connection would hold every other. The
+/// node server itself then listens only on an unused loopback port.
 async fn start_node(
     name: &str,
     ip: IpAddr,
     port: u16,
     options: &ClusterOptions,
-) -> Result<ActorRef<ractor_cluster::NodeServerMessage>, String> {
-    let encryption = match &options.tls {
-        Some(files) => Some(ractor_cluster::IncomingEncryptionMode::Tls(tls_acceptor(
-            files,
-        )?)),
+) -> Result<Node, String> {
+    let acceptor = match &options.tls {
+        Some(files) => Some(tls_acceptor(files)?),
         None => None,
     };
+    let (listen_ip, listen_port) = match acceptor {
+        Some(_) => (IpAddr::from([127u8, 0, 0, 1]), 0),
+        None => (ip, port),
+    };
     let server = ractor_cluster::NodeServer::new(
-        port,
+        listen_port,
         options.cookie.clone(),
         name.to_owned(),
-        ip.to_string(),
-        encryption,
+        listen_ip.to_string(),
+        None,
         Some(ractor_cluster::node::NodeConnectionMode::Isolated),
     )
-    .with_listen_addr(ip);
-    let (node, _) = Actor::spawn(None, server, ())
+    .with_listen_addr(listen_ip);
+    let (server, _) = Actor::spawn(None, server, ())
         .await
-        .map_err(|e| format!("cannot listen on {ip}:{port}: {e}"))?;
-    Ok(node)
+        .map_err(|e| format!("cannot listen on {listen_ip}:{listen_port}: {e}"))?;
+    let accepting = match acceptor {
+        Some(acceptor) if port != 0 => {
+            let listener = match tokio::net::TcpListener::bind((ip, port)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    server.stop(None);
+                    return Err(format!("cannot listen on {ip}:{port}: {e}"));
+                }
+            };
+            Some(tokio::spawn(accept_tls(
+                listener,
+                acceptor,
+                server.clone(),
+                options.deadline,
+            )))
+        }
+        _ => None,
+    };
+    Ok(Node { server, accepting })
+}
+
+/// Accepts TLS connections for `node`: each handshake within `limit`, a few at once.
+async fn accept_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    node: ActorRef<ractor_cluster::NodeServerMessage>,
+    limit: Duration,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer_addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a host's connection");
+                continue;
+            }
+        };
+        let Ok(local_addr) = tcp.local_addr() else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let node = node.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let stream = ractor_cluster::NetworkStream::TlsServer {
+                        peer_addr,
+                        local_addr,
+                        stream,
+                    };
+                    let _ = node.cast(ractor_cluster::NodeServerMessage::ConnectionOpened {
+                        stream: Box::new(stream),
+                        is_server: true,
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %peer_addr, error = %e, "refused a connection: TLS")
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %peer_addr, "refused a connection: no TLS handshake in time")
+                }
+            }
+        });
+    }
 }
 
 /// Session changes of a node server, as messages to its owner.

@@ -15,6 +15,56 @@ pub fn joins(_args: &Args) -> bool {
     false
 }
 
+/// `claude-pool-server cluster-certs DIR NODE[=ADDR,…]…`: the pool's private CA in DIR (made
+/// once, kept after) and a certificate directory per node (DIR/NODE: ca.pem, node.pem,
+/// node.key) for `--cluster-tls-dir`, naming the node, localhost, 127.0.0.1 and each ADDR.
+pub fn certs(args: &[std::ffi::OsString]) -> std::process::ExitCode {
+    let usage = "usage: claude-pool-server cluster-certs DIR NODE[=ADDR,...]...";
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let Some((dir, specs)) = args.split_first().filter(|(_, s)| !s.is_empty()) else {
+        eprintln!("{usage}");
+        return std::process::ExitCode::from(2);
+    };
+    #[cfg(feature = "cluster")]
+    {
+        let nodes: Vec<(String, Vec<String>)> = specs
+            .iter()
+            .map(|spec| match spec.split_once('=') {
+                Some((name, addrs)) => (
+                    name.to_owned(),
+                    addrs
+                        .split(',')
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                None => (spec.clone(), Vec::new()),
+            })
+            .collect();
+        match claude_pool::cluster::certs::make(std::path::Path::new(dir), &nodes) {
+            Ok(made) => {
+                for d in made {
+                    println!("{}", d.display());
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("claude-pool-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = (dir, specs);
+        eprintln!("claude-pool-server: cluster-certs needs a build with the cluster feature");
+        std::process::ExitCode::from(2)
+    }
+}
+
 #[cfg(feature = "cluster")]
 pub use on::*;
 

@@ -25,6 +25,9 @@ const DEFAULT_LOG: &str = "info";
 fn main() -> ExitCode {
     // `claude-pool-server host --join ADDR …`: the same flags, as a slot host.
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "cluster-certs") {
+        return cluster::certs(&argv[2..]);
+    }
     let host_mode = argv.get(1).is_some_and(|a| a == "host");
     if host_mode {
         argv.remove(1);

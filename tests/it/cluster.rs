@@ -452,3 +452,103 @@ async fn plaintext_beyond_loopback_another_version_and_a_public_cookie_are_refus
     );
     server.close().await;
 }
+
+/// `claude-pool-server cluster-certs DIR NODE…`; returns each node's directory.
+async fn certs(dir: &Path, nodes: &[&str]) -> Vec<PathBuf> {
+    let out = Command::new(server_bin())
+        .arg("cluster-certs")
+        .arg(dir)
+        .args(nodes)
+        .output()
+        .await
+        .expect("cluster-certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(made.len(), nodes.len());
+    made
+}
+
+#[tokio::test]
+async fn over_tls_only_certificates_of_the_pool_s_ca_join_and_a_silent_socket_holds_nothing() {
+    let scratch = Scratch::new("cluster-tls");
+    let ours = certs(&scratch.join("ca"), &["scheduler", "h1", "h2"]).await;
+    let theirs = certs(&scratch.join("other-ca"), &["rogue"]).await;
+    let port = free_port();
+    let secret = cookie(scratch.path(), "tls-cookie");
+    let tls = |d: &PathBuf| d.to_str().expect("utf-8").to_owned();
+    let server = scheduler(port, &secret, &["--cluster-tls-dir", &tls(&ours[0])]).await;
+    server
+        .client()
+        .set_level(rmcp::model::SetLevelRequestParams::new(
+            rmcp::model::LoggingLevel::Warning,
+        ))
+        .await
+        .expect("logging/setLevel");
+    let _h1 = Host::start(
+        scratch.path(),
+        "h1",
+        port,
+        1,
+        &secret,
+        &["--cluster-tls-dir", &tls(&ours[1])],
+    )
+    .await;
+    slots_until(&server, "h1 joined over TLS", |s| all_idle(s, 2)).await;
+
+    // A certificate of another CA (its holder trusts ours): the scheduler refuses the
+    // handshake, the host never joins.
+    let rogue_dir = scratch.join("rogue-tls");
+    std::fs::create_dir_all(&rogue_dir).expect("mkdir");
+    std::fs::copy(ours[0].join("ca.pem"), rogue_dir.join("ca.pem")).expect("ca");
+    for f in ["node.pem", "node.key"] {
+        std::fs::copy(theirs[0].join(f), rogue_dir.join(f)).expect("rogue file");
+    }
+    let _rogue = Host::start(
+        scratch.path(),
+        "rogue",
+        port,
+        1,
+        &secret,
+        &["--cluster-tls-dir", &tls(&rogue_dir)],
+    )
+    .await;
+    let refused = server
+        .log_until("the rogue certificate's refusal", |m| {
+            m["data"]["message"] == "refused a connection: TLS"
+        })
+        .await;
+    assert!(
+        refused["data"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("certificate"),
+        "{refused}"
+    );
+    // A connection that never starts TLS does not hold the others up.
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("a silent connection");
+    let _h2 = Host::start(
+        scratch.path(),
+        "h2",
+        port,
+        1,
+        &secret,
+        &["--cluster-tls-dir", &tls(&ours[2])],
+    )
+    .await;
+    let slots = slots_until(&server, "h2 joined while a silent socket is open", |s| {
+        all_idle(s, 3)
+    })
+    .await;
+    assert!(on_host(&slots, "rogue").is_empty(), "{slots:?}");
+    assert_eq!(on_host(&slots, "h2").len(), 1, "{slots:?}");
+    server.close().await;
+}

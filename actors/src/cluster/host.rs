@@ -123,7 +123,7 @@ struct Joined {
 pub struct HostState {
     args: HostArgs,
     myself: ActorRef<HostMsg>,
-    node: ActorRef<ractor_cluster::NodeServerMessage>,
+    node: super::Node,
     joined: Option<Joined>,
     /// Since when it waits for the scheduler's welcome.
     joining: Option<Instant>,
@@ -162,12 +162,9 @@ impl Actor for HostAgent {
         if args.name.is_empty() || args.name.contains(['/', '@']) {
             return Err(format!("{:?} is not a host name (no '/' or '@')", args.name).into());
         }
-        let listen = if args.join.ip().is_loopback() {
-            args.join.ip()
-        } else {
-            std::net::IpAddr::from([0u8, 0, 0, 0])
-        };
-        let node = super::start_node(&args.name, listen, 0, &args.options).await?;
+        // A host only dials out; its node server's own listener stays on loopback.
+        let loopback = std::net::IpAddr::from([127u8, 0, 0, 1]);
+        let node = super::start_node(&args.name, loopback, 0, &args.options).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let (port, _) = Actor::spawn_linked(None, Port, tx, myself.get_cell()).await?;
         ractor::pg::join(host_group(&args.name), vec![port.get_cell()]);
@@ -180,7 +177,7 @@ impl Actor for HostAgent {
             }
         });
         let me = myself.clone();
-        super::subscribe(&node, move |change| {
+        super::subscribe(&node.server, move |change| {
             let _ = me.cast(HostMsg::Session(change));
         });
         myself.send_interval(args.options.heartbeat, || HostMsg::Tick);
@@ -208,7 +205,7 @@ impl Actor for HostAgent {
         state: &mut HostState,
     ) -> Result<(), ActorProcessingErr> {
         state.stop_slots().await;
-        state.node.stop(None);
+        state.node.server.stop(None);
         Ok(())
     }
 
@@ -284,11 +281,11 @@ impl HostState {
                 Some(files) => {
                     let connector = super::tls_connector(files).map_err(std::io::Error::other)?;
                     let name = tokio_rustls::rustls::pki_types::ServerName::from(addr.ip());
-                    ractor_cluster::client_connect_enc(&self.node, addr, connector, name)
+                    ractor_cluster::client_connect_enc(&self.node.server, addr, connector, name)
                         .await
                         .map_err(|e| std::io::Error::other(format!("{e:?}")))
                 }
-                None => ractor_cluster::client_connect(&self.node, addr)
+                None => ractor_cluster::client_connect(&self.node.server, addr)
                     .await
                     .map_err(|e| std::io::Error::other(format!("{e:?}"))),
             }
@@ -449,7 +446,7 @@ impl HostState {
         tracing::warn!(reason = %why, "leaving the scheduler; every slot stops");
         self.stop_slots().await;
         self.joined = None;
-        super::close_sessions(&self.node, "").await;
+        super::close_sessions(&self.node.server, "").await;
         self.retry_later();
     }
 

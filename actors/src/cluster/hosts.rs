@@ -89,7 +89,7 @@ struct Host {
 pub struct HostsState {
     args: HostsArgs,
     myself: ActorRef<HostsMsg>,
-    node: ActorRef<ractor_cluster::NodeServerMessage>,
+    node: super::Node,
     port: ActorRef<PortMsg>,
     hosts: HashMap<String, Host>,
     next_epoch: u64,
@@ -137,7 +137,7 @@ impl Actor for HostsActor {
             }
         });
         let me = myself.clone();
-        super::subscribe(&node, move |change| {
+        super::subscribe(&node.server, move |change| {
             let _ = me.cast(HostsMsg::Session(change));
         });
         myself.send_interval(args.options.heartbeat, || HostsMsg::Tick);
@@ -164,7 +164,7 @@ impl Actor for HostsActor {
         for name in names {
             state.lose(&name, "the scheduler stopped").await;
         }
-        state.node.stop(None);
+        state.node.server.stop(None);
         Ok(())
     }
 
@@ -358,7 +358,7 @@ impl HostsState {
         for proxy in host.proxies.values() {
             proxy.stop(None);
         }
-        super::close_sessions(&self.node, &format!("{name}@")).await;
+        super::close_sessions(&self.node.server, &format!("{name}@")).await;
     }
 
     /// The stand-in of `slot` of the host of `epoch` (started on first use).
