@@ -20,6 +20,14 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
         { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
 fi
 
+# iproute2, for the test that cuts a slot host's link (a network namespace of its own).
+if ! command -v ip >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's iproute2 for the cut-link test" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q iproute2 >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q iproute2 >/dev/null; }
+fi
+
 cargo build --workspace --bins --tests --examples --benches
 # The official MCP conformance suite (pinned) against the HTTP server, held to
 # tests/conformance-expected-failures.txt.

@@ -552,3 +552,233 @@ async fn over_tls_only_certificates_of_the_pool_s_ca_join_and_a_silent_socket_ho
     assert_eq!(on_host(&slots, "h2").len(), 1, "{slots:?}");
     server.close().await;
 }
+
+/// A host's own network: a namespace joined to this one by a veth pair, whose link the
+/// test cuts and restores. Deleted on drop.
+struct Netns {
+    name: String,
+    outside: String,
+    /// The address on this side (the scheduler's), and the host's inside.
+    here: String,
+}
+
+impl Netns {
+    /// `None` (the test is skipped, saying why) unless this runs as root with iproute2.
+    fn new(tag: &str) -> Option<Netns> {
+        // SAFETY-free check of the effective uid through /proc.
+        let root = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .map(|l| l.split_whitespace().nth(2) == Some("0"))
+            })
+            .unwrap_or(false);
+        let has_ip = std::process::Command::new("ip").arg("-V").output().is_ok();
+        if !root || !has_ip {
+            eprintln!("skipped: a network namespace needs root and iproute2 (`ip`)");
+            return None;
+        }
+        let n = std::process::id() % 200 + 20;
+        let ns = Netns {
+            name: format!("cp-{tag}-{n}"),
+            outside: format!("cpa{tag}{n}"),
+            here: format!("10.231.{n}.1"),
+        };
+        let inside = format!("cpb{tag}{n}");
+        let there = format!("10.231.{n}.2/30");
+        let here = format!("{}/30", ns.here);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns.name])
+            .output();
+        for args in [
+            vec!["netns", "add", &ns.name],
+            vec![
+                "link",
+                "add",
+                &ns.outside,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inside,
+            ],
+            vec!["link", "set", &inside, "netns", &ns.name],
+            vec!["addr", "add", &here, "dev", &ns.outside],
+            vec!["link", "set", &ns.outside, "up"],
+            vec!["-n", &ns.name, "addr", "add", &there, "dev", &inside],
+            vec!["-n", &ns.name, "link", "set", &inside, "up"],
+            vec!["-n", &ns.name, "link", "set", "lo", "up"],
+        ] {
+            ns.ip(&args);
+        }
+        Some(ns)
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Cuts (`false`) or restores (`true`) the link.
+    fn link(&self, up: bool) {
+        self.ip(&["link", "set", &self.outside, if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.outside])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn a_cut_link_loses_the_host_like_a_stop_and_restoring_it_brings_the_host_back() {
+    let Some(net) = Netns::new("cut") else {
+        return;
+    };
+    let scratch = Scratch::new("cluster-netns");
+    let made = certs(
+        &scratch.join("ca"),
+        &[&format!("scheduler={}", net.here), "h1"],
+    )
+    .await;
+    let port = free_port();
+    let secret = cookie(scratch.path(), "netns-cookie");
+    let listen = format!("{}:{port}", net.here);
+    let fast = ["--host-heartbeat", "200ms", "--host-deadline", "1500ms"];
+    let tls = |d: &PathBuf| d.to_str().expect("utf-8").to_owned();
+    let (s_tls, h_tls) = (tls(&made[0]), tls(&made[1]));
+    let mut args = vec![
+        "--listen-hosts",
+        listen.as_str(),
+        "--cluster-cookie-file",
+        secret.to_str().expect("utf-8"),
+        "--cluster-tls-dir",
+        s_tls.as_str(),
+    ];
+    args.extend_from_slice(&fast);
+    let server = Server::start(ServerOptions::fake(1).args(&args)).await;
+
+    // The host runs inside the namespace: the scheduler is reachable only over the veth.
+    let log = scratch.join("h1.log");
+    let fake_log = scratch.join("h1-fake.log");
+    let host = Command::new("ip")
+        .args(["netns", "exec", &net.name])
+        .arg(server_bin())
+        .args([
+            "host",
+            "--join",
+            &listen,
+            "--host-name",
+            "h1",
+            "--slots",
+            "1",
+        ])
+        .arg("--claude-bin")
+        .arg(fake_claude_bin())
+        .arg("--cluster-cookie-file")
+        .arg(&secret)
+        .args([
+            "--cluster-tls-dir",
+            &h_tls,
+            "--no-db",
+            "--log-level",
+            "debug",
+        ])
+        .args(fast)
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_LOG", &fake_log)
+        .env("FAKE_CLAUDE_STATE", scratch.join("h1-state"))
+        .env("FAKE_CLAUDE_TURN_MS", "5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("a host in the namespace");
+    let h1 = Host {
+        child: host,
+        log,
+        fake_log,
+    };
+    slots_until(&server, "h1 joined across the veth", |s| all_idle(s, 2)).await;
+
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let r = server
+            .call_ok(
+                "pool_submit",
+                json!({ "prompt": format!("MOCK_SLEEP:2.5 MOCK_TEXT: cut {i}") }),
+            )
+            .await;
+        ids.push(r["task_id"].as_str().expect("task id").to_owned());
+    }
+    let busy = slots_until(&server, "h1's slot busy", |s| {
+        on_host(s, "h1")
+            .iter()
+            .any(|x| x["status"] == "busy" && x["task_id"].is_string())
+    })
+    .await;
+    let held = on_host(&busy, "h1")[0]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    net.link(false);
+    let r = within(
+        Duration::from_secs(20),
+        "the cut-off host's task to end",
+        server.wait_task(&held),
+    )
+    .await;
+    assert_eq!(r["status"], "interrupted", "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no word from it"),
+        "{r}"
+    );
+    slots_until(&server, "h1's slot lost", |s| {
+        on_host(s, "h1").iter().all(|x| x["status"] == "lost")
+    })
+    .await;
+    let before = h1.processes();
+    net.link(true);
+    slots_until(&server, "h1 back across the restored link", |s| {
+        let h = on_host(s, "h1");
+        h.len() == 1 && h[0]["status"] == "idle"
+    })
+    .await;
+    let again = server
+        .call_ok("pool_result", json!({ "task_id": held }))
+        .await;
+    assert_eq!(
+        again["status"], "interrupted",
+        "a cut-off host's result was taken: {again}"
+    );
+    for pgid in before {
+        assert_group_gone(
+            pgid,
+            Duration::from_secs(10),
+            "the cut-off epoch's Claude process group",
+        )
+        .await;
+    }
+    let other = ids.iter().find(|i| **i != held).expect("the other task");
+    assert_eq!(server.wait_task(other).await["status"], "completed");
+    assert!(h1.log().contains("leaving the scheduler"), "{}", h1.log());
+    server.close().await;
+}
