@@ -32,8 +32,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::mpsc;
 
-/// The process group the scheduler's port joins.
-pub const SCHEDULER_GROUP: &str = "claude-pool.scheduler";
+/// The process group the port of the scheduler that takes hosts at `port` joins (by port:
+/// one process may hold several pools, each at its own).
+pub fn scheduler_group(port: u16) -> String {
+    format!("claude-pool.scheduler.{port}")
+}
 
 /// The process group of a host's port.
 pub fn host_group(host: &str) -> String {

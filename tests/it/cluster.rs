@@ -782,3 +782,131 @@ async fn a_cut_link_loses_the_host_like_a_stop_and_restoring_it_brings_the_host_
     assert!(h1.log().contains("leaving the scheduler"), "{}", h1.log());
     server.close().await;
 }
+
+/// Waits (on the pool's events) until its slots satisfy `pred`.
+async fn pool_slots_until(
+    pool: &claude_pool::Pool,
+    what: &str,
+    pred: impl Fn(&[claude_pool::protocol::tools::SlotReport]) -> bool,
+) -> Vec<claude_pool::protocol::tools::SlotReport> {
+    let mut events = pool.events();
+    within(Duration::from_secs(30), what, async {
+        loop {
+            let slots = pool.status().await.expect("status").slots;
+            if pred(&slots) {
+                return slots;
+            }
+            let _ = events.recv().await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_rust_program_can_be_the_scheduler_or_a_host() {
+    use claude_pool::cluster::ClusterOptions;
+    use claude_pool::cluster::host::{HostArgs, HostHandle};
+    use claude_pool::protocol::{SlotStatus, TaskStatus};
+    use claude_pool::{Pool, TaskSpec};
+
+    let scratch = Scratch::new("cluster-embed");
+    let secret = cookie(scratch.path(), "embed-cookie");
+    let mut options = ClusterOptions::new("embed-cookie");
+    options.heartbeat = Duration::from_millis(200);
+    options.deadline = Duration::from_millis(1500);
+
+    // This program as the scheduler, a host process joining it.
+    let port = free_port();
+    let pool = Pool::builder()
+        .slots(1)
+        .claude_bin(fake_claude_bin())
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_TURN_MS", "5")
+        .memory_store()
+        .listen_for_hosts(([127, 0, 0, 1], port).into(), options.clone())
+        .build()
+        .await
+        .expect("a pool that takes hosts");
+    let _h1 = Host::start(scratch.path(), "h1", port, 2, &secret, &[]).await;
+    let slots = pool_slots_until(&pool, "h1's two slots idle", |s| {
+        s.len() == 3 && s.iter().all(|x| x.status == SlotStatus::Idle)
+    })
+    .await;
+    let hosts: Vec<Option<&str>> = slots.iter().map(|s| s.host.as_deref()).collect();
+    assert_eq!(hosts, [None, Some("h1"), Some("h1")]);
+    let specs: Vec<TaskSpec> = (0..6)
+        .map(|i| TaskSpec::new(format!("MOCK_SLEEP:0.1 MOCK_TEXT: embedded {i}")))
+        .collect();
+    let ids = pool.submit_many(specs).await.expect("submit");
+    let mut remote = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let r = within(Duration::from_secs(30), "a task's end", pool.wait(id))
+            .await
+            .expect("report");
+        assert_eq!(r.status, TaskStatus::Completed, "{r:?}");
+        assert_eq!(r.output.as_deref(), Some(format!("embedded {i}").as_str()));
+        remote += usize::from(r.slot_id.as_ref().is_some_and(|s| s.0.starts_with("h1/")));
+    }
+    assert!(remote > 0, "no task ran on the host");
+    within(
+        Duration::from_secs(30),
+        "the pool's shutdown",
+        pool.shutdown(),
+    )
+    .await;
+
+    // This program as a host, joining a scheduler process.
+    let port = free_port();
+    let server = scheduler(
+        port,
+        &secret,
+        &["--host-heartbeat", "200ms", "--host-deadline", "1500ms"],
+    )
+    .await;
+    let config = Pool::builder()
+        .claude_bin(fake_claude_bin())
+        .env("HOME", scratch.path())
+        .env("FAKE_CLAUDE_TURN_MS", "5")
+        .config()
+        .clone();
+    let host = HostHandle::start(HostArgs {
+        name: "embedded".into(),
+        join: ([127, 0, 0, 1], port).into(),
+        slots: 1,
+        options,
+        config: std::sync::Arc::new(config),
+        refusals: None,
+        version: claude_pool::cluster::frame::VERSION.into(),
+    })
+    .await
+    .expect("a host in this process");
+    slots_until(&server, "the embedded host's slot idle", |s| {
+        on_host(s, "embedded").len() == 1 && all_idle(s, 2)
+    })
+    .await;
+    assert_eq!(host.epoch().await, Some(1));
+    let r = server
+        .call_ok(
+            "pool_fan_out",
+            json!({ "prompts": ["MOCK_TEXT: a", "MOCK_SLEEP:0.2 MOCK_TEXT: b"] }),
+        )
+        .await;
+    let outputs: Vec<&str> = r["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|x| x["output"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outputs, ["a", "b"]);
+    within(
+        Duration::from_secs(30),
+        "the host's shutdown",
+        host.shutdown(),
+    )
+    .await;
+    slots_until(&server, "the embedded host's slot lost once it left", |s| {
+        on_host(s, "embedded").iter().all(|x| x["status"] == "lost")
+    })
+    .await;
+    server.close().await;
+}

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::frame::{Assembler, Command, Event, Frame};
-use super::{ClusterOptions, Port, PortMsg, SCHEDULER_GROUP, SessionChange, host_group};
+use super::{ClusterOptions, Port, PortMsg, SessionChange, host_group, scheduler_group};
 use crate::config::PoolConfig;
 use crate::events::EventBus;
 use crate::slot_supervisor::{SlotSupervisorActor, SlotSupervisorArgs, SlotSupervisorMsg};
@@ -83,6 +83,8 @@ pub enum HostMsg {
     Approval(ApprovalNote),
     /// A local task's progress.
     Progress(TaskId, TaskProgress),
+    /// The epoch this host joined with, if it is joined now.
+    Epoch(RpcReplyPort<Option<u64>>),
     /// Stop every slot and leave; answered when their processes are gone.
     Shutdown(RpcReplyPort<()>),
 }
@@ -237,6 +239,9 @@ impl Actor for HostAgent {
             HostMsg::Progress(task, progress) => {
                 state.tell_scheduler(Event::Progress { task, progress });
             }
+            HostMsg::Epoch(reply) => {
+                let _ = reply.send(state.joined.as_ref().map(|j| j.epoch));
+            }
             HostMsg::Shutdown(reply) => {
                 state.stop_slots().await;
                 let _ = reply.send(());
@@ -314,7 +319,7 @@ impl HostState {
         if self.joined.is_some() {
             return;
         }
-        let Some(port) = super::remote_port(SCHEDULER_GROUP) else {
+        let Some(port) = super::remote_port(&scheduler_group(self.args.join.port())) else {
             tracing::warn!("the scheduler's port is not visible");
             return;
         };
@@ -336,7 +341,7 @@ impl HostState {
                 deadline_ms,
                 record_starts,
             } => {
-                let Some(port) = super::remote_port(SCHEDULER_GROUP) else {
+                let Some(port) = super::remote_port(&scheduler_group(self.args.join.port())) else {
                     return;
                 };
                 tracing::info!(scheduler = %self.args.join, epoch, %version, slots = self.args.slots, "joined the scheduler");
@@ -645,32 +650,66 @@ impl HostState {
     }
 }
 
-/// Runs a host until it is refused, its runtime ends, or `stop` resolves; every slot's
-/// processes are gone when it returns. `Err` carries the scheduler's refusal (or why the
-/// host could not start).
+/// A slot host running in this process (the embedding API).
+#[derive(Debug)]
+pub struct HostHandle {
+    agent: ActorRef<HostMsg>,
+    ended: tokio::task::JoinHandle<()>,
+    refusals: mpsc::UnboundedReceiver<String>,
+}
+
+impl HostHandle {
+    /// Starts a host: it dials the scheduler, joins, and starts its slots once welcomed
+    /// (and joins again, with backoff, whenever it loses the scheduler).
+    pub async fn start(mut args: HostArgs) -> Result<HostHandle, String> {
+        let (tx, refusals) = mpsc::unbounded_channel();
+        args.refusals = Some(tx);
+        let (agent, ended) = Actor::spawn(None, HostAgent, args)
+            .await
+            .map_err(|e| format!("the host could not start: {e}"))?;
+        Ok(HostHandle {
+            agent,
+            ended,
+            refusals,
+        })
+    }
+
+    /// The epoch it joined with, if it is joined now.
+    pub async fn epoch(&self) -> Option<u64> {
+        ractor::call!(self.agent, HostMsg::Epoch).ok().flatten()
+    }
+
+    /// Waits until the host ends on its own: `Err` with the scheduler's refusal or the
+    /// host's failure.
+    pub async fn ended(&mut self) -> Result<(), String> {
+        let ended = (&mut self.ended).await;
+        if let Ok(reason) = self.refusals.try_recv() {
+            return Err(format!("the scheduler refused this host: {reason}"));
+        }
+        match ended {
+            Ok(()) => Err("the host stopped".into()),
+            Err(e) => Err(format!("the host failed: {e}")),
+        }
+    }
+
+    /// Stops every slot (their process groups are gone when this returns) and leaves.
+    pub async fn shutdown(self) {
+        let _ = ractor::call!(self.agent, HostMsg::Shutdown);
+        let _ = self.ended.await;
+    }
+}
+
+/// Runs a host until it is refused, fails, or `stop` resolves; every slot's processes are
+/// gone when it returns. `Err` carries the scheduler's refusal (or why the host stopped).
 pub async fn run_host(
-    mut args: HostArgs,
+    args: HostArgs,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
-    let (tx, mut refusals) = mpsc::unbounded_channel();
-    args.refusals = Some(tx);
-    let (agent, handle) = Actor::spawn(None, HostAgent, args)
-        .await
-        .map_err(|e| format!("the host could not start: {e}"))?;
-    let mut handle = std::pin::pin!(handle);
+    let mut host = HostHandle::start(args).await?;
     tokio::select! {
-        ended = &mut handle => {
-            if let Ok(reason) = refusals.try_recv() {
-                return Err(format!("the scheduler refused this host: {reason}"));
-            }
-            return match ended {
-                Ok(()) => Err("the host stopped".into()),
-                Err(e) => Err(format!("the host failed: {e}")),
-            };
-        }
+        ended = host.ended() => return ended,
         () = stop => {}
     }
-    let _ = ractor::call!(agent, HostMsg::Shutdown);
-    let _ = handle.await;
+    host.shutdown().await;
     Ok(())
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::frame::{Assembler, Command, Event, Frame, RemoteAssignment, VERSION};
 use super::{
-    ClusterOptions, Port, PortMsg, SCHEDULER_GROUP, SessionChange, host_group, remote_port,
+    ClusterOptions, Port, PortMsg, SessionChange, host_group, remote_port, scheduler_group,
 };
 use crate::task::Assignment;
 use crate::wire::{Answered, ApprovalNote, SlotCommand, SlotEvent, SlotLink, Spend, Uplinks};
@@ -118,6 +118,9 @@ impl Actor for HostsActor {
         args: HostsArgs,
     ) -> Result<HostsState, ActorProcessingErr> {
         args.options.check(&args.listen)?;
+        if args.listen.port() == 0 {
+            return Err("hosts need a known port to dial: give the address a port".into());
+        }
         let node = super::start_node(
             "claude-pool-scheduler",
             args.listen.ip(),
@@ -127,7 +130,7 @@ impl Actor for HostsActor {
         .await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let (port, _) = Actor::spawn_linked(None, Port, tx, myself.get_cell()).await?;
-        ractor::pg::join(SCHEDULER_GROUP.to_owned(), vec![port.get_cell()]);
+        ractor::pg::join(scheduler_group(args.listen.port()), vec![port.get_cell()]);
         let me = myself.clone();
         tokio::spawn(async move {
             while let Some(text) = rx.recv().await {
