@@ -8,7 +8,11 @@ use claude_pool_tests::{Scratch, chaos_bin, fake_claude_bin, within};
 use serde_json::Value;
 use tokio::process::Command;
 
-async fn chaos(args: &[&str], scratch: &Scratch, name: &str) -> (Option<i32>, Value, String) {
+pub(crate) async fn chaos(
+    args: &[&str],
+    scratch: &Scratch,
+    name: &str,
+) -> (Option<i32>, Value, String) {
     let json = scratch.join(name);
     let out = within(
         Duration::from_secs(240),

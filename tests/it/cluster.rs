@@ -563,9 +563,8 @@ struct Netns {
 }
 
 impl Netns {
-    /// `None` (the test is skipped, saying why) unless this runs as root with iproute2.
-    fn new(tag: &str) -> Option<Netns> {
-        // SAFETY-free check of the effective uid through /proc.
+    /// Whether this runs as root with iproute2.
+    fn possible() -> bool {
         let root = std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| {
@@ -574,8 +573,12 @@ impl Netns {
                     .map(|l| l.split_whitespace().nth(2) == Some("0"))
             })
             .unwrap_or(false);
-        let has_ip = std::process::Command::new("ip").arg("-V").output().is_ok();
-        if !root || !has_ip {
+        root && std::process::Command::new("ip").arg("-V").output().is_ok()
+    }
+
+    /// `None` (the test is skipped, saying why) unless this runs as root with iproute2.
+    fn new(tag: &str) -> Option<Netns> {
+        if !Netns::possible() {
             eprintln!("skipped: a network namespace needs root and iproute2 (`ip`)");
             return None;
         }
@@ -909,4 +912,48 @@ async fn a_rust_program_can_be_the_scheduler_or_a_host() {
     })
     .await;
     server.close().await;
+}
+
+#[tokio::test]
+async fn the_chaos_harness_kills_stops_and_cuts_off_hosts_and_every_invariant_holds() {
+    let scratch = Scratch::new("cluster-chaos");
+    let server = server_bin();
+    let (code, v, table) = super::chaos_cli::chaos(
+        &[
+            "--target",
+            "stdio",
+            "--server-bin",
+            server.to_str().expect("utf-8 path"),
+            "--hosts",
+            "2",
+            "--slots",
+            "2",
+            "--tasks",
+            "120",
+            "--seed",
+            "4",
+            "--fault-rate",
+            "0.45",
+        ],
+        &scratch,
+        "hosts.json",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{table}");
+    assert_eq!(v["violations"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(v["slots"], 6, "2 local slots and 2 hosts of 2: {v}");
+    let mut kinds = vec!["host-kill", "host-stop"];
+    if Netns::possible() {
+        kinds.push("host-cut");
+    }
+    for kind in kinds {
+        assert!(v["faults"][kind].as_u64() > Some(0), "no {kind} fault: {v}");
+    }
+    let states: u64 = v["tasks_by_state"]
+        .as_object()
+        .expect("tasks by state")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(states, 120, "every task ends in one state: {v}");
 }

@@ -121,9 +121,32 @@ struct Joined {
     deadline: Duration,
 }
 
+/// The host's lease on this machine: `<state dir>/hosts/<name>.lock`, held for its life.
+/// Every process its slots start carries the lease's path (the leftovers marker), so a host
+/// of the same name started after this one was killed finds what it left — a tool's shell,
+/// a `sleep` in a slot's group — and kills it before its own slots start.
+fn lease(name: &str) -> Result<(std::fs::File, std::path::PathBuf), String> {
+    let dir = crate::config::StoreLocation::state_dir().join("hosts");
+    crate::private::create_dir_all(&dir)
+        .map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = crate::private::open_rw(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok((file, path)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "a host named {name} already runs on this machine ({} is held)",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// A host's state.
 pub struct HostState {
     args: HostArgs,
+    /// Held for the host's life (see [`lease`]).
+    _lease: std::fs::File,
     myself: ActorRef<HostMsg>,
     node: super::Node,
     joined: Option<Joined>,
@@ -160,10 +183,22 @@ impl Actor for HostAgent {
         myself: ActorRef<HostMsg>,
         args: HostArgs,
     ) -> Result<HostState, ActorProcessingErr> {
+        let mut args = args;
         args.options.check(&args.join)?;
-        if args.name.is_empty() || args.name.contains(['/', '@']) {
+        if args.name.is_empty() || args.name.starts_with('.') || args.name.contains(['/', '@']) {
             return Err(format!("{:?} is not a host name (no '/' or '@')", args.name).into());
         }
+        let (lease, lease_path) = lease(&args.name)?;
+        let left = crate::process::leftovers::sweep(&lease_path);
+        if left > 0 {
+            tracing::warn!(
+                processes = left,
+                "killed what an earlier host of this name left running"
+            );
+        }
+        let mut config = (*args.config).clone();
+        config.process_marker = Some(crate::process::leftovers::marker(&lease_path).into());
+        args.config = Arc::new(config);
         // A host only dials out; its node server's own listener stays on loopback.
         let loopback = std::net::IpAddr::from([127u8, 0, 0, 1]);
         let node = super::start_node(&args.name, loopback, 0, &args.options).await?;
@@ -186,6 +221,7 @@ impl Actor for HostAgent {
         myself.cast(HostMsg::Connect)?;
         Ok(HostState {
             args,
+            _lease: lease,
             myself,
             node,
             joined: None,

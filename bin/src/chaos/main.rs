@@ -28,6 +28,8 @@ use claude_pool::protocol::tools::TaskReport;
 use claude_pool::protocol::{SlotId, SlotStatus, TaskId, TaskStatus};
 use claude_pool::{FakeFaults, Pool};
 
+#[cfg(feature = "cluster")]
+mod hosts;
 mod plan;
 mod procs;
 mod server;
@@ -80,6 +82,16 @@ struct Args {
     /// How long every slot may take to be idle again after the last task.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     recovery_bound: Duration,
+    /// Slot hosts joined to the server (`--target stdio|http`): more processes, each a
+    /// `claude-pool-server host`, and the faults `host-kill`, `host-stop` and (as root,
+    /// each host in a network namespace of its own) `host-cut`.
+    #[cfg(feature = "cluster")]
+    #[arg(long, default_value_t = 0)]
+    hosts: usize,
+    /// Slots of each host.
+    #[cfg(feature = "cluster")]
+    #[arg(long, default_value_t = 2)]
+    host_slots: usize,
     /// Write the verdict as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -131,6 +143,16 @@ async fn main() -> anyhow::Result<()> {
     if embedded && faults.contains(&FaultKind::ServerKill) {
         bail!("server-kill needs a server to kill: use --target stdio or --target http");
     }
+    #[cfg(feature = "cluster")]
+    let host_count = args.hosts;
+    #[cfg(not(feature = "cluster"))]
+    let host_count = 0usize;
+    if host_count > 0 && embedded {
+        bail!("--hosts needs a server for them to join: use --target stdio or --target http");
+    }
+    if host_count == 0 && faults.iter().any(|f| f.on_host()) {
+        bail!("host faults need hosts: give --hosts N");
+    }
     let schedule = Schedule {
         seed: args.seed,
         fault_rate: args.fault_rate,
@@ -155,6 +177,44 @@ async fn main() -> anyhow::Result<()> {
         ("FAKE_CLAUDE_TURN_MS".into(), "5".into()),
         (fk.into(), fv.into()),
     ];
+    #[cfg(feature = "cluster")]
+    let hosts = if host_count > 0 {
+        let h = hosts::Hosts::new(
+            host_count,
+            args.host_slots,
+            args.server_bin
+                .clone()
+                .unwrap_or_else(|| beside_me("claude-pool-server")),
+            claude_bin.clone(),
+            env.clone(),
+            &scratch,
+        )?;
+        Some(Arc::new(h))
+    } else {
+        None
+    };
+    #[cfg(feature = "cluster")]
+    let faults_note = {
+        // Host faults the schedule may draw when none were named.
+        let mut f = schedule.faults.clone();
+        if args.faults.is_none()
+            && let Some(h) = &hosts
+        {
+            f.extend([FaultKind::HostKill, FaultKind::HostStop]);
+            if h.can_cut() {
+                f.push(FaultKind::HostCut);
+            }
+        }
+        if f.contains(&FaultKind::HostCut) && !hosts.as_ref().is_some_and(|h| h.can_cut()) {
+            bail!("host-cut needs network namespaces: run as root with iproute2");
+        }
+        f
+    };
+    #[cfg(feature = "cluster")]
+    let schedule = Schedule {
+        faults: faults_note,
+        ..schedule
+    };
     let target = match args.target {
         TargetKind::Embedded => {
             let mut b = Pool::builder().slots(args.slots).claude_bin(&claude_bin);
@@ -177,6 +237,10 @@ async fn main() -> anyhow::Result<()> {
                 scratch.join("pool.db").into(),
             ];
             server_args.extend(["--log-level".into(), "info".into()]);
+            #[cfg(feature = "cluster")]
+            if let Some(h) = &hosts {
+                server_args.extend(h.server_args());
+            }
             let launch = Launch {
                 bin: args
                     .server_bin
@@ -201,6 +265,28 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let target = Arc::new(target);
+    #[cfg(feature = "cluster")]
+    if let Some(h) = &hosts {
+        for i in 0..h.len() {
+            h.start(i)?;
+        }
+    }
+    let total_slots = args.slots + {
+        #[cfg(feature = "cluster")]
+        {
+            hosts.as_ref().map_or(0, |h| h.len() * h.slots)
+        }
+        #[cfg(not(feature = "cluster"))]
+        {
+            0
+        }
+    };
+    if !target
+        .wait_slots(total_slots, Duration::from_secs(60))
+        .await
+    {
+        bail!("the pool did not reach {total_slots} slots within 60 s");
+    }
     if !target.wait_idle(Duration::from_secs(60)).await {
         bail!("the pool did not become ready within 60 s");
     }
@@ -281,6 +367,8 @@ async fn main() -> anyhow::Result<()> {
             (target.clone(), seen.clone(), ids.clone(), schedule.clone());
         let faults = fault_files.clone();
         let bound = args.recovery_bound;
+        #[cfg(feature = "cluster")]
+        let (hosts, log) = (hosts.clone(), log.clone());
         tokio::spawn(async move {
             let mut done: HashSet<usize> = HashSet::new();
             while let Some(s) = started_rx.recv().await {
@@ -292,6 +380,8 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let (target, seen, ids, faults) =
                     (target.clone(), seen.clone(), ids.clone(), faults.clone());
+                #[cfg(feature = "cluster")]
+                let (hosts, log) = (hosts.clone(), log.clone());
                 tokio::spawn(async move {
                     let began = Instant::now();
                     match fault {
@@ -309,6 +399,26 @@ async fn main() -> anyhow::Result<()> {
                             }
                         }
                         FaultKind::ApiError | FaultKind::Crash | FaultKind::Garbage => {}
+                        #[cfg(feature = "cluster")]
+                        FaultKind::HostKill | FaultKind::HostStop | FaultKind::HostCut => {
+                            let Some(h) = &hosts else { return };
+                            // The task's own host, or (on a local slot) one in turn.
+                            let own = hosts::Hosts::index_of(&s.slot);
+                            let i = own.unwrap_or(s.index % h.len().max(1));
+                            if own.is_some()
+                                && let Some(id) = id_of(&ids, s.index).await
+                                && let Ok(mut seen) = seen.lock()
+                            {
+                                seen.fenced.push(id);
+                            }
+                            match fault {
+                                FaultKind::HostKill => h.kill(i, &log).await,
+                                FaultKind::HostStop => h.stop(i).await,
+                                _ => h.cut(i).await,
+                            }
+                        }
+                        #[cfg(not(feature = "cluster"))]
+                        FaultKind::HostKill | FaultKind::HostStop | FaultKind::HostCut => {}
                     }
                     if !fault.takes_a_slot_down() {
                         return;
@@ -388,6 +498,10 @@ async fn main() -> anyhow::Result<()> {
     }
     injector.abort();
     let shutdown = target.shutdown().await;
+    #[cfg(feature = "cluster")]
+    if let Some(h) = &hosts {
+        h.shutdown().await;
+    }
     watching.store(false, Ordering::Relaxed);
     let max_live = log_watcher.await.unwrap_or(0);
     if let Some(w) = watcher {
@@ -409,7 +523,7 @@ async fn main() -> anyhow::Result<()> {
     let seen = std::mem::take(&mut *seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
     let report = verdict::Run {
         schedule: &schedule,
-        slots: args.slots,
+        slots: total_slots,
         plans: &plans,
         reports: &reports,
         reread: &reread,

@@ -23,6 +23,13 @@ pub enum FaultKind {
     /// SIGKILL of the whole server mid-turn, then a restart on the same store (an external
     /// server only).
     ServerKill,
+    /// SIGKILL of a slot host (the task's own, when it runs on one), then a new host of the
+    /// same name (`--hosts` only).
+    HostKill,
+    /// SIGSTOP of a slot host past the host deadline, then SIGCONT (`--hosts` only).
+    HostStop,
+    /// A slot host's link cut past the host deadline, then restored (`--hosts`, as root).
+    HostCut,
 }
 
 impl FaultKind {
@@ -37,6 +44,9 @@ impl FaultKind {
             FaultKind::Cancel => "cancel",
             FaultKind::SlowStart => "slow-start",
             FaultKind::ServerKill => "server-kill",
+            FaultKind::HostKill => "host-kill",
+            FaultKind::HostStop => "host-stop",
+            FaultKind::HostCut => "host-cut",
         }
     }
 
@@ -50,6 +60,17 @@ impl FaultKind {
                 | FaultKind::Cancel
                 | FaultKind::SlowStart
                 | FaultKind::ServerKill
+                | FaultKind::HostKill
+                | FaultKind::HostStop
+                | FaultKind::HostCut
+        )
+    }
+
+    /// Hits a whole slot host.
+    pub fn on_host(self) -> bool {
+        matches!(
+            self,
+            FaultKind::HostKill | FaultKind::HostStop | FaultKind::HostCut
         )
     }
 
@@ -62,6 +83,9 @@ impl FaultKind {
                 | FaultKind::Crash
                 | FaultKind::SlowStart
                 | FaultKind::ServerKill
+                | FaultKind::HostKill
+                | FaultKind::HostStop
+                | FaultKind::HostCut
         )
     }
 }
@@ -140,6 +164,9 @@ impl Plan {
             Some(FaultKind::ApiError) => "MOCK_STATUS:500",
             Some(FaultKind::Crash) => "MOCK_CRASH_MID:1",
             Some(FaultKind::Garbage) => "MOCK_GARBAGE",
+            // Mid-turn for longer than its host is stopped or cut off (and done in a while
+            // when the host hit is another).
+            Some(f) if f.on_host() => "MOCK_CHILD:8",
             // Long enough for the fault to land mid-turn, and with a grandchild in the
             // process group, which must not outlive the slot.
             Some(f) if f.on_start() => "MOCK_CHILD:20",

@@ -117,6 +117,22 @@ impl Target {
         }
     }
 
+    /// Waits (up to `bound`) until the pool has `n` slots (hosts joined).
+    pub async fn wait_slots(&self, n: usize, bound: Duration) -> bool {
+        let until = Instant::now() + bound;
+        loop {
+            if let Ok(s) = self.status().await
+                && s.slots.len() == n
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits (up to `bound`) until every slot is idle and nothing is queued.
     pub async fn wait_idle(&self, bound: Duration) -> bool {
         let until = Instant::now() + bound;

@@ -9,7 +9,9 @@
 //! - the pool never runs more slot processes than slots;
 //! - no slot process, process group or grandchild outlives the run;
 //! - every slot is idle again within the recovery bound of the last task;
-//! - an external server writes nothing but JSON-RPC on stdout and stops cleanly.
+//! - an external server writes nothing but JSON-RPC on stdout and stops cleanly;
+//! - with slot hosts, no task running on a host when it was killed, stopped or cut off
+//!   completes (its result would come from a fenced epoch).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -28,6 +30,9 @@ pub struct Seen {
     pub terminal: HashMap<TaskId, Vec<TaskStatus>>,
     /// From each fault that took a slot down until the slot served again.
     pub recoveries: Vec<Duration>,
+    /// Tasks that were running on a slot host when the host was killed, stopped or cut
+    /// off: none may complete (its result would come from a fenced epoch).
+    pub fenced: Vec<TaskId>,
 }
 
 /// Everything the verdict is made of.
@@ -182,6 +187,18 @@ impl Run<'_> {
                     "nothing outlives the run",
                     None,
                     format!("{what} {pid} is still there"),
+                ));
+            }
+        }
+        for id in &self.seen.fenced {
+            let done = self.reports.iter().any(|(_, t, r)| {
+                t == id && r.as_ref().is_ok_and(|r| r.status == TaskStatus::Completed)
+            });
+            if done || self.reread.get(id) == Some(&TaskStatus::Completed) {
+                v.push(violation(
+                    "no result from a fenced host",
+                    Some(id.to_string()),
+                    "completed though its host was lost while it ran".into(),
                 ));
             }
         }
