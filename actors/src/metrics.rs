@@ -271,6 +271,22 @@ impl Metrics {
                 .inc();
         }
         reg.register("slots", "Slots by status", slots);
+        let remote: Family<Labels, Gauge> = Family::default();
+        for s in &status.slots {
+            if let Some(host) = &s.host {
+                remote
+                    .get_or_create(&labels(&[
+                        ("host", host),
+                        ("status", &s.status.to_string()),
+                    ]))
+                    .inc();
+            }
+        }
+        reg.register(
+            "host_slots",
+            "Slots of the hosts that joined from other machines, by host and status",
+            remote,
+        );
         let warm: Gauge = Gauge::default();
         warm.set(i64::from(status.warm_slots));
         reg.register(

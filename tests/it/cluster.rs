@@ -484,6 +484,8 @@ async fn over_tls_only_certificates_of_the_pool_s_ca_join_and_a_silent_socket_ho
     let secret = cookie(scratch.path(), "tls-cookie");
     let tls = |d: &PathBuf| d.to_str().expect("utf-8").to_owned();
     let server = scheduler(port, &secret, &["--cluster-tls-dir", &tls(&ours[0])]).await;
+    // The refusal is read from the server's log, as MCP log notifications.
+    #[allow(deprecated)] // logging: the 2025-11-25 revision's
     server
         .client()
         .set_level(rmcp::model::SetLevelRequestParams::new(
@@ -956,4 +958,39 @@ async fn the_chaos_harness_kills_stops_and_cuts_off_hosts_and_every_invariant_ho
         .filter_map(Value::as_u64)
         .sum();
     assert_eq!(states, 120, "every task ends in one state: {v}");
+}
+
+#[tokio::test]
+async fn metrics_count_each_host_s_slots_by_status() {
+    use claude_pool_tests::http::HttpServer;
+    let scratch = Scratch::new("cluster-metrics");
+    let port = free_port();
+    let secret = cookie(scratch.path(), "metrics-cookie");
+    let listen = format!("127.0.0.1:{port}");
+    let server = HttpServer::start(
+        1,
+        &[
+            "--listen-hosts",
+            &listen,
+            "--cluster-cookie-file",
+            secret.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    let _h1 = Host::start(scratch.path(), "h1", port, 2, &secret, &[]).await;
+    server
+        .log_until("both of h1's slots joined", |log| {
+            log.matches("a host's slot joined the pool").count() == 2
+        })
+        .await;
+    let metrics = server.request("GET", "/metrics", &[], "").await;
+    assert_eq!(metrics.status, 200);
+    let h1: u64 = metrics
+        .body
+        .lines()
+        .filter(|l| l.starts_with("claude_pool_host_slots{host=\"h1\","))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(h1, 2, "{}", metrics.body);
+    server.stop().await;
 }

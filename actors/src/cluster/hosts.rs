@@ -398,7 +398,8 @@ impl HostsState {
         match event {
             Event::Added { slot } => {
                 if self.stand_in(epoch, &slot).await.is_some() {
-                    to_scheduler(SlotEvent::Added { slot });
+                    to_scheduler(SlotEvent::Added { slot: slot.clone() });
+                    tracing::info!(%slot, epoch, "a host's slot joined the pool");
                 }
             }
             Event::Ready {
