@@ -994,3 +994,76 @@ async fn metrics_count_each_host_s_slots_by_status() {
     assert_eq!(h1, 2, "{}", metrics.body);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_remote_worker_s_permission_question_waits_at_the_scheduler_s_desk_and_its_answer_reaches_it()
+ {
+    use claude_pool_tests::server::{content, finish_call};
+    let scratch = Scratch::new("cluster-approvals");
+    let port = free_port();
+    let secret = cookie(scratch.path(), "approvals-cookie");
+    let server = scheduler(port, &secret, &["--permission-mode", "default"]).await;
+    let _h1 = Host::start(
+        scratch.path(),
+        "h1",
+        port,
+        1,
+        &secret,
+        &["--permission-mode", "default"],
+    )
+    .await;
+    slots_until(&server, "h1's slot idle", |s| all_idle(s, 2)).await;
+    // The local slot is busy, so the asking task goes to h1.
+    let busy = server
+        .call_ok(
+            "pool_submit",
+            json!({ "prompt": "MOCK_SLEEP:4 MOCK_TEXT: busy" }),
+        )
+        .await;
+    slots_until(&server, "the local slot busy", |s| {
+        s.iter()
+            .any(|x| x["id"] == "slot-0" && x["status"] == "busy")
+    })
+    .await;
+    let file = scratch.join("remote-approved");
+    let call = server
+        .start_call(
+            "pool_run",
+            json!({ "prompt": format!("MOCK_TOOL:touch {}", file.display()) }),
+        )
+        .await;
+    let token = call.progress_token.clone();
+    let started = server
+        .progress_until(&token, "the task to start", |m| m.contains("started on"))
+        .await;
+    assert!(started.contains("h1/slot-0"), "{started}");
+    let line = server
+        .progress_until(&token, "the remote permission question", |m| {
+            m.contains("waiting for approval")
+        })
+        .await;
+    let apr = line[line.rfind("(apr-").expect("an approval id") + 1..]
+        .trim_end_matches(')')
+        .to_owned();
+    let listed = server.call_ok("pool_approvals", json!({})).await;
+    assert_eq!(listed["pending"][0]["request_id"], apr.as_str(), "{listed}");
+    assert_eq!(listed["pending"][0]["slot_id"], "h1/slot-0", "{listed}");
+    assert!(!file.exists(), "nothing runs before the answer");
+    let answer = server
+        .call_ok(
+            "pool_approve",
+            json!({ "request_id": apr, "decision": "allow" }),
+        )
+        .await;
+    assert_eq!(answer["outcome"], "allow", "{answer}");
+    let done = content(&finish_call(call, "the approved remote task").await);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(file.exists(), "the allowed command ran on the host");
+    assert_eq!(done["approvals"][0]["outcome"], "allow", "{done}");
+    assert_eq!(done["approvals"][0]["by"], "tool:pool_approve", "{done}");
+    let b = server
+        .wait_task(busy["task_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(b["status"], "completed");
+    server.close().await;
+}
