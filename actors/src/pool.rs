@@ -149,6 +149,7 @@ impl Pool {
                         approvals: refs.approvals.get_derived(),
                     },
                     record_starts: durable.writer.as_ref().is_some_and(|w| w.path().is_some()),
+                    transcripts: durable.sink.clone(),
                 };
                 match Actor::spawn(None, crate::cluster::hosts::HostsActor, args).await {
                     Ok((hosts, _)) => Some(hosts),

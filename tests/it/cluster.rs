@@ -174,6 +174,33 @@ async fn a_fan_out_runs_on_the_scheduler_and_two_hosts_with_the_same_results() {
         assert_eq!(item["status"], "completed", "{item}");
         assert_eq!(item["output"], format!("answer {i}"), "{item}");
     }
+    // A task that ran on a host has its whole transcript at the scheduler.
+    let remote = results
+        .iter()
+        .find(|r| r["slot_id"].as_str().is_some_and(|s| s.starts_with("h1/")))
+        .expect("a task that ran on h1");
+    let page = server
+        .call_ok("pool_transcript", json!({ "task_id": remote["task_id"] }))
+        .await;
+    let events: Vec<Value> = page["ndjson"]
+        .as_str()
+        .expect("ndjson")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        events.first().map(|e| e["type"].clone()),
+        Some(json!("user")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "system" && e["subtype"] == "init")
+    );
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "result", "{events:?}");
+    assert_eq!(last["result"], remote["output"], "{events:?}");
     // Every prompt's turn began exactly once, somewhere; all three machines ran some.
     let local: Vec<String> = server
         .fake_events()

@@ -54,6 +54,8 @@ pub enum Frame {
         deadline_ms: u64,
         /// Whether a slot holds each prompt until the scheduler has recorded its start.
         record_starts: bool,
+        /// Whether the scheduler keeps transcripts (the host then sends each task's).
+        transcripts: bool,
     },
     /// The scheduler refused the host.
     Refused {
@@ -317,6 +319,15 @@ pub enum Event {
         /// Which rule or grant.
         by: String,
     },
+    /// A line of a task's transcript (one stream-json event, or its prompt).
+    Transcript {
+        /// The task.
+        task: TaskId,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A task's transcript is complete.
+    TranscriptClosed(TaskId),
     /// A task ended: its open questions are gone.
     TaskEnded(TaskId),
     /// The CLI withdrew a question.

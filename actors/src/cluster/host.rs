@@ -83,6 +83,10 @@ pub enum HostMsg {
     Approval(ApprovalNote),
     /// A local task's progress.
     Progress(TaskId, TaskProgress),
+    /// A line of a local task's transcript.
+    Transcript(TaskId, String),
+    /// A local task's transcript is complete.
+    TranscriptClosed(TaskId),
     /// The epoch this host joined with, if it is joined now.
     Epoch(RpcReplyPort<Option<u64>>),
     /// Stop every slot and leave; answered when their processes are gone.
@@ -275,6 +279,12 @@ impl Actor for HostAgent {
             HostMsg::Progress(task, progress) => {
                 state.tell_scheduler(Event::Progress { task, progress });
             }
+            HostMsg::Transcript(task, line) => {
+                state.tell_scheduler(Event::Transcript { task, line });
+            }
+            HostMsg::TranscriptClosed(task) => {
+                state.tell_scheduler(Event::TranscriptClosed(task));
+            }
             HostMsg::Epoch(reply) => {
                 let _ = reply.send(state.joined.as_ref().map(|j| j.epoch));
             }
@@ -376,6 +386,7 @@ impl HostState {
                 heartbeat_ms: _,
                 deadline_ms,
                 record_starts,
+                transcripts,
             } => {
                 let Some(port) = super::remote_port(&scheduler_group(self.args.join.port())) else {
                     return;
@@ -389,7 +400,7 @@ impl HostState {
                     heard: Instant::now(),
                     deadline: Duration::from_millis(deadline_ms).max(self.args.options.heartbeat),
                 });
-                if let Err(e) = self.start_slots(record_starts).await {
+                if let Err(e) = self.start_slots(record_starts, transcripts).await {
                     let why = format!("its slots could not start: {e}");
                     self.leave(&why).await;
                 }
@@ -449,7 +460,22 @@ impl HostState {
         self.send(Frame::Event { epoch, event });
     }
 
-    async fn start_slots(&mut self, record_starts: bool) -> Result<(), ActorProcessingErr> {
+    async fn start_slots(
+        &mut self,
+        record_starts: bool,
+        transcripts: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let transcripts = transcripts.then(|| {
+            let me = self.myself.clone();
+            crate::store::transcripts::TranscriptSink::forwarding(move |task, line| {
+                let task = TaskId(task.to_owned());
+                let event = match line {
+                    Some(l) => HostMsg::Transcript(task, String::from_utf8_lossy(&l).into_owned()),
+                    None => HostMsg::TranscriptClosed(task),
+                };
+                let _ = me.cast(event);
+            })
+        });
         let slots: Vec<SlotId> = (0..self.args.slots)
             .map(|i| SlotId(format!("{}/slot-{i}", self.args.name)))
             .collect();
@@ -463,7 +489,7 @@ impl HostState {
             },
             worktrees: None,
             events: self.events.clone(),
-            transcripts: None,
+            transcripts,
             record_starts,
         };
         let (sup, _) =

@@ -43,6 +43,8 @@ pub struct HostsArgs {
     pub up: Uplinks,
     /// Whether slots hold each prompt until the scheduler recorded its start.
     pub record_starts: bool,
+    /// Where the tasks' transcripts are kept, if they are.
+    pub transcripts: Option<crate::store::transcripts::TranscriptSink>,
 }
 
 /// Messages the hosts actor handles.
@@ -313,6 +315,7 @@ impl HostsState {
             heartbeat_ms: ms(self.args.options.heartbeat),
             deadline_ms: ms(self.args.options.deadline),
             record_starts: self.args.record_starts,
+            transcripts: self.args.transcripts.is_some(),
         };
         self.send(&port, &welcome);
     }
@@ -524,6 +527,16 @@ impl HostsState {
                 let _ = up
                     .approvals
                     .send_message(ApprovalNote::Decided { outcome, by });
+            }
+            Event::Transcript { task, line } => {
+                if let Some(sink) = &self.args.transcripts {
+                    sink.line(&task.0, line.into_bytes());
+                }
+            }
+            Event::TranscriptClosed(task) => {
+                if let Some(sink) = &self.args.transcripts {
+                    sink.close(&task.0);
+                }
             }
             Event::TaskEnded(task) => {
                 let _ = up.approvals.send_message(ApprovalNote::TaskEnded(task));

@@ -22,6 +22,7 @@
 
 mod writer;
 
+use std::fmt;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -71,12 +72,29 @@ pub struct TranscriptPage {
     pub total_bytes: u64,
 }
 
-/// Sends lines to a writer thread; clone it freely. The thread ends when the last clone is
-/// dropped.
-#[derive(Debug, Clone)]
+/// Sends lines to a writer thread (or, on a slot host, to the scheduler); clone it freely.
+/// The thread ends when the last clone is dropped.
+#[derive(Clone)]
 pub struct TranscriptSink {
+    to: SinkTo,
+}
+
+#[derive(Clone)]
+enum SinkTo {
     /// To the writer thread.
-    tx: mpsc::Sender<Cmd>,
+    Writer(mpsc::Sender<Cmd>),
+    /// To a function, called on the sender's thread (so a line is sent before whatever its
+    /// sender does next).
+    Forward(Arc<dyn Fn(&str, Option<Vec<u8>>) + Send + Sync>),
+}
+
+impl fmt::Debug for TranscriptSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.to {
+            SinkTo::Writer(_) => "TranscriptSink(writer)",
+            SinkTo::Forward(_) => "TranscriptSink(forward)",
+        })
+    }
 }
 
 impl Transcripts {
@@ -120,7 +138,9 @@ impl Transcripts {
         if let Err(e) = spawned {
             tracing::warn!(dir = %self.dir.display(), "cannot start the transcript writer: {e}");
         }
-        TranscriptSink { tx }
+        TranscriptSink {
+            to: SinkTo::Writer(tx),
+        }
     }
 
     /// Up to `max_bytes` from byte `offset` of the task's transcript (cut back to a line end
@@ -167,26 +187,50 @@ impl Transcripts {
 }
 
 impl TranscriptSink {
+    /// A sink whose lines go to `to` instead of a file: `Some` line of a task, or `None`
+    /// when its transcript is closed (a slot host sends its tasks' transcripts to the
+    /// scheduler this way).
+    pub fn forwarding(
+        to: impl Fn(&str, Option<Vec<u8>>) + Send + Sync + 'static,
+    ) -> TranscriptSink {
+        TranscriptSink {
+            to: SinkTo::Forward(Arc::new(to)),
+        }
+    }
+
     /// Appends one line (a newline is added) to the task's transcript; never blocks on disk.
     pub fn line(&self, task_id: &str, line: Vec<u8>) {
         // A send fails only when the writer thread is gone; the line is lost, as documented.
-        let _ = self.tx.send(Cmd::Line {
-            task: TaskId::new(task_id),
-            line,
-        });
+        match &self.to {
+            SinkTo::Writer(tx) => {
+                let _ = tx.send(Cmd::Line {
+                    task: TaskId::new(task_id),
+                    line,
+                });
+            }
+            SinkTo::Forward(to) => to(task_id, Some(line)),
+        }
     }
 
     /// Flushes and closes the task's file.
     pub fn close(&self, task_id: &str) {
-        let _ = self.tx.send(Cmd::Close {
-            task: TaskId::new(task_id),
-        });
+        match &self.to {
+            SinkTo::Writer(tx) => {
+                let _ = tx.send(Cmd::Close {
+                    task: TaskId::new(task_id),
+                });
+            }
+            SinkTo::Forward(to) => to(task_id, None),
+        }
     }
 
     /// Returns once everything sent before it is on disk (for shutdown and tests).
     pub fn flush(&self) {
+        let SinkTo::Writer(tx) = &self.to else {
+            return;
+        };
         let (done, wait) = mpsc::sync_channel(1);
-        if self.tx.send(Cmd::Flush(done)).is_ok() {
+        if tx.send(Cmd::Flush(done)).is_ok() {
             // An error means the thread ended, which also flushed everything.
             let _ = wait.recv();
         }
