@@ -150,6 +150,7 @@ impl Pool {
                     },
                     record_starts: durable.writer.as_ref().is_some_and(|w| w.path().is_some()),
                     transcripts: durable.sink.clone(),
+                    grace: config.scale_down_grace,
                 };
                 match Actor::spawn(None, crate::cluster::hosts::HostsActor, args).await {
                     Ok((hosts, _)) => Some(hosts),

@@ -1094,3 +1094,67 @@ async fn a_remote_worker_s_permission_question_waits_at_the_scheduler_s_desk_and
     assert_eq!(b["status"], "completed");
     server.close().await;
 }
+
+#[tokio::test]
+async fn scaling_asks_a_named_host_or_the_least_loaded_one_and_never_reuses_an_id() {
+    let scratch = Scratch::new("cluster-scale");
+    let port = free_port();
+    let secret = cookie(scratch.path(), "scale-cookie");
+    let server = scheduler(port, &secret, &[]).await;
+    let _h1 = Host::start(scratch.path(), "h1", port, 1, &secret, &[]).await;
+    let _h2 = Host::start(scratch.path(), "h2", port, 2, &secret, &[]).await;
+    slots_until(&server, "four slots idle", |s| all_idle(s, 4)).await;
+
+    let up = server
+        .call_ok("pool_scale_up", json!({ "count": 2, "host": "h1" }))
+        .await;
+    assert_eq!(up["slots"], json!(["h1/slot-1", "h1/slot-2"]), "{up}");
+    assert_eq!(up["new_slot_count"], 3, "{up}");
+    slots_until(&server, "h1's three slots idle", |s| {
+        all_idle(s, 6) && on_host(s, "h1").len() == 3
+    })
+    .await;
+    let down = server
+        .call_ok("pool_scale_down", json!({ "count": 2, "host": "h1" }))
+        .await;
+    assert_eq!(
+        down["slots"],
+        json!(["h1/slot-2", "h1/slot-1"]),
+        "newest idle first: {down}"
+    );
+    assert_eq!(down["new_slot_count"], 1, "{down}");
+    let slots = server.status().await["slots"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let h1: Vec<&str> = on_host(&slots, "h1")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(h1, ["h1/slot-0"], "{slots:?}");
+
+    // The least loaded host: no tasks anywhere, so the one with fewer slots (h1, 1 < 2);
+    // an added slot never takes a removed one's id.
+    let any = server
+        .call_ok("pool_scale_up", json!({ "count": 1, "host": "any" }))
+        .await;
+    assert_eq!(any["slots"], json!(["h1/slot-3"]), "{any}");
+    server
+        .expect_argument_error(
+            "pool_scale_up",
+            json!({ "count": 1, "host": "nope" }),
+            "no slot host \"nope\"",
+        )
+        .await;
+    server
+        .expect_argument_error(
+            "pool_scale_down",
+            json!({ "count": 2, "host": "h2" }),
+            "at least one stays",
+        )
+        .await;
+    // Without a host, this machine's slots, as before.
+    let local = server.call_ok("pool_scale_up", json!({ "count": 1 })).await;
+    assert_eq!(local["slots"], json!(["slot-1"]), "{local}");
+    server.close().await;
+}

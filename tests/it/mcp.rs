@@ -1357,6 +1357,7 @@ const TOOLS_LIST_BUDGET: usize = 13_000;
 #[tokio::test]
 async fn the_tool_list_fits_its_byte_budget_with_every_tool() {
     let (all, listed) = tools_list_bytes("all").await;
+    eprintln!("tools/list: {all} bytes");
     let tools = listed["result"]["tools"].as_array().expect("tools");
     assert_eq!(tools.len(), 29, "every tool is listed");
     assert!(

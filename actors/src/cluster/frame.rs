@@ -88,6 +88,13 @@ pub enum Frame {
         /// What happened.
         event: Event,
     },
+    /// The scheduler to the host itself.
+    Host {
+        /// The host's epoch.
+        epoch: u64,
+        /// What to do.
+        command: HostCommand,
+    },
     /// A piece of a longer frame's JSON.
     Chunk {
         /// Numbers the frame among this sender's.
@@ -127,6 +134,24 @@ pub enum Command {
     Wake,
     /// The answer to a permission question.
     Answered(Answered),
+}
+
+/// What the scheduler asks of a host as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "h", rename_all = "snake_case")]
+pub enum HostCommand {
+    /// Start these new slots.
+    AddSlots {
+        /// Their ids (`<host>/slot-N`, never used before on this host).
+        slots: Vec<SlotId>,
+    },
+    /// Remove this many slots, idle ones first (the host answers with `Retiring`).
+    RetireSlots {
+        /// How many.
+        count: usize,
+        /// How long a running task may still take.
+        grace_ms: u64,
+    },
 }
 
 /// An [`Assignment`] as it travels: the deadline as time left, the progress sink as a flag.
@@ -328,6 +353,11 @@ pub enum Event {
     },
     /// A task's transcript is complete.
     TranscriptClosed(TaskId),
+    /// The slots a `RetireSlots` chose (each is `Removed` once its process group is gone).
+    Retiring {
+        /// The slots.
+        slots: Vec<SlotId>,
+    },
     /// A task ended: its open questions are gone.
     TaskEnded(TaskId),
     /// The CLI withdrew a question.

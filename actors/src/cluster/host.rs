@@ -22,7 +22,7 @@ use ractor::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::frame::{Assembler, Command, Event, Frame};
+use super::frame::{Assembler, Command, Event, Frame, HostCommand};
 use super::{ClusterOptions, Port, PortMsg, SessionChange, host_group, scheduler_group};
 use crate::config::PoolConfig;
 use crate::events::EventBus;
@@ -160,6 +160,8 @@ pub struct HostState {
     attempts: u32,
     supervisor: Option<ActorRef<SlotSupervisorMsg>>,
     links: HashMap<SlotId, SlotLink>,
+    /// Each slot's status as its events said (to remove idle ones first).
+    statuses: HashMap<SlotId, claude_pool_protocol::SlotStatus>,
     answers: HashMap<String, DerivedActorRef<Answered>>,
     assembler: Assembler,
     next_chunk: u64,
@@ -233,6 +235,7 @@ impl Actor for HostAgent {
             attempts: 0,
             supervisor: None,
             links: HashMap::new(),
+            statuses: HashMap::new(),
             answers: HashMap::new(),
             assembler: Assembler::default(),
             next_chunk: 0,
@@ -429,6 +432,11 @@ impl HostState {
                     self.on_command(slot, command);
                 }
             }
+            Frame::Host { epoch, command } => {
+                if self.heard(epoch) {
+                    self.on_host_command(command);
+                }
+            }
             other => tracing::warn!(frame = ?other, "the scheduler sent a frame only a host sends"),
         }
     }
@@ -505,6 +513,7 @@ impl HostState {
             sup.stop(None);
         }
         self.links.clear();
+        self.statuses.clear();
         self.answers.clear();
     }
 
@@ -532,6 +541,50 @@ impl HostState {
             self.send(Frame::Ping { epoch });
         } else if self.joining.is_some_and(|t| t.elapsed() > deadline) {
             self.leave("no welcome from the scheduler").await;
+        }
+    }
+
+    /// The scheduler sizes this host.
+    fn on_host_command(&mut self, command: HostCommand) {
+        let Some(sup) = self.supervisor.clone() else {
+            return;
+        };
+        match command {
+            HostCommand::AddSlots { slots } => {
+                let prefix = format!("{}/", self.args.name);
+                let slots: Vec<SlotId> = slots
+                    .into_iter()
+                    .filter(|s| s.0.starts_with(&prefix))
+                    .collect();
+                tracing::info!(slots = ?slots, "the scheduler adds slots to this host");
+                let _ = sup.cast(SlotSupervisorMsg::AddSlots(slots));
+            }
+            HostCommand::RetireSlots { count, grace_ms } => {
+                // Idle ones first, then the rest; the newest first within each.
+                let mut all: Vec<(bool, std::cmp::Reverse<usize>, SlotId)> = self
+                    .statuses
+                    .iter()
+                    .map(|(id, st)| {
+                        let index = id.0.rsplit('-').next().and_then(|n| n.parse().ok());
+                        (
+                            *st != claude_pool_protocol::SlotStatus::Idle,
+                            std::cmp::Reverse(index.unwrap_or(0)),
+                            id.clone(),
+                        )
+                    })
+                    .collect();
+                all.sort();
+                let slots: Vec<SlotId> = all.into_iter().take(count).map(|(_, _, id)| id).collect();
+                tracing::info!(slots = ?slots, "the scheduler removes slots of this host");
+                for s in &slots {
+                    self.statuses.remove(s);
+                }
+                let _ = sup.cast(SlotSupervisorMsg::RetireSlots {
+                    slots: slots.clone(),
+                    grace: Duration::from_millis(grace_ms),
+                });
+                self.tell_scheduler(Event::Retiring { slots });
+            }
         }
     }
 
@@ -596,7 +649,11 @@ impl HostState {
 
     fn on_slot(&mut self, event: SlotEvent) {
         let event = match event {
-            SlotEvent::Added { slot } => Event::Added { slot },
+            SlotEvent::Added { slot } => {
+                self.statuses
+                    .insert(slot.clone(), claude_pool_protocol::SlotStatus::Starting);
+                Event::Added { slot }
+            }
             SlotEvent::Ready {
                 slot,
                 link,
@@ -606,6 +663,9 @@ impl HostState {
                 cwd,
             } => {
                 self.links.insert(slot.clone(), link);
+                if let Some(st) = self.statuses.get_mut(&slot) {
+                    *st = claude_pool_protocol::SlotStatus::Idle;
+                }
                 Event::Ready {
                     slot,
                     pid,
@@ -619,14 +679,20 @@ impl HostState {
                 status,
                 pid,
                 turns,
-            } => Event::Changed {
-                slot,
-                status,
-                pid,
-                turns,
-            },
+            } => {
+                if let Some(st) = self.statuses.get_mut(&slot) {
+                    *st = status;
+                }
+                Event::Changed {
+                    slot,
+                    status,
+                    pid,
+                    turns,
+                }
+            }
             SlotEvent::Removed { slot } => {
                 self.links.remove(&slot);
+                self.statuses.remove(&slot);
                 Event::Removed { slot }
             }
             SlotEvent::Down {

@@ -9,7 +9,7 @@
 //! **Owns** each joined host's epoch, the tasks handed to it (their assignments, returned
 //! whole when a slot hands one back; their progress sinks), and when it was last heard.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,12 +18,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, SupervisionEvent
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::frame::{Assembler, Command, Event, Frame, RemoteAssignment, VERSION};
+use super::frame::{Assembler, Command, Event, Frame, HostCommand, RemoteAssignment, VERSION};
 use super::{
     ClusterOptions, Port, PortMsg, SessionChange, host_group, remote_port, scheduler_group,
 };
 use crate::task::Assignment;
 use crate::wire::{Answered, ApprovalNote, SlotCommand, SlotEvent, SlotLink, Spend, Uplinks};
+use claude_pool_protocol::tools::ScaleReport;
 
 /// At most this many slots per host.
 pub const MAX_HOST_SLOTS: usize = 256;
@@ -45,6 +46,8 @@ pub struct HostsArgs {
     pub record_starts: bool,
     /// Where the tasks' transcripts are kept, if they are.
     pub transcripts: Option<crate::store::transcripts::TranscriptSink>,
+    /// How long a busy slot being removed may finish its task (`--scale-down-grace`).
+    pub grace: Duration,
 }
 
 /// Messages the hosts actor handles.
@@ -60,6 +63,18 @@ pub enum HostsMsg {
     FromSlot(SlotId, Box<RemoteSlotMsg>),
     /// The hosts now, for `pool_status`.
     List(ractor::RpcReplyPort<Vec<HostReport>>),
+    /// Add (`up`) or remove `count` slots of host `host` (`any`: the least loaded one);
+    /// answered once the added slots exist or the removed ones are gone.
+    Scale {
+        /// The host's name, or `any`.
+        host: String,
+        /// How many slots.
+        count: u32,
+        /// Add (true) or remove.
+        up: bool,
+        /// The report, or why not.
+        reply: ractor::RpcReplyPort<Result<ScaleReport, String>>,
+    },
 }
 
 impl ractor::Message for HostsMsg {}
@@ -77,8 +92,24 @@ pub struct HostReport {
     pub tasks: usize,
 }
 
+/// A scaling of a host waiting for its slots to come or go.
+struct PendingScale {
+    /// Slots not added (or removed) yet; for a removal, empty until the host says which.
+    waiting: HashSet<SlotId>,
+    /// The host has not said yet which slots it removes.
+    choosing: bool,
+    /// The slots added or removed.
+    ids: Vec<SlotId>,
+    up: bool,
+    reply: ractor::RpcReplyPort<Result<ScaleReport, String>>,
+}
+
 struct Host {
     epoch: u64,
+    /// The index the next added slot gets (ids are never reused on a host).
+    next_index: usize,
+    /// Scalings of this host in progress, oldest first.
+    scaling: Vec<PendingScale>,
     port: ActorRef<PortMsg>,
     slots: usize,
     proxies: HashMap<SlotId, ActorRef<RemoteSlotMsg>>,
@@ -196,6 +227,12 @@ impl Actor for HostsActor {
             HostsMsg::Session(_) => {}
             HostsMsg::Tick => state.on_tick().await,
             HostsMsg::FromSlot(slot, msg) => state.for_slot(slot, *msg),
+            HostsMsg::Scale {
+                host,
+                count,
+                up,
+                reply,
+            } => state.on_scale(host, count, up, reply),
             HostsMsg::List(reply) => {
                 let mut list: Vec<HostReport> = state
                     .hosts
@@ -301,6 +338,8 @@ impl HostsState {
             name.clone(),
             Host {
                 epoch,
+                next_index: slots,
+                scaling: Vec::new(),
                 port: port.clone(),
                 slots,
                 proxies: HashMap::new(),
@@ -364,6 +403,9 @@ impl HostsState {
         for proxy in host.proxies.values() {
             proxy.stop(None);
         }
+        for p in host.scaling {
+            let _ = p.reply.send(Err(reason.clone()));
+        }
         super::close_sessions(&self.node.server, &format!("{name}@")).await;
     }
 
@@ -403,6 +445,7 @@ impl HostsState {
                 if self.stand_in(epoch, &slot).await.is_some() {
                     to_scheduler(SlotEvent::Added { slot: slot.clone() });
                     tracing::info!(%slot, epoch, "a host's slot joined the pool");
+                    self.settle(epoch, &slot);
                 }
             }
             Event::Ready {
@@ -434,7 +477,11 @@ impl HostsState {
                 pid,
                 turns,
             }),
-            Event::Removed { slot } => to_scheduler(SlotEvent::Removed { slot }),
+            Event::Removed { slot } => {
+                self.slot_gone(epoch, &slot);
+                to_scheduler(SlotEvent::Removed { slot });
+            }
+            Event::Retiring { slots } => self.retiring(epoch, slots),
             Event::Down {
                 slot,
                 reason,
@@ -596,6 +643,162 @@ impl HostsState {
         };
         let port = host.port.clone();
         self.send(&port, &frame);
+    }
+}
+
+impl HostsState {
+    fn on_scale(
+        &mut self,
+        host: String,
+        count: u32,
+        up: bool,
+        reply: ractor::RpcReplyPort<Result<ScaleReport, String>>,
+    ) {
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let name = if host == "any" {
+            // The least loaded: fewest tasks per slot, then fewest slots, then by name.
+            let mut all: Vec<(&String, &Host)> = self.hosts.iter().collect();
+            all.sort_by(|(an, a), (bn, b)| {
+                let load = |h: &Host| h.tasks.len() as f64 / h.slots.max(1) as f64;
+                load(a)
+                    .total_cmp(&load(b))
+                    .then(a.slots.cmp(&b.slots))
+                    .then(an.cmp(bn))
+            });
+            match all.first() {
+                Some((n, _)) => (*n).clone(),
+                None => {
+                    let _ = reply.send(Err("no slot host has joined".into()));
+                    return;
+                }
+            }
+        } else {
+            host
+        };
+        let grace = ms(self.args.grace);
+        let Some(h) = self.hosts.get_mut(&name) else {
+            let mut known: Vec<&String> = self.hosts.keys().collect();
+            known.sort();
+            let _ = reply.send(Err(format!("no slot host {name:?} (joined: {known:?})")));
+            return;
+        };
+        if count == 0 {
+            let _ = reply.send(Err("count must be at least 1".into()));
+            return;
+        }
+        let (command, pending) = if up {
+            if h.slots + count > MAX_HOST_SLOTS {
+                let _ = reply.send(Err(format!(
+                    "host {name} has {} slots; a host has at most {MAX_HOST_SLOTS}",
+                    h.slots
+                )));
+                return;
+            }
+            let slots: Vec<SlotId> = (h.next_index..h.next_index + count)
+                .map(|i| SlotId(format!("{name}/slot-{i}")))
+                .collect();
+            h.next_index += count;
+            h.slots += count;
+            let waiting = slots.iter().cloned().collect();
+            (
+                HostCommand::AddSlots {
+                    slots: slots.clone(),
+                },
+                PendingScale {
+                    waiting,
+                    ids: slots,
+                    choosing: false,
+                    up,
+                    reply,
+                },
+            )
+        } else {
+            if count >= h.slots {
+                let _ = reply.send(Err(format!(
+                    "host {name} has {} slots; at least one stays",
+                    h.slots
+                )));
+                return;
+            }
+            (
+                HostCommand::RetireSlots {
+                    count,
+                    grace_ms: grace,
+                },
+                PendingScale {
+                    waiting: HashSet::new(),
+                    ids: Vec::new(),
+                    choosing: true,
+                    up,
+                    reply,
+                },
+            )
+        };
+        h.scaling.push(pending);
+        let frame = Frame::Host {
+            epoch: h.epoch,
+            command,
+        };
+        let port = h.port.clone();
+        self.send(&port, &frame);
+    }
+
+    /// The host of `epoch` chose these slots to remove.
+    fn retiring(&mut self, epoch: u64, slots: Vec<SlotId>) {
+        let Some(h) = self.hosts.values_mut().find(|h| h.epoch == epoch) else {
+            return;
+        };
+        if let Some(p) = h.scaling.iter_mut().find(|p| p.choosing) {
+            p.choosing = false;
+            p.waiting = slots.iter().cloned().collect();
+            p.ids = slots;
+        }
+        self.settle_all(epoch);
+    }
+
+    /// A slot of the host of `epoch` was removed.
+    fn slot_gone(&mut self, epoch: u64, slot: &SlotId) {
+        let Some(h) = self.hosts.values_mut().find(|h| h.epoch == epoch) else {
+            return;
+        };
+        if let Some(p) = h.proxies.remove(slot) {
+            p.stop(None);
+        }
+        h.slots = h.slots.saturating_sub(1);
+        self.settle(epoch, slot);
+    }
+
+    /// `slot` came or went: scalings waiting only for it are answered.
+    fn settle(&mut self, epoch: u64, slot: &SlotId) {
+        if let Some(h) = self.hosts.values_mut().find(|h| h.epoch == epoch) {
+            for p in &mut h.scaling {
+                p.waiting.remove(slot);
+            }
+        }
+        self.settle_all(epoch);
+    }
+
+    fn settle_all(&mut self, epoch: u64) {
+        let Some((name, h)) = self.hosts.iter_mut().find(|(_, h)| h.epoch == epoch) else {
+            return;
+        };
+        let slots = h.slots;
+        let (done, open): (Vec<PendingScale>, Vec<PendingScale>) = std::mem::take(&mut h.scaling)
+            .into_iter()
+            .partition(|p| !p.choosing && p.waiting.is_empty());
+        h.scaling = open;
+        for p in done {
+            let _ = p.reply.send(Ok(ScaleReport {
+                success: true,
+                new_slot_count: u32::try_from(slots).unwrap_or(u32::MAX),
+                details: format!(
+                    "Scaled host {name} {} (it has {slots} slots)",
+                    if p.up { "up" } else { "down" }
+                ),
+                target: None,
+                slots: p.ids,
+            }));
+        }
     }
 }
 

@@ -78,6 +78,10 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<ScaleParams>>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
+        #[cfg(feature = "cluster")]
+        if let Some(host) = &params.host {
+            return answer(self.pool.scale_host(host, params.count, true).await);
+        }
         answer(self.pool.scale_up(params.count).await)
     }
 
@@ -91,6 +95,10 @@ impl PoolServer {
         Parameters(params): Parameters<Checked<ScaleParams>>,
     ) -> Result<CallToolResult, ErrorData> {
         let params = params.get()?;
+        #[cfg(feature = "cluster")]
+        if let Some(host) = &params.host {
+            return answer(self.pool.scale_host(host, params.count, false).await);
+        }
         answer(self.pool.scale_down(params.count).await)
     }
 

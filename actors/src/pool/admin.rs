@@ -240,6 +240,31 @@ impl Pool {
         self.scale(ScaleRequest::Target(target)).await
     }
 
+    /// Adds (`up`) or removes `count` slots of slot host `host` (`any`: the least loaded);
+    /// returns once the added slots exist, or the removed ones' process groups are gone.
+    #[cfg(feature = "cluster")]
+    pub async fn scale_host(
+        &self,
+        host: &str,
+        count: u32,
+        up: bool,
+    ) -> Result<ScaleReport, PoolError> {
+        let Some(hosts) = &self.hosts else {
+            return Err(PoolError::InvalidArgument(
+                "this pool takes no slot hosts (--listen-hosts)".into(),
+            ));
+        };
+        let host = host.to_owned();
+        let report = ractor::call!(hosts, |reply| crate::cluster::hosts::HostsMsg::Scale {
+            host,
+            count,
+            up,
+            reply,
+        })
+        .map_err(|e| PoolError::Stopped(format!("the hosts actor did not answer: {e}")))?;
+        report.map_err(PoolError::InvalidArgument)
+    }
+
     async fn scale(&self, request: ScaleRequest) -> Result<ScaleReport, PoolError> {
         self.ask(&self.refs.scheduler, |reply| {
             SchedulerMsg::Scale(request, reply)

@@ -329,6 +329,11 @@ pub struct ChainCounts {
 #[serde(deny_unknown_fields)]
 pub struct ScaleParams {
     pub count: u32,
+    /// A slot host's name: scale its slots instead of this machine's; `any`: the least
+    /// loaded host.
+    #[cfg(feature = "cluster")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Parameters of `pool_set_target_slots`.
