@@ -79,13 +79,16 @@ pub struct TranscriptSink {
     to: SinkTo,
 }
 
+/// Where a forwarding sink's lines go: a task's line, or `None` when its transcript closes.
+type Forward = Arc<dyn Fn(&str, Option<Vec<u8>>) + Send + Sync>;
+
 #[derive(Clone)]
 enum SinkTo {
     /// To the writer thread.
     Writer(mpsc::Sender<Cmd>),
     /// To a function, called on the sender's thread (so a line is sent before whatever its
     /// sender does next).
-    Forward(Arc<dyn Fn(&str, Option<Vec<u8>>) + Send + Sync>),
+    Forward(Forward),
 }
 
 impl fmt::Debug for TranscriptSink {
