@@ -60,6 +60,8 @@ pub struct Assignment {
     pub rules: Option<std::sync::Arc<claude_pool_protocol::rules::RuleSet>>,
     /// How long its permission questions wait; the pool's `--approval-timeout` when `None`.
     pub approval_timeout: Option<std::time::Duration>,
+    /// Run it again elsewhere if its slot's host is lost after it started.
+    pub retry_if_lost: bool,
 }
 
 impl fmt::Debug for Assignment {
@@ -168,6 +170,9 @@ pub struct TaskSpec {
     pub deny: Vec<String>,
     /// How long a permission question waits for a person; the pool's default when `None`.
     pub approval_timeout: Option<std::time::Duration>,
+    /// If the host of its slot (another machine) is lost after it started, run it again
+    /// elsewhere instead of ending it `interrupted` (it may then have run twice).
+    pub retry_if_lost: bool,
     /// Set by the pool: the chain the task is a step of.
     pub(crate) chain: Option<claude_pool_protocol::ChainId>,
     /// Set by the pool: the working directory (a project's, or a build's worktree).
@@ -229,6 +234,10 @@ impl TaskSpec {
             self.deny.clone_from(deny);
         }
         self.approval_timeout = o.approval_timeout.map(|t| t.0).or(self.approval_timeout);
+        #[cfg(feature = "cluster")]
+        if let Some(r) = o.retry_if_lost {
+            self.retry_if_lost = r;
+        }
         self
     }
 
@@ -260,6 +269,12 @@ impl TaskSpec {
     /// How long a permission question of this task waits for an answer.
     pub fn approval_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.approval_timeout = Some(timeout);
+        self
+    }
+
+    /// Runs it again elsewhere if its slot's host is lost after it started.
+    pub fn retry_if_lost(mut self, yes: bool) -> Self {
+        self.retry_if_lost = yes;
         self
     }
 

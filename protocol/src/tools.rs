@@ -99,6 +99,10 @@ pub struct TaskOptions {
     pub deny: Option<Vec<String>>,
     /// How long a permission question waits.
     pub approval_timeout: Option<crate::Timeout>,
+    /// Run it again elsewhere if its slot's host is lost after it started (it may then
+    /// run twice).
+    #[cfg(feature = "cluster")]
+    pub retry_if_lost: Option<bool>,
 }
 
 /// The names of the [`TaskOptions`] fields, as every tool that starts work takes them.
@@ -155,6 +159,10 @@ macro_rules! with_task_options {
             /// How long a permission question waits.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub approval_timeout: Option<$crate::Timeout>,
+            /// Run again elsewhere if its host is lost mid-run (it may run twice).
+            #[cfg(feature = "cluster")]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub retry_if_lost: Option<bool>,
         }
 
         impl $name {
@@ -169,6 +177,8 @@ macro_rules! with_task_options {
                     allow: self.allow.clone(),
                     deny: self.deny.clone(),
                     approval_timeout: self.approval_timeout,
+                    #[cfg(feature = "cluster")]
+                    retry_if_lost: self.retry_if_lost,
                 }
             }
         }

@@ -1158,3 +1158,62 @@ async fn scaling_asks_a_named_host_or_the_least_loaded_one_and_never_reuses_an_i
     assert_eq!(local["slots"], json!(["slot-1"]), "{local}");
     server.close().await;
 }
+
+#[tokio::test]
+async fn a_task_that_may_run_again_is_queued_again_when_its_host_is_lost() {
+    let scratch = Scratch::new("cluster-retry");
+    let port = free_port();
+    let secret = cookie(scratch.path(), "retry-cookie");
+    let server = scheduler(port, &secret, &[]).await;
+    let h1 = Host::start(scratch.path(), "h1", port, 1, &secret, &[]).await;
+    slots_until(&server, "both slots idle", |s| all_idle(s, 2)).await;
+    let local = server
+        .call_ok(
+            "pool_submit",
+            json!({ "prompt": "MOCK_SLEEP:1 MOCK_TEXT: local" }),
+        )
+        .await;
+    slots_until(&server, "the local slot busy", |s| {
+        s.iter()
+            .any(|x| x["id"] == "slot-0" && x["status"] == "busy")
+    })
+    .await;
+    let again = server
+        .call_ok(
+            "pool_submit",
+            json!({ "prompt": "MOCK_SLEEP:2 MOCK_TEXT: ran again", "retry_if_lost": true }),
+        )
+        .await;
+    let id = again["task_id"].as_str().expect("id").to_owned();
+    let started = server.wait_started(&id).await;
+    assert_eq!(started["slot_id"], "h1/slot-0", "{started}");
+    // Started: without `retry_if_lost` it would now end interrupted.
+    h1.signal(libc::SIGKILL);
+    let r = server.wait_task(&id).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["output"], "ran again");
+    assert_eq!(r["slot_id"], "slot-0", "it ran again on this machine: {r}");
+    // It ran here once (on h1 it may have begun too: it allowed that).
+    let here = server
+        .fake_events()
+        .iter()
+        .filter(|e| {
+            e["event"] == "turn_start"
+                && e["head"].as_str().is_some_and(|h| h.contains("ran again"))
+        })
+        .count();
+    let there = h1
+        .turns()
+        .iter()
+        .filter(|(_, h)| h.contains("ran again"))
+        .count();
+    assert_eq!(here, 1);
+    assert!(there <= 1, "{there}");
+    assert_eq!(
+        server
+            .wait_task(local["task_id"].as_str().expect("id"))
+            .await["status"],
+        "completed"
+    );
+    server.close().await;
+}

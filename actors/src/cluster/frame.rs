@@ -210,6 +210,7 @@ impl RemoteAssignment {
             resume: self.resume,
             rules: self.rules.map(Arc::new),
             approval_timeout: self.approval_timeout_ms.map(Duration::from_millis),
+            retry_if_lost: false,
         }
     }
 }

@@ -392,6 +392,18 @@ impl HostsState {
         };
         tracing::warn!(host = %name, epoch = host.epoch, reason = %why, "slot host lost");
         let reason = format!("host {name} was lost: {why}");
+        // Tasks that said they may run again go back to the queue, whole, before their
+        // slots are given up.
+        for (task, (slot, assignment)) in host.tasks {
+            if assignment.retry_if_lost {
+                tracing::info!(%task, %slot, "a task lost with its host runs again (it asked to)");
+                let _ = self.args.up.events.send_message(SlotEvent::Rejected {
+                    slot,
+                    assignment,
+                    died_before_turn: None,
+                });
+            }
+        }
         let mut slots: Vec<&SlotId> = host.proxies.keys().collect();
         slots.sort();
         for slot in slots {

@@ -68,6 +68,8 @@ impl SchedulerState {
                 keep_queued: false,
                 rules: None,
                 approval_timeout: options.approval_timeout_ms.map(Duration::from_millis),
+                // A restored task's first run was on this machine or given up.
+                retry_if_lost: false,
             };
             let settings = options.settings();
             // Queued under another server's limits (or this one's before a restart with a

@@ -349,6 +349,7 @@ impl SchedulerState {
                 resume: r.meta.resume.clone(),
                 rules: r.meta.rules.clone(),
                 approval_timeout: r.meta.approval_timeout,
+                retry_if_lost: r.meta.retry_if_lost,
             };
             match actor.send(SlotCommand::Run(assignment)) {
                 Ok(()) => {

@@ -86,6 +86,8 @@ pub(crate) struct TaskMeta {
     pub rules: Option<Arc<claude_pool_protocol::rules::RuleSet>>,
     /// How long its permission questions wait.
     pub approval_timeout: Option<Duration>,
+    /// Runs again if its slot's host is lost after it started.
+    pub retry_if_lost: bool,
 }
 
 impl TaskRecord {

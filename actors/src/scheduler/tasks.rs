@@ -146,6 +146,7 @@ impl SchedulerState {
                 .ok()
                 .flatten(),
             approval_timeout: spec.approval_timeout,
+            retry_if_lost: spec.retry_if_lost,
         };
         self.insert_record(
             id.clone(),
