@@ -70,9 +70,6 @@ pub struct Pool {
     memory: Arc<std::sync::Mutex<Option<MemoryReading>>>,
     /// Set while a new reading is being taken.
     memory_refreshing: Arc<std::sync::atomic::AtomicBool>,
-    /// With `listen_for_hosts`: the actor that takes slot hosts.
-    #[cfg(feature = "cluster")]
-    hosts: Option<ActorRef<crate::cluster::hosts::HostsMsg>>,
 }
 
 /// When, resident bytes by process group, and of which slot processes.
@@ -137,36 +134,7 @@ impl Pool {
             .map_err(|e| PoolError::Stopped(format!("the pool could not start: {e}")))?;
         let refs = ractor::call!(root, RootMsg::GetRefs)
             .map_err(|e| PoolError::Stopped(format!("the pool could not start: {e}")))?;
-        #[cfg(feature = "cluster")]
-        let hosts = match &config.hosts {
-            Some((listen, options)) => {
-                let args = crate::cluster::hosts::HostsArgs {
-                    listen: *listen,
-                    options: options.clone(),
-                    up: crate::wire::Uplinks {
-                        events: refs.scheduler.get_derived(),
-                        spend: refs.ledger.get_derived(),
-                        approvals: refs.approvals.get_derived(),
-                    },
-                    record_starts: durable.writer.as_ref().is_some_and(|w| w.path().is_some()),
-                    transcripts: durable.sink.clone(),
-                    grace: config.scale_down_grace,
-                };
-                match Actor::spawn(None, crate::cluster::hosts::HostsActor, args).await {
-                    Ok((hosts, _)) => Some(hosts),
-                    Err(e) => {
-                        let _ = ractor::call!(root, RootMsg::Shutdown);
-                        return Err(PoolError::InvalidArgument(format!(
-                            "cannot take slot hosts: {e}"
-                        )));
-                    }
-                }
-            }
-            None => None,
-        };
         Ok(Pool {
-            #[cfg(feature = "cluster")]
-            hosts,
             root,
             refs,
             config,
@@ -440,11 +408,6 @@ impl Pool {
     /// process group is stopped and reaped, then the actors stop. Idempotent.
     pub async fn shutdown(&self) {
         let _ = ractor::call!(self.root, RootMsg::Shutdown);
-        #[cfg(feature = "cluster")]
-        if let Some(hosts) = &self.hosts {
-            // Its hosts stop their slots when their link closes.
-            hosts.stop(None);
-        }
         let mut health = self.health.clone();
         let _ = health
             .wait_for(|h| matches!(h, PoolHealth::Stopped(_)))

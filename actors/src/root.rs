@@ -116,6 +116,12 @@ pub enum RootMsg {
     Sizing(SizingNote),
     /// Stop every slot for good (after a drain); answered when their processes are gone.
     StopSlots(RpcReplyPort<()>),
+    /// A backoff ran out: start the hosts actor again (it failed).
+    #[cfg(feature = "cluster")]
+    RestartHosts,
+    /// The hosts actor now, if the pool takes hosts and it runs.
+    #[cfg(feature = "cluster")]
+    Hosts(RpcReplyPort<Option<ActorRef<crate::cluster::hosts::HostsMsg>>>),
     /// Stop the whole pool in order; answered when every process is gone.
     Shutdown(RpcReplyPort<()>),
 }
@@ -133,6 +139,11 @@ pub struct RootState {
     /// After a drain the slots stay stopped.
     slots_stopped: bool,
     stopping: bool,
+    /// With `listen_for_hosts`: the actor that takes slot hosts, and its restarts.
+    #[cfg(feature = "cluster")]
+    hosts: Option<ActorRef<crate::cluster::hosts::HostsMsg>>,
+    #[cfg(feature = "cluster")]
+    hosts_tracker: RestartTracker,
 }
 
 impl fmt::Debug for RootState {
@@ -261,7 +272,19 @@ impl Actor for RootActor {
             probes: None,
             slots_stopped: false,
             stopping: false,
+            #[cfg(feature = "cluster")]
+            hosts: None,
+            #[cfg(feature = "cluster")]
+            hosts_tracker: RestartTracker::new(
+                crate::restart::RestartPolicy::SLOT_SUPERVISOR_DEFAULT,
+            ),
         };
+
+        // Before any slot: a pool that cannot take its hosts starts no process.
+        #[cfg(feature = "cluster")]
+        if state.args.config.hosts.is_some() {
+            state.start_hosts(&myself).await?;
+        }
         let initial: Vec<SlotId> = (0..state.args.config.slots)
             .map(SlotId::from_index)
             .collect();
@@ -339,6 +362,18 @@ impl Actor for RootActor {
                 let _ = state.refs.scheduler.cast(SchedulerMsg::SlotsStopped);
                 let _ = reply.send(());
             }
+            #[cfg(feature = "cluster")]
+            RootMsg::RestartHosts => {
+                if !state.stopping && state.hosts.is_none() {
+                    if let Err(e) = state.start_hosts(&myself).await {
+                        state.on_hosts_failed(&myself, format!("it could not start again: {e}"));
+                    }
+                }
+            }
+            #[cfg(feature = "cluster")]
+            RootMsg::Hosts(reply) => {
+                let _ = reply.send(state.hosts.clone());
+            }
             RootMsg::Shutdown(reply) => {
                 state.shutdown().await;
                 let _ = reply.send(());
@@ -361,6 +396,12 @@ impl Actor for RootActor {
             return Ok(());
         }
         let id = cell.get_id();
+        #[cfg(feature = "cluster")]
+        if state.hosts.as_ref().is_some_and(|h| h.get_id() == id) {
+            state.hosts = None;
+            state.on_hosts_failed(&myself, reason);
+            return Ok(());
+        }
         let refs = &state.refs;
         let essential = [
             (refs.scheduler.get_id(), "the scheduler"),
@@ -407,6 +448,59 @@ impl Actor for RootActor {
     ) -> Result<(), ActorProcessingErr> {
         state.shutdown().await;
         Ok(())
+    }
+}
+
+#[cfg(feature = "cluster")]
+impl RootState {
+    /// Starts the actor that takes slot hosts, linked here.
+    async fn start_hosts(&mut self, myself: &ActorRef<RootMsg>) -> Result<(), ActorProcessingErr> {
+        let Some((listen, options)) = self.args.config.hosts.clone() else {
+            return Ok(());
+        };
+        let args = crate::cluster::hosts::HostsArgs {
+            listen,
+            options,
+            up: Uplinks {
+                events: self.refs.scheduler.get_derived(),
+                spend: self.refs.ledger.get_derived(),
+                approvals: self.refs.approvals.get_derived(),
+            },
+            record_starts: self
+                .args
+                .durable
+                .writer
+                .as_ref()
+                .is_some_and(|w| w.path().is_some()),
+            transcripts: self.args.durable.sink.clone(),
+            grace: self.args.config.scale_down_grace,
+        };
+        let (hosts, _) = Actor::spawn_linked(
+            None,
+            crate::cluster::hosts::HostsActor,
+            args,
+            myself.get_cell(),
+        )
+        .await?;
+        self.hosts = Some(hosts);
+        Ok(())
+    }
+
+    /// The hosts actor failed (its hosts are lost with it): start it again after a backoff,
+    /// or, past its restart limit, leave the pool to its own slots.
+    fn on_hosts_failed(&mut self, myself: &ActorRef<RootMsg>, reason: String) {
+        match self
+            .hosts_tracker
+            .on_failure(std::time::Instant::now(), FailureKind::StartFailed)
+        {
+            Decision::Restart { delay, attempt } => {
+                tracing::warn!(%reason, attempt, ?delay, "the hosts actor failed; starting it again");
+                myself.send_after(delay, || RootMsg::RestartHosts);
+            }
+            Decision::GiveUp { restarts_in_window } => {
+                tracing::error!(%reason, restarts_in_window, "the hosts actor keeps failing; the pool runs on its own slots");
+            }
+        }
     }
 }
 
@@ -529,6 +623,11 @@ impl RootState {
         self.stopping = true;
         let _ = ractor::call!(self.refs.chains, ChainSupervisorMsg::Shutdown);
         let _ = ractor::call!(self.refs.scheduler, SchedulerMsg::Shutdown);
+        // Hosts stop their slots when their link closes.
+        #[cfg(feature = "cluster")]
+        if let Some(hosts) = self.hosts.take() {
+            hosts.stop(None);
+        }
         if let Some(sup) = self.slot_supervisor.take() {
             let _ = ractor::call!(sup, SlotSupervisorMsg::Shutdown);
             sup.stop(None);

@@ -249,7 +249,9 @@ impl Pool {
         count: u32,
         up: bool,
     ) -> Result<ScaleReport, PoolError> {
-        let Some(hosts) = &self.hosts else {
+        let hosts = ractor::call!(self.root, RootMsg::Hosts)
+            .map_err(|e| PoolError::Stopped(format!("the pool did not answer: {e}")))?;
+        let Some(hosts) = hosts else {
             return Err(PoolError::InvalidArgument(
                 "this pool takes no slot hosts (--listen-hosts)".into(),
             ));
