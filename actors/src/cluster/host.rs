@@ -286,7 +286,7 @@ impl Actor for HostAgent {
                 state.tell_scheduler(Event::Transcript { task, line });
             }
             HostMsg::TranscriptClosed(task) => {
-                state.tell_scheduler(Event::TranscriptClosed(task));
+                state.tell_scheduler(Event::TranscriptClosed { task });
             }
             HostMsg::Epoch(reply) => {
                 let _ = reply.send(state.joined.as_ref().map(|j| j.epoch));
@@ -771,8 +771,8 @@ impl HostState {
                 }
             }
             ApprovalNote::Decided { outcome, by } => Event::Decided { outcome, by },
-            ApprovalNote::TaskEnded(task) => Event::TaskEnded(task),
-            ApprovalNote::Withdrawn(id) => Event::Withdrawn(id),
+            ApprovalNote::TaskEnded(task) => Event::TaskEnded { task },
+            ApprovalNote::Withdrawn(request_id) => Event::Withdrawn { request_id },
         };
         self.tell_scheduler(event);
     }

@@ -592,16 +592,18 @@ impl HostsState {
                     sink.line(&task.0, line.into_bytes());
                 }
             }
-            Event::TranscriptClosed(task) => {
+            Event::TranscriptClosed { task } => {
                 if let Some(sink) = &self.args.transcripts {
                     sink.close(&task.0);
                 }
             }
-            Event::TaskEnded(task) => {
+            Event::TaskEnded { task } => {
                 let _ = up.approvals.send_message(ApprovalNote::TaskEnded(task));
             }
-            Event::Withdrawn(id) => {
-                let _ = up.approvals.send_message(ApprovalNote::Withdrawn(id));
+            Event::Withdrawn { request_id } => {
+                let _ = up
+                    .approvals
+                    .send_message(ApprovalNote::Withdrawn(request_id));
             }
         }
     }
