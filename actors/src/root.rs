@@ -325,13 +325,12 @@ impl Actor for RootActor {
                     state.on_slot_supervisor_failed(&myself, why);
                 }
             }
-            RootMsg::Sizing(SizingNote::Add(slots)) => match &state.slot_supervisor {
-                Some(sup) => {
+            RootMsg::Sizing(SizingNote::Add(slots)) => {
+                // Without a supervisor, they start with the pool's slots when it comes back.
+                if let Some(sup) = &state.slot_supervisor {
                     let _ = sup.cast(SlotSupervisorMsg::AddSlots(slots));
                 }
-                // Started with the pool's slots when the supervisor comes back.
-                None => {}
-            },
+            }
             RootMsg::Sizing(SizingNote::Retire { slots, grace }) => match &state.slot_supervisor {
                 Some(sup) => {
                     let _ = sup.cast(SlotSupervisorMsg::RetireSlots { slots, grace });
@@ -364,10 +363,11 @@ impl Actor for RootActor {
             }
             #[cfg(feature = "cluster")]
             RootMsg::RestartHosts => {
-                if !state.stopping && state.hosts.is_none() {
-                    if let Err(e) = state.start_hosts(&myself).await {
-                        state.on_hosts_failed(&myself, format!("it could not start again: {e}"));
-                    }
+                if !state.stopping
+                    && state.hosts.is_none()
+                    && let Err(e) = state.start_hosts(&myself).await
+                {
+                    state.on_hosts_failed(&myself, format!("it could not start again: {e}"));
                 }
             }
             #[cfg(feature = "cluster")]
