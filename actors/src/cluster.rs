@@ -404,6 +404,33 @@ impl<F: Fn(SessionChange) + Send + Sync + 'static> ractor_cluster::NodeEventSubs
     }
 }
 
+/// Opens `owner`'s port in `group` (linked to `owner`) and routes to it what reaches this
+/// node: each frame as `frame(text)`, each session change of `node` as `session(change)`.
+async fn open_port<M: ractor::Message>(
+    owner: &ActorRef<M>,
+    node: &Node,
+    group: String,
+    frame: fn(String) -> M,
+    session: fn(SessionChange) -> M,
+) -> Result<ActorRef<PortMsg>, ActorProcessingErr> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (port, _) = Actor::spawn_linked(None, Port, tx, owner.get_cell()).await?;
+    ractor::pg::join(group, vec![port.get_cell()]);
+    let me = owner.clone();
+    tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if me.cast(frame(text)).is_err() {
+                break;
+            }
+        }
+    });
+    let me = owner.clone();
+    subscribe(&node.server, move |change| {
+        let _ = me.cast(session(change));
+    });
+    Ok(port)
+}
+
 /// Tells `f` of every session change of `node`.
 fn subscribe(
     node: &ActorRef<ractor_cluster::NodeServerMessage>,

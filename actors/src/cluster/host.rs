@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::frame::{Assembler, Command, Event, Frame, HostCommand};
-use super::{ClusterOptions, Port, PortMsg, SessionChange, host_group, scheduler_group};
+use super::{ClusterOptions, PortMsg, SessionChange, host_group, scheduler_group};
 use crate::config::PoolConfig;
 use crate::events::EventBus;
 use crate::slot_supervisor::{SlotSupervisorActor, SlotSupervisorArgs, SlotSupervisorMsg};
@@ -208,21 +208,14 @@ impl Actor for HostAgent {
         // A host only dials out; its node server's own listener stays on loopback.
         let loopback = std::net::IpAddr::from([127u8, 0, 0, 1]);
         let node = super::start_node(&args.name, loopback, 0, &args.options).await?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let (port, _) = Actor::spawn_linked(None, Port, tx, myself.get_cell()).await?;
-        ractor::pg::join(host_group(&args.name), vec![port.get_cell()]);
-        let me = myself.clone();
-        tokio::spawn(async move {
-            while let Some(text) = rx.recv().await {
-                if me.cast(HostMsg::Frame(text)).is_err() {
-                    break;
-                }
-            }
-        });
-        let me = myself.clone();
-        super::subscribe(&node.server, move |change| {
-            let _ = me.cast(HostMsg::Session(change));
-        });
+        super::open_port(
+            &myself,
+            &node,
+            host_group(&args.name),
+            HostMsg::Frame,
+            HostMsg::Session,
+        )
+        .await?;
         myself.send_interval(args.options.heartbeat, || HostMsg::Tick);
         myself.cast(HostMsg::Connect)?;
         Ok(HostState {

@@ -15,13 +15,10 @@ use std::time::Duration;
 
 use claude_pool_protocol::{SlotId, TaskId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, SupervisionEvent};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::frame::{Assembler, Command, Event, Frame, HostCommand, RemoteAssignment, VERSION};
-use super::{
-    ClusterOptions, Port, PortMsg, SessionChange, host_group, remote_port, scheduler_group,
-};
+use super::{ClusterOptions, PortMsg, SessionChange, host_group, remote_port, scheduler_group};
 use crate::task::Assignment;
 use crate::wire::{Answered, ApprovalNote, SlotCommand, SlotEvent, SlotLink, Spend, Uplinks};
 use claude_pool_protocol::tools::ScaleReport;
@@ -161,21 +158,14 @@ impl Actor for HostsActor {
             &args.options,
         )
         .await?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let (port, _) = Actor::spawn_linked(None, Port, tx, myself.get_cell()).await?;
-        ractor::pg::join(scheduler_group(args.listen.port()), vec![port.get_cell()]);
-        let me = myself.clone();
-        tokio::spawn(async move {
-            while let Some(text) = rx.recv().await {
-                if me.cast(HostsMsg::Frame(text)).is_err() {
-                    break;
-                }
-            }
-        });
-        let me = myself.clone();
-        super::subscribe(&node.server, move |change| {
-            let _ = me.cast(HostsMsg::Session(change));
-        });
+        let port = super::open_port(
+            &myself,
+            &node,
+            scheduler_group(args.listen.port()),
+            HostsMsg::Frame,
+            HostsMsg::Session,
+        )
+        .await?;
         myself.send_interval(args.options.heartbeat, || HostsMsg::Tick);
         tracing::info!(listen = %args.listen, tls = args.options.tls.is_some(), "taking slot hosts");
         Ok(HostsState {
