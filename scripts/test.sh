@@ -48,4 +48,4 @@ CLAUDE_POOL_TEST_TRANSPORT=http cargo test --test it --no-fail-fast -- \
 # it, and its own tests run. Last, so every test above ran against the default build.
 cargo build -p claude-pool-server --features cluster
 cargo test -p claude-pool --features cluster --lib cluster::
-cargo test --features cluster --test it cluster::
+cargo test --features cluster --test it -- cluster:: cluster_use::

@@ -20,6 +20,8 @@ mod chaos;
 mod chaos_cli;
 #[cfg(feature = "cluster")]
 mod cluster;
+#[cfg(feature = "cluster")]
+mod cluster_use;
 mod complete;
 mod context;
 mod drain;
