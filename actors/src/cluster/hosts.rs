@@ -63,8 +63,6 @@ pub enum HostsMsg {
     Tick,
     /// A remote slot's stand-in got this from the scheduler or the approval desk.
     FromSlot(SlotId, Box<RemoteSlotMsg>),
-    /// The hosts now, for `pool_status`.
-    List(ractor::RpcReplyPort<Vec<HostReport>>),
     /// Add (`up`) or remove `count` slots of host `host` (`any`: the least loaded one);
     /// answered once the added slots exist or the removed ones are gone.
     Scale {
@@ -80,19 +78,6 @@ pub enum HostsMsg {
 }
 
 impl ractor::Message for HostsMsg {}
-
-/// One host as the scheduler sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HostReport {
-    /// Its name.
-    pub name: String,
-    /// Its epoch.
-    pub epoch: u64,
-    /// Its slots.
-    pub slots: usize,
-    /// Tasks handed to it and not ended.
-    pub tasks: usize,
-}
 
 /// A scaling of a host waiting for its slots to come or go.
 struct PendingScale {
@@ -228,20 +213,6 @@ impl Actor for HostsActor {
                 up,
                 reply,
             } => state.on_scale(host, count, up, reply),
-            HostsMsg::List(reply) => {
-                let mut list: Vec<HostReport> = state
-                    .hosts
-                    .iter()
-                    .map(|(name, h)| HostReport {
-                        name: name.clone(),
-                        epoch: h.epoch,
-                        slots: h.slots,
-                        tasks: h.tasks.len(),
-                    })
-                    .collect();
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-                let _ = reply.send(list);
-            }
         }
         Ok(())
     }
