@@ -248,7 +248,7 @@ async fn a_killed_host_interrupts_its_running_tasks_and_the_rest_completes_elsew
         let r = server
             .call_ok(
                 "pool_submit",
-                json!({ "prompt": format!("MOCK_SLEEP:1 MOCK_TEXT: long {i}") }),
+                json!({ "prompt": format!("MOCK_SLEEP:2 MOCK_TEXT: long {i}") }),
             )
             .await;
         ids.push(r["task_id"].as_str().expect("task id").to_owned());
@@ -264,6 +264,10 @@ async fn a_killed_host_interrupts_its_running_tasks_and_the_rest_completes_elsew
         .iter()
         .map(|s| s["task_id"].as_str().unwrap().to_owned())
         .collect();
+    // Handed to h1 is not yet started there: wait until each has begun.
+    for id in &on_h1 {
+        server.wait_started(id).await;
+    }
     h1.signal(libc::SIGKILL);
 
     let mut completed = 0;
@@ -352,6 +356,8 @@ async fn a_stopped_host_is_lost_fenced_and_rejoins_fresh_after_it_continues() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Handed to h1 is not yet started there: wait until it has begun.
+    server.wait_started(&held).await;
     h1.signal(libc::SIGSTOP);
     let r = within(
         Duration::from_secs(20),
@@ -772,6 +778,8 @@ async fn a_cut_link_loses_the_host_like_a_stop_and_restoring_it_brings_the_host_
         .as_str()
         .unwrap()
         .to_owned();
+    // Handed to h1 is not yet started there: wait until it has begun.
+    server.wait_started(&held).await;
     net.link(false);
     let r = within(
         Duration::from_secs(20),
